@@ -1,0 +1,502 @@
+//! The normalized market-data model every adapter emits and the gateway stores.
+//!
+//! A [`Tick`] is what an adapter hands on: the fields one upstream message
+//! carried, nothing more. A [`Quote`] is the full current state of a symbol,
+//! built by merging ticks in order with [`Quote::apply`]. Both are plain data:
+//! no clock, no I/O, so they can be property-tested and fuzzed directly.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use serde::Serialize;
+
+/// Longest symbol accepted anywhere (OCC option symbols are 21 bytes).
+pub const MAX_SYMBOL_LEN: usize = 32;
+
+/// A validated instrument name such as `AAPL`, `BRK.B` or `BTC-USD`.
+///
+/// Exists only through [`Symbol::parse`]: 1 to 32 bytes of ASCII letters,
+/// digits and `. - _ / : ^`. Case is preserved and significant. Stored inline,
+/// so a symbol never allocates and is `Copy`.
+#[derive(Clone, Copy, Eq)]
+pub struct Symbol {
+    len: u8,
+    bytes: [u8; MAX_SYMBOL_LEN],
+}
+
+/// Why a string is not a [`Symbol`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SymbolError {
+    /// The string was empty.
+    #[error("symbol is empty")]
+    Empty,
+    /// Longer than [`MAX_SYMBOL_LEN`] bytes.
+    #[error("symbol is longer than {MAX_SYMBOL_LEN} bytes")]
+    TooLong,
+    /// Contains a character outside `A-Z a-z 0-9 . - _ / : ^`.
+    #[error("symbol contains a character other than letters, digits and . - _ / : ^")]
+    BadCharacter,
+}
+
+impl Symbol {
+    /// Validates `text` as a symbol.
+    pub fn parse(text: &str) -> Result<Self, SymbolError> {
+        let raw = text.as_bytes();
+        if raw.is_empty() {
+            return Err(SymbolError::Empty);
+        }
+        if raw.len() > MAX_SYMBOL_LEN {
+            return Err(SymbolError::TooLong);
+        }
+        if !raw
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b".-_/:^".contains(&b))
+        {
+            return Err(SymbolError::BadCharacter);
+        }
+        let mut bytes = [0u8; MAX_SYMBOL_LEN];
+        bytes[..raw.len()].copy_from_slice(raw);
+        Ok(Self {
+            len: raw.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The symbol text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever stored (checked in `parse`), so this cannot fail.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+impl PartialEq for Symbol {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Hash for Symbol {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Symbol {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Symbol {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Symbol({})", self.as_str())
+    }
+}
+
+impl Serialize for Symbol {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Whether a tick reports state (a quote) or an event (a trade).
+///
+/// Quotes may be conflated: only the latest matters. Trades are events; the
+/// gateway still folds them into the quote's `last`/`last_size`/`volume`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TickKind {
+    /// Bid/ask (and possibly other state) changed.
+    #[default]
+    Quote,
+    /// A trade printed: `last` is its price, `last_size` its size.
+    Trade,
+}
+
+/// One normalized upstream message: the fields it carried, nothing more.
+///
+/// A field left `None` keeps its previous value in the [`Quote`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Tick {
+    pub symbol: Option<Symbol>,
+    pub kind: TickKind,
+    pub bid: Option<f64>,
+    pub ask: Option<f64>,
+    pub bid_size: Option<f64>,
+    pub ask_size: Option<f64>,
+    pub last: Option<f64>,
+    pub last_size: Option<f64>,
+    /// Cumulative day volume as reported upstream. When absent, trades add
+    /// their size to the running volume.
+    pub volume: Option<f64>,
+    pub open: Option<f64>,
+    pub high: Option<f64>,
+    pub low: Option<f64>,
+    pub prev_close: Option<f64>,
+    /// Source event time, microseconds since the Unix epoch, when the feed
+    /// supplies it.
+    pub ts: Option<u64>,
+}
+
+/// Why a tick was refused before it reached the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TickError {
+    /// No `symbol`.
+    #[error("tick has no symbol")]
+    MissingSymbol,
+    /// A price that is NaN, infinite, negative or zero.
+    #[error("tick has a price that is not a positive finite number")]
+    BadPrice,
+    /// A size or volume that is NaN, infinite or negative.
+    #[error("tick has a size or volume that is not a finite non-negative number")]
+    BadSize,
+    /// A timestamp before 2000-01-01 or more than a day in the future of the
+    /// receive time.
+    #[error("tick timestamp is implausible")]
+    BadTimestamp,
+    /// Carries no field that changes a quote.
+    #[error("tick carries no quote or trade field")]
+    Empty,
+}
+
+impl TickError {
+    /// Stable snake_case name, used as the `reason` metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingSymbol => "missing_symbol",
+            Self::BadPrice => "bad_price",
+            Self::BadSize => "bad_size",
+            Self::BadTimestamp => "bad_timestamp",
+            Self::Empty => "empty",
+        }
+    }
+}
+
+/// 2000-01-01T00:00:00Z in microseconds.
+const EARLIEST_TS_MICROS: u64 = 946_684_800_000_000;
+const DAY_MICROS: u64 = 86_400_000_000;
+
+impl Tick {
+    /// Checks that every carried value is usable; `now_micros` bounds the
+    /// timestamp so a feed in the wrong unit is caught.
+    pub fn validate(&self, now_micros: u64) -> Result<Symbol, TickError> {
+        let symbol = self.symbol.ok_or(TickError::MissingSymbol)?;
+        let prices = [
+            self.bid,
+            self.ask,
+            self.last,
+            self.open,
+            self.high,
+            self.low,
+            self.prev_close,
+        ];
+        if prices.iter().flatten().any(|p| !p.is_finite() || *p <= 0.0) {
+            return Err(TickError::BadPrice);
+        }
+        let sizes = [self.bid_size, self.ask_size, self.last_size, self.volume];
+        if sizes.iter().flatten().any(|s| !s.is_finite() || *s < 0.0) {
+            return Err(TickError::BadSize);
+        }
+        if let Some(ts) = self.ts
+            && (ts < EARLIEST_TS_MICROS || ts > now_micros.saturating_add(DAY_MICROS))
+        {
+            return Err(TickError::BadTimestamp);
+        }
+        if prices.iter().chain(sizes.iter()).all(Option::is_none) {
+            return Err(TickError::Empty);
+        }
+        Ok(symbol)
+    }
+}
+
+/// The full current state of one symbol, as clients receive it.
+///
+/// Serializes to the Quote object of the client protocol: unknown fields are
+/// omitted, `seq` grows by exactly one per accepted tick.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Quote {
+    pub symbol: Symbol,
+    pub seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bid: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ask: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bid_size: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ask_size: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_size: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub high: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub low: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prev_close: Option<f64>,
+    /// `last - prev_close`, when both are known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<f64>,
+    /// `change / prev_close * 100`, when both are known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_pct: Option<f64>,
+    /// Source event time (µs since epoch), or gateway receive time when the
+    /// feed gave none.
+    pub ts: u64,
+}
+
+impl Quote {
+    /// An empty quote for `symbol`, before any tick (seq 0).
+    pub fn new(symbol: Symbol) -> Self {
+        Self {
+            symbol,
+            seq: 0,
+            bid: None,
+            ask: None,
+            bid_size: None,
+            ask_size: None,
+            last: None,
+            last_size: None,
+            volume: None,
+            open: None,
+            high: None,
+            low: None,
+            prev_close: None,
+            change: None,
+            change_pct: None,
+            ts: 0,
+        }
+    }
+
+    /// Merges one validated tick, received at `received_micros`; bumps `seq`.
+    pub fn apply(&mut self, tick: &Tick, received_micros: u64) {
+        self.seq += 1;
+        self.ts = tick.ts.unwrap_or(received_micros);
+        let merge = |slot: &mut Option<f64>, value: Option<f64>| {
+            if value.is_some() {
+                *slot = value;
+            }
+        };
+        merge(&mut self.bid, tick.bid);
+        merge(&mut self.ask, tick.ask);
+        merge(&mut self.bid_size, tick.bid_size);
+        merge(&mut self.ask_size, tick.ask_size);
+        merge(&mut self.prev_close, tick.prev_close);
+        merge(&mut self.open, tick.open);
+        merge(&mut self.high, tick.high);
+        merge(&mut self.low, tick.low);
+        if let Some(price) = tick.last {
+            self.last = Some(price);
+            self.last_size = tick.last_size.or(self.last_size);
+            if tick.kind == TickKind::Trade {
+                self.open.get_or_insert(price);
+                self.high = Some(self.high.map_or(price, |h| h.max(price)));
+                self.low = Some(self.low.map_or(price, |l| l.min(price)));
+                if tick.volume.is_none() {
+                    let size = tick.last_size.unwrap_or(0.0);
+                    self.volume = Some(self.volume.unwrap_or(0.0) + size);
+                }
+            }
+        } else {
+            merge(&mut self.last_size, tick.last_size);
+        }
+        merge(&mut self.volume, tick.volume);
+        match (self.last, self.prev_close) {
+            (Some(last), Some(prev)) => {
+                let change = last - prev;
+                self.change = Some(round6(change));
+                self.change_pct = Some(round6(change / prev * 100.0));
+            }
+            _ => {
+                self.change = None;
+                self.change_pct = None;
+            }
+        }
+    }
+}
+
+/// Rounds derived values so they print compactly (`1.23`, not `1.2299999999`).
+fn round6(value: f64) -> f64 {
+    (value * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(s: &str) -> Symbol {
+        Symbol::parse(s).expect("valid symbol")
+    }
+
+    #[test]
+    fn symbol_parse_accepts_common_shapes_and_rejects_the_rest() {
+        for ok in [
+            "AAPL", "BRK.B", "BTC-USD", "ES_F", "EUR/USD", "X:Y", "^SPX", "a",
+        ] {
+            assert_eq!(sym(ok).as_str(), ok);
+        }
+        assert_eq!(Symbol::parse(""), Err(SymbolError::Empty));
+        assert_eq!(Symbol::parse(&"A".repeat(33)), Err(SymbolError::TooLong));
+        assert!(Symbol::parse(&"A".repeat(32)).is_ok());
+        for bad in ["A B", "A\"", "Ä", "A\n", "A*", "A>"] {
+            assert_eq!(
+                Symbol::parse(bad),
+                Err(SymbolError::BadCharacter),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn quote_merges_only_carried_fields_and_counts_seq() {
+        let mut q = Quote::new(sym("AAPL"));
+        let quote_tick = Tick {
+            symbol: Some(sym("AAPL")),
+            bid: Some(10.0),
+            ask: Some(10.1),
+            prev_close: Some(9.0),
+            ..Tick::default()
+        };
+        q.apply(&quote_tick, 1_700_000_000_000_000);
+        assert_eq!(
+            (q.seq, q.bid, q.ask, q.last),
+            (1, Some(10.0), Some(10.1), None)
+        );
+        assert_eq!(
+            q.ts, 1_700_000_000_000_000,
+            "receive time stands in for a missing ts"
+        );
+        let trade = Tick {
+            symbol: Some(sym("AAPL")),
+            kind: TickKind::Trade,
+            last: Some(10.05),
+            last_size: Some(300.0),
+            ts: Some(1_700_000_000_000_123),
+            ..Tick::default()
+        };
+        q.apply(&trade, 1);
+        q.apply(
+            &Tick {
+                last: Some(9.5),
+                last_size: Some(100.0),
+                ..trade
+            },
+            2,
+        );
+        assert_eq!(q.seq, 3);
+        assert_eq!(q.bid, Some(10.0), "a trade leaves the bid alone");
+        assert_eq!((q.last, q.volume), (Some(9.5), Some(400.0)));
+        assert_eq!(
+            (q.open, q.high, q.low),
+            (Some(10.05), Some(10.05), Some(9.5))
+        );
+        assert_eq!(q.change, Some(0.5));
+        assert_eq!(q.change_pct, Some(5.555556));
+        assert_eq!(q.ts, 1_700_000_000_000_123);
+    }
+
+    #[test]
+    fn validate_refuses_unusable_values() {
+        let now = 1_800_000_000_000_000;
+        let base = Tick {
+            symbol: Some(sym("X")),
+            bid: Some(1.0),
+            ..Tick::default()
+        };
+        assert!(base.validate(now).is_ok());
+        let cases = [
+            (
+                Tick {
+                    symbol: None,
+                    ..base
+                },
+                TickError::MissingSymbol,
+            ),
+            (
+                Tick {
+                    bid: Some(f64::NAN),
+                    ..base
+                },
+                TickError::BadPrice,
+            ),
+            (
+                Tick {
+                    ask: Some(-1.0),
+                    ..base
+                },
+                TickError::BadPrice,
+            ),
+            (
+                Tick {
+                    last: Some(f64::INFINITY),
+                    ..base
+                },
+                TickError::BadPrice,
+            ),
+            (
+                Tick {
+                    bid_size: Some(-5.0),
+                    ..base
+                },
+                TickError::BadSize,
+            ),
+            (
+                Tick {
+                    volume: Some(f64::NAN),
+                    ..base
+                },
+                TickError::BadSize,
+            ),
+            (
+                Tick {
+                    ts: Some(1_000),
+                    ..base
+                },
+                TickError::BadTimestamp,
+            ),
+            (
+                Tick {
+                    ts: Some(now * 1000),
+                    ..base
+                },
+                TickError::BadTimestamp,
+            ),
+            (Tick { bid: None, ..base }, TickError::Empty),
+        ];
+        for (tick, want) in cases {
+            assert_eq!(tick.validate(now), Err(want), "{tick:?}");
+        }
+    }
+
+    #[test]
+    fn quote_json_omits_unknown_fields() {
+        let mut q = Quote::new(sym("MSFT"));
+        q.apply(
+            &Tick {
+                symbol: Some(sym("MSFT")),
+                bid: Some(1.5),
+                ..Tick::default()
+            },
+            42,
+        );
+        let json = serde_json::to_string(&q).expect("serializes");
+        assert_eq!(json, r#"{"symbol":"MSFT","seq":1,"bid":1.5,"ts":42}"#);
+    }
+}
