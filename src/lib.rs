@@ -1,1 +1,187 @@
+//! tickgate: a market-data fan-out gateway.
+//!
+//! Data flows one way through the modules:
+//!
+//! ```text
+//! feeds (tickgate-feeds) ─► ingest ─► store ─► subscriptions ─► outbox ─► connection ─► server
+//! ```
+//!
+//! - [`ingest`]: the single writer of the store; validates ticks, merges
+//!   them, marks touched symbols dirty on their subscribers.
+//! - [`store`]: latest quote per symbol behind arc-swap, with its JSON
+//!   encoded once per tick.
+//! - [`subscriptions`]: symbol → interested connections, and the subscribe
+//!   rules that keep "snapshot before update" true.
+//! - [`outbox`]: per-connection conflation; at most one pending entry per
+//!   subscribed symbol.
+//! - [`connection`]: one WebSocket: a reader for requests and a writer that
+//!   drains the outbox into one frame per wake-up.
+//! - [`protocol`]: the client protocol codec, pure.
+//! - [`server`]: HTTP on the client and admin listeners, the `/ws` upgrade.
+//! - [`config`], [`metrics`], [`shutdown`], [`state`]: settings, metric
+//!   names, signals, shared state.
 
+pub mod config;
+pub mod connection;
+pub mod ingest;
+pub mod metrics;
+pub mod outbox;
+pub mod protocol;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+pub mod store;
+pub mod subscriptions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tickgate_feeds::FeedSender;
+use tickgate_feeds::sim::{SimConfig, Simulator};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::server::Listener;
+use crate::state::AppState;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener address could not be bound (in use, not local, no permission).
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Which feeds a gateway starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedSetup {
+    /// The embedded simulator (the default).
+    Simulator,
+    /// None: ticks arrive only through [`Gateway::feed_sender`].
+    External,
+}
+
+/// A running gateway. Dropping it does not stop it; call
+/// [`Gateway::shutdown`].
+pub struct Gateway {
+    state: Arc<AppState>,
+    client_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    feed_tx: FeedSender,
+}
+
+impl Gateway {
+    /// Binds both listeners and starts serving. Listening begins before any
+    /// feed has delivered data; `/readyz` says when data flows.
+    pub async fn start(config: Config, feeds: FeedSetup) -> Result<Self, StartError> {
+        let metrics = metrics::install();
+        let client = bind("client", config.server.listen).await?;
+        let admin = bind("admin", config.server.admin_listen).await?;
+        let client_addr = client.local_addr().map_err(|source| StartError::Bind {
+            listener: "client",
+            addr: config.server.listen,
+            source,
+        })?;
+        let admin_addr = admin.local_addr().map_err(|source| StartError::Bind {
+            listener: "admin",
+            addr: config.server.admin_listen,
+            source,
+        })?;
+        let state = Arc::new(AppState::new(config));
+        let (feed_tx, feed_rx) = mpsc::channel(ingest::FEED_QUEUE);
+        state
+            .tracker
+            .spawn(ingest::run(Arc::clone(&state), feed_rx));
+        state.tracker.spawn(server::accept_loop(
+            client,
+            Listener::Client { transport: "ws" },
+            Arc::clone(&state),
+            metrics.clone(),
+        ));
+        state.tracker.spawn(server::accept_loop(
+            admin,
+            Listener::Admin,
+            Arc::clone(&state),
+            metrics.clone(),
+        ));
+        state.tracker.spawn(publish_feed_gauges(Arc::clone(&state)));
+        if feeds == FeedSetup::Simulator {
+            let sim = &state.config.simulator;
+            let simulator = Simulator::new(SimConfig {
+                ticks_per_second: sim.ticks_per_second,
+                seed: sim.seed,
+                symbols: sim.symbols,
+                bursts: sim.bursts,
+            });
+            state.tracker.spawn(simulator.run(
+                "sim".into(),
+                feed_tx.clone(),
+                state.shutdown.clone(),
+            ));
+        }
+        Ok(Self {
+            state,
+            client_addr,
+            admin_addr,
+            feed_tx,
+        })
+    }
+
+    /// Address of the client listener (`/ws`, `/`).
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// A sender for feeding ticks in directly (embedding, tests).
+    pub fn feed_sender(&self) -> FeedSender {
+        self.feed_tx.clone()
+    }
+
+    /// The shared state, for introspection.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Stops accepting, closes every client with 1001 and waits up to
+    /// `grace_period` for tasks to finish. Returns whether they all did.
+    pub async fn shutdown(self, grace_period: Duration) -> bool {
+        self.state.start_draining();
+        self.state.shutdown.cancel();
+        self.state.tracker.close();
+        drop(self.feed_tx);
+        tokio::time::timeout(grace_period, self.state.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            listener,
+            addr,
+            source,
+        })
+}
+
+async fn publish_feed_gauges(state: Arc<AppState>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = every.tick() => state.feeds.publish_gauges(),
+        }
+    }
+}

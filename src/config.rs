@@ -1,0 +1,346 @@
+//! Gateway configuration: defaults (DESIGN.md §5), the TOML file, and the
+//! checks that turn it into values the rest of the code can trust.
+//!
+//! Unknown keys are errors. Every problem found is reported at once, each
+//! naming its key; the binary then exits with status 64.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Everything a gateway needs to run. Every section and key is optional in
+/// the file; missing ones take the defaults shown in `docs/config.md`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub limits: LimitsConfig,
+    pub connection: ConnectionConfig,
+    pub simulator: SimulatorConfig,
+    pub shutdown: ShutdownConfig,
+    pub log: LogConfig,
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Client listener: `/ws` and the dashboard page.
+    pub listen: SocketAddr,
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`.
+    pub admin_listen: SocketAddr,
+}
+
+/// Bounds on what clients may use.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open WebSocket connections in total; more are refused with HTTP 503.
+    pub max_connections: usize,
+    /// Symbols one connection may hold; more get `too_many_subscriptions`.
+    pub max_subscriptions_per_connection: usize,
+    /// Largest client message (and frame) in bytes; larger closes with 1009.
+    pub max_message_bytes: usize,
+    /// Distinct symbols the store will track (feeds and client subscriptions
+    /// to not-yet-seen symbols both count).
+    pub max_symbols: usize,
+    /// Time a client has to send its HTTP request headers.
+    pub handshake_timeout_ms: u64,
+}
+
+/// Per-connection timers and buffers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionConfig {
+    /// A `{"type":"heartbeat"}` frame is sent after this long without any frame.
+    pub heartbeat_interval_ms: u64,
+    /// A WebSocket ping is sent this often.
+    pub ping_interval_ms: u64,
+    /// A connection that sends nothing (not even a pong) for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Upper bound of a connection's outgoing WebSocket buffer.
+    pub max_write_buffer_bytes: usize,
+}
+
+/// The embedded simulator feed, used when no other feed is configured.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    /// Average ticks per second over the whole universe.
+    pub ticks_per_second: f64,
+    /// Seed of the random walk.
+    pub seed: u64,
+    /// Use only the first N symbols of the universe.
+    pub symbols: Option<usize>,
+    /// Occasional bursts of five times the rate.
+    pub bursts: bool,
+}
+
+/// How the gateway stops.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// After SIGTERM/Ctrl-C, time allowed for closing connections before exit.
+    pub grace_period_ms: u64,
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (human-readable) or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `tickgate=debug,info`;
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_subscriptions_per_connection: 1_000,
+            max_message_bytes: 256 * 1024,
+            max_symbols: 100_000,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 5_000,
+            ping_interval_ms: 20_000,
+            idle_timeout_ms: 60_000,
+            max_write_buffer_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            ticks_per_second: 2_000.0,
+            seed: 42,
+            symbols: None,
+            bursts: true,
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace_period_ms: 5_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            limits: LimitsConfig::default(),
+            connection: ConnectionConfig::default(),
+            simulator: SimulatorConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Why a configuration cannot be used. Each problem names its key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("config file {path}: {reason}")]
+    Syntax { path: String, reason: String },
+    /// Values that parse but cannot work together, one line per problem.
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_owned(),
+            reason: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; reports all problems together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, problem: &str| {
+            if !ok {
+                problems.push(problem.to_owned());
+            }
+        };
+        let l = &self.limits;
+        check(
+            l.max_connections >= 1,
+            "limits.max_connections must be at least 1",
+        );
+        check(
+            l.max_subscriptions_per_connection >= 1,
+            "limits.max_subscriptions_per_connection must be at least 1",
+        );
+        check(
+            (1024..=64 * 1024 * 1024).contains(&l.max_message_bytes),
+            "limits.max_message_bytes must be between 1024 and 67108864",
+        );
+        check(
+            (1..=10_000_000).contains(&l.max_symbols),
+            "limits.max_symbols must be between 1 and 10000000",
+        );
+        check(
+            l.handshake_timeout_ms >= 100,
+            "limits.handshake_timeout_ms must be at least 100",
+        );
+        let c = &self.connection;
+        check(
+            c.heartbeat_interval_ms >= 100,
+            "connection.heartbeat_interval_ms must be at least 100",
+        );
+        check(
+            c.ping_interval_ms >= 100,
+            "connection.ping_interval_ms must be at least 100",
+        );
+        check(
+            c.idle_timeout_ms > c.ping_interval_ms,
+            "connection.idle_timeout_ms must be greater than connection.ping_interval_ms (pongs keep a connection alive)",
+        );
+        check(
+            c.max_write_buffer_bytes >= 64 * 1024,
+            "connection.max_write_buffer_bytes must be at least 65536",
+        );
+        let s = &self.simulator;
+        check(
+            s.ticks_per_second.is_finite() && (0.0..=10_000_000.0).contains(&s.ticks_per_second),
+            "simulator.ticks_per_second must be between 0 and 10000000",
+        );
+        check(s.symbols != Some(0), "simulator.symbols must be at least 1");
+        check(
+            self.shutdown.grace_period_ms <= 3_600_000,
+            "shutdown.grace_period_ms must be at most 3600000 (one hour)",
+        );
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level is not a valid filter (try \"info\" or \"tickgate=debug,info\")",
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let config = Config::from_toml("", "test").expect("valid");
+        assert_eq!(config, Config::default());
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.admin_listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(config.limits.max_subscriptions_per_connection, 1000);
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_matches_the_defaults() {
+        let text = include_str!("../config/tickgate.example.toml");
+        assert_eq!(
+            Config::from_toml(text, "example").expect("valid"),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let cases = [
+            ("[server]\nlisten = \"nowhere\"", "listen"),
+            ("[server]\nlistne = \"127.0.0.1:1\"", "listne"),
+            ("[nonsense]\n", "nonsense"),
+            ("[limits]\nmax_connections = -1", "max_connections"),
+            ("[limits]\nmax_connections = \"many\"", "max_connections"),
+            ("[log]\nformat = \"xml\"", "format"),
+            ("this is not toml", "test"),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml(text, "test").expect_err(text).to_string();
+            assert!(err.contains(key), "{text:?} -> {err}");
+        }
+    }
+
+    #[test]
+    fn all_semantic_problems_are_reported_together() {
+        let text = "[limits]\nmax_connections = 0\nmax_message_bytes = 10\n[connection]\nidle_timeout_ms = 100\nping_interval_ms = 200\n[simulator]\nticks_per_second = -5.0";
+        let Err(ConfigError::Invalid(problems)) = Config::from_toml(text, "test") else {
+            panic!("expected Invalid");
+        };
+        let all = problems.join("\n");
+        for key in [
+            "limits.max_connections",
+            "limits.max_message_bytes",
+            "connection.idle_timeout_ms",
+            "simulator.ticks_per_second",
+        ] {
+            assert!(all.contains(key), "{key} missing from {all}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let err = Config::load(Path::new("/nonexistent/tickgate.toml")).expect_err("missing");
+        assert!(
+            err.to_string().contains("/nonexistent/tickgate.toml"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,437 @@
+//! Per-connection conflation: what a connection still owes its client.
+//!
+//! The ingest task marks symbols dirty here; the connection's writer drains
+//! the outbox whenever its socket can take more. The outbox holds at most one
+//! pending entry per subscribed symbol, so its size is bounded by the
+//! subscription count however slowly the client reads: a newer tick simply
+//! leaves the entry dirty, and the writer reads the *latest* snapshot when it
+//! finally sends. Nothing here awaits; [`Mailbox`] adds the lock and the
+//! wake-up.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustc_hash::FxHashMap;
+use tokio::sync::Notify;
+
+use crate::store::{Slot, Snapshot, SymbolId};
+
+/// Identifies a connection for the lifetime of the process.
+pub type ConnId = u64;
+
+/// Control frames (acks, snapshots, errors) a connection may have queued
+/// before its reader stops reading requests: a client that floods requests
+/// without reading replies stalls itself, not the gateway.
+pub const MAX_CONTROL_FRAMES: usize = 32;
+
+struct Subscription {
+    slot: Arc<Slot>,
+    /// Highest seq this client has been sent (0 before any data).
+    last_seq: u64,
+    /// Whether `id` is already in `Outbox::dirty`.
+    dirty: bool,
+}
+
+/// What a writer takes out of the outbox in one go.
+#[derive(Debug, Default)]
+pub struct Drain {
+    /// Replies to requests, in order; sent before `update`.
+    pub control: Vec<String>,
+    /// One `update` frame holding each changed symbol at most once.
+    pub update: Option<String>,
+    /// Quotes in `update`.
+    pub quotes: u64,
+    /// Ticks this client will never see because a newer value replaced them
+    /// (sum of seq gaps in `update`).
+    pub conflated: u64,
+    /// Oldest gateway receive time (µs) among the quotes in `update`.
+    pub oldest_received_micros: Option<u64>,
+}
+
+impl Drain {
+    /// Nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.control.is_empty() && self.update.is_none()
+    }
+}
+
+/// The pending state of one connection. See the module docs.
+#[derive(Default)]
+pub struct Outbox {
+    subs: FxHashMap<SymbolId, Subscription>,
+    /// Symbols changed since the last drain; at most one entry per subscription.
+    dirty: Vec<SymbolId>,
+    /// At most [`MAX_CONTROL_FRAMES`] frames in normal operation (the reader
+    /// waits when full).
+    control: VecDeque<String>,
+}
+
+impl Outbox {
+    /// Records that `id` changed. Returns true when the outbox went from empty
+    /// to non-empty (the writer needs a wake-up). Symbols this connection is
+    /// not subscribed to are ignored.
+    pub fn mark_dirty(&mut self, id: SymbolId) -> bool {
+        let was_empty = self.is_empty();
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return false;
+        };
+        if sub.dirty {
+            return false;
+        }
+        sub.dirty = true;
+        self.dirty.push(id);
+        was_empty
+    }
+
+    /// Adds a subscription and returns the snapshot the client must receive
+    /// for it (if the symbol has data). Returns `None` as well when already
+    /// subscribed: the client already has that symbol's state.
+    pub fn subscribe(&mut self, slot: Arc<Slot>) -> Option<Arc<Snapshot>> {
+        if self.subs.contains_key(&slot.id) {
+            return None;
+        }
+        let latest = slot.latest();
+        let last_seq = latest.as_ref().map_or(0, |s| s.quote.seq);
+        self.subs.insert(
+            slot.id,
+            Subscription {
+                slot,
+                last_seq,
+                dirty: false,
+            },
+        );
+        latest
+    }
+
+    /// Drops a subscription and its pending entry, so that subscribing again
+    /// cannot leave two entries for one symbol.
+    pub fn unsubscribe(&mut self, id: SymbolId) -> Option<Arc<Slot>> {
+        let sub = self.subs.remove(&id)?;
+        if sub.dirty {
+            self.dirty.retain(|&d| d != id);
+        }
+        Some(sub.slot)
+    }
+
+    /// Removes every subscription, returning their slots.
+    pub fn unsubscribe_all(&mut self) -> Vec<Arc<Slot>> {
+        self.dirty.clear();
+        self.subs.drain().map(|(_, sub)| sub.slot).collect()
+    }
+
+    /// Whether `id` is subscribed.
+    pub fn is_subscribed(&self, id: SymbolId) -> bool {
+        self.subs.contains_key(&id)
+    }
+
+    /// Number of subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Number of dirty entries (never more than the subscription count).
+    pub fn pending(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// Queues a reply. Returns true when the outbox went from empty to
+    /// non-empty.
+    pub fn push_control(&mut self, frame: String) -> bool {
+        let was_empty = self.is_empty();
+        self.control.push_back(frame);
+        was_empty
+    }
+
+    /// Control frames waiting to be written.
+    pub fn control_len(&self) -> usize {
+        self.control.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.dirty.is_empty() && self.control.is_empty()
+    }
+
+    /// Takes everything owed: queued replies first, then one `update` frame
+    /// with the latest quote of each dirty symbol whose seq is newer than what
+    /// the client already holds.
+    pub fn drain(&mut self) -> Drain {
+        let mut drain = Drain {
+            control: self.control.drain(..).collect(),
+            ..Drain::default()
+        };
+        if self.dirty.is_empty() {
+            return drain;
+        }
+        let mut frame = String::with_capacity(32 + self.dirty.len() * 192);
+        frame.push_str(r#"{"type":"update","quotes":["#);
+        for id in self.dirty.drain(..) {
+            let Some(sub) = self.subs.get_mut(&id) else {
+                continue;
+            };
+            sub.dirty = false;
+            let Some(snapshot) = sub.slot.latest() else {
+                continue;
+            };
+            let seq = snapshot.quote.seq;
+            if seq <= sub.last_seq {
+                continue;
+            }
+            drain.conflated += seq - sub.last_seq - 1;
+            sub.last_seq = seq;
+            if drain.quotes > 0 {
+                frame.push(',');
+            }
+            frame.push_str(&snapshot.json);
+            drain.quotes += 1;
+            let received = snapshot.received_micros;
+            drain.oldest_received_micros = Some(
+                drain
+                    .oldest_received_micros
+                    .map_or(received, |o| o.min(received)),
+            );
+        }
+        frame.push_str("]}");
+        if drain.quotes > 0 {
+            drain.update = Some(frame);
+        }
+        drain
+    }
+}
+
+/// An [`Outbox`] shared between the ingest task and a connection, with the
+/// wake-ups both sides need.
+pub struct Mailbox {
+    pub id: ConnId,
+    outbox: Mutex<Outbox>,
+    /// Wakes the writer: something was queued into an empty outbox.
+    pub wake: Notify,
+    /// Wakes the reader: the writer took the queued control frames.
+    pub drained: Notify,
+}
+
+impl Mailbox {
+    /// An empty mailbox for connection `id`.
+    pub fn new(id: ConnId) -> Self {
+        Self {
+            id,
+            outbox: Mutex::new(Outbox::default()),
+            wake: Notify::new(),
+            drained: Notify::new(),
+        }
+    }
+
+    /// Locks the outbox. Never hold the guard across an await.
+    pub fn lock(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding this lock leaves plain data behind; keep going.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks `id` dirty and wakes the writer if needed.
+    pub fn mark_dirty(&self, id: SymbolId) {
+        let wake = self.lock().mark_dirty(id);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Queues replies (in order) and wakes the writer if needed.
+    pub fn push_control(&self, frames: impl IntoIterator<Item = String>) {
+        let mut wake = false;
+        {
+            let mut outbox = self.lock();
+            for frame in frames {
+                wake |= outbox.push_control(frame);
+            }
+        }
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes everything owed (see [`Outbox::drain`]) and lets a waiting reader
+    /// go on.
+    pub fn drain(&self) -> Drain {
+        let drain = self.lock().drain();
+        if !drain.control.is_empty() {
+            self.drained.notify_one();
+        }
+        drain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+    use tickgate_feeds::{Symbol, Tick};
+
+    use super::*;
+    use crate::store::SnapshotStore;
+
+    fn tick(symbol: Symbol, price: f64) -> Tick {
+        Tick {
+            symbol: Some(symbol),
+            bid: Some(price),
+            ..Tick::default()
+        }
+    }
+
+    fn quotes_of(frame: &str) -> Vec<(String, u64, f64)> {
+        let value: serde_json::Value = serde_json::from_str(frame).expect("valid JSON frame");
+        value["quotes"]
+            .as_array()
+            .expect("quotes array")
+            .iter()
+            .map(|q| {
+                (
+                    q["symbol"].as_str().expect("symbol").to_owned(),
+                    q["seq"].as_u64().expect("seq"),
+                    q["bid"].as_f64().expect("bid"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn slow_reader_gets_latest_price_not_every_tick() {
+        let store = SnapshotStore::new(10);
+        let aapl = store
+            .get_or_create(Symbol::parse("AAPL").expect("valid"))
+            .expect("room");
+        let mut outbox = Outbox::default();
+        assert!(outbox.subscribe(Arc::clone(&aapl)).is_none(), "no data yet");
+        for i in 1..=1000 {
+            store.apply(&aapl, &tick(aapl.symbol, f64::from(i)), 1);
+            outbox.mark_dirty(aapl.id);
+            assert!(
+                outbox.pending() <= 1,
+                "one entry per symbol however many ticks"
+            );
+        }
+        let drain = outbox.drain();
+        let quotes = quotes_of(drain.update.as_deref().expect("update"));
+        assert_eq!(quotes, vec![("AAPL".to_owned(), 1000, 1000.0)]);
+        assert_eq!(drain.conflated, 999);
+        assert!(outbox.drain().is_empty());
+    }
+
+    #[test]
+    fn snapshot_seq_is_not_resent_as_update() {
+        let store = SnapshotStore::new(10);
+        let msft = store
+            .get_or_create(Symbol::parse("MSFT").expect("valid"))
+            .expect("room");
+        store.apply(&msft, &tick(msft.symbol, 1.0), 1);
+        let mut outbox = Outbox::default();
+        // A tick marked dirty before the subscription existed is ignored...
+        outbox.mark_dirty(msft.id);
+        let snap = outbox.subscribe(Arc::clone(&msft)).expect("has data");
+        assert_eq!(snap.quote.seq, 1);
+        // ...and a dirty mark for a seq the snapshot already carried sends nothing.
+        outbox.mark_dirty(msft.id);
+        assert!(outbox.drain().update.is_none());
+    }
+
+    #[test]
+    fn control_frames_come_before_updates_and_unsubscribed_symbols_are_skipped() {
+        let store = SnapshotStore::new(10);
+        let a = store
+            .get_or_create(Symbol::parse("A").expect("valid"))
+            .expect("room");
+        let b = store
+            .get_or_create(Symbol::parse("B").expect("valid"))
+            .expect("room");
+        let mut outbox = Outbox::default();
+        outbox.subscribe(Arc::clone(&a));
+        outbox.subscribe(Arc::clone(&b));
+        store.apply(&a, &tick(a.symbol, 1.0), 1);
+        store.apply(&b, &tick(b.symbol, 2.0), 1);
+        assert!(outbox.mark_dirty(a.id), "first entry wakes the writer");
+        assert!(!outbox.mark_dirty(b.id), "second does not");
+        outbox.push_control("ack".to_owned());
+        outbox.unsubscribe(b.id);
+        let drain = outbox.drain();
+        assert_eq!(drain.control, vec!["ack".to_owned()]);
+        assert_eq!(
+            quotes_of(drain.update.as_deref().expect("update")),
+            vec![("A".to_owned(), 1, 1.0)]
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Tick { symbol: usize, price: u16 },
+        Drain,
+        Unsubscribe(usize),
+        Subscribe(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (0..5usize, 1..1000u16).prop_map(|(symbol, price)| Step::Tick { symbol, price }),
+            3 => Just(Step::Drain),
+            1 => (0..5usize).prop_map(Step::Unsubscribe),
+            1 => (0..5usize).prop_map(Step::Subscribe),
+        ]
+    }
+
+    proptest! {
+        /// Conflation never reorders or repeats a symbol's seq, never sends a
+        /// symbol twice in one frame, stays bounded, and the last value always
+        /// arrives.
+        #[test]
+        fn conflation_keeps_seq_order_and_delivers_the_last_value(steps in proptest::collection::vec(step(), 1..300)) {
+            let store = SnapshotStore::new(10);
+            let slots: Vec<_> = (0..5)
+                .map(|i| store.get_or_create(Symbol::parse(&format!("S{i}")).expect("valid")).expect("room"))
+                .collect();
+            let mut outbox = Outbox::default();
+            let mut held: HashMap<String, (u64, f64)> = HashMap::new();
+            let mut subscribed = [false; 5];
+            let receive = |frame: &str, held: &mut HashMap<String, (u64, f64)>| {
+                let quotes = quotes_of(frame);
+                let mut seen = std::collections::HashSet::new();
+                for (symbol, seq, bid) in quotes {
+                    assert!(seen.insert(symbol.clone()), "{symbol} twice in one frame");
+                    if let Some((old, _)) = held.get(&symbol) {
+                        assert!(seq > *old, "{symbol}: seq {seq} after {old}");
+                    }
+                    held.insert(symbol, (seq, bid));
+                }
+            };
+            for step in steps {
+                match step {
+                    Step::Tick { symbol, price } => {
+                        store.apply(&slots[symbol], &tick(slots[symbol].symbol, f64::from(price)), 1);
+                        outbox.mark_dirty(slots[symbol].id);
+                    }
+                    Step::Drain => {
+                        if let Some(frame) = outbox.drain().update { receive(&frame, &mut held) }
+                    }
+                    Step::Unsubscribe(i) => {
+                        outbox.unsubscribe(slots[i].id);
+                        subscribed[i] = false;
+                        held.remove(slots[i].symbol.as_str());
+                    }
+                    Step::Subscribe(i) => {
+                        if !subscribed[i] {
+                            subscribed[i] = true;
+                            if let Some(snap) = outbox.subscribe(Arc::clone(&slots[i])) {
+                                let frame = format!(r#"{{"quotes":[{}]}}"#, snap.json);
+                                receive(&frame, &mut held);
+                            }
+                        }
+                    }
+                }
+                prop_assert!(outbox.pending() <= outbox.subscription_count());
+            }
+            if let Some(frame) = outbox.drain().update { receive(&frame, &mut held) }
+            for (i, slot) in slots.iter().enumerate() {
+                if !subscribed[i] { continue }
+                let latest = slot.latest().map(|s| (s.quote.seq, s.quote.bid.unwrap_or_default()));
+                prop_assert_eq!(held.get(slot.symbol.as_str()).copied(), latest);
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! HTTP on both listeners: the client listener upgrades `/ws` to WebSocket
+//! and serves the dashboard page; the admin listener serves `/metrics`,
+//! `/healthz` and `/readyz`. Anything else gets a plain 404.
+//!
+//! Each accepted TCP connection costs one task. A client that does not finish
+//! its request headers within `limits.handshake_timeout_ms` is dropped.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tracing::{debug, warn};
+
+use crate::connection;
+use crate::metrics as m;
+use crate::state::AppState;
+
+type Body = Full<Bytes>;
+
+/// Static files of the dashboard, embedded at build time.
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../web/index.html"),
+    ),
+    (
+        "/index.html",
+        "text/html; charset=utf-8",
+        include_str!("../web/index.html"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/app.js"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/style.css"),
+    ),
+    (
+        "/tickgate.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/tickgate.js"),
+    ),
+    (
+        "/tickgate.d.ts",
+        "text/plain; charset=utf-8",
+        include_str!("../web/tickgate.d.ts"),
+    ),
+];
+
+/// Which listener a connection arrived on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Listener {
+    Client { transport: &'static str },
+    Admin,
+}
+
+/// Accepts connections on `listener` until shutdown.
+pub async fn accept_loop(
+    listener: TcpListener,
+    kind: Listener,
+    state: Arc<AppState>,
+    metrics: PrometheusHandle,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off briefly
+                    // rather than spinning.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state_for_conn = Arc::clone(&state);
+        let metrics = metrics.clone();
+        state
+            .tracker
+            .spawn(serve_http(stream, peer, kind, state_for_conn, metrics));
+    }
+}
+
+/// Serves HTTP/1.1 on one connection (plain or already TLS-wrapped).
+pub async fn serve_http<S>(
+    io: S,
+    peer: SocketAddr,
+    kind: Listener,
+    state: Arc<AppState>,
+    metrics: PrometheusHandle,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handshake_timeout = Duration::from_millis(state.config.limits.handshake_timeout_ms);
+    let service_state = Arc::clone(&state);
+    let service = service_fn(move |request| {
+        let state = Arc::clone(&service_state);
+        let metrics = metrics.clone();
+        async move { Ok::<_, Infallible>(route(request, kind, state, &metrics)) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                debug!(%peer, %error, "http connection ended with an error");
+            }
+        }
+        () = state.shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+}
+
+fn route(
+    request: Request<Incoming>,
+    kind: Listener,
+    state: Arc<AppState>,
+    metrics: &PrometheusHandle,
+) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    match (kind, path.as_str()) {
+        (Listener::Client { transport }, "/ws") => upgrade(request, transport, state),
+        (Listener::Client { .. }, _) => match ASSETS.iter().find(|(p, _, _)| *p == path) {
+            Some((_, content_type, body))
+                if request.method() == Method::GET || request.method() == Method::HEAD =>
+            {
+                let mut response = text(StatusCode::OK, body);
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                response
+            }
+            Some(_) => method_not_allowed(),
+            None => not_found(),
+        },
+        (Listener::Admin, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (Listener::Admin, "/readyz") => match state.not_ready_reason() {
+            None => text(StatusCode::OK, "ready\n"),
+            Some(reason) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not ready: {reason}\n"),
+            ),
+        },
+        (Listener::Admin, "/metrics") => {
+            state.feeds.publish_gauges();
+            let mut response = text(StatusCode::OK, &metrics.render());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        (Listener::Admin, _) => not_found(),
+    }
+}
+
+/// Answers a WebSocket upgrade on `/ws` and hands the socket to a connection task.
+fn upgrade(
+    mut request: Request<Incoming>,
+    transport: &'static str,
+    state: Arc<AppState>,
+) -> Response<Body> {
+    if request.method() != Method::GET {
+        return method_not_allowed();
+    }
+    let headers = request.headers();
+    let wants_upgrade = header_has_token(headers.get(header::CONNECTION), "upgrade")
+        && headers
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !wants_upgrade {
+        let mut response = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "/ws is a WebSocket endpoint: connect with a WebSocket client (ws:// or wss://)\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        return response;
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        let mut response = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported WebSocket version; use 13\n",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    if state.is_draining() {
+        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "draining").increment(1);
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "gateway is shutting down; connect to another instance\n",
+        );
+    }
+    let Ok(permit) = Arc::clone(&state.connection_slots).try_acquire_owned() else {
+        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "max_connections").increment(1);
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections; try again later\n",
+        );
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let ws_config = websocket_config(&state);
+    let task_state = Arc::clone(&state);
+    state.tracker.spawn(async move {
+        let _permit = permit;
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
+                connection::serve(ws, task_state, transport).await;
+            }
+            Err(error) => debug!(%error, "websocket upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(value) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    response
+}
+
+/// Buffers sized for dashboards: they send little, so the read buffer is
+/// small (tungstenite's default is 128 KiB per connection).
+fn websocket_config(state: &AppState) -> WebSocketConfig {
+    let max_message = state.config.limits.max_message_bytes;
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(state.config.connection.max_write_buffer_bytes)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+}
+
+fn header_has_token(value: Option<&HeaderValue>, token: &str) -> bool {
+    value.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',')
+            .any(|part| part.trim().eq_ignore_ascii_case(token))
+    })
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(Body::new(Bytes::copy_from_slice(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn not_found() -> Response<Body> {
+    text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+fn method_not_allowed() -> Response<Body> {
+    text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+}

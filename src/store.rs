@@ -1,0 +1,211 @@
+//! Latest quote per symbol. The ingest task writes here; connection writers
+//! read. Nothing here awaits.
+//!
+//! Every symbol the gateway has heard of (from a feed, or from a client
+//! subscribing to it) has one [`Slot`] with a stable [`SymbolId`]. A slot holds
+//! the latest [`Snapshot`] behind an `ArcSwapOption`, so a writer reads it
+//! without a lock while the ingest task swaps in the next one, and the set of
+//! connections interested in the symbol (see [`crate::subscriptions`]).
+//!
+//! The slot table itself is read-mostly: it lives behind one `ArcSwap` and is
+//! copied only when a new symbol appears (bounded by `max_symbols`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use rustc_hash::FxHashMap;
+use tickgate_feeds::{Quote, Symbol, Tick};
+
+use crate::subscriptions::SubscriberSet;
+
+/// Dense index of a symbol in the store, stable for the life of the process.
+pub type SymbolId = u32;
+
+/// A symbol's latest quote, with its JSON encoded once and shared by every
+/// connection that sends it.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub quote: Quote,
+    /// `quote` as the protocol's Quote object.
+    pub json: String,
+    /// Gateway receive time of the tick that produced this snapshot (µs).
+    pub received_micros: u64,
+}
+
+/// Everything the gateway keeps for one symbol.
+pub struct Slot {
+    pub id: SymbolId,
+    pub symbol: Symbol,
+    latest: ArcSwapOption<Snapshot>,
+    /// Connections subscribed to this symbol. Locked briefly by subscribe,
+    /// unsubscribe and the ingest task's fan-out; never across an await.
+    pub subscribers: Mutex<SubscriberSet>,
+}
+
+impl Slot {
+    /// The latest snapshot, if the symbol has data. Cheap; never blocks.
+    pub fn latest(&self) -> Option<Arc<Snapshot>> {
+        self.latest.load_full()
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    by_symbol: FxHashMap<Symbol, SymbolId>,
+    slots: Vec<Arc<Slot>>,
+}
+
+/// The store is full: `max_symbols` distinct symbols are already known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the symbol table is full ({0} symbols)")]
+pub struct StoreFull(pub usize);
+
+/// Latest quote per symbol, read without locks.
+pub struct SnapshotStore {
+    table: ArcSwap<Table>,
+    /// Serializes the (rare) growth of the table.
+    grow: Mutex<()>,
+    max_symbols: usize,
+    ticks_applied: AtomicU64,
+}
+
+impl SnapshotStore {
+    /// An empty store that will hold at most `max_symbols` symbols.
+    pub fn new(max_symbols: usize) -> Self {
+        Self {
+            table: ArcSwap::from_pointee(Table::default()),
+            grow: Mutex::new(()),
+            max_symbols,
+            ticks_applied: AtomicU64::new(0),
+        }
+    }
+
+    /// The slot of `symbol`, if the gateway has heard of it.
+    pub fn get(&self, symbol: &Symbol) -> Option<Arc<Slot>> {
+        let table = self.table.load();
+        table
+            .by_symbol
+            .get(symbol)
+            .map(|&id| Arc::clone(&table.slots[id as usize]))
+    }
+
+    /// The slot of `symbol`, created empty if it is new.
+    pub fn get_or_create(&self, symbol: Symbol) -> Result<Arc<Slot>, StoreFull> {
+        if let Some(slot) = self.get(&symbol) {
+            return Ok(slot);
+        }
+        let _grow = self.grow.lock().unwrap_or_else(|e| e.into_inner());
+        // Another thread may have added it while we waited.
+        let current = self.table.load_full();
+        if let Some(&id) = current.by_symbol.get(&symbol) {
+            return Ok(Arc::clone(&current.slots[id as usize]));
+        }
+        if current.slots.len() >= self.max_symbols {
+            return Err(StoreFull(self.max_symbols));
+        }
+        let id = current.slots.len() as SymbolId;
+        let slot = Arc::new(Slot {
+            id,
+            symbol,
+            latest: ArcSwapOption::empty(),
+            subscribers: Mutex::new(SubscriberSet::default()),
+        });
+        let mut slots = Vec::with_capacity((current.slots.len() + 1).next_power_of_two());
+        slots.extend(current.slots.iter().cloned());
+        slots.push(Arc::clone(&slot));
+        let mut by_symbol = current.by_symbol.clone();
+        by_symbol.insert(symbol, id);
+        self.table.store(Arc::new(Table { by_symbol, slots }));
+        Ok(slot)
+    }
+
+    /// Merges a validated tick into `slot`'s quote and publishes the result.
+    ///
+    /// Only the ingest task calls this, so read-modify-write needs no lock.
+    pub fn apply(&self, slot: &Slot, tick: &Tick, received_micros: u64) -> Arc<Snapshot> {
+        let mut quote = slot
+            .latest
+            .load()
+            .as_ref()
+            .map_or_else(|| Quote::new(slot.symbol), |s| s.quote.clone());
+        quote.apply(tick, received_micros);
+        // Serializing a struct of numbers and a validated ASCII symbol cannot fail.
+        let json = serde_json::to_string(&quote).unwrap_or_default();
+        let snapshot = Arc::new(Snapshot {
+            quote,
+            json,
+            received_micros,
+        });
+        slot.latest.store(Some(Arc::clone(&snapshot)));
+        self.ticks_applied.fetch_add(1, Ordering::Relaxed);
+        snapshot
+    }
+
+    /// Number of symbols known (with or without data).
+    pub fn symbol_count(&self) -> usize {
+        self.table.load().slots.len()
+    }
+
+    /// Ticks applied since start.
+    pub fn ticks_applied(&self) -> u64 {
+        self.ticks_applied.load(Ordering::Relaxed)
+    }
+
+    /// Every slot, for whole-store walks (introspection, metrics).
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        self.table.load().slots.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(s: &str) -> Symbol {
+        Symbol::parse(s).expect("valid")
+    }
+
+    #[test]
+    fn apply_merges_and_encodes_once() {
+        let store = SnapshotStore::new(10);
+        let slot = store.get_or_create(sym("AAPL")).expect("room");
+        assert!(slot.latest().is_none());
+        let tick = Tick {
+            symbol: Some(sym("AAPL")),
+            bid: Some(1.0),
+            ..Tick::default()
+        };
+        store.apply(&slot, &tick, 7);
+        let snap = store.apply(
+            &slot,
+            &Tick {
+                ask: Some(2.0),
+                ..tick
+            },
+            8,
+        );
+        assert_eq!(snap.quote.seq, 2);
+        assert_eq!(
+            snap.json,
+            r#"{"symbol":"AAPL","seq":2,"bid":1.0,"ask":2.0,"ts":8}"#
+        );
+        assert!(Arc::ptr_eq(&slot.latest().expect("data"), &snap));
+        assert_eq!(store.ticks_applied(), 2);
+    }
+
+    #[test]
+    fn slots_are_stable_and_bounded() {
+        let store = SnapshotStore::new(2);
+        let a = store.get_or_create(sym("A")).expect("room");
+        let b = store.get_or_create(sym("B")).expect("room");
+        assert_eq!((a.id, b.id), (0, 1));
+        assert!(Arc::ptr_eq(
+            &a,
+            &store.get_or_create(sym("A")).expect("existing")
+        ));
+        assert_eq!(store.get_or_create(sym("C")).err(), Some(StoreFull(2)));
+        assert!(store.get(&sym("C")).is_none());
+        assert_eq!(store.symbol_count(), 2);
+    }
+}

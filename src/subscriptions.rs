@@ -1,0 +1,148 @@
+//! Which connections want which symbols, and the subscribe/unsubscribe rules.
+//!
+//! The index is kept per symbol, inside the store's [`Slot`]: the ingest task
+//! looks up a symbol once and finds both its quote and its subscribers. This
+//! module owns the set type and the operations that keep a slot's subscriber
+//! set and a connection's [`Outbox`](crate::outbox::Outbox) in agreement.
+//!
+//! Ordering rule that makes "snapshot before any update" hold: a connection
+//! is added to the slot's subscribers *before* its outbox records the
+//! subscription and reads the snapshot, both under the outbox lock. A tick
+//! that lands in between is either already in the snapshot or marks the
+//! symbol dirty after the snapshot was queued.
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
+use tickgate_feeds::Symbol;
+
+use crate::outbox::{ConnId, Mailbox};
+use crate::store::{Slot, SnapshotStore, StoreFull};
+
+/// Subscribers of one symbol. Dense, so the fan-out loop is a slice walk;
+/// removal is O(1) (swap-remove), so mass disconnects stay cheap.
+#[derive(Default)]
+pub struct SubscriberSet {
+    conns: IndexMap<ConnId, Arc<Mailbox>, FxBuildHasher>,
+}
+
+impl SubscriberSet {
+    /// Adds a connection (idempotent).
+    pub fn insert(&mut self, mailbox: Arc<Mailbox>) {
+        self.conns.insert(mailbox.id, mailbox);
+    }
+
+    /// Removes a connection (idempotent).
+    pub fn remove(&mut self, id: ConnId) {
+        self.conns.swap_remove(&id);
+    }
+
+    /// Number of subscribers.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether nobody is subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// The subscribers.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Mailbox>> {
+        self.conns.values()
+    }
+}
+
+/// What a subscribe request did, for the replies.
+#[derive(Debug, Default)]
+pub struct Subscribed {
+    /// Every valid requested symbol now subscribed (new or already held).
+    pub symbols: Vec<Symbol>,
+    /// Of those, the ones without any data yet.
+    pub no_data: Vec<Symbol>,
+    /// JSON of the current quote of each newly subscribed symbol with data.
+    pub snapshot: Vec<String>,
+    /// Symbols refused because the connection's limit was reached.
+    pub over_limit: Vec<Symbol>,
+    /// Symbols refused because the symbol table is full.
+    pub table_full: Vec<Symbol>,
+}
+
+/// Subscribes `mailbox` to `symbols` (already validated and de-duplicated),
+/// keeping the connection at or under `max_subscriptions`.
+pub fn subscribe(
+    store: &SnapshotStore,
+    mailbox: &Arc<Mailbox>,
+    symbols: &[Symbol],
+    max_subscriptions: usize,
+) -> Subscribed {
+    let mut result = Subscribed::default();
+    let mut slots = Vec::with_capacity(symbols.len());
+    {
+        let outbox = mailbox.lock();
+        let mut room = max_subscriptions.saturating_sub(outbox.subscription_count());
+        for &symbol in symbols {
+            let slot = match store.get_or_create(symbol) {
+                Ok(slot) => slot,
+                Err(StoreFull(_)) => {
+                    result.table_full.push(symbol);
+                    continue;
+                }
+            };
+            if !outbox.is_subscribed(slot.id) {
+                if room == 0 {
+                    result.over_limit.push(symbol);
+                    continue;
+                }
+                room -= 1;
+            }
+            slots.push(slot);
+        }
+    }
+    // Register interest first (see the module docs for why this order).
+    for slot in &slots {
+        lock_subscribers(slot).insert(Arc::clone(mailbox));
+    }
+    let mut outbox = mailbox.lock();
+    for slot in slots {
+        let already = outbox.is_subscribed(slot.id);
+        result.symbols.push(slot.symbol);
+        match outbox.subscribe(Arc::clone(&slot)) {
+            Some(snapshot) => result.snapshot.push(snapshot.json.clone()),
+            None if !already => result.no_data.push(slot.symbol),
+            None => {
+                if slot.latest().is_none() {
+                    result.no_data.push(slot.symbol);
+                }
+            }
+        }
+    }
+    result
+}
+
+/// Unsubscribes `mailbox` from `symbols`; unknown or unheld symbols are fine.
+pub fn unsubscribe(store: &SnapshotStore, mailbox: &Mailbox, symbols: &[Symbol]) {
+    for symbol in symbols {
+        let Some(slot) = store.get(symbol) else {
+            continue;
+        };
+        if mailbox.lock().unsubscribe(slot.id).is_some() {
+            lock_subscribers(&slot).remove(mailbox.id);
+        }
+    }
+}
+
+/// Removes every subscription of a closing connection.
+pub fn unsubscribe_all(mailbox: &Mailbox) -> usize {
+    let slots = mailbox.lock().unsubscribe_all();
+    for slot in &slots {
+        lock_subscribers(slot).remove(mailbox.id);
+    }
+    slots.len()
+}
+
+/// Locks a slot's subscriber set; a poisoned lock still holds valid data.
+pub fn lock_subscribers(slot: &Slot) -> std::sync::MutexGuard<'_, SubscriberSet> {
+    slot.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+}
