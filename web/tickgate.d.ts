@@ -1,0 +1,266 @@
+// Types for tickgate.js, the tickgate client library.
+
+/** Symbols the gateway accepts: 1-32 of A-Z a-z 0-9 . - _ / : ^ (case-sensitive). */
+export const SYMBOL_PATTERN: RegExp;
+
+export type ConnectionState = 'closed' | 'connecting' | 'open' | 'reconnecting';
+export const STATES: readonly ConnectionState[];
+
+/** Quote fields the gateway may send besides `symbol` and `seq`. */
+export const QUOTE_FIELDS: readonly (keyof Quote)[];
+
+/** Error codes sent by the gateway in `error` frames. */
+export type GatewayErrorCode =
+  | 'bad_request'
+  | 'unknown_op'
+  | 'invalid_symbol'
+  | 'too_many_subscriptions'
+  | 'not_entitled'
+  | 'rate_limited'
+  | 'unauthorized';
+
+/** Codes produced by the library itself. */
+export type LocalErrorCode =
+  | 'timeout'           // no reply within requestTimeoutMs
+  | 'closed'            // close() was called, or the connection went away (ping)
+  | 'heartbeat_timeout' // the watchdog judged the link dead (error event only)
+  | 'connect_failed'    // the WebSocket constructor threw (error event only)
+  | 'bad_frame';        // the gateway sent something that is not JSON (error event only)
+
+export type ErrorCode = GatewayErrorCode | LocalErrorCode | (string & {});
+
+/** The latest market state of one symbol. Absent fields are unknown. */
+export interface Quote {
+  symbol: string;
+  /** Per symbol, strictly increasing; a gap counts ticks conflated away. */
+  seq?: number;
+  bid?: number;
+  ask?: number;
+  bid_size?: number;
+  ask_size?: number;
+  last?: number;
+  last_size?: number;
+  volume?: number;
+  open?: number;
+  high?: number;
+  low?: number;
+  prev_close?: number;
+  change?: number;
+  change_pct?: number;
+  /** Microseconds since the Unix epoch of the source event. */
+  ts?: number;
+  /** The gateway may add fields; they are merged like the others. */
+  [field: string]: unknown;
+}
+
+export type StaleReason = 'disconnected' | 'feed_stale' | 'feed_down' | 'age';
+
+/** What the client holds for one subscribed symbol (the same object is updated in place). */
+export interface SymbolState {
+  symbol: string;
+  /** Every field received so far, merged field by field. */
+  quote: Quote;
+  /** seq of the quote last accepted; undefined before the first one. */
+  seq: number | undefined;
+  /** Date.now() when the last quote was accepted (0: none yet). */
+  receivedAt: number;
+  /** Quotes accepted. */
+  updates: number;
+  /** Ticks the gateway conflated away (sum of seq gaps within a connection). */
+  conflated: number;
+  stale: boolean;
+  staleReason: StaleReason | null;
+  /** Set when a `status` frame reported this symbol's feed stale or down. */
+  feedState: { feed: string; state: 'stale' | 'down' } | null;
+  /** The gateway had no quote for it when subscribing; one arrives later. */
+  noData: boolean;
+}
+
+export interface QuoteInfo {
+  /** 'status' when only the stale flag changed. */
+  source: 'snapshot' | 'update' | 'status';
+  /** Fields whose value changed with this quote. */
+  changed: string[];
+  /** Values of the changed fields before this quote. */
+  previous: Partial<Quote>;
+  /** Ticks conflated away since the previous quote of this symbol. */
+  gap: number;
+  /** The quote had a lower seq but a newer ts on a new connection (gateway restart). */
+  rebased: boolean;
+  stale?: StaleEvent;
+}
+
+export interface StateEvent {
+  state: ConnectionState;
+  previous: ConnectionState;
+  /** Reconnect attempt number (1 = first retry). */
+  attempt?: number;
+  /** Delay before the next attempt, when one was just scheduled. */
+  delayMs?: number;
+  /** true when a new socket is being opened (as opposed to waiting). */
+  dialing?: boolean;
+  /** Close code and reason of the connection that ended. */
+  code?: number;
+  reason?: string;
+  /** On 'open': true when this is a reconnect. */
+  reconnected?: boolean;
+}
+
+export interface StaleEvent {
+  symbol: string;
+  stale: boolean;
+  reason: StaleReason | null;
+}
+
+export interface StatusEvent {
+  feed: string;
+  state: 'stale' | 'live' | 'down' | (string & {});
+  /** null: the frame named no symbols, meaning every symbol of that feed. */
+  symbols: string[] | null;
+}
+
+export interface SubscribeResult {
+  /** Symbols the gateway acknowledged. */
+  symbols: string[];
+  /** Acknowledged symbols without a quote yet; they arrive later as updates. */
+  noData: string[];
+  /** Errors for the symbols that were refused (by the gateway or locally). */
+  rejected: TickgateError[];
+}
+
+export interface UnsubscribeResult {
+  symbols: string[];
+  rejected: TickgateError[];
+}
+
+export interface PingResult {
+  /** Gateway time in microseconds since the Unix epoch. */
+  ts: number;
+  rttMs: number;
+}
+
+export interface ReconnectOptions {
+  /** First retry delay ceiling (default 250). */
+  initialDelayMs?: number;
+  /** Cap of the retry delay (default 10000). */
+  maxDelayMs?: number;
+  /** Growth per attempt (default 2). */
+  factor?: number;
+  /** Fraction of the delay taken off at random, 0..1 (default 0.5). */
+  jitter?: number;
+}
+
+export interface ClientOptions {
+  /** WebSocket constructor; defaults to globalThis.WebSocket (pass `ws` in Node 20). */
+  WebSocket?: new (url: string) => WebSocketLike;
+  /** Sent as `?token=` on the WebSocket URL. */
+  token?: string;
+  /** No frame for this long: the link is dead, reconnect (default 15000; 0 disables). */
+  heartbeatTimeoutMs?: number;
+  /** Give up on a socket that has not opened after this long (default 10000). */
+  connectTimeoutMs?: number;
+  /** subscribe/unsubscribe/ping reject with `timeout` after this long (default 10000). */
+  requestTimeoutMs?: number;
+  /** A symbol with no accepted quote for this long is stale (default 30000; 0 disables). */
+  staleAfterMs?: number;
+  /** A connection open this long resets the backoff (default 5000). */
+  stableAfterMs?: number;
+  /**
+   * Check symbols locally before sending (default true): a malformed one is
+   * refused with `invalid_symbol` without a round trip. Turn off for a
+   * gateway whose symbol rules are wider, or to see the gateway's own errors.
+   */
+  validateSymbols?: boolean;
+  reconnect?: ReconnectOptions;
+}
+
+/** The part of the WebSocket interface the client uses. */
+export interface WebSocketLike {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  onclose: ((event: { code?: number; reason?: string }) => void) | null;
+}
+
+export interface ClientEvents {
+  /** Connection state changed (also on every scheduled reconnect attempt). */
+  state: (event: StateEvent) => void;
+  /** A quote was accepted for a symbol. */
+  quote: (state: SymbolState, info: QuoteInfo) => void;
+  /** A symbol went stale or live. */
+  stale: (event: StaleEvent, state: SymbolState) => void;
+  /** A `status` frame arrived. */
+  status: (event: StatusEvent) => void;
+  /** Every `error` frame from the gateway, and local link failures. */
+  error: (error: TickgateError) => void;
+  /** A socket ended; a reconnect follows unless close() was called. */
+  disconnect: (event: { code: number; reason: string }) => void;
+  /** Every parsed frame, before it is handled. */
+  frame: (frame: Record<string, unknown>) => void;
+  /** A listener threw; the client carries on. */
+  listenerError: (error: unknown, eventType: string) => void;
+}
+
+export class TickgateError extends Error {
+  constructor(code: ErrorCode, message: string, extra?: { id?: number; symbols?: string[]; op?: string; errors?: TickgateError[] });
+  code: ErrorCode;
+  /** Request id the gateway echoed, if any. */
+  id: number | string | undefined;
+  /** Symbols the error is about (empty: the whole request). */
+  symbols: string[];
+  op: 'subscribe' | 'unsubscribe' | 'ping' | string | undefined;
+  /** On a rejected request: every error it received. */
+  errors: TickgateError[];
+}
+
+/** null when the gateway would accept `symbol`, else a human-readable reason. */
+export function symbolError(symbol: unknown): string | null;
+
+/** Reconnect delay for a 0-based attempt: capped exponential with jitter. */
+export function backoffDelay(attempt: number, options?: ReconnectOptions, random?: () => number): number;
+
+export class TickgateClient {
+  constructor(url: string, options?: ClientOptions);
+  readonly url: string;
+  readonly state: ConnectionState;
+  /** Symbols this client wants; subscribed again after every reconnect. */
+  readonly desired: ReadonlySet<string>;
+  /** Held state per symbol. */
+  readonly quotes: ReadonlyMap<string, SymbolState>;
+  /** Feed name -> last state from a `status` frame on this connection. */
+  readonly feeds: ReadonlyMap<string, string>;
+  readonly stats: {
+    frames: number;
+    quotes: number;
+    /** Quotes ignored because their seq was not newer. */
+    dropped: number;
+    conflated: number;
+    /** Symbols rebased after a gateway restart. */
+    rebased: number;
+    reconnects: number;
+  };
+  readonly lastClose: { code: number; reason: string } | null;
+  /** Milliseconds since the last frame of any kind. */
+  readonly silentForMs: number;
+
+  /** Opens the connection (retrying forever); resolves when open, rejects if close() comes first. */
+  connect(): Promise<void>;
+  /** Closes for good; pending requests reject with code `closed`. */
+  close(code?: number, reason?: string): void;
+  /**
+   * Resolves on the gateway's `subscribed` ack with the symbols it took and
+   * the errors for those it refused; rejects when nothing was subscribed.
+   * While disconnected, resolves after the next connect's resubscription.
+   */
+  subscribe(symbols: string | string[]): Promise<SubscribeResult>;
+  unsubscribe(symbols: string | string[]): Promise<UnsubscribeResult>;
+  ping(): Promise<PingResult>;
+  get(symbol: string): SymbolState | undefined;
+
+  on<K extends keyof ClientEvents>(type: K, listener: ClientEvents[K]): () => void;
+  off<K extends keyof ClientEvents>(type: K, listener: ClientEvents[K]): void;
+  /** Changes of one symbol: new quotes and stale/live flips. Returns a remover. */
+  onSymbol(symbol: string, listener: (state: SymbolState, info: QuoteInfo) => void): () => void;
+}

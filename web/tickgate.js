@@ -1,0 +1,745 @@
+// tickgate client library: one WebSocket to a tickgate gateway, kept alive,
+// holding the latest quote of every subscribed symbol.
+//
+// An ES module with no dependencies. Works in browsers and in Node 20 (pass
+// the `ws` package as the `WebSocket` option there; Node 22 has a global one).
+//
+//   import { TickgateClient } from './tickgate.js';
+//   const client = new TickgateClient('ws://127.0.0.1:8080/ws');
+//   client.on('quote', (state) => console.log(state.symbol, state.quote.last));
+//   await client.connect();
+//   await client.subscribe(['AAPL', 'MSFT']);
+//
+// What it handles for you:
+// - `subscribe`/`unsubscribe` return promises settled by the gateway's acks
+//   and `error` frames carrying the same request id (see `subscribe` below).
+// - `snapshot` and `update` quotes are merged field by field into one state
+//   per symbol, in `seq` order: a quote whose `seq` is not newer than the one
+//   held is dropped, so a symbol never rolls back to an older value.
+// - A heartbeat watchdog: no frame for `heartbeatTimeoutMs` means the link is
+//   dead; the socket is dropped and a new one opened.
+// - Reconnect with capped exponential backoff and jitter; every symbol is
+//   subscribed again on the new connection and reconciled by `seq` and `ts`
+//   (see `RECONCILIATION` in docs/web.md and `#accept` below).
+// - Stale/live per symbol, from the gateway's `status` frames, from data age
+//   and from the connection being down.
+
+/** Symbols the gateway accepts: 1-32 of A-Z a-z 0-9 . - _ / : ^ (case-sensitive). */
+export const SYMBOL_PATTERN = /^[A-Za-z0-9.\-_/:^]{1,32}$/;
+
+/** Connection states, in the order a healthy client goes through them. */
+export const STATES = Object.freeze(['closed', 'connecting', 'open', 'reconnecting']);
+
+/** Quote fields the gateway may send, besides `symbol` and `seq`. */
+export const QUOTE_FIELDS = Object.freeze([
+  'bid', 'ask', 'bid_size', 'ask_size', 'last', 'last_size', 'volume',
+  'open', 'high', 'low', 'prev_close', 'change', 'change_pct', 'ts',
+]);
+
+const DEFAULTS = Object.freeze({
+  heartbeatTimeoutMs: 15_000,
+  connectTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
+  staleAfterMs: 30_000,
+  stableAfterMs: 5_000,
+  validateSymbols: true,
+  reconnect: Object.freeze({ initialDelayMs: 250, maxDelayMs: 10_000, factor: 2, jitter: 0.5 }),
+});
+
+/** Browsers only allow 1000 and 3000-4999 as close codes sent by a client. */
+const CLOSE_HEARTBEAT_TIMEOUT = 4000;
+
+/** Returns null when `symbol` is acceptable to the gateway, else a reason. */
+export function symbolError(symbol) {
+  if (typeof symbol !== 'string' || symbol.length === 0) return 'empty symbol';
+  if (symbol.length > 32) return 'longer than 32 characters';
+  if (!SYMBOL_PATTERN.test(symbol)) return 'only letters, digits and . - _ / : ^ are allowed';
+  return null;
+}
+
+/**
+ * An `error` frame from the gateway, or a local failure of a request
+ * (`code` is then `timeout`, `closed` or `invalid_symbol` for a symbol that
+ * failed local validation and was never sent).
+ */
+export class TickgateError extends Error {
+  constructor(code, message, { id, symbols, op, errors } = {}) {
+    super(message);
+    this.name = 'TickgateError';
+    this.code = code;
+    this.id = id;
+    this.symbols = symbols ?? [];
+    this.op = op;
+    this.errors = errors ?? [this];
+  }
+}
+
+/**
+ * Delay before reconnect attempt number `attempt` (0-based): exponential,
+ * capped at `maxDelayMs`, with up to `jitter` of it taken off at random so
+ * many dashboards reconnecting after a gateway restart spread out.
+ */
+export function backoffDelay(attempt, options = DEFAULTS.reconnect, random = Math.random) {
+  const { initialDelayMs, maxDelayMs, factor, jitter } = { ...DEFAULTS.reconnect, ...options };
+  const ceiling = Math.min(maxDelayMs, initialDelayMs * factor ** Math.min(attempt, 64));
+  return Math.round(ceiling * (1 - jitter * random()));
+}
+
+export class TickgateClient {
+  /**
+   * @param {string} url `ws://host:port/ws` or `wss://…`
+   * @param {object} [options] see tickgate.d.ts `ClientOptions`
+   */
+  constructor(url, options = {}) {
+    this.url = url;
+    this.options = {
+      ...DEFAULTS,
+      ...options,
+      reconnect: { ...DEFAULTS.reconnect, ...(options.reconnect ?? {}) },
+    };
+    this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this.WebSocket !== 'function') {
+      throw new TypeError('no WebSocket constructor: pass { WebSocket } (for example the `ws` package in Node 20)');
+    }
+    /** @type {'closed'|'connecting'|'open'|'reconnecting'} */
+    this.state = 'closed';
+    /** Symbols this client wants; sent again after every reconnect. */
+    this.desired = new Set();
+    /** Latest state per symbol. */
+    this.quotes = new Map();
+    /** Feed name -> last `status` state seen. */
+    this.feeds = new Map();
+    /** Counters for dashboards and tests. */
+    this.stats = { frames: 0, quotes: 0, dropped: 0, conflated: 0, rebased: 0, reconnects: 0 };
+    /** Close code and reason of the last connection that ended. */
+    this.lastClose = null;
+
+    this._listeners = new Map();
+    this._symbolListeners = new Map();
+    this._socket = null;
+    this._epoch = 0; // one per WebSocket opened
+    this._nextId = 1;
+    this._pending = new Map(); // id -> in-flight request
+    this._waiting = []; // requests made while no socket was open
+    this._attempt = 0;
+    this._lastFrameAt = 0;
+    this._timers = { reconnect: null, watchdog: null, stable: null, connect: null, stale: null };
+    this._connectWaiters = [];
+  }
+
+  // ---- events ------------------------------------------------------------
+
+  /** Adds a listener; returns a function that removes it. */
+  on(type, listener) {
+    let set = this._listeners.get(type);
+    if (!set) this._listeners.set(type, (set = new Set()));
+    set.add(listener);
+    return () => this.off(type, listener);
+  }
+
+  off(type, listener) {
+    this._listeners.get(type)?.delete(listener);
+  }
+
+  /** Listens to changes of one symbol only; returns a remover. */
+  onSymbol(symbol, listener) {
+    let set = this._symbolListeners.get(symbol);
+    if (!set) this._symbolListeners.set(symbol, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this._symbolListeners.get(symbol) === set) this._symbolListeners.delete(symbol);
+    };
+  }
+
+  _emit(type, ...args) {
+    const set = this._listeners.get(type);
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        listener(...args);
+      } catch (err) {
+        if (type !== 'listenerError') this._emit('listenerError', err, type);
+      }
+    }
+  }
+
+  _emitSymbol(symbol, ...args) {
+    const set = this._symbolListeners.get(symbol);
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        listener(...args);
+      } catch (err) {
+        this._emit('listenerError', err, 'symbol');
+      }
+    }
+  }
+
+  // ---- connection ---------------------------------------------------------
+
+  /** Opens the connection; resolves once it is open (it keeps retrying). */
+  connect() {
+    const opened = new Promise((resolve, reject) => {
+      if (this.state === 'open') resolve();
+      else this._connectWaiters.push({ resolve, reject });
+    });
+    if (this.state === 'closed') {
+      this._attempt = 0;
+      this._startStaleTimer();
+      this._open('connecting');
+    }
+    return opened;
+  }
+
+  /** Closes for good: no reconnect. Pending requests reject with `closed`. */
+  close(code = 1000, reason = 'client closed') {
+    if (this.state === 'closed') return;
+    this._clearTimers();
+    const socket = this._socket;
+    this._socket = null;
+    if (socket) {
+      this._detach(socket);
+      try {
+        socket.close(code, reason);
+      } catch {
+        // already closing
+      }
+    }
+    const err = new TickgateError('closed', 'client closed');
+    this._failPending(err);
+    for (const waiter of this._waiting.splice(0)) waiter.reject(err);
+    for (const waiter of this._connectWaiters.splice(0)) waiter.reject(err);
+    this._markAllStale('disconnected');
+    this._setState('closed', { code, reason });
+  }
+
+  _socketUrl() {
+    if (!this.options.token) return this.url;
+    const sep = this.url.includes('?') ? '&' : '?';
+    return `${this.url}${sep}token=${encodeURIComponent(this.options.token)}`;
+  }
+
+  _open(state) {
+    this._setState(state, { attempt: this._attempt, dialing: true });
+    let socket;
+    try {
+      socket = new this.WebSocket(this._socketUrl());
+    } catch (err) {
+      this._emit('error', new TickgateError('connect_failed', String(err?.message ?? err)));
+      this._scheduleReconnect();
+      return;
+    }
+    this._socket = socket;
+    this._epoch += 1;
+    this._timers.connect = setTimeout(() => {
+      if (this._socket === socket && this.state !== 'open') this._drop(socket, 4001, 'connect timeout');
+    }, this.options.connectTimeoutMs);
+    socket.onopen = () => {
+      if (this._socket !== socket) return;
+      clearTimeout(this._timers.connect);
+      this._onOpen();
+    };
+    socket.onmessage = (event) => {
+      if (this._socket !== socket) return;
+      this._onFrame(typeof event.data === 'string' ? event.data : String(event.data));
+    };
+    socket.onerror = () => {
+      // `onclose` follows and carries the code; nothing to decide here.
+    };
+    socket.onclose = (event) => {
+      if (this._socket !== socket) return;
+      this._drop(socket, event?.code ?? 1006, event?.reason ?? '');
+    };
+  }
+
+  _onOpen() {
+    clearTimeout(this._timers.reconnect);
+    this._lastFrameAt = Date.now();
+    this._armWatchdog();
+    this._timers.stable = setTimeout(() => {
+      this._attempt = 0;
+    }, this.options.stableAfterMs);
+    const wasReconnect = this.state === 'reconnecting';
+    if (wasReconnect) this.stats.reconnects += 1;
+    this._setState('open', { reconnected: wasReconnect });
+    // Feed status is per connection: the gateway reports stale feeds to each
+    // new connection, and age-based staleness covers the rest.
+    for (const held of this.quotes.values()) held.feedState = null;
+    this._markAllStale();
+    for (const waiter of this._connectWaiters.splice(0)) waiter.resolve();
+    this._resync();
+  }
+
+  /** The socket is gone (closed by the peer, or judged dead by us). */
+  _drop(socket, code, reason) {
+    if (this._socket !== socket) return;
+    this._socket = null;
+    this._detach(socket);
+    try {
+      socket.close(code >= 3000 && code < 5000 ? code : 1000, reason);
+    } catch {
+      // already closed
+    }
+    clearTimeout(this._timers.watchdog);
+    clearTimeout(this._timers.stable);
+    clearTimeout(this._timers.connect);
+    this.lastClose = { code, reason };
+    // Requests in flight are answered by the resubscription on the next socket.
+    for (const request of this._pending.values()) {
+      clearTimeout(request.timer);
+      if (request.op === 'ping') request.reject(new TickgateError('closed', 'connection lost', { id: request.id, op: 'ping' }));
+      else if (request.waiters) this._waiting.push(...request.waiters);
+      else if (!request.internal) this._waiting.push(request);
+    }
+    this._pending.clear();
+    this._markAllStale('disconnected');
+    this._emit('disconnect', { code, reason });
+    this._scheduleReconnect();
+  }
+
+  _detach(socket) {
+    socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+    // Keep an error listener so a late socket error is never unhandled (Node `ws`).
+    if (typeof socket.on === 'function') socket.on('error', () => {});
+  }
+
+  _scheduleReconnect() {
+    const delayMs = backoffDelay(this._attempt, this.options.reconnect);
+    this._attempt += 1;
+    this._setState('reconnecting', { attempt: this._attempt, delayMs, ...(this.lastClose ?? {}) });
+    clearTimeout(this._timers.reconnect);
+    this._timers.reconnect = setTimeout(() => this._open('reconnecting'), delayMs);
+  }
+
+  _armWatchdog() {
+    clearTimeout(this._timers.watchdog);
+    const timeout = this.options.heartbeatTimeoutMs;
+    if (!(timeout > 0)) return;
+    // Check at a third of the timeout; at half of it, ask for a pong so even a
+    // gateway that sends no heartbeats keeps a healthy link alive.
+    const check = () => {
+      const socket = this._socket;
+      if (!socket || this.state !== 'open') return;
+      const silentFor = Date.now() - this._lastFrameAt;
+      if (silentFor >= timeout) {
+        this._emit('error', new TickgateError('heartbeat_timeout', `no frame for ${silentFor} ms`));
+        this._drop(socket, CLOSE_HEARTBEAT_TIMEOUT, 'heartbeat timeout');
+        return;
+      }
+      if (silentFor >= timeout / 2) this._send({ op: 'ping', id: this._nextId++ });
+      this._timers.watchdog = setTimeout(check, Math.max(50, timeout / 3));
+      this._timers.watchdog.unref?.();
+    };
+    this._timers.watchdog = setTimeout(check, Math.max(50, timeout / 3));
+    this._timers.watchdog.unref?.();
+  }
+
+  _setState(state, detail = {}) {
+    const previous = this.state;
+    this.state = state;
+    if (previous !== state || state === 'reconnecting') this._emit('state', { state, previous, ...detail });
+  }
+
+  _clearTimers() {
+    for (const key of Object.keys(this._timers)) {
+      clearTimeout(this._timers[key]);
+      clearInterval(this._timers[key]);
+      this._timers[key] = null;
+    }
+  }
+
+  _send(message) {
+    const socket = this._socket;
+    if (!socket || this.state !== 'open') return false;
+    try {
+      socket.send(JSON.stringify(message));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- requests -------------------------------------------------------------
+
+  /**
+   * Subscribes to `symbols`. Resolves with `{ symbols, noData, rejected }`
+   * once the gateway acks: `symbols` are now subscribed, `noData` have no
+   * quote yet (they arrive later as updates), `rejected` are the errors for
+   * the symbols the gateway refused. Rejects with a TickgateError when
+   * nothing could be subscribed (every symbol refused, or the whole request
+   * refused, e.g. `rate_limited`); its `errors` lists every error frame.
+   * Symbols that fail local validation are never sent; they appear in
+   * `rejected` with code `invalid_symbol`.
+   * While disconnected, the request waits and is answered by the
+   * resubscription after the next connect.
+   */
+  subscribe(symbols) {
+    return this._request('subscribe', symbols);
+  }
+
+  /** Unsubscribes; resolves with `{ symbols, rejected }` like `subscribe`. */
+  unsubscribe(symbols) {
+    return this._request('unsubscribe', symbols);
+  }
+
+  /** Round trip to the gateway: resolves with `{ ts, rttMs }`. */
+  ping() {
+    return new Promise((resolve, reject) => {
+      const id = this._nextId++;
+      const sentAt = Date.now();
+      if (!this._send({ op: 'ping', id })) {
+        reject(new TickgateError('closed', 'not connected', { id, op: 'ping' }));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new TickgateError('timeout', 'no pong', { id, op: 'ping' }));
+      }, this.options.requestTimeoutMs);
+      this._pending.set(id, { id, op: 'ping', sentAt, resolve, reject, timer, errors: [] });
+    });
+  }
+
+  _request(op, input) {
+    const list = Array.isArray(input) ? input : [input];
+    const symbols = [];
+    const localErrors = [];
+    for (const symbol of new Set(list)) {
+      const reason = this.options.validateSymbols ? symbolError(symbol) : (typeof symbol === 'string' ? null : 'not a string');
+      if (reason) localErrors.push(new TickgateError('invalid_symbol', `${String(symbol)}: ${reason}`, { symbols: [String(symbol)], op }));
+      else symbols.push(symbol);
+    }
+    if (symbols.length === 0) {
+      const first = localErrors[0] ?? new TickgateError('bad_request', 'no symbols', { op });
+      return Promise.reject(new TickgateError(first.code, first.message, { symbols: first.symbols, op, errors: localErrors }));
+    }
+    let added = [];
+    if (op === 'subscribe') {
+      added = symbols.filter((s) => !this.desired.has(s));
+      for (const s of symbols) this.desired.add(s);
+    } else {
+      for (const s of symbols) this._forget(s);
+    }
+    return new Promise((resolve, reject) => {
+      const request = { op, symbols, added, errors: [...localErrors], resolve, reject };
+      if (this.state === 'open') this._sendRequest(request);
+      else this._waiting.push(request);
+    });
+  }
+
+  _sendRequest(request) {
+    request.id = this._nextId++;
+    request.timer = setTimeout(() => this._timeout(request.id), this.options.requestTimeoutMs);
+    this._pending.set(request.id, request);
+    this._send({ op: request.op, symbols: request.symbols, id: request.id });
+  }
+
+  _timeout(id) {
+    const request = this._pending.get(id);
+    if (!request) return;
+    this._pending.delete(id);
+    this._settle(request, null, new TickgateError('timeout', `no reply to ${request.op} within ${this.options.requestTimeoutMs} ms`, { id, op: request.op, symbols: request.symbols }));
+  }
+
+  /**
+   * On every (re)connect: one subscribe for everything wanted. It answers the
+   * requests that were waiting for a connection, then unsubscribes that were
+   * waiting resolve at once (a new connection holds nothing).
+   */
+  _resync() {
+    const waiting = this._waiting.splice(0);
+    for (const request of waiting.filter((r) => r.op === 'unsubscribe')) {
+      request.resolve({ symbols: request.symbols, rejected: request.errors });
+    }
+    const waiters = waiting.filter((r) => r.op === 'subscribe');
+    if (this.desired.size === 0) {
+      for (const w of waiters) w.reject(new TickgateError('closed', 'unsubscribed before the connection opened', { op: 'subscribe', symbols: w.symbols }));
+      return;
+    }
+    const request = {
+      op: 'subscribe',
+      symbols: [...this.desired],
+      added: [],
+      errors: [],
+      internal: true,
+      waiters,
+      resolve: (result) => this._answerWaiters(waiters, result, null),
+      reject: (err) => this._answerWaiters(waiters, null, err),
+    };
+    this._sendRequest(request);
+  }
+
+  _answerWaiters(waiters, result, err) {
+    for (const w of waiters) {
+      const mine = new Set(w.symbols);
+      const errors = [...w.errors, ...(result?.rejected ?? err?.errors ?? []).filter((e) => e.symbols.length === 0 || e.symbols.some((s) => mine.has(s)))];
+      const ok = result ? result.symbols.filter((s) => mine.has(s) && this.desired.has(s)) : [];
+      if (ok.length > 0) w.resolve({ symbols: ok, noData: result.noData.filter((s) => mine.has(s)), rejected: errors });
+      else {
+        const first = errors[0] ?? err ?? new TickgateError('closed', 'not subscribed', { op: 'subscribe' });
+        w.reject(new TickgateError(first.code, first.message, { id: first.id, symbols: first.symbols, op: 'subscribe', errors }));
+      }
+    }
+  }
+
+  /** Settles `request` with an ack (`reply`) or a failure (`failure`). */
+  _settle(request, reply, failure) {
+    clearTimeout(request.timer);
+    if (request.op === 'ping') {
+      if (reply) request.resolve({ ts: reply.ts, rttMs: Date.now() - request.sentAt });
+      else request.reject(failure);
+      return;
+    }
+    const refused = new Set(request.errors.flatMap((e) => e.symbols));
+    if (failure && request.op === 'subscribe') {
+      // The whole request was refused: drop what it added, keep older wishes.
+      for (const s of request.added) if (!refused.has(s)) this._forget(s);
+    }
+    const acked = reply ? (reply.symbols ?? []) : [];
+    if (acked.length > 0 || (reply && request.errors.length === 0)) {
+      const result = { symbols: acked, rejected: request.errors };
+      if (request.op === 'subscribe') result.noData = reply.no_data ?? [];
+      request.resolve(result);
+      return;
+    }
+    const errors = failure && !request.errors.includes(failure) ? [...request.errors, failure] : request.errors;
+    const first = errors[0] ?? new TickgateError('bad_request', `${request.op} acknowledged nothing`, { id: request.id, op: request.op });
+    request.reject(new TickgateError(first.code, first.message, { id: request.id, symbols: first.symbols, op: request.op, errors }));
+  }
+
+  _failPending(err) {
+    for (const request of this._pending.values()) {
+      clearTimeout(request.timer);
+      if (request.waiters) for (const w of request.waiters) w.reject(err);
+      else if (!request.internal) request.reject(err);
+    }
+    this._pending.clear();
+  }
+
+  /** The gateway answers in order: a reply to `id` completes every older request. */
+  _settleOlder(id) {
+    if (typeof id !== 'number') return;
+    for (const [otherId, request] of this._pending) {
+      if (otherId >= id) continue;
+      this._pending.delete(otherId);
+      this._settle(request, null, request.errors[0] ?? new TickgateError('bad_request', `no reply to ${request.op}`, { id: otherId, op: request.op }));
+    }
+  }
+
+  // ---- frames -------------------------------------------------------------------
+
+  _onFrame(text) {
+    this._lastFrameAt = Date.now();
+    this.stats.frames += 1;
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      this._emit('error', new TickgateError('bad_frame', 'gateway sent a frame that is not JSON'));
+      return;
+    }
+    if (!frame || typeof frame !== 'object') return;
+    this._emit('frame', frame);
+    switch (frame.type) {
+      case 'snapshot':
+      case 'update':
+        this._onQuotes(frame.quotes, frame.type);
+        break;
+      case 'subscribed':
+      case 'unsubscribed':
+      case 'pong':
+        this._onAck(frame);
+        break;
+      case 'error':
+        this._onError(frame);
+        break;
+      case 'status':
+        this._onStatus(frame);
+        break;
+      case 'heartbeat':
+      default:
+        break;
+    }
+  }
+
+  _onAck(frame) {
+    this._settleOlder(frame.id);
+    const request = this._pending.get(frame.id);
+    if (!request) return;
+    this._pending.delete(frame.id);
+    if (frame.type === 'subscribed' && frame.no_data) {
+      for (const s of frame.no_data) {
+        const held = this.quotes.get(s);
+        if (held) held.noData = true;
+      }
+    }
+    this._settle(request, frame, null);
+  }
+
+  _onError(frame) {
+    const err = new TickgateError(frame.code ?? 'unknown', frame.message ?? frame.code ?? 'error', {
+      id: frame.id,
+      symbols: Array.isArray(frame.symbols) ? frame.symbols : [],
+    });
+    const request = frame.id === undefined ? undefined : this._pending.get(frame.id);
+    if (request) {
+      err.op = request.op;
+      this._settleOlder(frame.id);
+      request.errors.push(err);
+      if (err.symbols.length > 0 && request.op === 'subscribe') {
+        for (const s of err.symbols) this._forget(s);
+      }
+      // Without symbols the error is about the whole request: no ack follows.
+      // When every symbol was refused, the gateway sends no ack either.
+      const refused = new Set(request.errors.flatMap((e) => e.symbols));
+      if (err.symbols.length === 0 || request.symbols.every((s) => refused.has(s))) {
+        this._pending.delete(frame.id);
+        this._settle(request, null, err);
+      }
+    }
+    this._emit('error', err);
+  }
+
+  _onStatus(frame) {
+    const { feed = '', state } = frame;
+    this.feeds.set(feed, state);
+    const listed = Array.isArray(frame.symbols) ? frame.symbols : null;
+    const targets = listed ?? [...this.quotes.keys()];
+    for (const symbol of targets) {
+      const held = this.quotes.get(symbol);
+      if (!held) continue;
+      if (state === 'live') {
+        if (listed || held.feedState?.feed === feed) held.feedState = null;
+      } else {
+        held.feedState = { feed, state };
+      }
+      this._refreshStale(held, Date.now());
+    }
+    this._emit('status', { feed, state, symbols: listed });
+  }
+
+  _onQuotes(quotes, source) {
+    if (!Array.isArray(quotes)) return;
+    const now = Date.now();
+    for (const quote of quotes) {
+      if (!quote || typeof quote.symbol !== 'string' || !this.desired.has(quote.symbol)) continue;
+      this.stats.quotes += 1;
+      this._accept(quote, source, now);
+    }
+  }
+
+  /**
+   * Reconciliation by seq. Within one connection a quote is taken only when
+   * its `seq` is higher than the one held. The first quote of a symbol on a
+   * new connection may carry a LOWER seq if the gateway restarted (or another
+   * replica answers): it is taken when its `ts` is newer than the held one,
+   * and the held seq is rebased onto it; otherwise it is dropped and the held
+   * value stays until the new connection delivers something newer. Either
+   * way a symbol never goes back to an older value.
+   */
+  _accept(quote, source, now) {
+    const symbol = quote.symbol;
+    let held = this.quotes.get(symbol);
+    let gap = 0;
+    let rebased = false;
+    if (held && held.seq !== undefined) {
+      const seq = quote.seq;
+      if (typeof seq === 'number' && seq > held.seq) {
+        gap = held.epoch === this._epoch ? seq - held.seq - 1 : 0;
+      } else if (held.epoch !== this._epoch && typeof seq === 'number' && seq < held.seq && (quote.ts === undefined || held.quote.ts === undefined || quote.ts > held.quote.ts)) {
+        rebased = true;
+      } else {
+        this.stats.dropped += 1;
+        return;
+      }
+    }
+    if (!held) {
+      held = {
+        symbol,
+        quote: { symbol },
+        seq: undefined,
+        epoch: this._epoch,
+        receivedAt: 0,
+        updates: 0,
+        conflated: 0,
+        stale: false,
+        staleReason: null,
+        feedState: null,
+        noData: false,
+      };
+      this.quotes.set(symbol, held);
+    }
+    const changed = [];
+    const previous = {};
+    for (const key of Object.keys(quote)) {
+      if (key === 'symbol') continue;
+      const value = quote[key];
+      if (held.quote[key] === value) continue;
+      previous[key] = held.quote[key];
+      if (value === null) delete held.quote[key];
+      else held.quote[key] = value;
+      changed.push(key);
+    }
+    if (typeof quote.seq === 'number') held.seq = quote.seq;
+    held.epoch = this._epoch;
+    held.receivedAt = now;
+    held.updates += 1;
+    held.conflated += gap;
+    held.noData = false;
+    this.stats.conflated += gap;
+    if (rebased) this.stats.rebased += 1;
+    this._refreshStale(held, now);
+    const info = { source, changed, previous, gap, rebased };
+    this._emitSymbol(symbol, held, info);
+    this._emit('quote', held, info);
+  }
+
+  /** Removes a symbol from the wanted set and the held state. */
+  _forget(symbol) {
+    this.desired.delete(symbol);
+    this.quotes.delete(symbol);
+  }
+
+  // ---- staleness ------------------------------------------------------------------
+
+  _startStaleTimer() {
+    clearInterval(this._timers.stale);
+    if (!(this.options.staleAfterMs > 0)) return;
+    const every = Math.min(1000, Math.max(50, this.options.staleAfterMs / 4));
+    this._timers.stale = setInterval(() => {
+      const now = Date.now();
+      for (const held of this.quotes.values()) this._refreshStale(held, now);
+    }, every);
+    this._timers.stale.unref?.();
+  }
+
+  _markAllStale() {
+    const now = Date.now();
+    for (const held of this.quotes.values()) this._refreshStale(held, now);
+  }
+
+  /** Recomputes one symbol's stale flag: disconnected, then feed status, then age. */
+  _refreshStale(held, now) {
+    let reason = null;
+    if (this.state !== 'open' || !this._socket) reason = 'disconnected';
+    else if (held.feedState) reason = held.feedState.state === 'down' ? 'feed_down' : 'feed_stale';
+    else if (this.options.staleAfterMs > 0 && held.receivedAt > 0 && now - held.receivedAt > this.options.staleAfterMs) reason = 'age';
+    const stale = reason !== null;
+    if (stale === held.stale && reason === held.staleReason) return;
+    held.stale = stale;
+    held.staleReason = reason;
+    const event = { symbol: held.symbol, stale, reason };
+    this._emit('stale', event, held);
+    this._emitSymbol(held.symbol, held, { source: 'status', changed: [], previous: {}, gap: 0, rebased: false, stale: event });
+  }
+
+  /** The held state of `symbol`, if any. */
+  get(symbol) {
+    return this.quotes.get(symbol);
+  }
+
+  /** Milliseconds since the last frame of any kind. */
+  get silentForMs() {
+    return this._lastFrameAt ? Date.now() - this._lastFrameAt : Infinity;
+  }
+}
