@@ -1,0 +1,707 @@
+// tickgate demo dashboard: a live watchlist built on tickgate.js alone.
+//
+// Quotes only mark rows dirty; the DOM is touched once per animation frame,
+// so hundreds of symbols updating many times a second stay smooth.
+//
+// Query parameters:
+//   ?url=ws://host:port/ws   gateway WebSocket (default: this page's host, /ws)
+//   ?token=...               token sent to the gateway
+//   ?symbols=AAPL,MSFT       watchlist to show (instead of the saved one)
+//   ?symbols=200             the first N symbols of the simulator universe
+//   ?theme=dark|light        force a theme
+//   ?staleAfter=10           seconds without a quote before a symbol is stale
+//   ?validate=0              send symbols unchecked (shows the gateway's errors)
+
+import { TickgateClient, symbolError } from './tickgate.js';
+
+const DEFAULT_WATCHLIST = ['AAPL', 'MSFT', 'NVDA', 'AMZN', 'GOOGL', 'META', 'TSLA', 'AVGO', 'JPM', 'V', 'XOM', 'NFLX'];
+
+// The first 200 symbols of the simulator universe (feeds/src/universe.txt).
+const TOP_200 = (
+  'AAPL MSFT NVDA AMZN GOOGL GOOG META BRK.B TSLA AVGO LLY JPM V UNH XOM MA JNJ PG HD COST ABBV MRK ' +
+  'ORCL CVX WMT BAC KO PEP NFLX CRM ADBE AMD TMO LIN MCD ACN CSCO ABT WFC DHR INTC DIS TXN PM VZ CMCSA ' +
+  'NEE INTU AMGN IBM QCOM CAT UNP GE SPGI HON AMAT NOW LOW BA RTX GS ISRG PFE BKNG ELV T SYK MS BLK ' +
+  'MDT PLD LMT DE TJX SCHW ADP GILD VRTX MMC ADI CB C REGN LRCX MDLZ BX CI SBUX AMT PGR ETN MU BSX ZTS ' +
+  'SO PANW FI SNPS BMY CME KLAC SLB DUK EQIX CDNS ITW NOC MO AON SHW CL WM ICE CSX APD TGT MCK USB FCX ' +
+  'BDX CMG PNC ORLY EOG MMM PYPL HCA ANET MPC PSX MAR NXPI EMR ROP PH FDX GD AJG WELL TDG MSI ECL CTAS ' +
+  'NSC TT ADSK MCO OXY AZO PCAR HLT AIG CARR SRE COF TFC VLO AFL NEM ROST JCI MET PSA KMB CHTR DHI TRV ' +
+  'SPG PAYX DXCM O HUM CCI ALL F GM AEP D MCHP FTNT KMI DOW LHX MSCI MNST BK CPRT IQV FIS AMP A KDP ' +
+  'OKE PRU TEL LEN HES CTVA YUM'
+).split(' ');
+
+const SPARK_POINTS = 60;
+const SPARK_REDRAW_MS = 250;
+const WATCHLIST_KEY = 'tickgate.watchlist';
+const THEME_KEY = 'tickgate.theme';
+
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+const el = {
+  conn: $('conn'), connText: $('conn-text'), age: $('age'), ageValue: $('age-value'), rate: $('rate'),
+  banner: $('banner'), form: $('add-form'), input: $('symbol-input'), formError: $('form-error'),
+  rows: $('rows'), empty: $('empty'), themeToggle: $('theme-toggle'), loadTop: $('load-top'), clearAll: $('clear-all'),
+  statSymbols: $('stat-symbols'), statFrames: $('stat-frames'), statConflated: $('stat-conflated'),
+  statReconnects: $('stat-reconnects'), statUrl: $('stat-url'),
+};
+
+// ---- settings from the URL ------------------------------------------------------
+
+function gatewayUrl() {
+  const explicit = params.get('url');
+  if (explicit) return explicit;
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}/ws`;
+}
+
+function initialWatchlist() {
+  const requested = params.get('symbols');
+  if (requested) {
+    const n = Number(requested);
+    if (Number.isInteger(n) && n > 0) return TOP_200.slice(0, n);
+    return parseSymbolInput(requested).symbols;
+  }
+  try {
+    const saved = JSON.parse(localStorage.getItem(WATCHLIST_KEY) ?? 'null');
+    if (Array.isArray(saved)) return saved.filter((s) => typeof s === 'string');
+  } catch {
+    // storage unavailable or corrupt: use the default
+  }
+  return DEFAULT_WATCHLIST;
+}
+
+const staleAfterSeconds = Number(params.get('staleAfter') ?? 10);
+const validate = params.get('validate') !== '0';
+const persist = !params.has('symbols');
+
+const client = new TickgateClient(gatewayUrl(), {
+  token: params.get('token') ?? undefined,
+  staleAfterMs: Number.isFinite(staleAfterSeconds) ? staleAfterSeconds * 1000 : 10_000,
+  validateSymbols: validate,
+});
+
+// ---- theme ---------------------------------------------------------------------
+
+function applyTheme(theme) {
+  if (theme === 'dark' || theme === 'light') document.documentElement.dataset.theme = theme;
+  else delete document.documentElement.dataset.theme;
+}
+
+function effectiveTheme() {
+  const forced = document.documentElement.dataset.theme;
+  if (forced) return forced;
+  return matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light';
+}
+
+applyTheme(params.get('theme') ?? safeStorageGet(THEME_KEY));
+el.themeToggle.addEventListener('click', () => {
+  const next = effectiveTheme() === 'dark' ? 'light' : 'dark';
+  applyTheme(next);
+  safeStorageSet(THEME_KEY, next);
+  for (const row of rows.values()) row.sparkDirty = true;
+  scheduleRender();
+});
+
+function safeStorageGet(key) {
+  try {
+    return localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function safeStorageSet(key, value) {
+  try {
+    localStorage.setItem(key, value);
+  } catch {
+    // private mode or storage full: the setting just does not persist
+  }
+}
+
+// ---- rows ------------------------------------------------------------------------
+
+/** symbol -> row; insertion order is display order. */
+const rows = new Map();
+const dirty = new Set();
+
+const CELLS = ['bid', 'ask', 'last', 'change', 'change_pct', 'volume', 'ups'];
+const CELL_CLASS = { bid: 'c-bid', ask: 'c-ask', last: 'c-last', change: 'c-chg', change_pct: 'c-pct', volume: 'c-vol', ups: 'c-ups' };
+const FLASHING = ['bid', 'ask', 'last'];
+
+function createRow(symbol) {
+  const tr = document.createElement('tr');
+  tr.dataset.symbol = symbol;
+  tr.dataset.stale = 'false';
+  const sym = document.createElement('td');
+  sym.className = 'c-sym';
+  const name = document.createElement('span');
+  name.textContent = symbol;
+  const badge = document.createElement('span');
+  badge.className = 'badge';
+  sym.append(name, badge);
+  tr.append(sym);
+  const cells = {};
+  for (const key of CELLS) {
+    const td = document.createElement('td');
+    td.className = `num ${CELL_CLASS[key]}`;
+    td.dataset.field = key;
+    td.textContent = key === 'ups' ? '0' : '–';
+    cells[key] = td;
+    tr.append(td);
+  }
+  const sparkCell = document.createElement('td');
+  sparkCell.className = 'c-spark';
+  const canvas = document.createElement('canvas');
+  canvas.setAttribute('aria-hidden', 'true');
+  sparkCell.append(canvas);
+  tr.insertBefore(sparkCell, cells.ups);
+  const rm = document.createElement('td');
+  rm.className = 'c-rm';
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.textContent = '×';
+  button.title = `Remove ${symbol}`;
+  button.setAttribute('aria-label', `Remove ${symbol}`);
+  button.addEventListener('click', () => removeSymbols([symbol]));
+  rm.append(button);
+  tr.append(rm);
+  // Details on hover only: writing a title per frame would cost a style pass.
+  tr.addEventListener('mouseenter', () => {
+    const state = client.get(symbol);
+    tr.title = state?.receivedAt
+      ? `seq ${state.seq} · ${state.conflated} ticks conflated · updated ${ageText(Date.now() - state.receivedAt)} ago`
+      : '';
+  });
+  return {
+    symbol, tr, cells, badge, canvas, ctx: null,
+    text: {}, flash: {},
+    spark: new Float64Array(SPARK_POINTS), sparkLen: 0, sparkStart: 0, sparkDirty: false, sparkDrawnAt: 0,
+    renderedAt: 0, ticks: 0, ups: 0, stale: false, staleReason: null, badgeText: '',
+  };
+}
+
+function addRows(symbols) {
+  const fresh = symbols.filter((s) => !rows.has(s));
+  const fragment = document.createDocumentFragment();
+  for (const symbol of fresh) {
+    const row = createRow(symbol);
+    rows.set(symbol, row);
+    fragment.append(row.tr);
+    row.badgeText = 'waiting';
+    rowObserver.observe(row.tr);
+    dirty.add(symbol);
+  }
+  el.rows.append(fragment);
+  afterWatchlistChange();
+  return fresh;
+}
+
+function dropRows(symbols) {
+  for (const symbol of symbols) {
+    const row = rows.get(symbol);
+    if (!row) continue;
+    rowObserver.unobserve(row.tr);
+    visible.delete(row.tr);
+    row.tr.remove();
+    for (const td of Object.values(row.cells)) flashing.delete(td);
+    rows.delete(symbol);
+    dirty.delete(symbol);
+  }
+  afterWatchlistChange();
+}
+
+function afterWatchlistChange() {
+  el.empty.hidden = rows.size > 0;
+  el.statSymbols.textContent = String(rows.size);
+  if (persist) safeStorageSet(WATCHLIST_KEY, JSON.stringify([...rows.keys()]));
+}
+
+// ---- adding and removing symbols ------------------------------------------------
+
+/** Splits user input on spaces and commas, upper-cases it, validates each symbol. */
+function parseSymbolInput(text) {
+  const symbols = [];
+  const invalid = [];
+  for (const raw of text.split(/[\s,;]+/)) {
+    if (!raw) continue;
+    const symbol = raw.toUpperCase();
+    const reason = validate ? symbolError(symbol) : null;
+    if (reason) invalid.push({ symbol, reason });
+    else if (!symbols.includes(symbol)) symbols.push(symbol);
+  }
+  return { symbols, invalid };
+}
+
+function showFormError(parts) {
+  el.formError.replaceChildren();
+  el.input.removeAttribute('aria-invalid');
+  if (parts.length === 0) return;
+  el.input.setAttribute('aria-invalid', 'true');
+  parts.forEach((part, i) => {
+    if (i > 0) el.formError.append(document.createTextNode(' · '));
+    const code = document.createElement('code');
+    code.textContent = part.symbol;
+    el.formError.append(code, document.createTextNode(`: ${part.message}`));
+  });
+}
+
+function describeError(err) {
+  const code = err.code && err.code !== 'invalid_symbol' ? ` (${err.code})` : '';
+  return `${err.message}${code}`;
+}
+
+async function addSymbols(symbols, { reportErrors = true } = {}) {
+  const fresh = addRows(symbols);
+  if (fresh.length === 0) return;
+  scheduleRender();
+  try {
+    const result = await client.subscribe(fresh);
+    for (const s of result.noData) {
+      const row = rows.get(s);
+      if (row && row.badgeText === 'waiting') row.badgeText = 'no data';
+      dirty.add(s);
+    }
+    if (result.rejected.length > 0) handleRejected(result.rejected, reportErrors);
+  } catch (err) {
+    handleRejected(err.errors?.length ? err.errors : [err], reportErrors);
+    dropRows(fresh.filter((s) => !client.desired.has(s)));
+  }
+  scheduleRender();
+}
+
+function handleRejected(errors, report) {
+  const parts = [];
+  for (const err of errors) {
+    const symbols = err.symbols?.length ? err.symbols : ['request'];
+    dropRows(err.symbols ?? []);
+    for (const symbol of symbols) parts.push({ symbol, message: describeError(err) });
+  }
+  if (!report) return;
+  showFormError(parts);
+  // Put refused symbols back in the box so they can be corrected.
+  const refused = errors.flatMap((err) => err.symbols ?? []);
+  if (refused.length > 0 && el.input.value.trim() === '') el.input.value = refused.join(' ');
+}
+
+function removeSymbols(symbols) {
+  dropRows(symbols);
+  client.unsubscribe(symbols).catch(() => {
+    // already gone on the gateway side: nothing to show
+  });
+}
+
+el.form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const { symbols, invalid } = parseSymbolInput(el.input.value);
+  showFormError(invalid.map(({ symbol, reason }) => ({ symbol, message: reason })));
+  if (symbols.length === 0 && invalid.length === 0) return;
+  if (invalid.length > 0) {
+    // Keep the bad ones in the box so they can be fixed.
+    el.input.value = invalid.map((i) => i.symbol).join(' ');
+  } else {
+    el.input.value = '';
+  }
+  const already = symbols.filter((s) => rows.has(s));
+  if (already.length > 0 && invalid.length === 0 && already.length === symbols.length) {
+    showFormError(already.map((symbol) => ({ symbol, message: 'already on the watchlist' })));
+  }
+  addSymbols(symbols);
+});
+
+el.input.addEventListener('input', () => {
+  if (el.input.value === '') showFormError([]);
+});
+
+el.loadTop.addEventListener('click', () => addSymbols(TOP_200));
+el.clearAll.addEventListener('click', () => removeSymbols([...rows.keys()]));
+
+// ---- quotes ---------------------------------------------------------------------------
+
+let quotesThisSecond = 0;
+let framesAtLastSecond = 0;
+let lastDataAt = 0;
+
+client.on('quote', (state, info) => {
+  const row = rows.get(state.symbol);
+  if (!row) return;
+  quotesThisSecond += 1;
+  row.ticks += 1;
+  lastDataAt = state.receivedAt;
+  for (const field of FLASHING) {
+    if (!(field in info.previous)) continue;
+    const before = info.previous[field];
+    const after = state.quote[field];
+    if (typeof before === 'number' && typeof after === 'number' && before !== after) {
+      row.flash[field] = after > before ? 'up' : 'down';
+    }
+  }
+  if (info.changed.includes('last') && typeof state.quote.last === 'number') pushSpark(row, state.quote.last);
+  dirty.add(state.symbol);
+});
+
+client.on('stale', (event) => {
+  if (rows.has(event.symbol)) dirty.add(event.symbol);
+  scheduleRender();
+});
+
+function pushSpark(row, value) {
+  const end = (row.sparkStart + row.sparkLen) % SPARK_POINTS;
+  row.spark[end] = value;
+  if (row.sparkLen < SPARK_POINTS) row.sparkLen += 1;
+  else row.sparkStart = (row.sparkStart + 1) % SPARK_POINTS;
+  row.sparkDirty = true;
+}
+
+// ---- connection state -------------------------------------------------------------------
+
+let nextAttemptAt = 0;
+let reconnectAttempt = 0;
+
+client.on('state', (event) => {
+  if (event.state === 'reconnecting' && event.delayMs !== undefined) {
+    nextAttemptAt = Date.now() + event.delayMs;
+    reconnectAttempt = event.attempt ?? reconnectAttempt + 1;
+  }
+  renderConnection();
+  for (const symbol of rows.keys()) dirty.add(symbol);
+  scheduleRender();
+});
+
+client.on('status', () => renderBanner());
+
+function renderConnection() {
+  const state = client.state;
+  el.conn.dataset.state = state;
+  let text;
+  if (state === 'open') text = 'live';
+  else if (state === 'connecting') text = 'connecting…';
+  else if (state === 'closed') text = 'closed';
+  else {
+    const wait = Math.max(0, nextAttemptAt - Date.now());
+    text = wait > 150 ? `reconnecting in ${(wait / 1000).toFixed(1)} s` : 'reconnecting…';
+  }
+  if (el.connText.textContent !== text) el.connText.textContent = text;
+  el.conn.title = client.lastClose ? `last close: ${client.lastClose.code} ${client.lastClose.reason}` : '';
+  renderBanner();
+}
+
+function renderBanner() {
+  let message = '';
+  let level = 'warn';
+  if (client.state === 'reconnecting' || (client.state === 'closed' && rows.size > 0)) {
+    message = `Disconnected from the gateway — prices are frozen at their last value. Reconnecting (attempt ${reconnectAttempt})…`;
+    level = 'bad';
+  } else {
+    const bad = [...client.feeds].filter(([, state]) => state !== 'live');
+    if (bad.length > 0) message = `Feed ${bad.map(([feed, state]) => `${feed || '(unnamed)'} is ${state}`).join(', ')}: affected prices are not updating.`;
+  }
+  if (el.banner.textContent !== message) el.banner.textContent = message;
+  el.banner.hidden = message === '';
+  el.banner.dataset.level = level;
+}
+
+// ---- rendering ----------------------------------------------------------------------------
+
+const priceDigits = (v) => (Math.abs(v) >= 1 ? 2 : 4);
+
+function formatPrice(v) {
+  return typeof v === 'number' ? v.toFixed(priceDigits(v)) : '–';
+}
+
+function formatSigned(v, digits, suffix = '') {
+  if (typeof v !== 'number') return '–';
+  const text = v.toFixed(digits);
+  return `${v > 0 ? '+' : ''}${text}${suffix}`;
+}
+
+function formatVolume(v) {
+  if (typeof v !== 'number') return '–';
+  const abs = Math.abs(v);
+  if (abs >= 1e9) return `${(v / 1e9).toFixed(2)}B`;
+  if (abs >= 1e6) return `${(v / 1e6).toFixed(2)}M`;
+  if (abs >= 1e4) return `${(v / 1e3).toFixed(1)}K`;
+  return String(Math.round(v));
+}
+
+function setText(row, key, text) {
+  if (row.text[key] === text) return;
+  row.text[key] = text;
+  row.cells[key].textContent = text;
+}
+
+function setSign(td, value) {
+  const cls = typeof value === 'number' && value !== 0 ? (value > 0 ? 'pos' : 'neg') : '';
+  if (td.dataset.sign === cls) return;
+  td.dataset.sign = cls;
+  td.classList.remove('pos', 'neg');
+  if (cls) td.classList.add(cls);
+}
+
+function renderRow(row, now) {
+  const state = client.get(row.symbol);
+  const q = state?.quote ?? {};
+  setText(row, 'bid', formatPrice(q.bid));
+  setText(row, 'ask', formatPrice(q.ask));
+  setText(row, 'last', formatPrice(q.last));
+  const change = typeof q.change === 'number' ? q.change
+    : typeof q.last === 'number' && typeof q.prev_close === 'number' ? q.last - q.prev_close : undefined;
+  const pct = typeof q.change_pct === 'number' ? q.change_pct
+    : change !== undefined && q.prev_close ? (change / q.prev_close) * 100 : undefined;
+  setText(row, 'change', formatSigned(change, 2));
+  setText(row, 'change_pct', formatSigned(pct, 2, '%'));
+  setSign(row.cells.change, change);
+  setSign(row.cells.change_pct, pct);
+  setText(row, 'volume', formatVolume(q.volume));
+
+  for (const field of FLASHING) {
+    const direction = row.flash[field];
+    if (!direction) continue;
+    row.flash[field] = undefined;
+    startFlash(row.cells[field], direction, now);
+  }
+
+  const stale = state ? state.stale : client.state !== 'open';
+  const reason = state ? state.staleReason : client.state !== 'open' ? 'disconnected' : null;
+  if (row.stale !== stale) {
+    row.stale = stale;
+    row.tr.dataset.stale = String(stale);
+  }
+  let badge = '';
+  if (stale) badge = reason === 'disconnected' ? 'offline' : reason === 'age' ? 'stale' : reason === 'feed_down' ? 'feed down' : 'stale';
+  else if (!state || state.seq === undefined) badge = row.badgeText === 'no data' ? 'no data' : 'waiting';
+  if (badge !== row.badge.textContent) row.badge.textContent = badge;
+
+  if (row.sparkDirty && now - row.sparkDrawnAt >= SPARK_REDRAW_MS) drawSpark(row, now);
+}
+
+/**
+ * Cell flashes are two static steps (strong, then faint, then none) rather
+ * than a CSS animation: an animated background costs a style pass every
+ * frame for every flashing cell, a class change costs one.
+ */
+const FLASH_STRONG_MS = 250;
+const FLASH_FAINT_MS = 650;
+const flashing = new Map(); // td -> { direction, since, step }
+
+function startFlash(td, direction, now) {
+  const current = flashing.get(td);
+  if (current && current.direction === direction && current.step === 'strong') {
+    current.since = now;
+    return;
+  }
+  setFlashClass(td, `flash-${direction}`);
+  flashing.set(td, { direction, since: now, step: 'strong' });
+}
+
+function advanceFlashes(now) {
+  for (const [td, flash] of flashing) {
+    const age = now - flash.since;
+    if (age >= FLASH_FAINT_MS) {
+      setFlashClass(td, '');
+      flashing.delete(td);
+    } else if (age >= FLASH_STRONG_MS && flash.step === 'strong') {
+      flash.step = 'faint';
+      setFlashClass(td, `flash-${flash.direction}-faint`);
+    }
+  }
+}
+
+function setFlashClass(td, cls) {
+  if (td.dataset.flash) td.classList.remove(td.dataset.flash);
+  if (cls) td.classList.add(cls);
+  td.dataset.flash = cls;
+}
+
+const sparkColors = { up: '', down: '', flat: '' };
+
+function readSparkColors() {
+  const css = getComputedStyle(document.documentElement);
+  sparkColors.up = css.getPropertyValue('--up').trim() || '#0a7f3f';
+  sparkColors.down = css.getPropertyValue('--down').trim() || '#c42b2b';
+  sparkColors.flat = css.getPropertyValue('--muted').trim() || '#888';
+  sparkColors.theme = effectiveTheme();
+}
+
+function drawSpark(row, now) {
+  row.sparkDirty = false;
+  row.sparkDrawnAt = now;
+  if (sparkColors.theme !== effectiveTheme()) readSparkColors();
+  const canvas = row.canvas;
+  const { ratio, width, height } = sparkSize;
+  if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+    row.ctx = null;
+  }
+  const ctx = row.ctx ?? (row.ctx = canvas.getContext('2d'));
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  const n = row.sparkLen;
+  if (n < 2) return;
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = row.spark[(row.sparkStart + i) % SPARK_POINTS];
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const first = row.spark[row.sparkStart];
+  const last = row.spark[(row.sparkStart + n - 1) % SPARK_POINTS];
+  const span = max - min || 1;
+  const pad = 2;
+  ctx.beginPath();
+  for (let i = 0; i < n; i++) {
+    const v = row.spark[(row.sparkStart + i) % SPARK_POINTS];
+    const x = (i / (SPARK_POINTS - 1)) * (width - pad * 2) + pad;
+    const y = height - pad - ((v - min) / span) * (height - pad * 2);
+    if (i === 0) ctx.moveTo(x, y);
+    else ctx.lineTo(x, y);
+  }
+  ctx.lineWidth = 1.5;
+  ctx.lineJoin = 'round';
+  ctx.strokeStyle = last > first ? sparkColors.up : last < first ? sparkColors.down : sparkColors.flat;
+  ctx.stroke();
+}
+
+function ageText(ms) {
+  if (ms < 1000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+  return `${Math.floor(ms / 60_000)} min`;
+}
+
+/** Rows on screen (or close to it); only these are drawn. */
+const visible = new Set();
+const ROW_MIN_INTERVAL_MS = 80;
+const rowObserver = new IntersectionObserver(
+  (entries) => {
+    for (const entry of entries) {
+      if (entry.isIntersecting) {
+        visible.add(entry.target);
+        dirty.add(entry.target.dataset.symbol);
+      } else {
+        visible.delete(entry.target);
+      }
+    }
+    scheduleRender();
+  },
+  { rootMargin: '200px 0px' },
+);
+
+let renderQueued = false;
+let lastSecond = 0;
+let lastHeader = 0;
+
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(render);
+}
+
+/**
+ * Sparkline canvas size in CSS pixels, read once (before any DOM write of a
+ * frame) whenever the layout may have changed: reading it per row after
+ * writing text would force one layout per row.
+ */
+const sparkSize = { ratio: 1, width: 80, height: 22, stale: true };
+window.addEventListener('resize', () => {
+  sparkSize.stale = true;
+  for (const row of rows.values()) row.sparkDirty = true;
+});
+
+function measureSparks() {
+  const first = rows.values().next().value;
+  if (!first) return;
+  sparkSize.ratio = window.devicePixelRatio || 1;
+  sparkSize.width = first.canvas.clientWidth || 80;
+  sparkSize.height = first.canvas.clientHeight || 22;
+  sparkSize.stale = false;
+}
+
+function render(time) {
+  renderQueued = false;
+  const now = Date.now();
+  if (sparkSize.stale) measureSparks();
+  for (const symbol of dirty) {
+    const row = rows.get(symbol);
+    if (!row) {
+      dirty.delete(symbol);
+      continue;
+    }
+    // Off-screen rows stay dirty until they scroll into view; a row is
+    // redrawn at most every ROW_MIN_INTERVAL_MS (its latest value then).
+    if (!visible.has(row.tr)) {
+      row.flash = {};
+      continue;
+    }
+    if (now - row.renderedAt < ROW_MIN_INTERVAL_MS) continue;
+    row.renderedAt = now;
+    renderRow(row, now);
+    dirty.delete(symbol);
+  }
+  advanceFlashes(now);
+  // Sparklines throttled in renderRow still need a later frame.
+  for (const row of rows.values()) if (row.sparkDirty && visible.has(row.tr)) dirty.add(row.symbol);
+
+  if (now - lastHeader >= 200) {
+    lastHeader = now;
+    renderConnection();
+    renderAge(now);
+  }
+  if (now - lastSecond >= 1000) {
+    const elapsed = lastSecond ? (now - lastSecond) / 1000 : 1;
+    lastSecond = now;
+    everySecond(elapsed);
+  }
+  // Keep ticking while anything is live; quotes also request frames.
+  scheduleRender();
+  void time;
+}
+
+function renderAge(now) {
+  let level = 'none';
+  let text = '–';
+  if (lastDataAt) {
+    const age = now - lastDataAt;
+    text = ageText(age);
+    level = client.state !== 'open' || age > staleAfterSeconds * 1000 ? 'stale' : age > 2000 ? 'warn' : 'ok';
+  } else if (client.state !== 'open') {
+    level = 'stale';
+  }
+  if (el.ageValue.textContent !== text) el.ageValue.textContent = text;
+  if (el.age.dataset.level !== level) el.age.dataset.level = level;
+}
+
+function everySecond(elapsed) {
+  for (const row of rows.values()) {
+    const ups = Math.round(row.ticks / elapsed);
+    row.ticks = 0;
+    if (ups !== row.ups || row.text.ups === undefined) {
+      row.ups = ups;
+      setText(row, 'ups', String(ups));
+    }
+  }
+  el.rate.textContent = String(Math.round(quotesThisSecond / elapsed));
+  quotesThisSecond = 0;
+  const frames = client.stats.frames;
+  el.statFrames.textContent = String(Math.round((frames - framesAtLastSecond) / elapsed));
+  framesAtLastSecond = frames;
+  el.statConflated.textContent = String(client.stats.conflated);
+  el.statReconnects.textContent = String(client.stats.reconnects);
+}
+
+// ---- start -------------------------------------------------------------------------------------
+
+el.statUrl.textContent = client.url;
+readSparkColors();
+matchMedia('(prefers-color-scheme: dark)').addEventListener?.('change', () => {
+  for (const row of rows.values()) row.sparkDirty = true;
+});
+
+const startList = initialWatchlist();
+client.connect().catch(() => {});
+addSymbols(startList, { reportErrors: true });
+afterWatchlistChange();
+renderConnection();
+scheduleRender();
+
+// For debugging from the console and for the end-to-end test.
+window.tickgate = { client, rows };
