@@ -9,7 +9,9 @@
 //! - [`model`]: `Symbol`, `Tick`, `Quote` and the merge rule.
 //! - [`sim`]: the embedded simulator, the default feed.
 
+pub mod json;
 pub mod model;
+pub mod parse;
 pub mod sim;
 
 use std::sync::Arc;
