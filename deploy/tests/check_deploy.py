@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -194,7 +195,8 @@ def check_configmaps():
             out.write(text)
         try:
             r = run([BIN, "--config", out.name, "--check-config"])
-            check(f"{rel(f)}: tickgate --check-config accepts tickgate.toml", r.returncode == 0, r.stdout + r.stderr)
+            check(f"{rel(f)}: tickgate --check-config accepts tickgate.toml", r.returncode == 0,
+                  f"exit {r.returncode}: {r.stdout}{r.stderr}")
         finally:
             os.unlink(out.name)
         server = parsed.get("server", {})
@@ -496,6 +498,19 @@ def metric_names(expr):
     return names
 
 
+def check_metric_name_extractor():
+    """The metric-name check is only as good as this parser: pin its behaviour."""
+    cases = {
+        'sum by (pod, le) (rate(a_seconds_bucket{x=~"$pod", y="b_total"}[$__rate_interval]))': {"a_seconds_bucket"},
+        "histogram_quantile(0.99, sum(rate(h_bucket[5m])) by (le)) > 1e-3": {"h_bucket"},
+        "count(up == 0) or vector(0)": {"up"},
+        "x / on (pod) group_left(feed) y offset 5m > bool 2": {"x", "y"},
+        "sum without (instance) (m:rec:rate5m) unless ignoring(a) n": {"m:rec:rate5m", "n"},
+    }
+    wrong = {e: metric_names(e) for e, want in cases.items() if metric_names(e) != want}
+    check("PromQL metric-name extractor finds exactly the metric names", not wrong, json.dumps({k: sorted(v) for k, v in wrong.items()}))
+
+
 def exported(name, families):
     if name in families:
         return True
@@ -541,9 +556,16 @@ class Gateway:
         self.proc = subprocess.Popen(
             [str(BIN), "--config", str(config), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
             stdout=subprocess.PIPE, stderr=self.stderr, text=True)
-        line = self.proc.stdout.readline()
-        event = json.loads(line)
-        assert event.get("event") == "listening", line
+        # The first stdout line says where it listens; give up after 30 s.
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline() if ready else ""
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            event = {}
+        if event.get("event") != "listening":
+            self.stop()
+            raise RuntimeError(f"no listening line from {BIN}: {line!r}")
         self.client, self.admin = event["client"], event["admin"]
 
     def wait_ready(self, timeout=20):
@@ -566,8 +588,9 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.stderr.close()
-        self.dir.cleanup()
+        if not self.stderr.closed:
+            self.stderr.close()
+            self.dir.cleanup()
 
 
 async def drive_traffic(client):
@@ -663,17 +686,14 @@ def check_optional():
 
 
 def main():
-    check_yamllint()
-    check_kustomizations()
-    check_kubernetes_validate()
-    check_configmaps()
-    check_deployment_shape()
-    check_drain_timings()
-    check_dockerfile()
-    check_rules()
-    check_dashboards()
-    check_live_metrics()
-    check_optional()
+    groups = [check_yamllint, check_kustomizations, check_kubernetes_validate, check_configmaps,
+              check_deployment_shape, check_drain_timings, check_dockerfile, check_rules,
+              check_dashboards, check_metric_name_extractor, check_live_metrics, check_optional]
+    for group in groups:
+        try:
+            group()
+        except Exception as e:  # a broken file or tool fails its group, not the run
+            check(f"{group.__name__} completed", False, f"{type(e).__name__}: {e}")
     print(f"{PASSED} passed, {FAILED} failed")
     return 1 if FAILED else 0
 
