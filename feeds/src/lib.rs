@@ -13,6 +13,7 @@ pub mod json;
 pub mod model;
 pub mod parse;
 pub mod sim;
+pub mod venue;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

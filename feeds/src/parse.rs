@@ -265,11 +265,6 @@ pub(crate) fn millis_to_micros(ms: u64) -> Option<u64> {
     ms.checked_mul(1_000)
 }
 
-/// Nanoseconds since the epoch to microseconds.
-pub(crate) fn nanos_to_micros(ns: u64) -> u64 {
-    ns / 1_000
-}
-
 /// Parses an RFC 3339 / ISO 8601 UTC timestamp such as
 /// `2021-02-22T15:51:45.335689322Z` or `2017-09-02T17:05:49.25+00:00` to
 /// microseconds since the Unix epoch. Fractions of 0 to 9 digits are accepted

@@ -1,0 +1,172 @@
+//! Alpaca stocks v2 WebSocket: arrays of messages tagged by `T` — `q` quote,
+//! `t` trade, `success`, `subscription`, `error`. `t` is RFC 3339 with 3 to 9
+//! fraction digits. Sizes are passed through as the venue sends them. An
+//! `error` message (for example `407 slow client`) is surfaced as a
+//! [`Notice::UpstreamError`]. Other types (bars, statuses, corrections) are
+//! ignored.
+
+use simd_json::prelude::*;
+use simd_json::tape::{Object, Value};
+
+use crate::model::{Tick, TickKind};
+use crate::parse::{
+    Decoded, Decoder, JsonScratch, Notice, ParseError, for_each_element, number, rfc3339_micros,
+    symbol_field, text,
+};
+
+/// Decoder for Alpaca stocks frames.
+#[derive(Debug)]
+pub struct AlpacaDecoder {
+    scratch: JsonScratch,
+    max_message_bytes: usize,
+}
+
+impl AlpacaDecoder {
+    pub fn new(max_message_bytes: usize) -> Self {
+        Self {
+            scratch: JsonScratch::default(),
+            max_message_bytes,
+        }
+    }
+}
+
+impl Decoder for AlpacaDecoder {
+    fn decode(&mut self, buf: &mut [u8], out: &mut Decoded) {
+        if buf.len() > self.max_message_bytes {
+            let (len, max) = (buf.len(), self.max_message_bytes);
+            out.rejects.push(ParseError::Oversize { len, max });
+            return;
+        }
+        let parsed = self.scratch.parse(buf, |root| {
+            for_each_element(root, |message| {
+                if let Err(error) = message_into(message, out) {
+                    out.rejects.push(error);
+                }
+            });
+        });
+        if let Err(error) = parsed {
+            out.rejects.push(error);
+        }
+    }
+}
+
+fn message_into(message: Value<'_, '_>, out: &mut Decoded) -> Result<(), ParseError> {
+    let obj = message
+        .as_object()
+        .ok_or(ParseError::WrongType { field: "message" })?;
+    let tag = text(&obj, "T")?.ok_or(ParseError::WrongType { field: "T" })?;
+    match tag {
+        "q" => out.ticks.push(Tick {
+            symbol: Some(symbol_field(&obj, "S")?),
+            kind: TickKind::Quote,
+            bid: number(&obj, "bp")?,
+            ask: number(&obj, "ap")?,
+            bid_size: number(&obj, "bs")?,
+            ask_size: number(&obj, "as")?,
+            ts: timestamp(&obj)?,
+            ..Tick::default()
+        }),
+        "t" => out.ticks.push(Tick {
+            symbol: Some(symbol_field(&obj, "S")?),
+            kind: TickKind::Trade,
+            last: number(&obj, "p")?,
+            last_size: number(&obj, "s")?,
+            ts: timestamp(&obj)?,
+            ..Tick::default()
+        }),
+        "success" | "subscription" => {
+            let msg = text(&obj, "msg")?.unwrap_or(tag);
+            out.notices.push(Notice::Status(msg.to_string()));
+        }
+        "error" => {
+            let code = obj.get("code").and_then(|c| c.as_i64());
+            let message = text(&obj, "msg")?.unwrap_or("unspecified error");
+            out.notices.push(Notice::UpstreamError {
+                code,
+                message: message.to_string(),
+            });
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn timestamp(obj: &Object<'_, '_>) -> Result<Option<u64>, ParseError> {
+    match text(obj, "t")? {
+        Some(t) => rfc3339_micros(t)
+            .map(Some)
+            .ok_or(ParseError::BadTimestamp { field: "t" }),
+        None => Ok(None),
+    }
+}
+
+/// `auth` with key and secret, then `subscribe` to trades and quotes.
+pub(crate) fn handshake(key: &str, secret: &str, symbols: &[String]) -> Vec<String> {
+    vec![
+        serde_json::json!({"action": "auth", "key": key, "secret": secret}).to_string(),
+        serde_json::json!({"action": "subscribe", "trades": symbols, "quotes": symbols})
+            .to_string(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(input: &str) -> Decoded {
+        let mut out = Decoded::default();
+        AlpacaDecoder::new(1 << 20).decode(&mut input.as_bytes().to_vec(), &mut out);
+        out
+    }
+
+    #[test]
+    fn quotes_and_trades_with_nanosecond_and_millisecond_times() {
+        let out = decode(
+            r#"[{"T":"q","S":"AMD","bx":"U","bp":141.02,"bs":2,"ax":"Q","ap":141.05,"as":5,"t":"2025-03-04T15:00:01.123456789Z","c":["R"],"z":"C"},
+                {"T":"t","i":7,"S":"AMD","x":"D","p":141.03,"s":40,"t":"2025-03-04T15:00:01.5Z","c":["@"],"z":"C"}]"#,
+        );
+        assert!(out.rejects.is_empty(), "{:?}", out.rejects);
+        let (q, t) = (out.ticks[0], out.ticks[1]);
+        assert_eq!(
+            (q.kind, q.bid, q.ask),
+            (TickKind::Quote, Some(141.02), Some(141.05))
+        );
+        assert_eq!((q.bid_size, q.ask_size), (Some(2.0), Some(5.0)));
+        assert_eq!(q.ts, Some(1_741_100_401_123_456));
+        assert_eq!(
+            (t.kind, t.last, t.last_size),
+            (TickKind::Trade, Some(141.03), Some(40.0))
+        );
+        assert_eq!(t.ts, Some(1_741_100_401_500_000));
+    }
+
+    #[test]
+    fn slow_client_error_is_a_notice_and_bad_time_a_reject() {
+        let out = decode(
+            r#"[{"T":"error","code":407,"msg":"slow client"},
+                {"T":"success","msg":"authenticated"},
+                {"T":"q","S":"X","bp":1,"t":"yesterday"},
+                {"T":"b","S":"X"}]"#,
+        );
+        assert_eq!(
+            out.notices[0],
+            Notice::UpstreamError {
+                code: Some(407),
+                message: "slow client".into()
+            }
+        );
+        assert_eq!(out.notices[1], Notice::Status("authenticated".into()));
+        assert_eq!(out.rejects, [ParseError::BadTimestamp { field: "t" }]);
+        assert!(out.ticks.is_empty());
+    }
+
+    #[test]
+    fn handshake_authenticates_then_subscribes() {
+        let msgs = handshake("K", "S", &["AAPL".into()]);
+        assert_eq!(msgs[0], r#"{"action":"auth","key":"K","secret":"S"}"#);
+        assert_eq!(
+            msgs[1],
+            r#"{"action":"subscribe","quotes":["AAPL"],"trades":["AAPL"]}"#
+        );
+    }
+}
