@@ -128,11 +128,14 @@ const CELL_CLASS = { bid: 'c-bid', ask: 'c-ask', last: 'c-last', change: 'c-chg'
 const FLASHING = ['bid', 'ask', 'last'];
 
 function createRow(symbol) {
-  const tr = document.createElement('tr');
+  const tr = document.createElement('div');
+  tr.className = 'row';
+  tr.setAttribute('role', 'row');
   tr.dataset.symbol = symbol;
   tr.dataset.stale = 'false';
-  const sym = document.createElement('td');
+  const sym = document.createElement('div');
   sym.className = 'c-sym';
+  sym.setAttribute('role', 'rowheader');
   const name = document.createElement('span');
   name.textContent = symbol;
   const badge = document.createElement('span');
@@ -141,21 +144,24 @@ function createRow(symbol) {
   tr.append(sym);
   const cells = {};
   for (const key of CELLS) {
-    const td = document.createElement('td');
+    const td = document.createElement('div');
     td.className = `num ${CELL_CLASS[key]}`;
+    td.setAttribute('role', 'cell');
     td.dataset.field = key;
     td.textContent = key === 'ups' ? '0' : '–';
     cells[key] = td;
     tr.append(td);
   }
-  const sparkCell = document.createElement('td');
+  const sparkCell = document.createElement('div');
   sparkCell.className = 'c-spark';
+  sparkCell.setAttribute('role', 'cell');
   const canvas = document.createElement('canvas');
   canvas.setAttribute('aria-hidden', 'true');
   sparkCell.append(canvas);
   tr.insertBefore(sparkCell, cells.ups);
-  const rm = document.createElement('td');
+  const rm = document.createElement('div');
   rm.className = 'c-rm';
+  rm.setAttribute('role', 'cell');
   const button = document.createElement('button');
   button.type = 'button';
   button.textContent = '×';

@@ -169,6 +169,7 @@ describe('client library against a running gateway', () => {
     const client = track(newClient(gateway, { requestTimeoutMs: 300, heartbeatTimeoutMs: 0 }));
     await client.connect();
     gateway.pause();
+    await sleep(100); // SIGSTOP lands asynchronously on a running process
     try {
       await assert.rejects(client.ping(), { code: 'timeout' });
     } finally {

@@ -62,12 +62,12 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
     return page;
   }
 
-  const lastPrice = (page, symbol) => page.locator(`tr[data-symbol="${symbol}"] td[data-field="last"]`).textContent();
+  const lastPrice = (page, symbol) => page.locator(`[data-symbol="${symbol}"] [data-field="last"]`).textContent();
 
   /** Waits until every listed row shows a number in its Last column. */
   async function waitForPrices(page, symbols, timeout = 15_000) {
     await page.waitForFunction(
-      (list) => list.every((s) => /\d/.test(document.querySelector(`tr[data-symbol="${s}"] td[data-field="last"]`)?.textContent ?? '')),
+      (list) => list.every((s) => /\d/.test(document.querySelector(`[data-symbol="${s}"] [data-field="last"]`)?.textContent ?? '')),
       symbols,
       { timeout },
     );
@@ -76,7 +76,7 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
   /** Waits until some of `symbols` show a Last price different from `before`. */
   async function waitForPriceChange(page, before, timeout = 15_000) {
     await page.waitForFunction(
-      (prev) => Object.entries(prev).some(([s, text]) => document.querySelector(`tr[data-symbol="${s}"] td[data-field="last"]`)?.textContent !== text),
+      (prev) => Object.entries(prev).some(([s, text]) => document.querySelector(`[data-symbol="${s}"] [data-field="last"]`)?.textContent !== text),
       before,
       { timeout },
     );
@@ -96,7 +96,7 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
     await page.locator('#symbol-input').fill('nflx, orcl');
     await page.locator('#symbol-input').press('Enter');
     await waitForPrices(page, ['NFLX', 'ORCL']);
-    assert.equal(await page.locator('#rows tr').count(), 13);
+    assert.equal(await page.locator('#rows .row').count(), 13);
     assert.equal(await page.locator('#symbol-input').inputValue(), '');
     assert.equal((await page.locator('#form-error').textContent()).trim(), '');
 
@@ -108,8 +108,8 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
     await page.waitForTimeout(400);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-dark.png') });
 
-    await page.locator('tr[data-symbol="ORCL"] .c-rm button').click();
-    assert.equal(await page.locator('tr[data-symbol="ORCL"]').count(), 0);
+    await page.locator('[data-symbol="ORCL"] .c-rm button').click();
+    assert.equal(await page.locator('[data-symbol="ORCL"]').count(), 0);
     await page.close();
   });
 
@@ -122,7 +122,7 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
     assert.equal(await page.locator('#symbol-input').getAttribute('aria-invalid'), 'true');
     assert.equal(await page.locator('#symbol-input').inputValue(), '??', 'the bad symbol stays in the box');
     await waitForPrices(page, ['IBM']);
-    assert.equal(await page.locator('tr[data-symbol="??"]').count(), 0);
+    assert.equal(await page.locator('[data-symbol="??"]').count(), 0);
     await page.close();
   });
 
@@ -135,7 +135,7 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
     await error.waitFor();
     const text = await error.textContent();
     assert.match(text, /BAD\$: .+/, 'symbol and the gateway message');
-    await page.waitForFunction(() => !document.querySelector('tr[data-symbol="BAD$"]'));
+    await page.waitForFunction(() => !document.querySelector('[data-symbol="BAD$"]'));
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-inline-error.png') });
     await page.close();
   });
@@ -151,14 +151,14 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
     await page.locator('#conn[data-state="reconnecting"]').waitFor({ timeout: 10_000 });
     await page.locator('#banner:not([hidden])').waitFor();
     assert.match(await page.locator('#banner').textContent(), /Disconnected/);
-    await page.waitForFunction(() => [...document.querySelectorAll('#rows tr')].every((tr) => tr.dataset.stale === 'true'));
+    await page.waitForFunction(() => [...document.querySelectorAll('#rows .row')].every((tr) => tr.dataset.stale === 'true'));
     await page.locator('#age[data-level="stale"]').waitFor();
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-disconnected.png') });
     const frozen = await pricesOf(page, symbols);
 
     gateway = await startGateway({ port, args: ['--sim-rate', '2000'] });
     await page.locator('#conn[data-state="open"]').waitFor({ timeout: 20_000 });
-    await page.waitForFunction(() => [...document.querySelectorAll('#rows tr')].every((tr) => tr.dataset.stale === 'false'), null, { timeout: 15_000 });
+    await page.waitForFunction(() => [...document.querySelectorAll('#rows .row')].every((tr) => tr.dataset.stale === 'false'), null, { timeout: 15_000 });
     await waitForPriceChange(page, frozen);
     assert.equal(await page.locator('#banner').isHidden(), true);
     await page.waitForFunction(() => document.getElementById('stat-reconnects').textContent === '1');
@@ -168,7 +168,7 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
   test('200 symbols render smoothly', async () => {
     const page = await openPage('?symbols=200');
     await page.locator('#conn[data-state="open"]').waitFor();
-    assert.equal(await page.locator('#rows tr').count(), 200);
+    assert.equal(await page.locator('#rows .row').count(), 200);
     await page.waitForFunction(() => [...window.tickgate.client.quotes.values()].filter((q) => q.seq !== undefined).length >= 190, null, { timeout: 20_000 });
     await waitForPrices(page, ['AAPL', 'MSFT']);
     const { fps, longestFrameMs } = await page.evaluate(
@@ -194,7 +194,7 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
     assert.ok(longestFrameMs < 1000, `a frame took ${longestFrameMs.toFixed(0)} ms`);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-200.png') });
     // Rows off screen are drawn once they scroll into view.
-    await page.locator('tr[data-symbol="YUM"]').scrollIntoViewIfNeeded();
+    await page.locator('[data-symbol="YUM"]').scrollIntoViewIfNeeded();
     await waitForPrices(page, ['YUM', 'CTVA']);
     await page.close();
   });
@@ -211,8 +211,8 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
       return wrap.scrollWidth - wrap.clientWidth;
     });
     assert.ok(tableOverflow <= 1, `the watchlist needs ${tableOverflow}px of sideways scrolling`);
-    assert.equal(await page.locator('tr[data-symbol="AAPL"] td[data-field="bid"]').isVisible(), false, 'bid column hidden on phones');
-    assert.equal(await page.locator('tr[data-symbol="AAPL"] td[data-field="last"]').isVisible(), true);
+    assert.equal(await page.locator('[data-symbol="AAPL"] [data-field="bid"]').isVisible(), false, 'bid column hidden on phones');
+    assert.equal(await page.locator('[data-symbol="AAPL"] [data-field="last"]').isVisible(), true);
     await page.waitForTimeout(1500);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-phone.png') });
     await page.close();
