@@ -456,6 +456,18 @@ def check_dashboards():
             if v["type"] == "query" and v.get("datasource", {}).get("uid") != DS_UID:
                 problems.append(f"variable {v['name']} datasource")
         check(f"{name}: every panel, query and variable uses ${{datasource}}, with refIds, units and positions", not problems, "; ".join(problems))
+        cells, overlaps = {}, []
+        for p in panels:
+            gp = p["gridPos"]
+            if gp["x"] + gp["w"] > 24:
+                overlaps.append(f"panel {p['id']} wider than the grid")
+            for x in range(gp["x"], gp["x"] + gp["w"]):
+                for y in range(gp["y"], gp["y"] + gp["h"]):
+                    if (x, y) in cells:
+                        overlaps.append(f"panels {cells[(x, y)]} and {p['id']} at {x},{y}")
+                        break
+                    cells[(x, y)] = p["id"]
+        check(f"{name}: panels do not overlap", not overlaps, "; ".join(overlaps[:5]))
         fixed = [w for w, e in dashboard_exprs(dash) if re.search(r"\[\d+[smhdw]\]", e)]
         check(f"{name}: rates use $__rate_interval", not fixed, fixed)
     check("dashboard uids are the stable tickgate-overview and tickgate-feeds",
