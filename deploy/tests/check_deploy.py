@@ -635,6 +635,41 @@ async def drive_traffic(client):
     return updates, refused
 
 
+async def close_code_after_sigterm(gw):
+    import websockets
+
+    async with websockets.connect(f"ws://{gw.client}/ws") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "symbols": ["AAPL"]}))
+        await asyncio.wait_for(ws.recv(), timeout=5)
+        started = time.monotonic()
+        gw.proc.send_signal(signal.SIGTERM)
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), timeout=60)
+        except websockets.ConnectionClosed:
+            pass
+        return ws.close_code, time.monotonic() - started
+
+
+def check_sigterm(gw):
+    """What the drain timings in the manifests rely on: SIGTERM closes clients
+    with 1001 and the process exits within shutdown.grace_period_ms."""
+    # The test config leaves [shutdown] at its defaults, which the example
+    # config spells out.
+    defaults = tomllib.loads((ROOT / "config" / "tickgate.example.toml").read_text()).get("shutdown", {})
+    grace_s = (defaults.get("grace_period_ms", 5000) + defaults.get("drain_window_ms", 0)) / 1000
+    code, after = asyncio.run(close_code_after_sigterm(gw))
+    check("SIGTERM closes a connected client with 1001 (Going Away)", code == 1001, f"close code {code}")
+    started = time.monotonic() - after
+    try:
+        gw.proc.wait(timeout=max(0.1, grace_s + 2 - after))
+    except subprocess.TimeoutExpired:
+        pass
+    exited = gw.proc.poll()
+    check(f"after SIGTERM the gateway exits within drain window + grace period ({grace_s:g} s)",
+          exited is not None, f"still running {time.monotonic() - started:.1f} s after SIGTERM")
+
+
 def check_live_metrics():
     if not check("tickgate binary exists", BIN.exists(), f"{BIN} missing (deploy/test.sh builds it)"):
         return
@@ -646,6 +681,7 @@ def check_live_metrics():
         check("third connection refused at limits.max_connections", refused is not None, "it was accepted")
         text = gw.scrape()
         check_probes_and_services(gw.admin, gw.client)
+        check_sigterm(gw)
     finally:
         gw.stop()
     r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
