@@ -258,6 +258,10 @@ def check_deployment_shape():
           and "podAntiAffinity" in base["spec"]["template"]["spec"].get("affinity", {}), "")
 
 
+def example_config():
+    return tomllib.loads((ROOT / "config" / "tickgate.example.toml").read_text())
+
+
 def check_drain_timings():
     for label, dep, cm_file in gateway_deployments():
         spec = dep["spec"]["template"]["spec"]
@@ -266,7 +270,9 @@ def check_drain_timings():
         check(f"{label}: preStop uses the native sleep action", "sleep" in pre_stop and "exec" not in pre_stop, json.dumps(pre_stop))
         sleep_s = pre_stop.get("sleep", {}).get("seconds", 0)
         cfg = tomllib.loads(load_docs(cm_file)[0]["data"]["tickgate.toml"])
-        shutdown = cfg.get("shutdown", {})
+        # Keys the ConfigMap leaves out take the binary's defaults, which the
+        # example config spells out (drain_window_ms: 0 until it exists).
+        shutdown = {**example_config().get("shutdown", {}), **cfg.get("shutdown", {})}
         grace_ms = shutdown.get("grace_period_ms", 5000)
         drain_ms = shutdown.get("drain_window_ms", 0)
         margin_s = 5
@@ -656,7 +662,7 @@ def check_sigterm(gw):
     with 1001 and the process exits within shutdown.grace_period_ms."""
     # The test config leaves [shutdown] at its defaults, which the example
     # config spells out.
-    defaults = tomllib.loads((ROOT / "config" / "tickgate.example.toml").read_text()).get("shutdown", {})
+    defaults = example_config().get("shutdown", {})
     grace_s = (defaults.get("grace_period_ms", 5000) + defaults.get("drain_window_ms", 0)) / 1000
     code, after = asyncio.run(close_code_after_sigterm(gw))
     check("SIGTERM closes a connected client with 1001 (Going Away)", code == 1001, f"close code {code}")
