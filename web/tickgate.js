@@ -516,11 +516,14 @@ export class TickgateClient {
     this._pending.clear();
   }
 
-  /** The gateway answers in order: a reply to `id` completes every older request. */
+  /**
+   * The gateway answers in order, so a reply to `id` means every older
+   * request that got only errors will get no ack: settle those now.
+   */
   _settleOlder(id) {
     if (typeof id !== 'number') return;
     for (const [otherId, request] of this._pending) {
-      if (otherId >= id) continue;
+      if (otherId >= id || request.errors.length === 0) continue;
       this._pending.delete(otherId);
       this._settle(request, null, request.errors[0] ?? new TickgateError('bad_request', `no reply to ${request.op}`, { id: otherId, op: request.op }));
     }

@@ -218,6 +218,22 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
     await page.close();
   });
 
+  test('the theme follows the system setting until the toggle picks one', async () => {
+    const page = await openPage('?symbols=AAPL');
+    await page.evaluate(() => localStorage.removeItem('tickgate.theme'));
+    const background = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.reload();
+    assert.equal(await background(), 'rgb(15, 18, 22)');
+    await page.emulateMedia({ colorScheme: 'light' });
+    assert.equal(await background(), 'rgb(246, 247, 249)');
+    await page.locator('#theme-toggle').click();
+    assert.equal(await background(), 'rgb(15, 18, 22)');
+    await page.reload();
+    assert.equal(await background(), 'rgb(15, 18, 22)', 'the choice is remembered');
+    await page.close();
+  });
+
   test('no script errors on any page', () => {
     assert.deepEqual(pageErrors, []);
   });
