@@ -9,10 +9,12 @@
 //! - [`model`]: `Symbol`, `Tick`, `Quote` and the merge rule.
 //! - [`sim`]: the embedded simulator, the default feed.
 
+pub mod config;
 pub mod json;
 pub mod model;
 pub mod parse;
 pub mod sim;
+pub mod spec;
 pub mod venue;
 
 use std::sync::Arc;

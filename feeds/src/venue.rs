@@ -42,6 +42,24 @@ pub struct Credentials {
     pub key: Option<String>,
     /// API secret (Alpaca `secret`).
     pub secret: Option<String>,
+    /// Environment variable holding the key (used when `key` is absent).
+    pub key_env: Option<String>,
+    /// Environment variable holding the secret (used when `secret` is absent).
+    pub secret_env: Option<String>,
+}
+
+impl Credentials {
+    /// Fills `key`/`secret` from their `*_env` variables where absent.
+    pub fn resolved(mut self) -> Self {
+        let from_env = |name: &Option<String>| name.as_ref().and_then(|n| std::env::var(n).ok());
+        if self.key.is_none() {
+            self.key = from_env(&self.key_env);
+        }
+        if self.secret.is_none() {
+            self.secret = from_env(&self.secret_env);
+        }
+        self
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -49,6 +67,8 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("key_env", &self.key_env)
+            .field("secret_env", &self.secret_env)
             .finish()
     }
 }
@@ -171,6 +191,7 @@ mod tests {
         let creds = Credentials {
             key: Some("k-123".into()),
             secret: Some("s-456".into()),
+            ..Credentials::default()
         };
         let shown = format!("{creds:?}");
         assert!(
