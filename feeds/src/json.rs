@@ -8,7 +8,6 @@
 //! `ask` is a trade. Unknown fields are ignored. A bad element of an array is
 //! rejected alone; its good neighbours are kept.
 
-use simd_json::prelude::*;
 use simd_json::tape::{Object, Value};
 
 use crate::model::{Tick, TickKind};

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 
-use simd_json::prelude::*;
 use simd_json::tape::Object;
 
 use crate::model::{Symbol, Tick, TickKind};
