@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 /// Everything a gateway needs to run. Every section and key is optional in
 /// the file; missing ones take the defaults shown in `docs/config.md`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -160,19 +160,6 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".into(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            limits: LimitsConfig::default(),
-            connection: ConnectionConfig::default(),
-            simulator: SimulatorConfig::default(),
-            shutdown: ShutdownConfig::default(),
-            log: LogConfig::default(),
         }
     }
 }

@@ -30,6 +30,9 @@ use crate::protocol::{self, ErrorCode, Request, RequestId};
 use crate::state::AppState;
 use crate::subscriptions;
 
+/// Longest wait for the client's side of the closing handshake.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
+
 /// Why a connection ended; decides the close frame and the metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -102,11 +105,15 @@ where
     let dropped = subscriptions::unsubscribe_all(&mailbox);
     metrics::gauge!(m::SUBSCRIPTIONS).decrement(dropped as f64);
     if let Some(frame) = reason.close_frame() {
-        // Best effort: a peer that does not read gets a bounded wait.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            sink.send(Message::Close(Some(frame))),
-        )
+        // Closing handshake, bounded: send our close, then read until the
+        // peer's close or EOF. Dropping the socket with unread input would
+        // make the kernel send a reset, which can destroy the close frame
+        // before the client reads it.
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+            if sink.send(Message::Close(Some(frame))).await.is_ok() {
+                while let Some(Ok(_)) = stream.next().await {}
+            }
+        })
         .await;
     }
     metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);

@@ -1,0 +1,270 @@
+//! Helpers shared by the integration tests: a gateway on ephemeral ports, a
+//! real WebSocket client, a raw HTTP client, and tick builders.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tickgate::config::Config;
+use tickgate::{FeedSetup, Gateway};
+use tickgate_feeds::{FeedEvent, Symbol, Tick, TickBatch, TickKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A config on ephemeral loopback ports.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().expect("addr");
+    config.server.admin_listen = "127.0.0.1:0".parse().expect("addr");
+    config
+}
+
+/// A gateway with no feed of its own; the test injects ticks.
+pub async fn gateway_without_feeds(config: Config) -> Gateway {
+    Gateway::start(config, FeedSetup::External)
+        .await
+        .expect("gateway starts")
+}
+
+pub fn sym(s: &str) -> Symbol {
+    Symbol::parse(s).expect("valid symbol")
+}
+
+pub fn quote_tick(symbol: &str, bid: f64) -> Tick {
+    Tick {
+        symbol: Some(sym(symbol)),
+        kind: TickKind::Quote,
+        bid: Some(bid),
+        ask: Some(bid + 0.01),
+        bid_size: Some(100.0),
+        ask_size: Some(200.0),
+        ts: Some(tickgate_feeds::now_micros()),
+        ..Tick::default()
+    }
+}
+
+pub async fn inject(gateway: &Gateway, ticks: Vec<Tick>) {
+    gateway
+        .feed_sender()
+        .send(FeedEvent::Ticks(TickBatch {
+            feed: "test".into(),
+            ticks,
+        }))
+        .await
+        .expect("ingest running");
+}
+
+/// Waits until the store holds `seq` for `symbol` (the ingest task is async).
+pub async fn wait_for_seq(gateway: &Gateway, symbol: &str, seq: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let current = gateway
+            .state()
+            .store
+            .get(&sym(symbol))
+            .and_then(|slot| slot.latest())
+            .map_or(0, |s| s.quote.seq);
+        if current >= seq {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{symbol} never reached seq {seq}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<TcpStream>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("tcp connect");
+        Self::handshake(stream, addr).await
+    }
+
+    /// A client whose socket receive buffer is tiny, so the gateway's writes
+    /// block quickly once it stops reading.
+    pub async fn connect_small_buffer(addr: SocketAddr) -> Self {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("rcvbuf");
+        let stream = socket.connect(addr).await.expect("tcp connect");
+        Self::handshake(stream, addr).await
+    }
+
+    async fn handshake(stream: TcpStream, addr: SocketAddr) -> Self {
+        let (ws, response) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream)
+            .await
+            .expect("websocket handshake");
+        assert_eq!(response.status(), 101);
+        Self { ws }
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.ws
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_json(&mut self, value: Value) {
+        self.send(&value.to_string()).await;
+    }
+
+    /// Next frame of any kind.
+    pub async fn next_message(&mut self) -> Message {
+        tokio::time::timeout(WAIT, self.ws.next())
+            .await
+            .expect("a frame within the wait")
+            .expect("stream open")
+            .expect("no websocket error")
+    }
+
+    /// Next JSON text frame, skipping heartbeats; at most [`WAIT`] in all.
+    pub async fn next_json(&mut self) -> Value {
+        tokio::time::timeout(WAIT, self.next_json_unbounded())
+            .await
+            .expect("a JSON frame within the wait")
+    }
+
+    async fn next_json_unbounded(&mut self) -> Value {
+        loop {
+            match self.next_message().await {
+                Message::Text(text) => {
+                    let value: Value =
+                        serde_json::from_str(text.as_str()).expect("server sends JSON");
+                    if value["type"] != "heartbeat" {
+                        return value;
+                    }
+                }
+                Message::Close(frame) => panic!("unexpected close: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Next JSON frame of the given type, skipping others (heartbeats,
+    /// updates); at most [`WAIT`] in all.
+    pub async fn next_of_type(&mut self, kind: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let value = tokio::time::timeout_at(deadline, self.next_json_unbounded())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind} frame within the wait"));
+            if value["type"] == kind {
+                return value;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns its close frame.
+    pub async fn expect_close(&mut self) -> Option<CloseFrame> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("close within the wait");
+            match next {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// Proves the connection still works: ping gets its pong.
+    pub async fn assert_usable(&mut self) {
+        self.send(r#"{"op":"ping","id":"alive"}"#).await;
+        let pong = self.next_of_type("pong").await;
+        assert_eq!(pong["id"], "alive");
+    }
+}
+
+/// Quotes of a snapshot or update frame as (symbol, seq) pairs.
+pub fn quotes(frame: &Value) -> Vec<(String, u64)> {
+    frame["quotes"]
+        .as_array()
+        .expect("quotes array")
+        .iter()
+        .map(|q| {
+            (
+                q["symbol"].as_str().expect("symbol").to_owned(),
+                q["seq"].as_u64().expect("seq"),
+            )
+        })
+        .collect()
+}
+
+/// A minimal HTTP/1.1 GET; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Sends raw request bytes; returns (status, body). Reads one response
+/// (headers, then `Content-Length` bytes), so keep-alive connections work.
+pub async fn http_raw(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    let read_response = async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            let text = String::from_utf8_lossy(&response).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return text;
+                }
+            }
+            let n = stream.read(&mut chunk).await.expect("read");
+            if n == 0 {
+                return String::from_utf8_lossy(&response).into_owned();
+            }
+            response.extend_from_slice(&chunk[..n]);
+        }
+    };
+    let text = tokio::time::timeout(WAIT, read_response)
+        .await
+        .expect("response within the wait");
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Resident memory of this process in bytes (Linux).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
