@@ -390,8 +390,8 @@ async fn session(
                     if pipeline.decode(connection.message()) {
                         last_data = Instant::now();
                         delivered = true;
-                        pipeline.flush(false).await?;
                         pipeline.set_state(FeedState::Live).await?;
+                        pipeline.flush(false).await?;
                     }
                 }
                 Ok(Frame::Oversize(len)) => {
@@ -506,15 +506,17 @@ async fn play_once(
                 _ = sleep_until(due) => {}
             }
         }
+        if pipeline.pending_len() > 0 {
+            pipeline.set_state(FeedState::Live).await?;
+        }
         if replay.speed > 0.0 || pipeline.pending_len() >= REPLAY_BATCH {
             pipeline.flush(replay.restamp).await?;
         }
-        if pipeline.pending_len() > 0 || replay.speed > 0.0 {
-            pipeline.set_state(FeedState::Live).await?;
-        }
+    }
+    if pipeline.pending_len() > 0 {
+        pipeline.set_state(FeedState::Live).await?;
     }
     pipeline.flush(replay.restamp).await?;
-    pipeline.set_state(FeedState::Live).await?;
     Ok(Ok(()))
 }
 

@@ -3,8 +3,9 @@
 //! metrics recorder to read counters back.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
@@ -172,25 +173,36 @@ pub fn recorder() -> &'static Snapshotter {
     })
 }
 
+/// Counter totals so far. The debugging recorder's snapshot drains
+/// counters, so every snapshot is folded in here first.
+type Totals = Mutex<HashMap<(String, Vec<(String, String)>), u64>>;
+
+fn totals() -> &'static Totals {
+    static TOTALS: OnceLock<Totals> = OnceLock::new();
+    TOTALS.get_or_init(Default::default)
+}
+
 /// The value of counter `name` with exactly these labels.
 pub fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
-    recorder()
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, _, _, _)| {
-            let key = key.key();
-            key.name() == name
-                && key.labels().count() == labels.len()
-                && labels
-                    .iter()
-                    .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
-        })
-        .map(|(_, _, _, value)| match value {
-            DebugValue::Counter(n) => n,
-            _ => 0,
-        })
-        .sum()
+    let mut totals = totals().lock().expect("totals lock");
+    for (key, _, _, value) in recorder().snapshot().into_vec() {
+        let DebugValue::Counter(n) = value else {
+            continue;
+        };
+        let key = key.key();
+        let mut pairs: Vec<(String, String)> = key
+            .labels()
+            .map(|l| (l.key().to_string(), l.value().to_string()))
+            .collect();
+        pairs.sort();
+        *totals.entry((key.name().to_string(), pairs)).or_default() += n;
+    }
+    let mut want: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    want.sort();
+    totals.get(&(name.to_string(), want)).copied().unwrap_or(0)
 }
 
 /// Ticks of the generic fixture decoded independently with serde_json.
