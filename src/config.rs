@@ -81,6 +81,10 @@ pub struct SimulatorConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
+    /// After SIGTERM/Ctrl-C, client connections are closed (1001) spread
+    /// evenly over this window, so they reconnect elsewhere gradually.
+    /// 0 closes them all at once.
+    pub drain_window_ms: u64,
     /// After SIGTERM/Ctrl-C, time allowed for closing connections before exit.
     pub grace_period_ms: u64,
 }
@@ -150,6 +154,7 @@ impl Default for SimulatorConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
+            drain_window_ms: 0,
             grace_period_ms: 5_000,
         }
     }
@@ -250,6 +255,10 @@ impl Config {
             "simulator.ticks_per_second must be between 0 and 10000000",
         );
         check(s.symbols != Some(0), "simulator.symbols must be at least 1");
+        check(
+            self.shutdown.drain_window_ms <= 3_600_000,
+            "shutdown.drain_window_ms must be at most 3600000 (one hour)",
+        );
         check(
             self.shutdown.grace_period_ms <= 3_600_000,
             "shutdown.grace_period_ms must be at most 3600000 (one hour)",

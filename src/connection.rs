@@ -89,6 +89,7 @@ where
     metrics::counter!(m::CONNECTIONS_OPENED, "transport" => transport).increment(1);
     debug!(conn_id, "connection opened");
 
+    state.track_connection(true);
     let (mut sink, mut stream) = ws.split();
     let started = Instant::now();
     let last_seen_ms = AtomicU64::new(0);
@@ -99,6 +100,7 @@ where
             reason = reader => reason,
             reason = writer => reason,
             () = state.shutdown.cancelled() => CloseReason::Shutdown,
+            () = drained(&state) => CloseReason::Shutdown,
         }
     };
 
@@ -116,9 +118,16 @@ where
         })
         .await;
     }
+    state.track_connection(false);
     metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
     metrics::counter!(m::CONNECTIONS_CLOSED, "reason" => reason.as_str()).increment(1);
     debug!(conn_id, reason = reason.as_str(), "connection closed");
+}
+
+/// Resolves at this connection's place in the drain schedule.
+async fn drained(state: &AppState) {
+    state.drain.cancelled().await;
+    tokio::time::sleep(state.drain_delay()).await;
 }
 
 async fn read_loop<S>(

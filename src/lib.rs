@@ -153,10 +153,17 @@ impl Gateway {
         &self.state
     }
 
-    /// Stops accepting, closes every client with 1001 and waits up to
-    /// `grace_period` for tasks to finish. Returns whether they all did.
+    /// Drains and stops: `/readyz` turns 503 and the listeners stop accepting
+    /// at once; clients are closed with 1001 spread over
+    /// `shutdown.drain_window_ms`; then every task gets `grace_period` to
+    /// finish. Returns whether they all did.
     pub async fn shutdown(self, grace_period: Duration) -> bool {
         self.state.start_draining();
+        let window = Duration::from_millis(self.state.config.shutdown.drain_window_ms);
+        let drain_end = tokio::time::Instant::now() + window;
+        while self.state.open_connections() > 0 && tokio::time::Instant::now() < drain_end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.state.shutdown.cancel();
         self.state.tracker.close();
         drop(self.feed_tx);

@@ -81,8 +81,15 @@ pub async fn accept_loop(
     metrics: PrometheusHandle,
 ) {
     loop {
+        // The client listener closes as soon as draining starts (new
+        // clients go to other instances); the admin listener keeps serving
+        // /readyz and /metrics until the end.
+        let stop = match kind {
+            Listener::Client { .. } => &state.drain,
+            Listener::Admin => &state.shutdown,
+        };
         let (stream, peer) = tokio::select! {
-            () = state.shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {

@@ -25,6 +25,14 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// One permit per open client connection (`limits.max_connections`).
     pub connection_slots: Arc<Semaphore>,
+    /// Cancelled when draining starts: listeners stop accepting and each
+    /// connection schedules its close within the drain window.
+    pub drain: CancellationToken,
+    /// Connections open when draining started, and how many have taken a
+    /// place in the close schedule so far.
+    drain_population: AtomicU64,
+    drain_position: AtomicU64,
+    open_connections: AtomicU64,
     draining: AtomicBool,
     next_connection: AtomicU64,
 }
@@ -38,6 +46,10 @@ impl AppState {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+            drain: CancellationToken::new(),
+            drain_population: AtomicU64::new(0),
+            drain_position: AtomicU64::new(0),
+            open_connections: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
             config,
@@ -49,9 +61,42 @@ impl AppState {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Marks the gateway as draining: `/readyz` answers 503 from now on.
+    /// Starts draining: `/readyz` answers 503 from now on, listeners stop
+    /// accepting, connections schedule their close.
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+        if !self.draining.swap(true, Ordering::SeqCst) {
+            self.drain_population.store(
+                self.open_connections.load(Ordering::SeqCst).max(1),
+                Ordering::SeqCst,
+            );
+            self.drain.cancel();
+        }
+    }
+
+    /// When, after draining started, this connection should close: the
+    /// drain window divided evenly among the connections open at the time.
+    pub fn drain_delay(&self) -> std::time::Duration {
+        let window = std::time::Duration::from_millis(self.config.shutdown.drain_window_ms);
+        let population = self.drain_population.load(Ordering::SeqCst).max(1);
+        let position = self
+            .drain_position
+            .fetch_add(1, Ordering::SeqCst)
+            .min(population - 1);
+        window.mul_f64(position as f64 / population as f64)
+    }
+
+    /// Counts a connection in (`true`) or out.
+    pub fn track_connection(&self, open: bool) {
+        if open {
+            self.open_connections.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.open_connections.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Open client connections.
+    pub fn open_connections(&self) -> u64 {
+        self.open_connections.load(Ordering::SeqCst)
     }
 
     /// Whether shutdown has begun.

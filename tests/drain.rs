@@ -1,0 +1,139 @@
+//! Graceful drain of the real binary: SIGTERM with 500 connected clients.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Client, http_get};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const CLIENTS: usize = 500;
+const WINDOW_MS: u64 = 3_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flips_readiness_then_closes_clients_with_1001_spread_over_the_window() {
+    let dir = std::env::temp_dir().join(format!("tickgate-drain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("drain.toml");
+    std::fs::File::create(&config)
+        .and_then(|mut f| {
+            write!(
+                f,
+                "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[shutdown]\ndrain_window_ms = {WINDOW_MS}\ngrace_period_ms = 3000\n"
+            )
+        })
+        .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickgate"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    let client_addr = event["client"]
+        .as_str()
+        .expect("client")
+        .parse()
+        .expect("addr");
+    let admin_addr = event["admin"]
+        .as_str()
+        .expect("admin")
+        .parse()
+        .expect("addr");
+    while http_get(admin_addr, "/readyz").await.0 != 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut client = Client::connect(client_addr).await;
+        client
+            .send(r#"{"op":"subscribe","symbols":["AAPL"]}"#)
+            .await;
+        clients.push(client);
+    }
+    for client in &mut clients {
+        client.next_of_type("snapshot").await;
+    }
+
+    let signalled = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let watchers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let close = client.expect_close().await;
+                (close.map(|f| f.code), signalled.elapsed())
+            })
+        })
+        .collect();
+    // Readiness flips at once, while clients are still connected.
+    let (status, body) = http_get(admin_addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("draining"), "{body}");
+    assert!(signalled.elapsed() < Duration::from_millis(500));
+    let refused_by = Instant::now() + Duration::from_secs(1);
+    while tokio::net::TcpStream::connect(client_addr).await.is_ok() {
+        assert!(
+            Instant::now() < refused_by,
+            "the client listener kept accepting"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut close_times = Vec::with_capacity(CLIENTS);
+    for watcher in watchers {
+        let (code, at) = watcher.await.expect("watcher");
+        assert_eq!(
+            code,
+            Some(CloseCode::Away),
+            "every client gets 1001 and nothing else"
+        );
+        close_times.push(at);
+    }
+    close_times.sort();
+    let first_second = close_times
+        .iter()
+        .filter(|t| **t < Duration::from_secs(1))
+        .count();
+    let window = Duration::from_millis(WINDOW_MS);
+    assert!(
+        first_second < CLIENTS / 2,
+        "{first_second} of {CLIENTS} closed in the first second of a {WINDOW_MS} ms window"
+    );
+    let last = *close_times.last().expect("closes");
+    assert!(last > window / 2, "closes ended too early ({last:?})");
+    assert!(
+        last < window + Duration::from_secs(2),
+        "closes ran past the window ({last:?})"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit in time");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() < window + Duration::from_secs(5),
+        "exited {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
