@@ -1,0 +1,13 @@
+//! Alpaca message parser: `RUSTC_BOOTSTRAP=1 cargo fuzz run alpaca`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tickgate_feeds::venue::Venue;
+
+mod common {
+    include!("common.rs");
+}
+
+fuzz_target!(|data: &[u8]| {
+    common::run(data, || Venue::Alpaca.decoder(1 << 20));
+});
