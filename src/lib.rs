@@ -20,10 +20,12 @@
 //! - [`server`]: HTTP on the client and admin listeners, the `/ws` upgrade.
 //! - [`config`], [`metrics`], [`shutdown`], [`state`]: settings, metric
 //!   names, signals, shared state.
+//! - [`loadtest`]: the `tickgate loadtest` client (not used by the gateway).
 
 pub mod config;
 pub mod connection;
 pub mod ingest;
+pub mod loadtest;
 pub mod metrics;
 pub mod outbox;
 pub mod protocol;

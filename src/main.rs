@@ -43,10 +43,24 @@ struct Cli {
     /// (status 0 when valid, 64 otherwise).
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Subcommands; without one, the gateway runs.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Open many WebSocket clients against a gateway (or a peer server),
+    /// optionally act as its TCP feed, and report throughput, tick-to-client
+    /// latency and delivery. Bounded in clients and time.
+    Loadtest(tickgate::loadtest::LoadtestArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Loadtest(args)) = cli.command {
+        return tickgate::loadtest::main(args);
+    }
     let config = match build_config(&cli) {
         Ok(config) => config,
         Err(error) => {
