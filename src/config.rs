@@ -5,7 +5,7 @@
 //! naming its key; the binary then exits with status 64.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -20,6 +20,7 @@ pub struct Config {
     pub simulator: SimulatorConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    pub tls: TlsConfig,
 }
 
 /// Listener addresses.
@@ -89,6 +90,41 @@ pub struct ShutdownConfig {
     pub grace_period_ms: u64,
 }
 
+/// The TLS (`wss`) client listener, beside the plain one. On when `cert`
+/// and `key` are set. Relative paths are relative to the working directory.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Address of the TLS listener; [`TlsConfig::DEFAULT_LISTEN`] when unset.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain: the server certificate, then intermediates.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the certificate (RSA, ECDSA or Ed25519; PKCS#8,
+    /// PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// PEM bundle of the CAs whose client certificates are accepted. When
+    /// set, a client without a valid certificate is refused (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    /// Time a client has to complete the TLS handshake.
+    pub handshake_timeout_ms: u64,
+    /// Reload the certificate and key when their files change. SIGHUP
+    /// reloads them either way.
+    pub watch: bool,
+}
+
+impl TlsConfig {
+    /// Where the TLS listener binds when `listen` is not set.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8443);
+
+    /// The TLS listener's address, or `None` when TLS is off (no
+    /// certificate and key configured).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        (self.cert.is_some() && self.key.is_some())
+            .then(|| self.listen.unwrap_or(Self::DEFAULT_LISTEN))
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -156,6 +192,19 @@ impl Default for ShutdownConfig {
         Self {
             drain_window_ms: 0,
             grace_period_ms: 5_000,
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            cert: None,
+            key: None,
+            client_ca: None,
+            handshake_timeout_ms: 10_000,
+            watch: true,
         }
     }
 }
@@ -267,6 +316,29 @@ impl Config {
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level is not a valid filter (try \"info\" or \"tickgate=debug,info\")",
         );
+        let t = &self.tls;
+        check(
+            t.cert.is_some() == t.key.is_some(),
+            "tls.cert and tls.key must be set together (--tls-cert, --tls-key)",
+        );
+        check(
+            t.listen.is_none() || t.cert.is_some() || t.key.is_some(),
+            "tls.listen needs tls.cert and tls.key (--tls-cert, --tls-key)",
+        );
+        check(
+            t.client_ca.is_none() || t.cert.is_some() || t.key.is_some(),
+            "tls.client_ca needs tls.cert and tls.key (--tls-cert, --tls-key)",
+        );
+        check(
+            t.handshake_timeout_ms >= 100,
+            "tls.handshake_timeout_ms must be at least 100",
+        );
+        if let Some(addr) = t.listen_addr().filter(|addr| addr.port() != 0) {
+            check(
+                addr != self.server.listen && addr != self.server.admin_listen,
+                "tls.listen must differ from server.listen and server.admin_listen",
+            );
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -328,6 +400,49 @@ mod tests {
             "simulator.ticks_per_second",
         ] {
             assert!(all.contains(key), "{key} missing from {all}");
+        }
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_on_with_a_certificate_and_key() {
+        assert_eq!(Config::default().tls.listen_addr(), None);
+        let config =
+            Config::from_toml("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"", "test").expect("valid");
+        assert_eq!(
+            config.tls.listen_addr(),
+            Some("127.0.0.1:8443".parse().expect("addr"))
+        );
+        let config = Config::from_toml(
+            "[tls]\nlisten = \"0.0.0.0:443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"",
+            "test",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.tls.listen_addr(),
+            Some("0.0.0.0:443".parse().expect("addr"))
+        );
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_work_are_named() {
+        let cases = [
+            ("[tls]\ncert = \"c.pem\"", "tls.cert and tls.key"),
+            ("[tls]\nkey = \"k.pem\"", "tls.cert and tls.key"),
+            ("[tls]\nlisten = \"127.0.0.1:8443\"", "tls.listen needs"),
+            ("[tls]\nclient_ca = \"ca.pem\"", "tls.client_ca needs"),
+            (
+                "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nhandshake_timeout_ms = 5",
+                "tls.handshake_timeout_ms",
+            ),
+            (
+                "[tls]\nlisten = \"127.0.0.1:8080\"\ncert = \"c.pem\"\nkey = \"k.pem\"",
+                "tls.listen must differ",
+            ),
+            ("[tls]\ncertificate = \"c.pem\"", "certificate"),
+        ];
+        for (text, expected) in cases {
+            let err = Config::from_toml(text, "test").expect_err(text).to_string();
+            assert!(err.contains(expected), "{text:?} -> {err}");
         }
     }
 

@@ -18,6 +18,8 @@
 //!   drains the outbox into one frame per wake-up.
 //! - [`protocol`]: the client protocol codec, pure.
 //! - [`server`]: HTTP on the client and admin listeners, the `/ws` upgrade.
+//! - [`tls`]: the `wss` listener in front of the same service: rustls,
+//!   certificate reload, mutual TLS, `tickgate dev-cert`.
 //! - [`config`], [`metrics`], [`shutdown`], [`state`]: settings, metric
 //!   names, signals, shared state.
 //! - [`loadtest`]: the `tickgate loadtest` client (not used by the gateway).
@@ -34,6 +36,7 @@ pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +61,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The TLS certificate, key or client CA bundle cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Which feeds a gateway starts with.
@@ -75,6 +81,7 @@ pub struct Gateway {
     state: Arc<AppState>,
     client_addr: SocketAddr,
     admin_addr: SocketAddr,
+    tls: Option<(Arc<tls::TlsServer>, SocketAddr)>,
     feed_tx: FeedSender,
 }
 
@@ -83,6 +90,11 @@ impl Gateway {
     /// feed has delivered data; `/readyz` says when data flows.
     pub async fn start(config: Config, feeds: FeedSetup) -> Result<Self, StartError> {
         let metrics = metrics::install();
+        // TLS files first: a bad certificate fails start-up before anything listens.
+        let tls_server = match config.tls.listen_addr() {
+            Some(addr) => Some((Arc::new(tls::TlsServer::new(&config.tls)?), addr)),
+            None => None,
+        };
         let client = bind("client", config.server.listen).await?;
         let admin = bind("admin", config.server.admin_listen).await?;
         let client_addr = client.local_addr().map_err(|source| StartError::Bind {
@@ -95,6 +107,18 @@ impl Gateway {
             addr: config.server.admin_listen,
             source,
         })?;
+        let tls_listener = match tls_server {
+            Some((server, addr)) => {
+                let listener = bind("tls", addr).await?;
+                let local = listener.local_addr().map_err(|source| StartError::Bind {
+                    listener: "tls",
+                    addr,
+                    source,
+                })?;
+                Some((server, listener, local))
+            }
+            None => None,
+        };
         let state = Arc::new(AppState::new(config));
         let (feed_tx, feed_rx) = mpsc::channel(ingest::FEED_QUEUE);
         state
@@ -112,6 +136,22 @@ impl Gateway {
             Arc::clone(&state),
             metrics.clone(),
         ));
+        let tls = match tls_listener {
+            Some((server, listener, local)) => {
+                if let Err(error) = tls::spawn_reloaders(&server, state.config.tls.watch, &state) {
+                    state.drain.cancel();
+                    state.shutdown.cancel();
+                    return Err(error.into());
+                }
+                state.tracker.spawn(Arc::clone(&server).accept_loop(
+                    listener,
+                    Arc::clone(&state),
+                    metrics.clone(),
+                ));
+                Some((server, local))
+            }
+            None => None,
+        };
         state.tracker.spawn(publish_feed_gauges(Arc::clone(&state)));
         if feeds == FeedSetup::Simulator {
             let sim = &state.config.simulator;
@@ -131,6 +171,7 @@ impl Gateway {
             state,
             client_addr,
             admin_addr,
+            tls,
             feed_tx,
         })
     }
@@ -143,6 +184,17 @@ impl Gateway {
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`).
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// Address of the TLS (`wss`) listener, when TLS is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// The TLS listener's certificate store, when TLS is configured:
+    /// [`tls::TlsServer::reload`] is what SIGHUP does.
+    pub fn tls(&self) -> Option<&Arc<tls::TlsServer>> {
+        self.tls.as_ref().map(|(server, _)| server)
     }
 
     /// A sender for feeding ticks in directly (embedding, tests).

@@ -28,6 +28,9 @@ pub const FEED_LAG: &str = "tickgate_feed_lag_seconds";
 pub const FEED_UP: &str = "tickgate_feed_up";
 pub const FEED_LAST_TICK_AGE: &str = "tickgate_feed_last_tick_age_seconds";
 pub const BUILD_INFO: &str = "tickgate_build_info";
+pub const TLS_HANDSHAKE_FAILURES: &str = "tickgate_tls_handshake_failures_total";
+pub const TLS_RELOADS: &str = "tickgate_tls_reloads_total";
+pub const TLS_CERTIFICATE_EXPIRY: &str = "tickgate_tls_certificate_expiry_timestamp_seconds";
 
 /// Latency buckets from 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -115,6 +118,19 @@ fn describe() {
         FEED_LAST_TICK_AGE,
         Unit::Seconds,
         "Seconds since the feed's last tick, by feed."
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that failed, by reason (timeout, protocol, certificate, io)."
+    );
+    describe_counter!(
+        TLS_RELOADS,
+        "TLS certificate reloads, by result (success, failure); a failure keeps the previous certificate."
+    );
+    describe_gauge!(
+        TLS_CERTIFICATE_EXPIRY,
+        Unit::Seconds,
+        "End of validity of the served TLS certificate, seconds since the Unix epoch."
     );
     describe_gauge!(
         BUILD_INFO,

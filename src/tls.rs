@@ -1,0 +1,369 @@
+//! The `wss` listener: TLS 1.2/1.3 with rustls (aws-lc-rs provider only),
+//! in front of the same HTTP/WebSocket service as the plain listener.
+//!
+//! Owns the serving certificate. It sits behind one [`ArcSwap`] that every
+//! new handshake reads, so a reload (file change or SIGHUP) reaches the next
+//! handshake at once while open connections keep the session they have. A
+//! reload that fails keeps the previous certificate.
+//!
+//! Each accepted TCP connection costs one task: the handshake runs there
+//! under `tls.handshake_timeout_ms`, then the task becomes an ordinary
+//! [`server::serve_http`] connection with transport `wss`. A peer that sends
+//! garbage, plain HTTP or nothing at all costs that task, a debug line and
+//! a count in `tickgate_tls_handshake_failures_total{reason}`.
+
+pub mod dev_cert;
+mod load;
+mod watch;
+pub mod x509;
+
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{AlertDescription, ServerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+pub use self::load::TlsError;
+use self::x509::{CertificateSummary, Validity};
+use crate::config::TlsConfig;
+use crate::metrics as m;
+use crate::server::{self, Listener};
+use crate::state::AppState;
+
+/// ALPN: WebSocket upgrades are HTTP/1.1 requests.
+const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
+
+/// A loaded TLS listener configuration: certificate store, rustls settings
+/// and the files to reload from.
+pub struct TlsServer {
+    acceptor: TlsAcceptor,
+    certificate: Arc<CurrentCertificate>,
+    provider: Arc<CryptoProvider>,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    handshake_timeout: Duration,
+    /// Fingerprint of the file contents last tried, so a change event that
+    /// leaves the files as they were does not reload (or count) again.
+    last_files: Mutex<u64>,
+}
+
+/// The certificate every new handshake is served.
+#[derive(Debug)]
+struct CurrentCertificate(ArcSwap<CertifiedKey>);
+
+impl ResolvesServerCert for CurrentCertificate {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// Why a handshake failed: the closed label set of
+/// `tickgate_tls_handshake_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// Not finished within `tls.handshake_timeout_ms`.
+    Timeout,
+    /// Not TLS, a TLS version or cipher we refuse, a malformed message.
+    Protocol,
+    /// A certificate was refused: ours by the client, or the client's by us.
+    Certificate,
+    /// The connection broke (reset, closed mid-handshake).
+    Io,
+}
+
+impl HandshakeFailure {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Protocol => "protocol",
+            Self::Certificate => "certificate",
+            Self::Io => "io",
+        }
+    }
+
+    /// Classifies the error tokio-rustls returns from a failed handshake.
+    pub fn of(error: &io::Error) -> Self {
+        let Some(tls) = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        else {
+            return Self::Io;
+        };
+        match tls {
+            rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::InvalidCertRevocationList(_) => Self::Certificate,
+            rustls::Error::AlertReceived(alert) if is_certificate_alert(*alert) => {
+                Self::Certificate
+            }
+            _ => Self::Protocol,
+        }
+    }
+}
+
+fn is_certificate_alert(alert: AlertDescription) -> bool {
+    matches!(
+        alert,
+        AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateRequired
+    )
+}
+
+impl TlsServer {
+    /// Loads the certificate, key and (optional) client CA bundle named in
+    /// `tls`. Warns when the certificate is expired or not yet valid.
+    pub fn new(tls: &TlsConfig) -> Result<Self, TlsError> {
+        let (Some(cert_path), Some(key_path)) = (&tls.cert, &tls.key) else {
+            return Err(TlsError::NotConfigured);
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cert_pem = load::read(cert_path);
+        let key_pem = load::read(key_path);
+        let fingerprint = fingerprint(&cert_pem, &key_pem);
+        let certified = load::certified_key(cert_path, &cert_pem?, key_path, &key_pem?, &provider)?;
+        warn_about_validity(&certified, cert_path);
+        let certificate = Arc::new(CurrentCertificate(ArcSwap::from_pointee(certified)));
+
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        let builder = match &tls.client_ca {
+            Some(ca_path) => {
+                let roots = load::client_roots(ca_path)?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
+                        .build()
+                        .map_err(|error| TlsError::ClientCa {
+                            path: ca_path.clone(),
+                            reason: error.to_string(),
+                        })?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::clone(&certificate) as _);
+        config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+
+        let server = Self {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            certificate,
+            provider,
+            cert_path: cert_path.clone(),
+            key_path: key_path.clone(),
+            handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
+            last_files: Mutex::new(fingerprint),
+        };
+        server.publish_expiry();
+        Ok(server)
+    }
+
+    /// Re-reads the certificate and key files and serves them from the next
+    /// handshake on. On failure the previous certificate stays in service.
+    /// Logs and counts the outcome (`tickgate_tls_reloads_total{result}`).
+    /// This is what SIGHUP does.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        self.reload_files(true).unwrap_or(Ok(()))
+    }
+
+    /// What a change in the watched directory does: like [`Self::reload`],
+    /// but nothing happens when the files hold what was last tried.
+    pub(crate) fn reload_if_changed(&self) {
+        let _ = self.reload_files(false);
+    }
+
+    /// The certificate chain new handshakes are served.
+    pub fn current_chain(&self) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+        self.certificate.0.load().cert.clone()
+    }
+
+    /// The certificate and key files, watched for changes.
+    pub fn files(&self) -> [&Path; 2] {
+        [self.cert_path.as_path(), self.key_path.as_path()]
+    }
+
+    /// `None` when `force` is off and the files are unchanged.
+    fn reload_files(&self, force: bool) -> Option<Result<(), TlsError>> {
+        let cert_pem = load::read(&self.cert_path);
+        let key_pem = load::read(&self.key_path);
+        let fingerprint = fingerprint(&cert_pem, &key_pem);
+        {
+            let mut last = self
+                .last_files
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !force && *last == fingerprint {
+                return None;
+            }
+            *last = fingerprint;
+        }
+        let outcome = cert_pem.and_then(|cert_pem| {
+            let certified = load::certified_key(
+                &self.cert_path,
+                &cert_pem,
+                &self.key_path,
+                &key_pem?,
+                &self.provider,
+            )?;
+            warn_about_validity(&certified, &self.cert_path);
+            self.certificate.0.store(Arc::new(certified));
+            Ok(())
+        });
+        match &outcome {
+            Ok(()) => {
+                metrics::counter!(m::TLS_RELOADS, "result" => "success").increment(1);
+                self.publish_expiry();
+                let summary = self.summary();
+                info!(
+                    cert = %self.cert_path.display(),
+                    serial = summary.as_ref().map(CertificateSummary::serial_hex).unwrap_or_default(),
+                    not_after = summary.map(|s| x509::utc_timestamp(s.not_after)).unwrap_or_default(),
+                    "TLS certificate reloaded; new handshakes use it"
+                );
+            }
+            Err(error) => {
+                metrics::counter!(m::TLS_RELOADS, "result" => "failure").increment(1);
+                warn!(%error, "TLS certificate reload failed; still serving the previous certificate");
+            }
+        }
+        Some(outcome)
+    }
+
+    fn summary(&self) -> Option<CertificateSummary> {
+        let current = self.certificate.0.load();
+        CertificateSummary::parse(current.cert.first()?)
+    }
+
+    fn publish_expiry(&self) {
+        if let Some(summary) = self.summary() {
+            metrics::gauge!(m::TLS_CERTIFICATE_EXPIRY).set(summary.not_after as f64);
+        }
+    }
+
+    /// Accepts TCP connections until draining starts; each gets its own task
+    /// for the handshake and then the HTTP/WebSocket service.
+    pub async fn accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        state: Arc<AppState>,
+        metrics: PrometheusHandle,
+    ) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = state.drain.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off
+                        // briefly rather than spinning.
+                        warn!(%error, "TLS accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let connection =
+                Arc::clone(&self).serve(stream, peer, Arc::clone(&state), metrics.clone());
+            state.tracker.spawn(connection);
+        }
+    }
+
+    async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        state: Arc<AppState>,
+        metrics: PrometheusHandle,
+    ) {
+        let handshake = tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream));
+        let outcome = tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            outcome = handshake => outcome,
+        };
+        let failure = match outcome {
+            Ok(Ok(tls)) => {
+                drop(self);
+                let transport = Listener::Client { transport: "wss" };
+                return server::serve_http(tls, peer, transport, state, metrics).await;
+            }
+            Ok(Err(error)) => {
+                let failure = HandshakeFailure::of(&error);
+                debug!(%peer, %error, reason = failure.as_str(), "TLS handshake failed");
+                failure
+            }
+            Err(_elapsed) => {
+                debug!(%peer, timeout = ?self.handshake_timeout, "TLS handshake timed out");
+                HandshakeFailure::Timeout
+            }
+        };
+        metrics::counter!(m::TLS_HANDSHAKE_FAILURES, "reason" => failure.as_str()).increment(1);
+    }
+}
+
+/// Starts the reload triggers of a running TLS listener: SIGHUP always, and
+/// changes in the directories of the certificate and key when `watch` is on.
+pub(crate) fn spawn_reloaders(
+    server: &Arc<TlsServer>,
+    watch_files: bool,
+    state: &AppState,
+) -> Result<(), TlsError> {
+    if watch_files {
+        watch::spawn_file_watcher(Arc::clone(server), state)?;
+    }
+    watch::spawn_sighup(Arc::clone(server), state);
+    Ok(())
+}
+
+/// A cheap identity of what the files held (or why they could not be read).
+fn fingerprint(cert: &Result<Vec<u8>, TlsError>, key: &Result<Vec<u8>, TlsError>) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for file in [cert, key] {
+        match file {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(error) => error.to_string().hash(&mut hasher),
+        }
+    }
+    hasher.finish()
+}
+
+fn warn_about_validity(certified: &CertifiedKey, path: &Path) {
+    let Some(summary) = certified
+        .cert
+        .first()
+        .and_then(|der| CertificateSummary::parse(der))
+    else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    match summary.validity_at(now) {
+        Validity::Valid => {}
+        Validity::Expired => warn!(
+            cert = %path.display(),
+            not_after = x509::utc_timestamp(summary.not_after),
+            "the TLS certificate has expired; clients will refuse it"
+        ),
+        Validity::NotYetValid => warn!(
+            cert = %path.display(),
+            not_before = x509::utc_timestamp(summary.not_before),
+            "the TLS certificate is not valid yet; clients will refuse it"
+        ),
+    }
+}
