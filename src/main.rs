@@ -39,6 +39,20 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// TLS (wss) listener address; default 127.0.0.1:8443 once a
+    /// certificate and key are given.
+    #[arg(long, value_name = "ADDR:PORT")]
+    tls_listen: Option<std::net::SocketAddr>,
+    /// TLS certificate chain (PEM); with --tls-key, turns the wss listener on.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) for mutual TLS: clients must present a certificate
+    /// issued by one of these CAs.
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
     /// Load and validate the configuration, report every problem, and exit
     /// (status 0 when valid, 64 otherwise).
     #[arg(long)]
@@ -48,18 +62,40 @@ struct Cli {
 }
 
 /// Subcommands; without one, the gateway runs.
+// Parsed once per process: the size difference between variants is moot.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Open many WebSocket clients against a gateway (or a peer server),
     /// optionally act as its TCP feed, and report throughput, tick-to-client
     /// latency and delivery. Bounded in clients and time.
     Loadtest(tickgate::loadtest::LoadtestArgs),
+    /// Write a development CA and a server certificate for localhost,
+    /// 127.0.0.1 and ::1 signed by it, for trying wss:// locally.
+    DevCert(DevCertArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DevCertArgs {
+    /// Directory for ca.pem, ca-key.pem, server.pem and server-key.pem
+    /// (created if missing). A CA already there is reused.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Replace the CA in DIR instead of reusing it (clients must trust the
+    /// new ca.pem).
+    #[arg(long)]
+    new_ca: bool,
 }
 
 fn main() -> ExitCode {
+    // One crypto provider for every TLS user in the process; an error only
+    // means one is installed already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
-    if let Some(Command::Loadtest(args)) = cli.command {
-        return tickgate::loadtest::main(args);
+    match cli.command {
+        Some(Command::Loadtest(args)) => return tickgate::loadtest::main(args),
+        Some(Command::DevCert(args)) => return dev_cert(&args),
+        None => {}
     }
     let config = match build_config(&cli) {
         Ok(config) => config,
@@ -106,6 +142,18 @@ fn build_config(cli: &Cli) -> Result<Config, tickgate::config::ConfigError> {
     if let Some(format) = cli.log_format {
         config.log.format = format;
     }
+    if let Some(listen) = cli.tls_listen {
+        config.tls.listen = Some(listen);
+    }
+    if let Some(cert) = &cli.tls_cert {
+        config.tls.cert = Some(cert.clone());
+    }
+    if let Some(key) = &cli.tls_key {
+        config.tls.key = Some(key.clone());
+    }
+    if let Some(ca) = &cli.tls_client_ca {
+        config.tls.client_ca = Some(ca.clone());
+    }
     config.validate()?;
     Ok(config)
 }
@@ -133,11 +181,18 @@ async fn run(config: Config) -> ExitCode {
     };
     // One machine-readable line on stdout so scripts and tests can find the
     // ports (useful with port 0).
+    let tls = gateway
+        .tls_addr()
+        .map(|addr| format!(",\"tls\":\"{addr}\""))
+        .unwrap_or_default();
     println!(
-        "{{\"event\":\"listening\",\"client\":\"{}\",\"admin\":\"{}\"}}",
+        "{{\"event\":\"listening\",\"client\":\"{}\",\"admin\":\"{}\"{tls}}}",
         gateway.client_addr(),
         gateway.admin_addr()
     );
+    if let Some(tls) = gateway.tls_addr() {
+        tracing::info!(%tls, "wss listener: wss://{tls}/ws");
+    }
     tracing::info!(
         client = %gateway.client_addr(),
         admin = %gateway.admin_addr(),
@@ -151,5 +206,50 @@ async fn run(config: Config) -> ExitCode {
     } else {
         tracing::warn!("grace period over; exiting with tasks still running");
     }
+    ExitCode::SUCCESS
+}
+
+/// `tickgate dev-cert`: writes the files and says what to do next.
+fn dev_cert(args: &DevCertArgs) -> ExitCode {
+    let files = match tickgate::tls::dev_cert::write(&args.out, args.new_ca) {
+        Ok(files) => files,
+        Err(error) => {
+            eprintln!("tickgate dev-cert: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let until = tickgate::tls::x509::utc_timestamp(files.server_not_after);
+    let ca_line = if files.ca_reused {
+        "kept      (the CA already there: trust in it carries over)"
+    } else {
+        "wrote     development CA: trust this one certificate in your browser or client"
+    };
+    println!("{}  {ca_line}", files.ca.display());
+    if !files.ca_reused {
+        println!(
+            "{}  wrote     the CA's private key (0600): signs more certificates; keep it private",
+            files.ca_key.display()
+        );
+    }
+    println!(
+        "{}  wrote     server certificate for {} (valid until {until})",
+        files.server.display(),
+        tickgate::tls::dev_cert::SERVER_NAMES.join(", ")
+    );
+    println!(
+        "{}  wrote     its private key (0600)",
+        files.server_key.display()
+    );
+    let (cert, key, ca) = (
+        files.server.display(),
+        files.server_key.display(),
+        files.ca.display(),
+    );
+    println!();
+    println!("next:");
+    println!("  tickgate --tls-listen 127.0.0.1:8443 --tls-cert {cert} --tls-key {key}");
+    println!("  curl --cacert {ca} https://localhost:8443/          # the dashboard over TLS");
+    println!("  NODE_EXTRA_CA_CERTS={ca} node your-client.js        # wss://localhost:8443/ws");
+    println!("  trust {ca} in a browser, then open https://localhost:8443/ (docs/tls.md)");
     ExitCode::SUCCESS
 }
