@@ -126,7 +126,10 @@ impl Batcher {
                     continue;
                 }
             };
-            state.store.apply(&slot, tick, now);
+            if state.store.apply(&slot, tick, now).is_none() {
+                *rejected.entry("stale_seq").or_default() += 1;
+                continue;
+            }
             accepted += 1;
             if let Some(ts) = tick.ts {
                 lag.record(now.saturating_sub(ts) as f64 / 1e6);

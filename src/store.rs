@@ -121,15 +121,19 @@ impl SnapshotStore {
     }
 
     /// Merges a validated tick into `slot`'s quote and publishes the result.
+    /// Returns `None` for a tick carrying an upstream `seq` that is not newer
+    /// than the stored one (a replayed or out-of-date message).
     ///
     /// Only the ingest task calls this, so read-modify-write needs no lock.
-    pub fn apply(&self, slot: &Slot, tick: &Tick, received_micros: u64) -> Arc<Snapshot> {
+    pub fn apply(&self, slot: &Slot, tick: &Tick, received_micros: u64) -> Option<Arc<Snapshot>> {
         let mut quote = slot
             .latest
             .load()
             .as_ref()
             .map_or_else(|| Quote::new(slot.symbol), |s| s.quote.clone());
-        quote.apply(tick, received_micros);
+        if !quote.apply(tick, received_micros) {
+            return None;
+        }
         // Serializing a struct of numbers and a validated ASCII symbol cannot fail.
         let json = serde_json::to_string(&quote).unwrap_or_default();
         let snapshot = Arc::new(Snapshot {
@@ -139,7 +143,7 @@ impl SnapshotStore {
         });
         slot.latest.store(Some(Arc::clone(&snapshot)));
         self.ticks_applied.fetch_add(1, Ordering::Relaxed);
-        snapshot
+        Some(snapshot)
     }
 
     /// Number of symbols known (with or without data).
@@ -177,14 +181,16 @@ mod tests {
             ..Tick::default()
         };
         store.apply(&slot, &tick, 7);
-        let snap = store.apply(
-            &slot,
-            &Tick {
-                ask: Some(2.0),
-                ..tick
-            },
-            8,
-        );
+        let snap = store
+            .apply(
+                &slot,
+                &Tick {
+                    ask: Some(2.0),
+                    ..tick
+                },
+                8,
+            )
+            .expect("applied");
         assert_eq!(snap.quote.seq, 2);
         assert_eq!(
             snap.json,

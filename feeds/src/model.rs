@@ -148,6 +148,11 @@ pub struct Tick {
     /// Source event time, microseconds since the Unix epoch, when the feed
     /// supplies it.
     pub ts: Option<u64>,
+    /// The symbol's `seq` as assigned by an upstream tickgate (the NATS
+    /// publisher): the gateway adopts it instead of counting, so replicas fed
+    /// from one stream agree on `seq`. A tick whose `seq` is not above the
+    /// current one is stale and refused. Venue sequence numbers never go here.
+    pub seq: Option<u64>,
 }
 
 /// Why a tick was refused before it reached the store.
@@ -285,9 +290,15 @@ impl Quote {
         }
     }
 
-    /// Merges one validated tick, received at `received_micros`; bumps `seq`.
-    pub fn apply(&mut self, tick: &Tick, received_micros: u64) {
-        self.seq += 1;
+    /// Merges one validated tick, received at `received_micros`, and advances
+    /// `seq`: by one, or to the tick's own `seq` when it carries one. Returns
+    /// false (changing nothing) for a tick whose `seq` is not newer.
+    pub fn apply(&mut self, tick: &Tick, received_micros: u64) -> bool {
+        match tick.seq {
+            Some(seq) if seq <= self.seq => return false,
+            Some(seq) => self.seq = seq,
+            None => self.seq += 1,
+        }
         self.ts = tick.ts.unwrap_or(received_micros);
         let merge = |slot: &mut Option<f64>, value: Option<f64>| {
             if value.is_some() {
@@ -329,6 +340,7 @@ impl Quote {
                 self.change_pct = None;
             }
         }
+        true
     }
 }
 
@@ -410,6 +422,54 @@ mod tests {
         assert_eq!(q.change, Some(0.5));
         assert_eq!(q.change_pct, Some(5.555556));
         assert_eq!(q.ts, 1_700_000_000_000_123);
+    }
+
+    #[test]
+    fn an_upstream_seq_is_adopted_and_an_older_one_refused() {
+        let mut q = Quote::new(sym("AAPL"));
+        let tick = Tick {
+            symbol: Some(sym("AAPL")),
+            bid: Some(1.0),
+            seq: Some(41),
+            ..Tick::default()
+        };
+        assert!(q.apply(&tick, 1));
+        assert_eq!(q.seq, 41);
+        assert!(
+            !q.apply(
+                &Tick {
+                    bid: Some(2.0),
+                    ..tick
+                },
+                2
+            ),
+            "same seq again is stale"
+        );
+        assert!(
+            !q.apply(
+                &Tick {
+                    bid: Some(2.0),
+                    seq: Some(7),
+                    ..tick
+                },
+                2
+            ),
+            "older seq is stale"
+        );
+        assert_eq!(
+            (q.seq, q.bid),
+            (41, Some(1.0)),
+            "a stale tick changes nothing"
+        );
+        assert!(q.apply(
+            &Tick {
+                bid: Some(3.0),
+                seq: None,
+                ..tick
+            },
+            3
+        ));
+        assert_eq!(q.seq, 42, "without an upstream seq the gateway counts");
     }
 
     #[test]

@@ -155,6 +155,7 @@ fn ticker_tick(obj: &Object<'_, '_>, symbol: Symbol) -> Result<Tick, ParseError>
         low: decimal(obj, "low_24h")?,
         prev_close: None,
         ts,
+        seq: None,
     })
 }
 
