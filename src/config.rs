@@ -62,6 +62,9 @@ pub struct ConnectionConfig {
     pub idle_timeout_ms: u64,
     /// Upper bound of a connection's outgoing WebSocket buffer.
     pub max_write_buffer_bytes: usize,
+    /// A connection whose socket has not taken a batch for this long counts
+    /// as a slow consumer (`tickgate_slow_consumers`).
+    pub slow_consumer_ms: u64,
 }
 
 /// The embedded simulator feed, used when no other feed is configured.
@@ -172,6 +175,7 @@ impl Default for ConnectionConfig {
             ping_interval_ms: 20_000,
             idle_timeout_ms: 60_000,
             max_write_buffer_bytes: 16 * 1024 * 1024,
+            slow_consumer_ms: 1_000,
         }
     }
 }
@@ -297,6 +301,10 @@ impl Config {
         check(
             c.max_write_buffer_bytes >= 64 * 1024,
             "connection.max_write_buffer_bytes must be at least 65536",
+        );
+        check(
+            c.slow_consumer_ms >= 10,
+            "connection.slow_consumer_ms must be at least 10",
         );
         let s = &self.simulator;
         check(

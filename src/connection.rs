@@ -89,7 +89,7 @@ where
     metrics::counter!(m::CONNECTIONS_OPENED, "transport" => transport).increment(1);
     debug!(conn_id, "connection opened");
 
-    state.track_connection(true);
+    state.connection_opened(&mailbox);
     let (mut sink, mut stream) = ws.split();
     let started = Instant::now();
     let last_seen_ms = AtomicU64::new(0);
@@ -118,7 +118,7 @@ where
         })
         .await;
     }
-    state.track_connection(false);
+    state.connection_closed(conn_id);
     metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
     metrics::counter!(m::CONNECTIONS_CLOSED, "reason" => reason.as_str()).increment(1);
     debug!(conn_id, reason = reason.as_str(), "connection closed");
@@ -320,11 +320,15 @@ where
             }
             continue;
         }
-        let mut sent_bytes = 0usize;
-        let mut sent_frames = 0u64;
+        let sent_bytes: usize = drain
+            .control
+            .iter()
+            .chain(&drain.update)
+            .map(String::len)
+            .sum();
+        let sent_frames = (drain.control.len() + usize::from(drain.update.is_some())) as u64;
+        mailbox.stats.write_started(sent_bytes);
         for frame in drain.control.into_iter().chain(drain.update) {
-            sent_bytes += frame.len();
-            sent_frames += 1;
             if sink.feed(Message::text(frame)).await.is_err() {
                 return CloseReason::WriteFailed;
             }
@@ -332,6 +336,15 @@ where
         if sink.flush().await.is_err() {
             return CloseReason::WriteFailed;
         }
+        mailbox.stats.write_finished();
+        mailbox
+            .stats
+            .updates_sent
+            .fetch_add(drain.quotes, Ordering::Relaxed);
+        mailbox
+            .stats
+            .conflated
+            .fetch_add(drain.conflated, Ordering::Relaxed);
         last_write = Instant::now();
         updates.increment(drain.quotes);
         frames.increment(sent_frames);

@@ -28,9 +28,23 @@ pub const FEED_LAG: &str = "tickgate_feed_lag_seconds";
 pub const FEED_UP: &str = "tickgate_feed_up";
 pub const FEED_LAST_TICK_AGE: &str = "tickgate_feed_last_tick_age_seconds";
 pub const BUILD_INFO: &str = "tickgate_build_info";
+pub const SLOW_CONSUMERS: &str = "tickgate_slow_consumers";
+pub const WRITE_QUEUE_BYTES: &str = "tickgate_write_queue_bytes";
+pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+pub const PROCESS_THREADS: &str = "process_threads";
 pub const TLS_HANDSHAKE_FAILURES: &str = "tickgate_tls_handshake_failures_total";
 pub const TLS_RELOADS: &str = "tickgate_tls_reloads_total";
 pub const TLS_CERTIFICATE_EXPIRY: &str = "tickgate_tls_certificate_expiry_timestamp_seconds";
+
+/// Per-connection buffered bytes, from nothing to the 16 MiB write bound.
+const QUEUE_BUCKETS: &[f64] = &[
+    0.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+];
 
 /// Latency buckets from 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -47,6 +61,7 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WRITE_QUEUE_BYTES.into()), QUEUE_BUCKETS))
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
@@ -136,4 +151,102 @@ fn describe() {
         BUILD_INFO,
         "Always 1; labels carry the version and git revision."
     );
+    describe_gauge!(
+        SLOW_CONSUMERS,
+        "Connections whose socket has not taken a batch for longer than connection.slow_consumer_ms."
+    );
+    describe_histogram!(
+        WRITE_QUEUE_BYTES,
+        Unit::Bytes,
+        "Bytes buffered for each connection's socket, sampled at every scrape."
+    );
+    describe_gauge!(
+        PROCESS_RESIDENT_MEMORY,
+        Unit::Bytes,
+        "Resident memory size."
+    );
+    describe_gauge!(PROCESS_VIRTUAL_MEMORY, Unit::Bytes, "Virtual memory size.");
+    describe_counter!(
+        PROCESS_CPU,
+        Unit::Seconds,
+        "User and system CPU time spent."
+    );
+    describe_gauge!(PROCESS_OPEN_FDS, "Open file descriptors.");
+    describe_gauge!(PROCESS_MAX_FDS, "Maximum number of open file descriptors.");
+    describe_gauge!(
+        PROCESS_START_TIME,
+        Unit::Seconds,
+        "Start time of the process since the Unix epoch."
+    );
+    describe_gauge!(PROCESS_THREADS, "Operating-system threads of the process.");
+}
+
+/// Samples what is only known by walking state: slow consumers, per-connection
+/// buffered bytes, process figures. Called on every scrape.
+pub fn observe(state: &crate::state::AppState) {
+    let threshold = std::time::Duration::from_millis(state.config.connection.slow_consumer_ms);
+    let queue = metrics::histogram!(WRITE_QUEUE_BYTES);
+    let mut slow = 0u64;
+    for mailbox in state.connections() {
+        if mailbox.stats.blocked_for().is_some_and(|d| d >= threshold) {
+            slow += 1;
+        }
+        queue.record(mailbox.stats.inflight_bytes() as f64);
+    }
+    metrics::gauge!(SLOW_CONSUMERS).set(slow as f64);
+    state.feeds.publish_gauges();
+    observe_process();
+}
+
+/// Linux process figures from /proc; silently absent elsewhere.
+fn observe_process() {
+    #[cfg(target_os = "linux")]
+    {
+        // Clock ticks per second and page size are 100 and 4096 on every
+        // Linux platform tickgate targets (x86_64, aarch64).
+        const TICKS: f64 = 100.0;
+        const PAGE: f64 = 4096.0;
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // Fields after the parenthesized command name, which may hold spaces.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+            let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+            if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+                metrics::counter!(PROCESS_CPU).absolute(((utime + stime) / TICKS) as u64);
+            }
+            if let Some(threads) = field(20) {
+                metrics::gauge!(PROCESS_THREADS).set(threads);
+            }
+            if let Some(vsize) = field(23) {
+                metrics::gauge!(PROCESS_VIRTUAL_MEMORY).set(vsize);
+            }
+            if let Some(rss) = field(24) {
+                metrics::gauge!(PROCESS_RESIDENT_MEMORY).set(rss * PAGE);
+            }
+            if let (Some(start), Some(boot)) = (field(22), boot_time()) {
+                metrics::gauge!(PROCESS_START_TIME).set(boot + start / TICKS);
+            }
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            metrics::gauge!(PROCESS_OPEN_FDS).set(dir.count() as f64);
+        }
+        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits")
+            && let Some(line) = limits.lines().find(|l| l.starts_with("Max open files"))
+            && let Some(soft) = line
+                .split_whitespace()
+                .nth(3)
+                .and_then(|v| v.parse::<f64>().ok())
+        {
+            metrics::gauge!(PROCESS_MAX_FDS).set(soft);
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn boot_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
 }

@@ -9,6 +9,7 @@
 //! wake-up.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustc_hash::FxHashMap;
@@ -207,6 +208,64 @@ pub struct Mailbox {
     pub wake: Notify,
     /// Wakes the reader: the writer took the queued control frames.
     pub drained: Notify,
+    /// What the connection is doing, for metrics and introspection.
+    pub stats: ConnStats,
+}
+
+/// Counters a connection updates as it works; read by `/metrics` and the
+/// admin introspection endpoints. Relaxed atomics: figures, not fences.
+#[derive(Debug)]
+pub struct ConnStats {
+    pub opened: std::time::Instant,
+    /// Milliseconds after `opened` when the write in progress started, plus
+    /// one; 0 when the writer is idle.
+    writing_since: AtomicU64,
+    /// Bytes of the batch being written (0 when idle).
+    inflight_bytes: AtomicU64,
+    /// Quotes delivered in updates.
+    pub updates_sent: AtomicU64,
+    /// Ticks this client never saw because newer values replaced them.
+    pub conflated: AtomicU64,
+}
+
+impl ConnStats {
+    fn new() -> Self {
+        Self {
+            opened: std::time::Instant::now(),
+            writing_since: AtomicU64::new(0),
+            inflight_bytes: AtomicU64::new(0),
+            updates_sent: AtomicU64::new(0),
+            conflated: AtomicU64::new(0),
+        }
+    }
+
+    /// A write of `bytes` starts.
+    pub fn write_started(&self, bytes: usize) {
+        let since = self.opened.elapsed().as_millis() as u64 + 1;
+        self.writing_since.store(since, Ordering::Relaxed);
+        self.inflight_bytes.store(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The write finished (the socket took everything).
+    pub fn write_finished(&self) {
+        self.writing_since.store(0, Ordering::Relaxed);
+        self.inflight_bytes.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the current write has been blocked, if one is in progress.
+    pub fn blocked_for(&self) -> Option<std::time::Duration> {
+        let since = self.writing_since.load(Ordering::Relaxed);
+        (since > 0).then(|| {
+            self.opened
+                .elapsed()
+                .saturating_sub(std::time::Duration::from_millis(since - 1))
+        })
+    }
+
+    /// Bytes queued for this client's socket right now.
+    pub fn inflight_bytes(&self) -> u64 {
+        self.inflight_bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl Mailbox {
@@ -217,6 +276,7 @@ impl Mailbox {
             outbox: Mutex::new(Outbox::default()),
             wake: Notify::new(),
             drained: Notify::new(),
+            stats: ConnStats::new(),
         }
     }
 

@@ -178,7 +178,7 @@ fn route(
             ),
         },
         (Listener::Admin, "/metrics") => {
-            state.feeds.publish_gauges();
+            crate::metrics::observe(&state);
             let mut response = text(StatusCode::OK, &metrics.render());
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -1,7 +1,9 @@
 //! What every task of a running gateway shares: configuration, the snapshot
 //! store, feed status and the shutdown signal.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::Semaphore;
@@ -10,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::ingest::FeedBoard;
-use crate::outbox::ConnId;
+use crate::outbox::{ConnId, Mailbox};
 use crate::store::SnapshotStore;
 
 /// Shared by the servers, connections and the ingest task.
@@ -33,6 +35,8 @@ pub struct AppState {
     drain_population: AtomicU64,
     drain_position: AtomicU64,
     open_connections: AtomicU64,
+    /// Every open connection's mailbox, for metrics and introspection.
+    connections: Mutex<FxHashMap<ConnId, Arc<Mailbox>>>,
     draining: AtomicBool,
     next_connection: AtomicU64,
 }
@@ -50,6 +54,7 @@ impl AppState {
             drain_population: AtomicU64::new(0),
             drain_position: AtomicU64::new(0),
             open_connections: AtomicU64::new(0),
+            connections: Mutex::new(FxHashMap::default()),
             draining: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
             config,
@@ -85,13 +90,25 @@ impl AppState {
         window.mul_f64(position as f64 / population as f64)
     }
 
-    /// Counts a connection in (`true`) or out.
-    pub fn track_connection(&self, open: bool) {
-        if open {
-            self.open_connections.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.open_connections.fetch_sub(1, Ordering::SeqCst);
-        }
+    /// Registers an open connection.
+    pub fn connection_opened(&self, mailbox: &Arc<Mailbox>) {
+        self.open_connections.fetch_add(1, Ordering::SeqCst);
+        self.registry().insert(mailbox.id, Arc::clone(mailbox));
+    }
+
+    /// Forgets a closed connection.
+    pub fn connection_closed(&self, id: ConnId) {
+        self.open_connections.fetch_sub(1, Ordering::SeqCst);
+        self.registry().remove(&id);
+    }
+
+    /// Every open connection's mailbox.
+    pub fn connections(&self) -> Vec<Arc<Mailbox>> {
+        self.registry().values().cloned().collect()
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, FxHashMap<ConnId, Arc<Mailbox>>> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Open client connections.

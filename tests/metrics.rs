@@ -1,0 +1,193 @@
+//! `/metrics` on a gateway with real traffic: every metric is exported with
+//! its type and moves when the thing it counts happens.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+/// Parses the Prometheus text format into `series -> value` and `name -> type`.
+fn parse(text: &str) -> (HashMap<String, f64>, HashMap<String, String>) {
+    let mut series = HashMap::new();
+    let mut types = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            if let (Some(name), Some(kind)) = (parts.next(), parts.next()) {
+                types.insert(name.to_owned(), kind.to_owned());
+            }
+        } else if !line.starts_with('#') && !line.is_empty() {
+            if let Some((key, value)) = line.rsplit_once(' ') {
+                series.insert(key.to_owned(), value.parse().unwrap_or(f64::NAN));
+            }
+        }
+    }
+    (series, types)
+}
+
+async fn scrape(gateway: &tickgate::Gateway) -> (HashMap<String, f64>, HashMap<String, String>) {
+    let (status, body) = http_get(gateway.admin_addr(), "/metrics").await;
+    assert_eq!(status, 200);
+    parse(&body)
+}
+
+fn value(series: &HashMap<String, f64>, key: &str) -> f64 {
+    series.get(key).copied().unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_is_exported_with_its_type_and_moves_with_traffic() {
+    let mut config = test_config();
+    config.connection.slow_consumer_ms = 200;
+    let gateway = gateway_without_feeds(config).await;
+    let (before, _) = scrape(&gateway).await;
+
+    let symbols: Vec<String> = (0..300).map(|i| format!("M{i}")).collect();
+    let mut fast = Client::connect(gateway.client_addr()).await;
+    fast.send_json(json!({"op":"subscribe","symbols":symbols}))
+        .await;
+    fast.next_of_type("snapshot").await;
+    let mut slow = Client::connect_small_buffer(gateway.client_addr()).await;
+    slow.send_json(json!({"op":"subscribe","symbols":symbols}))
+        .await;
+    slow.next_of_type("snapshot").await;
+    fast.send("not json").await;
+    assert_eq!(fast.next_json().await["code"], "bad_request");
+
+    let (during, _) = scrape(&gateway).await;
+    assert_eq!(
+        value(&during, r#"tickgate_connections{transport="ws"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(&during, "tickgate_subscriptions") - value(&before, "tickgate_subscriptions"),
+        600.0
+    );
+    assert!(value(&during, "tickgate_symbols") >= 300.0);
+    assert_eq!(
+        value(
+            &during,
+            r#"tickgate_connections_opened_total{transport="ws"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &during,
+            r#"tickgate_client_errors_total{code="bad_request"}"#
+        ),
+        1.0
+    );
+
+    // Hot feed while `slow` reads nothing: updates flow to `fast`, ticks
+    // conflate for `slow`, and `slow` shows up as a slow consumer.
+    let mut bad = quote_tick("M0", 1.0);
+    bad.bid = Some(-1.0);
+    inject(&gateway, vec![bad]).await;
+    let start = tokio::time::Instant::now();
+    let mut price = 1.0;
+    let mut saw_slow = false;
+    while start.elapsed() < Duration::from_secs(3) {
+        price += 0.01;
+        inject(
+            &gateway,
+            symbols.iter().map(|s| quote_tick(s, price)).collect(),
+        )
+        .await;
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(
+            Duration::from_millis(1),
+            futures_util::StreamExt::next(&mut fast.ws),
+        )
+        .await
+        {}
+        if start.elapsed() > Duration::from_secs(1) && !saw_slow {
+            let (now, _) = scrape(&gateway).await;
+            saw_slow = value(&now, "tickgate_slow_consumers") >= 1.0;
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    assert!(
+        saw_slow,
+        "the stalled client was never counted as a slow consumer"
+    );
+    let (after, _) = scrape(&gateway).await;
+    for (key, what) in [
+        ("tickgate_updates_sent_total", "quotes delivered"),
+        ("tickgate_frames_sent_total", "frames written"),
+        ("tickgate_bytes_sent_total", "bytes written"),
+        ("tickgate_updates_conflated_total", "conflated ticks"),
+        (
+            r#"tickgate_ticks_received_total{feed="test"}"#,
+            "ticks received",
+        ),
+        (
+            r#"tickgate_ticks_rejected_total{feed="test",reason="bad_price"}"#,
+            "rejected ticks",
+        ),
+        (
+            "tickgate_tick_to_send_seconds_count",
+            "tick-to-send samples",
+        ),
+        (
+            r#"tickgate_feed_lag_seconds_count{feed="test"}"#,
+            "feed lag samples",
+        ),
+        ("tickgate_write_queue_bytes_count", "write queue samples"),
+    ] {
+        assert!(
+            value(&after, key) > value(&before, key),
+            "{what} ({key}) did not move"
+        );
+    }
+
+    drop(slow);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (now, _) = scrape(&gateway).await;
+        if value(&now, r#"tickgate_connections{transport="ws"}"#) == 1.0 {
+            assert!(
+                now.keys()
+                    .any(|k| k.starts_with("tickgate_connections_closed_total{reason="))
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "closed connection still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (_, types) = scrape(&gateway).await;
+    let expected_types = [
+        ("tickgate_connections", "gauge"),
+        ("tickgate_connections_opened_total", "counter"),
+        ("tickgate_connections_closed_total", "counter"),
+        ("tickgate_subscriptions", "gauge"),
+        ("tickgate_symbols", "gauge"),
+        ("tickgate_ticks_received_total", "counter"),
+        ("tickgate_ticks_rejected_total", "counter"),
+        ("tickgate_updates_sent_total", "counter"),
+        ("tickgate_frames_sent_total", "counter"),
+        ("tickgate_bytes_sent_total", "counter"),
+        ("tickgate_updates_conflated_total", "counter"),
+        ("tickgate_client_errors_total", "counter"),
+        ("tickgate_tick_to_send_seconds", "histogram"),
+        ("tickgate_feed_lag_seconds", "histogram"),
+        ("tickgate_slow_consumers", "gauge"),
+        ("tickgate_write_queue_bytes", "histogram"),
+        ("tickgate_build_info", "gauge"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_cpu_seconds_total", "counter"),
+        ("process_open_fds", "gauge"),
+    ];
+    for (name, kind) in expected_types {
+        assert_eq!(types.get(name).map(String::as_str), Some(kind), "{name}");
+    }
+    assert!(value(&after, "process_resident_memory_bytes") > 1e6);
+    assert!(after.keys().any(|k| k.starts_with("tickgate_build_info{")));
+    gateway.shutdown(WAIT).await;
+}
