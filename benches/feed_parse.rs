@@ -87,6 +87,7 @@ fn serde_tick(line: &[u8]) -> Option<Tick> {
         low: g.low,
         prev_close: g.prev_close,
         ts: g.ts,
+        seq: None,
     })
 }
 

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Scenario *broadcast*: every client subscribes to the same 100 symbols; the
+load tester is the feed and ramps its rate. For each server (tickgate and its
+peers, one at a time, each pinned to the same core) it finds the highest feed
+rate at which every quote is delivered (ratio >= 0.999) with tick-to-client
+p99 < 50 ms. A fresh server process per step.
+
+Run:   python3 benches/broadcast.py                  (about 5 minutes)
+       python3 benches/broadcast.py --clients 300 --servers tickgate,floor --rates 100,1000
+Writes benches/results/broadcast.{json,md,svg}.
+"""
+
+import argparse
+import time
+
+import bench
+
+P99_LIMIT_MS = 50.0
+RATIO_LIMIT = 0.999
+
+
+def passed(r):
+    return r is not None and (r["delivery"]["ratio"] or 0) >= RATIO_LIMIT and r["latency_ms"]["p99"] < P99_LIMIT_MS
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--servers", default=",".join(bench.ALL_SERVERS))
+    ap.add_argument("--rates", default="100,200,500,1000,2000,5000,10000,20000",
+                    help="feed ticks/s over the 100 symbols; deliveries/s = rate x clients")
+    ap.add_argument("--duration", default="5s")
+    ap.add_argument("--no-build", action="store_true")
+    a = ap.parse_args()
+    servers = a.servers.split(",")
+    rates = [float(r) for r in a.rates.split(",")]
+    bench.prepare(servers, build=not a.no_build)
+    started = time.time()
+    runs = []
+    for kind in servers:
+        failures = 0
+        for rate in rates:
+            with bench.Server(kind) as server:
+                r = bench.loadtest(server, "--clients", a.clients, "--symbols-per-client", 100,
+                                   "--universe", 100, "--feed-rate", rate, "--duration", a.duration,
+                                   "--drain", "3s", "--connect-rate", 5000,
+                                   "--label", f"broadcast {kind} {rate:g}/s")
+            if r is None:
+                runs.append({"server_kind": kind, "feed_rate": rate, "failed": True})
+                failures += 1
+            else:
+                r["passed"] = passed(r)
+                runs.append(r)
+                bench.log(bench.summary(r), "PASS" if r["passed"] else "fail")
+                failures = 0 if r["passed"] else failures + 1
+            if failures >= 1:
+                break
+    best = {}
+    for kind in servers:
+        ok = [r for r in runs if r.get("server_kind") == kind and r.get("passed")]
+        best[kind] = max((r["feed"]["rate_per_second"] for r in ok), default=0.0)
+    payload = {
+        "scenario": "broadcast",
+        "machine": bench.machine(),
+        "clients": a.clients,
+        "criteria": {"ratio_min": RATIO_LIMIT, "p99_max_ms": P99_LIMIT_MS},
+        "best_passing_feed_rate": best,
+        "seconds": round(time.time() - started),
+        "runs": runs,
+    }
+    bench.write_json("broadcast", payload)
+    bench.write_text("broadcast.md", table(payload))
+    series_q = {}
+    series_p = {}
+    for r in runs:
+        if r.get("failed"):
+            continue
+        x = r["feed"]["rate_per_second"] * a.clients
+        series_q.setdefault(r["server_kind"], []).append((x, max(r["throughput"]["quotes_per_second"], 1)))
+        series_p.setdefault(r["server_kind"], []).append((x, max(r["latency_ms"]["p99"], 0.01)))
+    bench.write_text("broadcast-throughput.svg", bench.svg_lines(
+        f"broadcast, {a.clients} clients x 100 symbols: delivered vs offered",
+        "offered quotes/s (feed rate x clients)", "delivered quotes/s", series_q))
+    bench.write_text("broadcast-p99.svg", bench.svg_lines(
+        f"broadcast, {a.clients} clients: tick-to-client p99",
+        "offered quotes/s (feed rate x clients)", "p99 latency (ms)", series_p))
+    print(table(payload))
+
+
+def table(p):
+    clients = p["clients"]
+    rows = [
+        f"### broadcast: {clients} clients x the same 100 symbols",
+        "",
+        "| server | feed ticks/s | offered quotes/s | delivered quotes/s | ratio | p50 ms | p99 ms | max ms | quotes/frame | server CPU | server RSS MiB | load tester CPU | pass |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
+    ]
+    for r in p["runs"]:
+        if r.get("failed"):
+            rows.append(f"| {r['server_kind']} | {r['feed_rate']:g} | | | | | | | | | | | run failed |")
+            continue
+        s = r.get("server") or {}
+        rate = r["feed"]["rate_per_second"]
+        rows.append(
+            f"| {r['server_kind']} | {rate:g} | {rate * clients:,.0f} | {r['throughput']['quotes_per_second']:,.0f} "
+            f"| {r['delivery']['ratio']:.4f} | {r['latency_ms']['p50']:.2f} | {r['latency_ms']['p99']:.2f} "
+            f"| {r['latency_ms']['max']:.1f} | {r['throughput']['quotes_per_frame']:.1f} "
+            f"| {s.get('core_share', 0):.2f} | {s.get('rss_peak_bytes', 0) / 1048576:.1f} "
+            f"| {r['loadtest_cpu']['core_share']:.2f} | {'yes' if r['passed'] else 'no'} |"
+        )
+    rows += ["", "Highest passing feed rate (ratio >= 0.999, p99 < 50 ms), in deliveries/s:", ""]
+    best = p["best_passing_feed_rate"]
+    base = best.get("tickgate", 0)
+    for kind, rate in best.items():
+        ratio = f" (tickgate / {kind} = {base / rate:.1f}x)" if kind != "tickgate" and rate else ""
+        rows.append(f"- {kind}: {rate * clients:,.0f}/s{ratio}")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Scenario *slow consumers*: broadcast load (every client on the same 100
+symbols) with and without 10 % of the clients stalling (they stop reading
+for --stall seconds, with a 4 KiB receive buffer so the kernel does not
+absorb the stall). Compares the server's peak RSS, the fast clients' p99,
+and the stalled clients' time to converge to the latest seq of every symbol
+after they read again.
+
+Run:   python3 benches/slow_consumers.py                (about 2 minutes)
+Writes benches/results/slow_consumers.{json,md}.
+"""
+
+import argparse
+import time
+
+import bench
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--rate", type=float, default=200, help="feed ticks/s over 100 symbols")
+    ap.add_argument("--stall", type=float, default=10.0, help="seconds the stalled clients stop reading")
+    ap.add_argument("--servers", default="tickgate,nats,node-ws")
+    ap.add_argument("--no-build", action="store_true")
+    a = ap.parse_args()
+    servers = a.servers.split(",")
+    bench.prepare(servers, build=not a.no_build)
+    duration = f"{a.stall + 5:g}s"
+    runs = []
+    started = time.time()
+    for kind in servers:
+        for share in [0.0, 0.1]:
+            with bench.Server(kind) as server:
+                r = bench.loadtest(server, "--clients", a.clients, "--symbols-per-client", 100, "--universe", 100,
+                                   "--feed-rate", a.rate, "--duration", duration, "--drain", "5s",
+                                   "--connect-rate", 5000, "--stall-share", share, "--stall-after", "2s",
+                                   "--stall-for", f"{a.stall:g}s", "--label", f"slow consumers {kind} {share}")
+            if r is None:
+                runs.append({"server_kind": kind, "stall_share": share, "failed": True})
+                continue
+            r["stall_share"] = share
+            runs.append(r)
+            bench.log(bench.summary(r))
+    payload = {"scenario": "slow_consumers", "machine": bench.machine(), "clients": a.clients, "rate": a.rate,
+               "stall_seconds": a.stall, "seconds": round(time.time() - started), "runs": runs}
+    bench.write_json("slow_consumers", payload)
+    bench.write_text("slow_consumers.md", table(payload))
+    print(table(payload))
+
+
+def table(p):
+    rows = [
+        f"### slow consumers: {p['clients']} clients x 100 symbols at {p['rate']:g} ticks/s, 10 % stalled for {p['stall_seconds']:g} s",
+        "",
+        "| server | stalled | fast p99 ms | fast max ms | delivery ratio | latest delivered | server RSS peak MiB | RSS before feed MiB | converged | convergence p50 / max ms | closes | load tester CPU |",
+        "|---|---:|---:|---:|---:|:-:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in p["runs"]:
+        if r.get("failed"):
+            rows.append(f"| {r['server_kind']} | {r['stall_share']} | run failed | | | | | | | | | |")
+            continue
+        s = r["server"]
+        slow = r.get("slow_consumers") or {}
+        conv = slow.get("convergence_ms") or {}
+        rows.append(
+            f"| {r['server_kind']} | {slow.get('stalled_clients', 0)} | {r['latency_ms']['p99']:.2f} | {r['latency_ms']['max']:.1f} "
+            f"| {r['delivery']['ratio']:.4f} | {'yes' if r['delivery']['all_latest_delivered'] else 'no'} "
+            f"| {s['rss_peak_bytes'] / 1048576:.1f} | {s['rss_connected_bytes'] / 1048576:.1f} "
+            f"| {slow.get('converged', '-')} | {conv.get('p50', '-')} / {conv.get('max', '-')} "
+            f"| {r['closes_by_code'] or ''} {r['errors'] or ''} | {r['loadtest_cpu']['core_share']:.2f} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+//! `tickgate loadtest` against an in-process gateway on port 0: small and
+//! bounded (20 clients, about 2 s each), so it can run in the test command.
+
+use std::process::Command;
+use std::time::Duration;
+
+use tickgate::config::Config;
+use tickgate::{FeedSetup, Gateway};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tickgate");
+
+fn config() -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().expect("addr");
+    config.server.admin_listen = "127.0.0.1:0".parse().expect("addr");
+    config
+}
+
+async fn loadtest(args: Vec<String>) -> serde_json::Value {
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .arg("loadtest")
+            .args(["--json", "--quiet"])
+            .args(&args)
+            .output()
+            .expect("loadtest runs")
+    })
+    .await
+    .expect("joined");
+    assert!(
+        output.status.success(),
+        "loadtest failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON report")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_reports_quotes_from_the_simulator_without_errors() {
+    let mut config = config();
+    config.simulator.ticks_per_second = 2_000.0;
+    let gateway = Gateway::start(config, FeedSetup::Configured)
+        .await
+        .expect("starts");
+    let url = format!("ws://{}/ws", gateway.client_addr());
+    let report = loadtest(
+        [
+            "--url",
+            &url,
+            "--clients",
+            "20",
+            "--symbols-per-client",
+            "20",
+            "--universe",
+            "50",
+            "--symbol-source",
+            "simulator",
+            "--duration",
+            "1500ms",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(report["connections"]["subscribed"], 20);
+    assert_eq!(report["connections"]["failed"], 0);
+    assert!(
+        report["delivery"]["received"].as_u64() > Some(0),
+        "{report}"
+    );
+    assert_eq!(report["errors"], serde_json::json!({}));
+    assert_eq!(report["delivery"]["seq_regressions"], 0);
+    assert!(report["latency_ms"]["p99"].as_f64() > Some(0.0));
+    gateway.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_as_the_tcp_feed_sees_every_latest_quote_delivered() {
+    let gateway = Gateway::start(config(), FeedSetup::External)
+        .await
+        .expect("starts");
+    // A free port for the load tester's feed listener; the gateway's TCP feed
+    // retries until the load tester listens there.
+    let feed_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let feed = tickgate_feeds::FeedSpec::parse(&format!("tcp://{feed_addr}")).expect("spec");
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tickgate_feeds::spawn(&feed, gateway.feed_sender(), stop.clone(), &tracker).expect("feed");
+    let url = format!("ws://{}/ws", gateway.client_addr());
+    let report = loadtest(
+        [
+            "--url",
+            &url,
+            "--clients",
+            "20",
+            "--symbols-per-client",
+            "10",
+            "--universe",
+            "30",
+            "--feed-listen",
+            &feed_addr.to_string(),
+            "--feed-rate",
+            "500",
+            "--duration",
+            "1500ms",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(report["connections"]["subscribed"], 20, "{report}");
+    assert!(
+        report["feed"]["ticks_published"].as_u64() > Some(100),
+        "{report}"
+    );
+    assert_eq!(report["delivery"]["all_latest_delivered"], true, "{report}");
+    assert!(report["delivery"]["ratio"].as_f64() > Some(0.5), "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}));
+    stop.cancel();
+    gateway.shutdown(Duration::from_secs(2)).await;
+}
