@@ -842,3 +842,95 @@ async fn start_up_names_the_tls_file_at_fault() {
         "{stderr}"
     );
 }
+
+/// Resident memory of a process in bytes (Linux).
+fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Resident memory the gateway process adds per idle client, plain `ws`
+/// against `wss`, each in a fresh process. Prints the figures recorded in
+/// docs/tls.md. Run with:
+/// `cargo test --test tls -- --ignored memory_per_connection --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check: prints per-connection memory"]
+async fn memory_per_connection_plain_and_tls() {
+    init();
+    const WARM_UP: usize = 20;
+    const CLIENTS: usize = 400;
+    let pki = Pki::new("memory");
+    pki.install_server(0xb001);
+    for tls in [false, true, false, true] {
+        let mut child = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args([
+                "--sim-rate",
+                "0",
+                "--tls-listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+            ])
+            .arg(pki.cert_path())
+            .arg("--tls-key")
+            .arg(pki.key_path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("binary starts");
+        let guard = KillOnDrop(&mut child);
+        let stdout = guard.0.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("line");
+        let event: Value = serde_json::from_str(&line).expect("JSON");
+        let addr: SocketAddr = event[if tls { "tls" } else { "client" }]
+            .as_str()
+            .expect("addr")
+            .parse()
+            .expect("addr");
+        let pid = guard.0.id();
+        let client = trusting(&pki);
+        let mut plain = Vec::new();
+        let mut secure = Vec::new();
+        let mut baseline = 0;
+        for i in 0..WARM_UP + CLIENTS {
+            if i == WARM_UP {
+                // Allocator arenas and lazy statics are warm now.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                baseline = rss_of(pid);
+            }
+            if tls {
+                let mut ws = wss_connect(addr, Arc::clone(&client)).await.expect("wss");
+                send(&mut ws, r#"{"op":"ping","id":1}"#).await;
+                assert_eq!(next_json(&mut ws).await["type"], "pong");
+                secure.push(ws);
+            } else {
+                let tcp = TcpStream::connect(addr).await.expect("tcp");
+                let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), tcp)
+                    .await
+                    .expect("ws");
+                ws.send(Message::text(r#"{"op":"ping","id":1}"#))
+                    .await
+                    .expect("send");
+                let _ = ws.next().await;
+                plain.push(ws);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let grown = rss_of(pid).saturating_sub(baseline);
+        eprintln!(
+            "{}: {CLIENTS} idle clients add {:.1} MiB to the gateway: {:.1} KiB per connection",
+            if tls { "wss" } else { "ws " },
+            grown as f64 / 1_048_576.0,
+            grown as f64 / 1024.0 / CLIENTS as f64
+        );
+        drop(plain);
+        drop(secure);
+        signal(guard.0, "-TERM");
+        let _ = wait_exit(guard.0);
+    }
+}
