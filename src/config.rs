@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tickgate_feeds::FeedConfig;
 
 /// Everything a gateway needs to run. Every section and key is optional in
 /// the file; missing ones take the defaults shown in `docs/config.md`.
@@ -21,6 +22,9 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
     pub tls: TlsConfig,
+    /// Upstream feeds (`[[feeds]]` tables, see docs/feeds.md). When empty,
+    /// the `[simulator]` feed runs.
+    pub feeds: Vec<FeedConfig>,
 }
 
 /// Listener addresses.
@@ -346,6 +350,9 @@ impl Config {
                 addr != self.server.listen && addr != self.server.admin_listen,
                 "tls.listen must differ from server.listen and server.admin_listen",
             );
+        }
+        if let Err(errors) = tickgate_feeds::validate_all(&self.feeds) {
+            problems.extend(errors.iter().map(|e| format!("feeds: {e}")));
         }
         if problems.is_empty() {
             Ok(())

@@ -250,11 +250,38 @@ fn subscribe(id: Option<&RequestId>, texts: &[String], mailbox: &Arc<Mailbox>, s
     if !result.symbols.is_empty() {
         replies.push(protocol::subscribed(id, &result.symbols, &result.no_data));
         replies.push(protocol::snapshot(&result.snapshot));
+        replies.extend(troubled_feeds(&result.symbols, state));
     }
     // The snapshot must precede any update of these symbols: the writer
     // drains control frames before building the update frame, and the
     // outbox already records the snapshot's seq.
     mailbox.push_control(replies);
+}
+
+/// Status frames for subscribed symbols whose feed is stale or down right
+/// now, so a new subscriber learns it at once, not at the next change.
+fn troubled_feeds(symbols: &[tickgate_feeds::Symbol], state: &AppState) -> Vec<String> {
+    let mut by_feed: std::collections::BTreeMap<u32, Vec<tickgate_feeds::Symbol>> =
+        Default::default();
+    for symbol in symbols {
+        if let Some(slot) = state.store.get(symbol) {
+            by_feed
+                .entry(slot.feed.load(Ordering::Relaxed))
+                .or_default()
+                .push(*symbol);
+        }
+    }
+    by_feed
+        .into_iter()
+        .filter_map(|(feed, symbols)| {
+            let (name, feed_state) = state.feeds.state_of(feed)?;
+            matches!(
+                feed_state,
+                tickgate_feeds::FeedState::Stale | tickgate_feeds::FeedState::Down
+            )
+            .then(|| protocol::status(&name, feed_state.as_str(), &symbols))
+        })
+        .collect()
 }
 
 fn invalid_symbols(id: Option<&RequestId>, invalid: &[String]) -> String {

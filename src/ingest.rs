@@ -1,19 +1,23 @@
 //! The single writer of the snapshot store: takes feed events, validates and
 //! merges ticks, and marks each touched symbol dirty on every connection
-//! subscribed to it (once per batch, however many ticks it had).
+//! subscribed to it (once per batch, however many ticks it had). It also
+//! keeps the feed board (state, last tick, which feed feeds which symbol) and
+//! tells clients when a feed their symbols come from goes stale or recovers.
 //!
 //! One task owns every write, so each symbol's `seq` grows by exactly one per
 //! accepted tick with no lock on the quote.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tickgate_feeds::{FeedEvent, FeedState, TickBatch, now_micros};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::metrics as m;
+use crate::protocol;
 use crate::state::AppState;
 use crate::store::{Slot, StoreFull};
 use crate::subscriptions::lock_subscribers;
@@ -21,51 +25,107 @@ use crate::subscriptions::lock_subscribers;
 /// Feed events waiting for the ingest task. A full queue makes feeds wait.
 pub const FEED_QUEUE: usize = 1024;
 
-/// Latest known state of each feed, for `/readyz` and metrics.
+/// How often a rejected-tick warning may be logged per feed and reason.
+const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Dense index of a feed, stored on each slot it updates.
+pub type FeedId = u32;
+
+/// Latest known state of each feed, for `/readyz`, metrics and status messages.
 #[derive(Default)]
 pub struct FeedBoard {
-    feeds: Mutex<HashMap<Arc<str>, FeedStatus>>,
+    feeds: Mutex<Vec<FeedStatus>>,
 }
 
 /// One feed's state and when it last delivered a tick.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FeedStatus {
+    pub name: Arc<str>,
     pub state: FeedState,
     pub last_tick: Option<Instant>,
+    /// `/readyz` waits for this feed to be live.
+    pub required: bool,
 }
 
 impl FeedBoard {
-    fn update(&self, feed: &Arc<str>, change: impl FnOnce(&mut FeedStatus)) {
-        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
-        let status = feeds.entry(Arc::clone(feed)).or_insert(FeedStatus {
-            state: FeedState::Connecting,
-            last_tick: None,
-        });
-        change(status);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<FeedStatus>> {
+        self.feeds.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Every feed's status, by name.
-    pub fn snapshot(&self) -> Vec<(Arc<str>, FeedStatus)> {
-        let feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<_> = feeds
+    /// Registers the feeds the gateway starts with (name, required), so
+    /// `/readyz` knows what to wait for before any of them reports.
+    pub fn expect(&self, feeds: &[(Arc<str>, bool)]) {
+        let mut board = self.lock();
+        for (name, required) in feeds {
+            if !board.iter().any(|f| &f.name == name) {
+                board.push(FeedStatus {
+                    name: Arc::clone(name),
+                    state: FeedState::Connecting,
+                    last_tick: None,
+                    required: *required,
+                });
+            }
+        }
+    }
+
+    /// The id of `feed`, registering it on first sight.
+    fn id(&self, feed: &Arc<str>) -> FeedId {
+        let mut board = self.lock();
+        if let Some(i) = board.iter().position(|f| &f.name == feed) {
+            return i as FeedId;
+        }
+        board.push(FeedStatus {
+            name: Arc::clone(feed),
+            state: FeedState::Connecting,
+            last_tick: None,
+            required: false,
+        });
+        (board.len() - 1) as FeedId
+    }
+
+    /// Sets a feed's state; returns the previous one.
+    fn set_state(&self, id: FeedId, state: FeedState) -> FeedState {
+        let mut board = self.lock();
+        let status = &mut board[id as usize];
+        std::mem::replace(&mut status.state, state)
+    }
+
+    fn ticked(&self, id: FeedId) {
+        self.lock()[id as usize].last_tick = Some(Instant::now());
+    }
+
+    /// State of the feed with this id, if any.
+    pub fn state_of(&self, id: FeedId) -> Option<(Arc<str>, FeedState)> {
+        self.lock()
+            .get(id as usize)
+            .map(|f| (Arc::clone(&f.name), f.state))
+    }
+
+    /// Every feed's status.
+    pub fn snapshot(&self) -> Vec<FeedStatus> {
+        self.lock().clone()
+    }
+
+    /// Why the feeds keep the gateway from being ready: a required feed that
+    /// is not live.
+    pub fn not_ready(&self) -> Option<String> {
+        self.lock()
             .iter()
-            .map(|(name, status)| (Arc::clone(name), *status))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+            .find(|f| f.required && f.state != FeedState::Live)
+            .map(|f| format!("required feed {} is {}", f.name, f.state.as_str()))
     }
 
     /// Publishes `tickgate_feed_up` and `tickgate_feed_last_tick_age_seconds`.
     pub fn publish_gauges(&self) {
-        for (feed, status) in self.snapshot() {
-            let up = if status.state == FeedState::Live {
+        for feed in self.snapshot() {
+            let up = if feed.state == FeedState::Live {
                 1.0
             } else {
                 0.0
             };
-            metrics::gauge!(m::FEED_UP, "feed" => feed.to_string()).set(up);
-            if let Some(last) = status.last_tick {
-                metrics::gauge!(m::FEED_LAST_TICK_AGE, "feed" => feed.to_string())
+            metrics::gauge!(m::FEED_UP, "feed" => feed.name.to_string()).set(up);
+            if let Some(last) = feed.last_tick {
+                metrics::gauge!(m::FEED_LAST_TICK_AGE, "feed" => feed.name.to_string())
                     .set(last.elapsed().as_secs_f64());
             }
         }
@@ -89,10 +149,37 @@ pub async fn run(state: Arc<AppState>, mut events: mpsc::Receiver<FeedEvent>) {
                 feed,
                 state: feed_state,
             } => {
-                info!(feed = &*feed, state = feed_state.as_str(), "feed state");
-                state.feeds.update(&feed, |s| s.state = feed_state);
+                let id = state.feeds.id(&feed);
+                let previous = state.feeds.set_state(id, feed_state);
+                if previous != feed_state {
+                    info!(
+                        feed = &*feed,
+                        from = previous.as_str(),
+                        to = feed_state.as_str(),
+                        "feed state"
+                    );
+                    announce(&state, id, &feed, previous, feed_state);
+                }
                 state.feeds.publish_gauges();
             }
+        }
+    }
+}
+
+/// Tells clients holding symbols of `feed` that it went stale or down, or
+/// recovered. Feed state changes are rare, so walking every connection is
+/// fine.
+fn announce(state: &AppState, id: FeedId, feed: &str, previous: FeedState, now: FeedState) {
+    let troubled = |s: FeedState| matches!(s, FeedState::Stale | FeedState::Down);
+    if !(troubled(now) || (troubled(previous) && now == FeedState::Live)) {
+        return;
+    }
+    for mailbox in state.connections() {
+        let symbols = mailbox
+            .lock()
+            .symbols_where(|slot| slot.feed.load(Ordering::Relaxed) == id);
+        if !symbols.is_empty() {
+            mailbox.push_control([protocol::status(feed, now.as_str(), &symbols)]);
         }
     }
 }
@@ -103,11 +190,14 @@ struct Batcher {
     touched: Vec<Arc<Slot>>,
     /// `touched_flag[id]`: symbol already in `touched` for this batch.
     touched_flag: Vec<bool>,
+    /// Last warning per (feed, reason), for rate-limited logging.
+    last_warning: HashMap<(Arc<str>, &'static str), Instant>,
 }
 
 impl Batcher {
     fn apply(&mut self, state: &AppState, batch: &TickBatch) {
         let now = now_micros();
+        let feed_id = state.feeds.id(&batch.feed);
         let mut accepted = 0u64;
         let mut rejected: HashMap<&'static str, u64> = HashMap::new();
         let lag = metrics::histogram!(m::FEED_LAG, "feed" => batch.feed.to_string());
@@ -131,6 +221,7 @@ impl Batcher {
                 continue;
             }
             accepted += 1;
+            slot.feed.store(feed_id, Ordering::Relaxed);
             if let Some(ts) = tick.ts {
                 lag.record(now.saturating_sub(ts) as f64 / 1e6);
             }
@@ -152,14 +243,25 @@ impl Batcher {
         let feed = batch.feed.to_string();
         if accepted > 0 {
             metrics::counter!(m::TICKS_RECEIVED, "feed" => feed.clone()).increment(accepted);
-            state
-                .feeds
-                .update(&batch.feed, |s| s.last_tick = Some(Instant::now()));
+            state.feeds.ticked(feed_id);
         }
         for (reason, count) in rejected {
-            warn!(feed = &*batch.feed, reason, count, "ticks rejected");
             metrics::counter!(m::TICKS_REJECTED, "feed" => feed.clone(), "reason" => reason)
                 .increment(count);
+            let key = (Arc::clone(&batch.feed), reason);
+            if self
+                .last_warning
+                .get(&key)
+                .is_none_or(|at| at.elapsed() >= REJECT_LOG_EVERY)
+            {
+                self.last_warning.insert(key, Instant::now());
+                warn!(
+                    feed = &*batch.feed,
+                    reason,
+                    count,
+                    "ticks rejected (logged at most every 10 s per reason; see tickgate_ticks_rejected_total)"
+                );
+            }
         }
         metrics::gauge!(m::SYMBOLS).set(state.store.symbol_count() as f64);
     }

@@ -61,6 +61,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// A feed cannot be started (a TLS CA file, a handshake, a setting).
+    #[error("cannot start feeds: {0}")]
+    Feeds(String),
     /// The TLS certificate, key or client CA bundle cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -69,8 +72,9 @@ pub enum StartError {
 /// Which feeds a gateway starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeedSetup {
-    /// The embedded simulator (the default).
-    Simulator,
+    /// The `[[feeds]]` of the configuration, or the `[simulator]` feed when
+    /// none are configured (the default).
+    Configured,
     /// None: ticks arrive only through [`Gateway::feed_sender`].
     External,
 }
@@ -153,19 +157,8 @@ impl Gateway {
             None => None,
         };
         state.tracker.spawn(publish_feed_gauges(Arc::clone(&state)));
-        if feeds == FeedSetup::Simulator {
-            let sim = &state.config.simulator;
-            let simulator = Simulator::new(SimConfig {
-                ticks_per_second: sim.ticks_per_second,
-                seed: sim.seed,
-                symbols: sim.symbols,
-                bursts: sim.bursts,
-            });
-            state.tracker.spawn(simulator.run(
-                "sim".into(),
-                feed_tx.clone(),
-                state.shutdown.clone(),
-            ));
+        if feeds == FeedSetup::Configured {
+            start_feeds(&state, &feed_tx)?;
         }
         Ok(Self {
             state,
@@ -225,6 +218,45 @@ impl Gateway {
             .await
             .is_ok()
     }
+}
+
+/// Starts the configured feeds, or the simulator when there are none.
+fn start_feeds(state: &Arc<AppState>, feed_tx: &FeedSender) -> Result<(), StartError> {
+    let configs = &state.config.feeds;
+    if configs.is_empty() {
+        let sim = &state.config.simulator;
+        let simulator = Simulator::new(SimConfig {
+            ticks_per_second: sim.ticks_per_second,
+            seed: sim.seed,
+            symbols: sim.symbols,
+            bursts: sim.bursts,
+        });
+        state.feeds.expect(&[("sim".into(), false)]);
+        state
+            .tracker
+            .spawn(simulator.run("sim".into(), feed_tx.clone(), state.shutdown.clone()));
+        return Ok(());
+    }
+    let expected: Vec<(Arc<str>, bool)> = configs
+        .iter()
+        .map(|c| (Arc::from(c.name.as_str()), c.required))
+        .collect();
+    state.feeds.expect(&expected);
+    tickgate_feeds::spawn_all(
+        configs,
+        feed_tx.clone(),
+        state.shutdown.clone(),
+        &state.tracker,
+    )
+    .map_err(|errors| {
+        StartError::Feeds(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
 }
 
 async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

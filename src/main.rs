@@ -30,6 +30,13 @@ struct Cli {
     /// Admin listener address (/metrics, /healthz, /readyz).
     #[arg(long, value_name = "ADDR:PORT")]
     admin_listen: Option<std::net::SocketAddr>,
+    /// An upstream feed, repeatable; replaces the simulator and the config
+    /// file's [[feeds]]. SPEC is one of: sim[?rate=N&seed=N],
+    /// tcp://HOST:PORT[?name=X] (JSON lines), ws://URL or wss://URL[#name=X&subscribe=MSG]
+    /// (JSON frames), replay:PATH[?speed=N&loop=true], coinbase|binance|polygon|alpaca[?symbols=A,B],
+    /// VENUE+wss://URL. Every option: docs/feeds.md.
+    #[arg(long = "feed", value_name = "SPEC")]
+    feeds: Vec<tickgate_feeds::FeedSpec>,
     /// Simulator: average ticks per second over the universe.
     #[arg(long, value_name = "N")]
     sim_rate: Option<f64>,
@@ -133,6 +140,9 @@ fn build_config(cli: &Cli) -> Result<Config, tickgate::config::ConfigError> {
     if let Some(admin) = cli.admin_listen {
         config.server.admin_listen = admin;
     }
+    if !cli.feeds.is_empty() {
+        config.feeds = cli.feeds.iter().map(|spec| spec.0.clone()).collect();
+    }
     if let Some(rate) = cli.sim_rate {
         config.simulator.ticks_per_second = rate;
     }
@@ -172,7 +182,7 @@ fn init_logging(config: &Config) {
 
 async fn run(config: Config) -> ExitCode {
     let grace = Duration::from_millis(config.shutdown.grace_period_ms);
-    let gateway = match Gateway::start(config, FeedSetup::Simulator).await {
+    let gateway = match Gateway::start(config, FeedSetup::Configured).await {
         Ok(gateway) => gateway,
         Err(error) => {
             eprintln!("tickgate: {error}");

@@ -70,6 +70,8 @@ pub fn install() -> PrometheusHandle {
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
             };
             describe();
+            tickgate_feeds::metrics::describe();
+            register_core_series();
             metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "revision" => option_env!("TICKGATE_GIT_REVISION").unwrap_or("unknown")).set(1.0);
             handle
         })
@@ -179,6 +181,19 @@ fn describe() {
         "Start time of the process since the Unix epoch."
     );
     describe_gauge!(PROCESS_THREADS, "Operating-system threads of the process.");
+}
+
+/// Makes the series every dashboard reads exist from the first scrape (at
+/// zero) instead of appearing with the first event. Adding zero leaves any
+/// value already recorded untouched.
+fn register_core_series() {
+    metrics::gauge!(CONNECTIONS, "transport" => "ws").increment(0.0);
+    metrics::gauge!(SUBSCRIPTIONS).increment(0.0);
+    metrics::gauge!(SLOW_CONSUMERS).increment(0.0);
+    for counter in [UPDATES_SENT, FRAMES_SENT, BYTES_SENT, UPDATES_CONFLATED] {
+        metrics::counter!(counter).increment(0);
+    }
+    metrics::counter!(CONNECTIONS_OPENED, "transport" => "ws").increment(0);
 }
 
 /// Samples what is only known by walking state: slow consumers, per-connection

@@ -120,6 +120,18 @@ impl Outbox {
         self.subs.drain().map(|(_, sub)| sub.slot).collect()
     }
 
+    /// Subscribed symbols whose slot matches `pick`.
+    pub fn symbols_where(&self, pick: impl Fn(&Slot) -> bool) -> Vec<tickgate_feeds::Symbol> {
+        let mut symbols: Vec<_> = self
+            .subs
+            .values()
+            .filter(|s| pick(&s.slot))
+            .map(|s| s.slot.symbol)
+            .collect();
+        symbols.sort();
+        symbols
+    }
+
     /// Whether `id` is subscribed.
     pub fn is_subscribed(&self, id: SymbolId) -> bool {
         self.subs.contains_key(&id)

@@ -229,6 +229,11 @@ enum Reply<'a> {
     Heartbeat {
         ts: u64,
     },
+    Status {
+        feed: &'a str,
+        state: &'a str,
+        symbols: &'a [Symbol],
+    },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a RequestId>,
@@ -266,6 +271,16 @@ pub fn pong(id: Option<&RequestId>, ts: u64) -> String {
 /// `{"type":"heartbeat","ts":...}`: a keep-alive browsers can see.
 pub fn heartbeat(ts: u64) -> String {
     encode(&Reply::Heartbeat { ts })
+}
+
+/// `{"type":"status","feed":...,"state":...,"symbols":[...]}`: the feed
+/// these symbols come from changed state (`stale`, `down`, `live`).
+pub fn status(feed: &str, state: &str, symbols: &[Symbol]) -> String {
+    encode(&Reply::Status {
+        feed,
+        state,
+        symbols,
+    })
 }
 
 /// `{"type":"error",...}`

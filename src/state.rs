@@ -122,12 +122,15 @@ impl AppState {
     }
 
     /// Why the gateway is not ready, or `None` when it is.
-    pub fn not_ready_reason(&self) -> Option<&'static str> {
+    pub fn not_ready_reason(&self) -> Option<String> {
         if self.is_draining() {
-            return Some("draining");
+            return Some("draining".into());
+        }
+        if let Some(feed) = self.feeds.not_ready() {
+            return Some(feed);
         }
         if self.store.ticks_applied() == 0 {
-            return Some("no data received from any feed yet");
+            return Some("no data received from any feed yet".into());
         }
         None
     }

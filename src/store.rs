@@ -10,7 +10,7 @@
 //! The slot table itself is read-mostly: it lives behind one `ArcSwap` and is
 //! copied only when a new symbol appears (bounded by `max_symbols`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -21,6 +21,9 @@ use crate::subscriptions::SubscriberSet;
 
 /// Dense index of a symbol in the store, stable for the life of the process.
 pub type SymbolId = u32;
+
+/// `Slot::feed` of a symbol no feed has updated yet.
+pub const NO_FEED: u32 = u32::MAX;
 
 /// A symbol's latest quote, with its JSON encoded once and shared by every
 /// connection that sends it.
@@ -38,6 +41,9 @@ pub struct Slot {
     pub id: SymbolId,
     pub symbol: Symbol,
     latest: ArcSwapOption<Snapshot>,
+    /// The feed that last updated this symbol ([`NO_FEED`] before any), so a
+    /// feed going stale can be announced to exactly the clients it affects.
+    pub feed: AtomicU32,
     /// Connections subscribed to this symbol. Locked briefly by subscribe,
     /// unsubscribe and the ingest task's fan-out; never across an await.
     pub subscribers: Mutex<SubscriberSet>,
@@ -109,6 +115,7 @@ impl SnapshotStore {
             id,
             symbol,
             latest: ArcSwapOption::empty(),
+            feed: AtomicU32::new(NO_FEED),
             subscribers: Mutex::new(SubscriberSet::default()),
         });
         let mut slots = Vec::with_capacity((current.slots.len() + 1).next_power_of_two());

@@ -68,7 +68,7 @@ async fn subscriber_gets_subscribed_then_snapshot_then_updates() {
 async fn seq_strictly_increases_and_each_symbol_appears_once_per_frame() {
     let mut config = test_config();
     config.simulator.ticks_per_second = 20_000.0;
-    let gateway = Gateway::start(config, FeedSetup::Simulator)
+    let gateway = Gateway::start(config, FeedSetup::Configured)
         .await
         .expect("starts");
     let symbols: Vec<String> = tickgate_feeds::sim::universe()
