@@ -76,7 +76,7 @@ pub enum SymbolSource {
 /// `tickgate loadtest` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadtestArgs {
-    /// WebSocket URL of the server under test.
+    /// WebSocket URL of the server under test (ws:// or wss://).
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: String,
     /// Client protocol.
@@ -151,6 +151,10 @@ pub struct LoadtestArgs {
     /// Initial read buffer per client in bytes (grows to the largest frame).
     #[arg(long, default_value_t = 4096)]
     pub read_buffer: usize,
+    /// For wss://: PEM file of a CA to trust besides the public roots (for
+    /// example the one `tickgate dev-cert` writes).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Bearer token sent in the `Authorization` header.
     #[arg(long)]
     pub token: Option<String>,
@@ -215,6 +219,11 @@ struct UsageError(String);
 /// Host, port and path of the server under test.
 pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
+    /// For `wss://`: the connector and the name the certificate must carry.
+    pub(crate) tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls_pki_types::ServerName<'static>,
+    )>,
     pub(crate) host: String,
     pub(crate) path: String,
 }
@@ -341,15 +350,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// `ws://host:port/path` → address, Host header, path.
-async fn resolve(url: &str) -> anyhow::Result<Target> {
-    if url.starts_with("wss://") {
-        bail!(UsageError(
-            "wss:// is not supported by the load tester yet; test the plain ws:// listener".into()
-        ));
-    }
-    let Some(rest) = url.strip_prefix("ws://") else {
+async fn resolve(url: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<Target> {
+    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("wss://") {
+        (rest, true, 443)
+    } else if let Some(rest) = url.strip_prefix("ws://") {
+        (rest, false, 80)
+    } else {
         bail!(UsageError(format!(
-            "--url {url:?}: expected ws://HOST:PORT/PATH"
+            "--url {url:?}: expected ws://HOST:PORT/PATH or wss://HOST:PORT/PATH"
         )));
     };
     let (authority, path) = rest
@@ -361,15 +369,31 @@ async fn resolve(url: &str) -> anyhow::Result<Target> {
     {
         authority.to_owned()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{default_port}")
     };
     let addr = tokio::net::lookup_host(&with_port)
         .await
         .with_context(|| format!("cannot resolve {with_port}"))?
         .next()
         .with_context(|| format!("{with_port} resolves to no address"))?;
+    let tls = if tls {
+        let config = tickgate_feeds::transport::tls_client_config(ca_file)
+            .map_err(|e| UsageError(format!("--ca-file: {e}")))?;
+        let host = with_port
+            .rsplit_once(':')
+            .map_or(with_port.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let name = rustls_pki_types::ServerName::try_from(host)
+            .map_err(|e| UsageError(format!("--url {url:?}: {e}")))?;
+        Some((tokio_rustls::TlsConnector::from(config), name))
+    } else {
+        None
+    };
     Ok(Target {
         addr,
+        tls,
         host: authority.to_owned(),
         path,
     })
@@ -412,7 +436,7 @@ fn validate(args: &LoadtestArgs) -> Result<(), UsageError> {
 
 async fn run(args: LoadtestArgs) -> anyhow::Result<report::Report> {
     validate(&args)?;
-    let target = resolve(&args.url).await?;
+    let target = resolve(&args.url, args.ca_file.as_deref()).await?;
     let universe = Arc::new(match args.symbol_source {
         SymbolSource::Generated => Universe::generated(args.universe, args.zipf_exponent),
         SymbolSource::Simulator => Universe::simulator(args.universe, args.zipf_exponent),

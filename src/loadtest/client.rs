@@ -11,10 +11,10 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tickgate_feeds::now_micros;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 
 use super::scan::{self, MessageType};
-use super::ws::{Frame, WsClient, WsError};
+use super::ws::{Frame, Io, WsClient, WsError};
 use super::{PeerMode, Shared};
 
 /// What one client does.
@@ -121,7 +121,7 @@ pub(crate) async fn run(
     }
 }
 
-async fn connect(plan: &ClientPlan, shared: &Shared) -> Result<WsClient<TcpStream>, WsError> {
+async fn connect(plan: &ClientPlan, shared: &Shared) -> Result<WsClient<Box<dyn Io>>, WsError> {
     let target = &shared.target;
     let attempt = async {
         let socket = match target.addr {
@@ -135,6 +135,10 @@ async fn connect(plan: &ClientPlan, shared: &Shared) -> Result<WsClient<TcpStrea
         }
         let stream = socket.connect(target.addr).await?;
         stream.set_nodelay(true)?;
+        let stream: Box<dyn Io> = match &target.tls {
+            Some((connector, name)) => Box::new(connector.connect(name.clone(), stream).await?),
+            None => Box::new(stream),
+        };
         WsClient::connect(
             stream,
             &target.host,
@@ -151,7 +155,7 @@ async fn connect(plan: &ClientPlan, shared: &Shared) -> Result<WsClient<TcpStrea
 }
 
 async fn subscribe(
-    client: &mut WsClient<TcpStream>,
+    client: &mut WsClient<Box<dyn Io>>,
     plan: &ClientPlan,
     shared: &Shared,
 ) -> Result<(), WsError> {
@@ -191,7 +195,7 @@ async fn subscribe(
 
 #[allow(clippy::too_many_arguments)]
 async fn session(
-    client: &mut WsClient<TcpStream>,
+    client: &mut WsClient<Box<dyn Io>>,
     plan: &ClientPlan,
     shared: &Shared,
     held: &mut Held,

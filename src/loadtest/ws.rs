@@ -12,6 +12,10 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// A byte stream a client runs on: plain TCP or TLS over it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// Largest server frame (or reassembled message) accepted.
 pub(crate) const MAX_FRAME_BYTES: usize = 16 << 20;
 
@@ -283,9 +287,9 @@ fn frame_len(b: &[u8]) -> Option<Result<usize, &'static str>> {
     Some(Ok(header + payload))
 }
 
-/// Position of `needle` in `hay`.
+/// Position of `needle` in `hay` (SIMD substring search).
 pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 #[cfg(test)]
