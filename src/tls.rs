@@ -367,3 +367,63 @@ fn warn_about_validity(certified: &CertifiedKey, path: &Path) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, KeyPair};
+
+    #[test]
+    fn an_expired_certificate_still_loads_with_a_warning() {
+        let dir = std::env::temp_dir().join(format!("tickgate-tls-expired-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec!["localhost".into()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let cert = params.self_signed(&key).expect("cert");
+        let (cert_path, key_path) = (dir.join("old.pem"), dir.join("old-key.pem"));
+        std::fs::write(&cert_path, cert.pem()).expect("cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("key");
+        let server = TlsServer::new(&TlsConfig {
+            cert: Some(cert_path),
+            key: Some(key_path),
+            ..TlsConfig::default()
+        })
+        .expect("an expired certificate is served; clients decide");
+        let summary = server.summary().expect("summary");
+        assert_eq!(
+            x509::utc_timestamp(summary.not_after),
+            "2021-01-01T00:00:00Z"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn handshake_failures_fall_into_the_documented_reasons() {
+        let wrap = |error: rustls::Error| io::Error::new(io::ErrorKind::InvalidData, error);
+        let cases = [
+            (
+                wrap(rustls::Error::AlertReceived(AlertDescription::UnknownCA)),
+                HandshakeFailure::Certificate,
+            ),
+            (
+                wrap(rustls::Error::NoCertificatesPresented),
+                HandshakeFailure::Certificate,
+            ),
+            (
+                wrap(rustls::Error::InvalidMessage(
+                    rustls::InvalidMessage::InvalidContentType,
+                )),
+                HandshakeFailure::Protocol,
+            ),
+            (
+                io::Error::from(io::ErrorKind::UnexpectedEof),
+                HandshakeFailure::Io,
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(HandshakeFailure::of(&error), expected, "{error}");
+        }
+    }
+}
