@@ -18,6 +18,7 @@
 //!   drains the outbox into one frame per wake-up.
 //! - [`protocol`]: the client protocol codec, pure.
 //! - [`server`]: HTTP on the client and admin listeners, the `/ws` upgrade.
+//! - [`watch`]: the `tickgate watch` command-line subscriber.
 //! - [`tls`]: the `wss` listener in front of the same service: rustls,
 //!   certificate reload, mutual TLS, `tickgate dev-cert`.
 //! - [`config`], [`metrics`], [`shutdown`], [`state`]: settings, metric
@@ -37,6 +38,7 @@ pub mod state;
 pub mod store;
 pub mod subscriptions;
 pub mod tls;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

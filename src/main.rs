@@ -80,6 +80,9 @@ enum Command {
     /// Write a development CA and a server certificate for localhost,
     /// 127.0.0.1 and ::1 signed by it, for trying wss:// locally.
     DevCert(DevCertArgs),
+    /// Subscribe to symbols on a gateway and print a live table (or JSON
+    /// lines with --json): a quick check of a deployment from a shell or pod.
+    Watch(tickgate::watch::WatchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +97,28 @@ struct DevCertArgs {
     new_ca: bool,
 }
 
+/// Runs `tickgate watch`; exit status 1 when the gateway cannot be reached,
+/// refuses the connection, or refuses every symbol.
+fn watch(args: tickgate::watch::WatchArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tickgate watch: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tickgate::watch::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tickgate watch: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // One crypto provider for every TLS user in the process; an error only
     // means one is installed already.
@@ -102,6 +127,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Loadtest(args)) => return tickgate::loadtest::main(args),
         Some(Command::DevCert(args)) => return dev_cert(&args),
+        Some(Command::Watch(args)) => return watch(args),
         None => {}
     }
     let config = match build_config(&cli) {
