@@ -13,7 +13,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 const BIN: &str = env!("CARGO_BIN_EXE_tickgate");
 
 /// Starts the binary on ephemeral ports; returns it with (client, admin).
-fn spawn(args: &[&str]) -> (Child, std::net::SocketAddr, std::net::SocketAddr) {
+fn spawn(
+    args: &[&str],
+) -> (
+    common::KillOnDrop,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
     let mut child = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .args(args)
@@ -38,7 +44,7 @@ fn spawn(args: &[&str]) -> (Child, std::net::SocketAddr, std::net::SocketAddr) {
         .expect("admin")
         .parse()
         .expect("addr");
-    (child, client, admin)
+    (common::KillOnDrop(child), client, admin)
 }
 
 fn sigterm(child: &Child) {
@@ -204,9 +210,9 @@ async fn default_run_streams_the_simulator_and_sigterm_closes_clients_with_1001(
     let update = client.next_of_type("update").await;
     assert!(!quotes(&update).is_empty());
 
-    sigterm(&child);
+    sigterm(&child.0);
     let close = client.expect_close().await.expect("close frame");
     assert_eq!(close.code, CloseCode::Away);
-    let status = wait_exit(&mut child, WAIT);
+    let status = wait_exit(&mut child.0, WAIT);
     assert!(status.success(), "{status:?}");
 }

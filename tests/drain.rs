@@ -25,13 +25,15 @@ async fn sigterm_flips_readiness_then_closes_clients_with_1001_spread_over_the_w
             )
         })
         .expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickgate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tickgate"))
         .arg("--config")
         .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("binary starts");
+    let mut child = common::KillOnDrop(child);
+    let child = &mut child.0;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)

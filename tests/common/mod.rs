@@ -258,6 +258,19 @@ pub async fn http_raw(addr: SocketAddr, request: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Kills the child process when dropped, so a failing test never leaves a
+/// gateway running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Resident memory of this process in bytes (Linux).
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
