@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tokio_tungstenite::tungstenite::http::Uri;
 
 use crate::model::Symbol;
+use crate::nats::{NatsPlan, NatsSettings};
 use crate::parse::DEFAULT_MAX_MESSAGE_BYTES;
 use crate::sim::SimConfig;
 use crate::venue::{Credentials, HandshakeError, Venue};
@@ -106,6 +107,10 @@ pub struct FeedConfig {
     /// Simulator: occasional bursts of five times the rate.
     #[serde(default)]
     pub bursts: Option<bool>,
+    /// NATS: servers, stream, subject prefix, credentials, TLS (kind `nats`;
+    /// every key has a default, see docs/nats.md).
+    #[serde(default)]
+    pub nats: Option<NatsSettings>,
 }
 
 mod defaults {
@@ -160,6 +165,7 @@ impl FeedConfig {
             seed: None,
             universe: None,
             bursts: None,
+            nats: None,
         }
     }
 }
@@ -184,6 +190,8 @@ pub enum FeedKind {
     Coinbase,
     /// Binance spot WebSocket (`bookTicker` + `trade`).
     Binance,
+    /// A `tickgate publish` JetStream stream (docs/nats.md).
+    Nats,
 }
 
 impl FeedKind {
@@ -197,6 +205,7 @@ impl FeedKind {
             Self::Alpaca => "alpaca",
             Self::Coinbase => "coinbase",
             Self::Binance => "binance",
+            Self::Nats => "nats",
         }
     }
 
@@ -282,6 +291,9 @@ pub enum SourcePlan {
         restamp: bool,
         format: Option<Venue>,
     },
+    /// A `tickgate publish` stream: load the last value of every subject,
+    /// then follow.
+    Nats(NatsPlan),
 }
 
 impl FeedConfig {
@@ -367,6 +379,7 @@ impl FeedConfig {
         unused("speed", self.speed.is_some(), &[Replay]);
         unused("loop", self.looped, &[Replay]);
         unused("restamp", self.restamp, &[Replay]);
+        unused("nats", self.nats.is_some(), &[Nats]);
         for (key, present) in [
             ("rate", self.rate.is_some()),
             ("seed", self.seed.is_some()),
@@ -478,6 +491,22 @@ impl FeedConfig {
                     handshake,
                     format: Some(venue),
                     ca_file: self.ca_file.clone(),
+                }
+            }
+            FeedKind::Nats => {
+                let settings = self.nats.clone().unwrap_or_default();
+                match settings.validate() {
+                    Ok(plan) => SourcePlan::Nats(plan),
+                    Err(problems) => {
+                        errors.extend(problems.into_iter().map(|(key, problem)| {
+                            FeedConfigError::Invalid {
+                                feed: self.name.clone(),
+                                key,
+                                problem,
+                            }
+                        }));
+                        SourcePlan::Sim(SimConfig::default())
+                    }
                 }
             }
         }

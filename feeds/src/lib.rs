@@ -17,6 +17,8 @@
 //! - [`transport`]: bounded line reading, WebSocket/TLS client connections.
 //! - `runner`: connect, read, decode, filter, send; staleness and reconnects.
 //! - [`failover`]: gates a backup feed on its primary's state.
+//! - [`nats`]: the JetStream bus between `tickgate publish` and gateway
+//!   replicas: subject scheme, wire format, and the `nats` feed.
 //! - [`backoff`], [`metrics`]: reconnect delays; metric names.
 //!
 //! Entry point: [`spawn_all`] starts every configured feed (wiring failover
@@ -28,6 +30,7 @@ pub mod failover;
 pub mod json;
 pub mod metrics;
 pub mod model;
+pub mod nats;
 pub mod parse;
 mod runner;
 pub mod sim;
@@ -231,6 +234,10 @@ fn start(
                 restamp,
             };
             tracker.spawn(runner::run_replay(plan, replay, pipeline));
+        }
+        SourcePlan::Nats(nats_plan) => {
+            let pipeline = runner::Pipeline::new(&plan, None, sink, shutdown);
+            tracker.spawn(nats::run(plan, nats_plan, pipeline));
         }
     }
 }

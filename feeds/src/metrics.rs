@@ -16,6 +16,13 @@ pub const FEED_UPSTREAM_ERRORS: &str = "tickgate_feed_upstream_errors_total";
 /// Counter: backup ticks held back because the primary was live, by `feed`
 /// (the backup's name).
 pub const FAILOVER_SUPPRESSED: &str = "tickgate_feed_failover_suppressed_ticks_total";
+/// Counter: full snapshot loads of a `nats` feed (start and every reconnect), by `feed`.
+pub const NATS_SNAPSHOT_LOADS: &str = "tickgate_nats_snapshot_loads_total";
+/// Histogram: time from (re)connecting to a loaded snapshot, by `feed`.
+pub const NATS_SNAPSHOT_LOAD_SECONDS: &str = "tickgate_nats_snapshot_load_seconds";
+/// Counter: messages of a `nats` feed skipped because the gateway already
+/// had that symbol's `seq` (a reload overlapping what was delivered), by `feed`.
+pub const NATS_UNCHANGED: &str = "tickgate_nats_unchanged_total";
 
 /// Registers HELP text for every metric above. Call once after installing
 /// the recorder. (`TICKS_REJECTED` is described by the gateway.)
@@ -31,6 +38,19 @@ pub fn describe() {
     metrics::describe_counter!(
         FEED_UPSTREAM_ERRORS,
         "Error messages received from the upstream venue, by feed."
+    );
+    metrics::describe_counter!(
+        NATS_SNAPSHOT_LOADS,
+        "Full snapshot loads of a NATS feed (at start and after every reconnect), by feed."
+    );
+    metrics::describe_histogram!(
+        NATS_SNAPSHOT_LOAD_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from (re)connecting to NATS to a fully loaded snapshot, by feed."
+    );
+    metrics::describe_counter!(
+        NATS_UNCHANGED,
+        "NATS feed messages skipped because the gateway already had that seq, by feed."
     );
     metrics::describe_counter!(
         FAILOVER_SUPPRESSED,

@@ -101,6 +101,18 @@ impl Pipeline {
         self.state
     }
 
+    /// The shutdown token this pipeline watches.
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Queues one already-decoded tick through the filter and prefix.
+    pub(crate) fn push(&mut self, tick: &Tick) {
+        if let Some(tick) = self.admit(tick) {
+            self.pending.push(tick);
+        }
+    }
+
     /// Decodes one message into `pending`; true when it was real data (it
     /// produced ticks, or it was well-formed and rejected nothing).
     pub(crate) fn decode(&mut self, buf: &mut [u8]) -> bool {
