@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tickgate_feeds::FeedConfig;
 
+pub use crate::publish::{PublishConfig, StreamStorage};
+
 /// Everything a gateway needs to run. Every section and key is optional in
 /// the file; missing ones take the defaults shown in `docs/config.md`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -25,6 +27,9 @@ pub struct Config {
     /// Upstream feeds (`[[feeds]]` tables, see docs/feeds.md). When empty,
     /// the `[simulator]` feed runs.
     pub feeds: Vec<FeedConfig>,
+    /// `tickgate publish`: NATS JetStream stream, settings and credentials
+    /// (docs/nats.md). The gateway itself ignores it.
+    pub publish: PublishConfig,
 }
 
 /// Listener addresses.
@@ -354,6 +359,7 @@ impl Config {
         if let Err(errors) = tickgate_feeds::validate_all(&self.feeds) {
             problems.extend(errors.iter().map(|e| format!("feeds: {e}")));
         }
+        problems.extend(self.publish.problems());
         if problems.is_empty() {
             Ok(())
         } else {

@@ -24,6 +24,8 @@
 //! - [`config`], [`metrics`], [`shutdown`], [`state`]: settings, metric
 //!   names, signals, shared state.
 //! - [`loadtest`]: the `tickgate loadtest` client (not used by the gateway).
+//! - [`publish`]: the `tickgate publish` role: feeds in, one quote per
+//!   symbol out to a NATS JetStream stream that gateway replicas load.
 
 pub mod config;
 pub mod connection;
@@ -32,6 +34,7 @@ pub mod loadtest;
 pub mod metrics;
 pub mod outbox;
 pub mod protocol;
+pub mod publish;
 pub mod server;
 pub mod shutdown;
 pub mod state;

@@ -83,6 +83,85 @@ enum Command {
     /// Subscribe to symbols on a gateway and print a live table (or JSON
     /// lines with --json): a quick check of a deployment from a shell or pod.
     Watch(tickgate::watch::WatchArgs),
+    /// Run the configured feeds and publish one quote per symbol to a NATS
+    /// JetStream stream (the [publish] section) that gateway replicas load
+    /// with a `kind = "nats"` feed. Serves /metrics, /healthz, /readyz on
+    /// the admin listener. See docs/nats.md.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    /// TOML configuration: [publish], [[feeds]] (or [simulator]),
+    /// server.admin_listen, [log] (see config/publish.example.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Admin listener address (/metrics, /healthz, /readyz).
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// Validate the configuration and exit (0 when valid, 64 otherwise).
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// Runs `tickgate publish` until SIGINT/SIGTERM.
+fn publish(args: &PublishArgs) -> ExitCode {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path),
+        None => Ok(Config::default()),
+    };
+    if let (Ok(config), Some(admin)) = (&mut config, args.admin_listen) {
+        config.server.admin_listen = admin;
+    }
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("tickgate publish: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.check_config {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tickgate publish: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let publisher = match tickgate::publish::Publisher::bind(config).await {
+            Ok(publisher) => publisher,
+            Err(error) => {
+                eprintln!("tickgate publish: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        println!(
+            "{{\"event\":\"listening\",\"role\":\"publish\",\"admin\":\"{}\"}}",
+            publisher.admin_addr()
+        );
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            tickgate::shutdown::signal().await;
+            tracing::info!("shutting down: publishing what is pending");
+            on_signal.cancel();
+        });
+        match publisher.run(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("tickgate publish: {error}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        }
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -128,6 +207,7 @@ fn main() -> ExitCode {
         Some(Command::Loadtest(args)) => return tickgate::loadtest::main(args),
         Some(Command::DevCert(args)) => return dev_cert(&args),
         Some(Command::Watch(args)) => return watch(args),
+        Some(Command::Publish(args)) => return publish(&args),
         None => {}
     }
     let config = match build_config(&cli) {
