@@ -90,15 +90,20 @@ class Server:
         self.client_port = free_port()
         self.feed_port = free_port()
         self.nats_port = None
+        self.tls_port = free_port()
         self.proc = None
         self.tmp = None
 
     @property
     def url(self):
+        if self.kind == "tickgate-wss":
+            return f"wss://localhost:{self.tls_port}/ws"
         return f"ws://127.0.0.1:{self.client_port}/ws"
 
     def loadtest_args(self):
         """Load tester flags for this server: protocol and feed."""
+        if self.kind == "tickgate-wss":
+            return ["--ca-file", Path(self.tmp) / "ca.pem", "--feed-listen", f"127.0.0.1:{self.feed_port}"]
         if self.kind == "nats":
             return ["--mode", "nats", "--feed-nats", f"127.0.0.1:{self.nats_port}"]
         return ["--mode", "tickgate", "--feed-listen", f"127.0.0.1:{self.feed_port}"]
@@ -110,6 +115,13 @@ class Server:
             if tickgate_has_feed_flag():
                 return [TICKGATE, "--listen", listen, "--admin-listen", "127.0.0.1:0", "--feed", f"tcp://{feed}"]
             return [BENCH_GATEWAY, listen, feed, "60000"]
+        if self.kind == "tickgate-wss":
+            # The same gateway, measured on its wss listener (dev certificate).
+            self.tmp = tempfile.mkdtemp(prefix="tickgate-bench-tls-")
+            subprocess.run([str(TICKGATE), "dev-cert", "--out", self.tmp], check=True, capture_output=True)
+            return [TICKGATE, "--listen", listen, "--admin-listen", "127.0.0.1:0", "--feed", f"tcp://{feed}",
+                    "--tls-listen", f"127.0.0.1:{self.tls_port}", "--tls-cert", Path(self.tmp) / "server.pem",
+                    "--tls-key", Path(self.tmp) / "server-key.pem"]
         if self.kind == "naive-tungstenite":
             return [PEER_BIN / "naive", listen, feed]
         if self.kind == "floor":
@@ -131,18 +143,23 @@ class Server:
         cmd = ["taskset", "-c", SERVER_CORE] + [str(c) for c in self.command()]
         log("+", " ".join(cmd))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = self.tls_port if self.kind == "tickgate-wss" else self.client_port
         deadline = time.time() + 15
-        while time.time() < deadline:
+        while not self._listening(port):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.client_port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"{self.kind} did not listen within 15 s")
+            if time.time() > deadline:
+                raise RuntimeError(f"{self.kind} did not listen within 15 s")
         return self
+
+    @staticmethod
+    def _listening(port):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+            return False
 
     def __exit__(self, *exc):
         if self.proc and self.proc.poll() is None:
@@ -162,7 +179,7 @@ def loadtest(server, *args, timeout=300):
     cmd = [
         "taskset", "-c", LOADTEST_CORE, str(TICKGATE), "loadtest", "--json", "--quiet",
         "--url", server.url, "--server-pid", str(server.proc.pid),
-    ] + server.loadtest_args() + [str(a) for a in args]
+    ] + [str(a) for a in server.loadtest_args()] + [str(a) for a in args]
     log("+", " ".join(cmd))
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -37,9 +37,14 @@ def main():
     bench.prepare(servers, build=not a.no_build)
     started = time.time()
     runs = []
-    for kind in servers:
-        failures = 0
-        for rate in rates:
+    # Servers take turns at each rate, so background load on a shared machine
+    # hits them alike; a server leaves the ramp after two steps in a row that
+    # miss by far (quotes lost or p99 over 500 ms): a near miss may be noise.
+    failures = {kind: 0 for kind in servers}
+    for rate in rates:
+        for kind in servers:
+            if failures[kind] >= 2:
+                continue
             with bench.Server(kind) as server:
                 r = bench.loadtest(server, "--clients", a.clients, "--symbols-per-client", 100,
                                    "--universe", 100, "--feed-rate", rate, "--duration", a.duration,
@@ -47,24 +52,30 @@ def main():
                                    "--label", f"broadcast {kind} {rate:g}/s")
             if r is None:
                 runs.append({"server_kind": kind, "feed_rate": rate, "failed": True})
-                failures += 1
-            else:
-                r["passed"] = passed(r)
-                runs.append(r)
-                bench.log(bench.summary(r), "PASS" if r["passed"] else "fail")
-                failures = 0 if r["passed"] else failures + 1
-            if failures >= 1:
-                break
+                failures[kind] += 1
+                continue
+            r["passed"] = passed(r)
+            runs.append(r)
+            bench.log(bench.summary(r), "PASS" if r["passed"] else "fail")
+            far = (r["delivery"]["ratio"] or 0) < RATIO_LIMIT or r["latency_ms"]["p99"] > 500
+            failures[kind] = failures[kind] + 1 if far else 0
     best = {}
     for kind in servers:
         ok = [r for r in runs if r.get("server_kind") == kind and r.get("passed")]
         best[kind] = max((r["feed"]["rate_per_second"] for r in ok), default=0.0)
+    # Highest delivered rate with every quote delivered, whatever the latency.
+    saturation = {}
+    for kind in servers:
+        ok = [r for r in runs if r.get("server_kind") == kind and not r.get("failed")
+              and (r["delivery"]["ratio"] or 0) >= RATIO_LIMIT]
+        saturation[kind] = max((r["throughput"]["quotes_per_second"] for r in ok), default=0.0)
     payload = {
         "scenario": "broadcast",
         "machine": bench.machine(),
         "clients": a.clients,
         "criteria": {"ratio_min": RATIO_LIMIT, "p99_max_ms": P99_LIMIT_MS},
         "best_passing_feed_rate": best,
+        "max_complete_delivery_quotes_per_second": saturation,
         "seconds": round(time.time() - started),
         "runs": runs,
     }
@@ -95,7 +106,7 @@ def table(p):
         "| server | feed ticks/s | offered quotes/s | delivered quotes/s | ratio | p50 ms | p99 ms | max ms | quotes/frame | server CPU | server RSS MiB | load tester CPU | pass |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
     ]
-    for r in p["runs"]:
+    for r in sorted(p["runs"], key=lambda r: (r["server_kind"], r.get("feed_rate") or r["feed"]["rate_per_second"])):
         if r.get("failed"):
             rows.append(f"| {r['server_kind']} | {r['feed_rate']:g} | | | | | | | | | | | run failed |")
             continue
@@ -114,6 +125,11 @@ def table(p):
     for kind, rate in best.items():
         ratio = f" (tickgate / {kind} = {base / rate:.1f}x)" if kind != "tickgate" and rate else ""
         rows.append(f"- {kind}: {rate * clients:,.0f}/s{ratio}")
+    rows += ["", "Highest delivered quotes/s with ratio >= 0.999 at any latency:", ""]
+    sat = p.get("max_complete_delivery_quotes_per_second", {})
+    for kind, q in sat.items():
+        ratio = f" (tickgate / {kind} = {sat.get('tickgate', 0) / q:.1f}x)" if kind != "tickgate" and q else ""
+        rows.append(f"- {kind}: {q:,.0f}/s{ratio}")
     return "\n".join(rows) + "\n"
 
 

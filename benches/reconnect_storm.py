@@ -28,7 +28,7 @@ def main():
     for kind in servers:
         with bench.Server(kind) as server:
             r = bench.loadtest(server, "--clients", a.clients, "--symbols-per-client", 10, "--universe", 500,
-                               "--popularity", "zipf", "--feed-rate", 5000, "--duration", "8s", "--drain", "2s",
+                               "--popularity", "zipf", "--feed-rate", 200, "--duration", "10s", "--drain", "2s",
                                "--connect-rate", 20000, "--connect-concurrency", 512, "--connect-timeout", "20s",
                                "--reconnect-at", "3s", "--label", f"reconnect storm {kind}")
         if r is None:
