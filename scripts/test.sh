@@ -18,6 +18,13 @@ step "build (dev profile, shared by every suite below)"
 cargo build --workspace --all-targets
 export TICKGATE_BIN="$PWD/target/debug/tickgate"
 
+step "nats-server for tests/nats.rs (Debian package)"
+if ! command -v nats-server >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update && $sudo apt-get install -y --no-install-recommends nats-server
+fi
+nats-server --version
+
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast

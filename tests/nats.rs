@@ -1,0 +1,548 @@
+//! Scale-out through NATS JetStream against a real `nats-server` (the Debian
+//! package; `scripts/test.sh` installs it): a TCP upstream served by the
+//! test → `tickgate publish` → JetStream → two gateway processes → real
+//! WebSocket clients. Faults: nats-server killed and restarted on the same
+//! port and store, the publisher killed and restarted. Everything binds
+//! 127.0.0.1, every process is started here and ended by its PID.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Client, KillOnDrop, http_get};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tickgate");
+const SYMBOLS: [&str; 4] = ["AAPL", "MSFT", "BRK.B", "BTC-USD"];
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A scratch directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "tickgate-nats-{tag}-{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A nats-server with JetStream on a loopback port and a store directory.
+struct Nats {
+    port: u16,
+    store: PathBuf,
+    process: Option<KillOnDrop>,
+}
+
+impl Nats {
+    fn start(store: &Path) -> Self {
+        let mut nats = Self {
+            port: free_port(),
+            store: store.to_owned(),
+            process: None,
+        };
+        nats.restart();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port with the same store.
+    fn restart(&mut self) {
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot run nats-server ({error}); install it: apt-get install -y nats-server \
+                     (scripts/test.sh does this)"
+                )
+            });
+        self.process = Some(KillOnDrop(child));
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9: no goodbye to clients, the store is left as it is.
+    fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.0.kill();
+            let _ = process.0.wait();
+        }
+    }
+}
+
+/// A `tickgate` process and the addresses from its `listening` line.
+struct Tickgate {
+    process: KillOnDrop,
+    listening: Value,
+}
+
+impl Tickgate {
+    fn spawn(args: &[&str], config: &Path) -> Self {
+        let mut child: Child = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tickgate runs");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("listening line");
+        let listening: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("listening line is JSON: {line:?}"));
+        assert_eq!(listening["event"], "listening", "{line}");
+        Self {
+            process: KillOnDrop(child),
+            listening,
+        }
+    }
+
+    fn addr(&self, key: &str) -> SocketAddr {
+        self.listening[key]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {}", self.listening))
+    }
+
+    fn kill(mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn publisher_config(dir: &Path, nats: &Nats, upstream: SocketAddr) -> PathBuf {
+    write(
+        dir,
+        "publish.toml",
+        &format!(
+            r#"
+[server]
+admin_listen = "127.0.0.1:0"
+
+[[feeds]]
+name = "upstream"
+kind = "tcp"
+address = "{upstream}"
+backoff_min_ms = 50
+backoff_max_ms = 300
+required = true
+
+[publish]
+storage = "file"
+heartbeat_interval_ms = 200
+publish_timeout_ms = 1000
+backoff_min_ms = 50
+backoff_max_ms = 300
+
+[publish.nats]
+urls = ["{url}"]
+stream = "TEST_QUOTES"
+subject_prefix = "t.quote"
+"#,
+            url = nats.url()
+        ),
+    )
+}
+
+fn gateway_config(dir: &Path, name: &str, nats: &Nats) -> PathBuf {
+    write(
+        dir,
+        name,
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[[feeds]]
+name = "bus"
+kind = "nats"
+required = true
+staleness_ms = 1500
+backoff_min_ms = 50
+backoff_max_ms = 300
+
+[feeds.nats]
+urls = ["{url}"]
+stream = "TEST_QUOTES"
+subject_prefix = "t.quote"
+"#,
+            url = nats.url()
+        ),
+    )
+}
+
+/// The test's upstream: a TCP listener the publisher connects to; every
+/// connection gets the lines sent through [`Upstream::send`].
+struct Upstream {
+    listener: TcpListener,
+    socket: Option<TcpStream>,
+}
+
+impl Upstream {
+    async fn bind() -> Self {
+        Self {
+            listener: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+            socket: None,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("addr")
+    }
+
+    /// Sends one tick per symbol with prices derived from `round`,
+    /// accepting the publisher's (re)connection when needed.
+    async fn send_round(&mut self, round: u32) {
+        let mut text = String::new();
+        for (i, symbol) in SYMBOLS.iter().enumerate() {
+            let bid = 100.0 + f64::from(round) + i as f64;
+            text.push_str(
+                &json!({"symbol": symbol, "bid": bid, "ask": bid + 0.5,
+                "bid_size": 10, "ask_size": 20, "ts": tickgate_feeds::now_micros()})
+                .to_string(),
+            );
+            text.push('\n');
+        }
+        for _ in 0..2 {
+            if self.socket.is_none() {
+                let (socket, _) = tokio::time::timeout(WAIT, self.listener.accept())
+                    .await
+                    .expect("the publisher connects to the upstream")
+                    .expect("accept");
+                self.socket = Some(socket);
+            }
+            let Some(socket) = self.socket.as_mut() else {
+                continue;
+            };
+            if socket.write_all(text.as_bytes()).await.is_ok() {
+                return;
+            }
+            self.socket = None;
+        }
+        panic!("cannot deliver round {round} to the publisher");
+    }
+
+    /// Forgets the current connection (the publisher was killed).
+    fn drop_connection(&mut self) {
+        self.socket = None;
+    }
+}
+
+async fn wait_ready(admin: SocketAddr, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = http_get(admin, "/readyz").await;
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A subscribed client and the latest quote it has seen per symbol.
+struct Watcher {
+    client: Client,
+    latest: std::collections::HashMap<String, Value>,
+    /// Status messages (feed went stale/down/live) seen so far.
+    statuses: Vec<Value>,
+}
+
+impl Watcher {
+    async fn subscribe(addr: SocketAddr) -> Self {
+        let mut client = Client::connect(addr).await;
+        client
+            .send_json(json!({"op": "subscribe", "symbols": SYMBOLS, "id": 1}))
+            .await;
+        client.next_of_type("subscribed").await;
+        Self {
+            client,
+            latest: Default::default(),
+            statuses: Vec::new(),
+        }
+    }
+
+    /// Reads frames until `done` holds for the latest quotes; asserts that
+    /// no symbol's seq ever goes backwards.
+    async fn until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !done(self) {
+            let frame = tokio::time::timeout_at(deadline, self.client.next_json())
+                .await
+                .unwrap_or_else(|_| panic!("{what}: not reached; latest {:?}", self.latest));
+            match frame["type"].as_str() {
+                Some("snapshot" | "update") => {
+                    for quote in frame["quotes"].as_array().expect("quotes") {
+                        let symbol = quote["symbol"].as_str().expect("symbol").to_owned();
+                        let seq = quote["seq"].as_u64().expect("seq");
+                        if let Some(previous) = self.latest.get(&symbol) {
+                            let before = previous["seq"].as_u64().unwrap_or(0);
+                            assert!(seq > before, "{symbol}: seq went from {before} to {seq}");
+                        }
+                        self.latest.insert(symbol, quote.clone());
+                    }
+                }
+                Some("status") => self.statuses.push(frame),
+                _ => {}
+            }
+        }
+    }
+
+    fn bid(&self, symbol: &str) -> Option<f64> {
+        self.latest.get(symbol).and_then(|q| q["bid"].as_f64())
+    }
+
+    fn seq(&self, symbol: &str) -> u64 {
+        self.latest
+            .get(symbol)
+            .and_then(|q| q["seq"].as_u64())
+            .unwrap_or(0)
+    }
+
+    fn all_at_round(&self, round: u32) -> bool {
+        SYMBOLS
+            .iter()
+            .enumerate()
+            .all(|(i, s)| self.bid(s) == Some(100.0 + f64::from(round) + i as f64))
+    }
+}
+
+/// Quotes without the fields that legitimately differ between replicas
+/// (none should: this compares everything).
+fn same_quotes(a: &Watcher, b: &Watcher) {
+    for symbol in SYMBOLS {
+        assert_eq!(
+            a.latest.get(symbol),
+            b.latest.get(symbol),
+            "{symbol}: two replicas disagree"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_snapshot_and_survive_nats_and_publisher_restarts() {
+    let dir = TempDir::new("scenario");
+    let store = dir.0.join("store");
+    let mut nats = Nats::start(&store);
+    let mut upstream = Upstream::bind().await;
+    let publisher_toml = publisher_config(&dir.0, &nats, upstream.addr());
+    let publisher = Tickgate::spawn(&["publish"], &publisher_toml);
+    assert_eq!(publisher.listening["role"], "publish");
+
+    // Round 1 reaches the stream before any gateway exists.
+    upstream.send_round(1).await;
+    wait_ready(publisher.addr("admin"), "publisher").await;
+
+    let gateway_a = Tickgate::spawn(&[], &gateway_config(&dir.0, "a.toml", &nats));
+    let gateway_b = Tickgate::spawn(&[], &gateway_config(&dir.0, "b.toml", &nats));
+    wait_ready(gateway_a.addr("admin"), "gateway a").await;
+    wait_ready(gateway_b.addr("admin"), "gateway b").await;
+
+    // Ready means the full snapshot is loaded: a client's first snapshot
+    // already holds every symbol, identical on both replicas.
+    let mut a = Watcher::subscribe(gateway_a.addr("client")).await;
+    let mut b = Watcher::subscribe(gateway_b.addr("client")).await;
+    a.until("a: snapshot", |w| w.all_at_round(1)).await;
+    b.until("b: snapshot", |w| w.all_at_round(1)).await;
+    same_quotes(&a, &b);
+    assert_eq!(
+        a.latest["BRK.B"]["symbol"], "BRK.B",
+        "dots survive escaping"
+    );
+
+    // Live updates arrive identically.
+    for round in 2..=4 {
+        upstream.send_round(round).await;
+    }
+    a.until("a: round 4", |w| w.all_at_round(4)).await;
+    b.until("b: round 4", |w| w.all_at_round(4)).await;
+    same_quotes(&a, &b);
+    let seq_before_faults = a.seq("AAPL");
+    assert!(seq_before_faults >= 4, "publisher seq: {seq_before_faults}");
+
+    // A late gateway serves the full, current snapshot.
+    let gateway_c = Tickgate::spawn(&[], &gateway_config(&dir.0, "c.toml", &nats));
+    wait_ready(gateway_c.addr("admin"), "gateway c").await;
+    let mut c = Watcher::subscribe(gateway_c.addr("client")).await;
+    c.until("c: snapshot", |w| w.all_at_round(4)).await;
+    same_quotes(&a, &c);
+    gateway_c.kill();
+
+    // NATS dies hard: gateways keep serving, tell clients the feed is down,
+    // and the publisher holds the latest quote per symbol meanwhile.
+    nats.kill();
+    a.until("a: told the feed is down", |w| {
+        w.statuses.iter().any(|s| s["state"] == "down")
+    })
+    .await;
+    let (status, _) = http_get(gateway_a.addr("admin"), "/readyz").await;
+    assert_eq!(status, 503, "not ready while NATS is away");
+    for round in 5..=7 {
+        upstream.send_round(round).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nats.restart();
+    // Both converge on round 7 without seq going backwards (checked in `until`).
+    a.until("a: round 7 after NATS restart", |w| w.all_at_round(7))
+        .await;
+    b.until("b: round 7 after NATS restart", |w| w.all_at_round(7))
+        .await;
+    same_quotes(&a, &b);
+    wait_ready(gateway_a.addr("admin"), "gateway a after NATS restart").await;
+
+    // The publisher crashes: clients are told the feed went stale; a new
+    // publisher continues from the stream's seq, so its quotes are accepted.
+    let seq_at_crash = a.seq("AAPL");
+    publisher.kill();
+    upstream.drop_connection();
+    a.until("a: told the feed is stale", |w| {
+        w.statuses.iter().any(|s| s["state"] == "stale")
+    })
+    .await;
+    let publisher = Tickgate::spawn(&["publish"], &publisher_toml);
+    upstream.send_round(8).await;
+    wait_ready(publisher.addr("admin"), "restarted publisher").await;
+    a.until("a: round 8 from the new publisher", |w| w.all_at_round(8))
+        .await;
+    b.until("b: round 8 from the new publisher", |w| w.all_at_round(8))
+        .await;
+    same_quotes(&a, &b);
+    assert!(
+        a.seq("AAPL") > seq_at_crash,
+        "seq continued: {} after {seq_at_crash}",
+        a.seq("AAPL")
+    );
+    assert!(
+        a.statuses.iter().any(|s| s["state"] == "live"),
+        "clients were told the feed recovered: {:?}",
+        a.statuses
+    );
+
+    // A replica restarted under load comes back with the same view.
+    gateway_b.kill();
+    let gateway_b = Tickgate::spawn(&[], &gateway_config(&dir.0, "b2.toml", &nats));
+    upstream.send_round(9).await;
+    wait_ready(gateway_b.addr("admin"), "restarted gateway b").await;
+    let mut b = Watcher::subscribe(gateway_b.addr("client")).await;
+    a.until("a: round 9", |w| w.all_at_round(9)).await;
+    b.until("b: round 9 after its restart", |w| w.all_at_round(9))
+        .await;
+    same_quotes(&a, &b);
+
+    let (_, metrics) = http_get(publisher.addr("admin"), "/metrics").await;
+    assert!(
+        metrics.contains("tickgate_publish_quotes_total"),
+        "{metrics}"
+    );
+    gateway_a.kill();
+    gateway_b.kill();
+    publisher.kill();
+    nats.kill();
+}
+
+#[test]
+fn the_example_configs_pass_check_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (args, file) in [
+        (
+            vec!["publish", "--check-config"],
+            "config/publish.example.toml",
+        ),
+        (vec!["--check-config"], "config/gateway-nats.example.toml"),
+        (vec!["--check-config"], "config/publish.example.toml"),
+    ] {
+        let output = Command::new(BIN)
+            .args(&args)
+            .arg("--config")
+            .arg(root.join(file))
+            .output()
+            .expect("tickgate runs");
+        assert!(
+            output.status.success(),
+            "{args:?} {file}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_bad_publish_section_names_its_keys() {
+    let dir = TempDir::new("badconfig");
+    let path = write(
+        &dir.0,
+        "bad.toml",
+        "[publish]\nreplicas = 9\n[publish.nats]\nstream = \"a.b\"\nsubject_prefix = \"md.>\"\n",
+    );
+    let output = Command::new(BIN)
+        .args(["publish", "--check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("tickgate runs");
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for key in [
+        "publish.replicas",
+        "publish.nats.stream",
+        "publish.nats.subject_prefix",
+    ] {
+        assert!(stderr.contains(key), "{key} missing: {stderr}");
+    }
+}
