@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tickgate_feeds::FeedConfig;
 
+pub use crate::auth::{AuthConfig, AuthMode};
 pub use crate::publish::{PublishConfig, StreamStorage};
 
 /// Everything a gateway needs to run. Every section and key is optional in
@@ -24,6 +25,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
     pub tls: TlsConfig,
+    /// Client authentication and entitlements (docs/security.md).
+    pub auth: AuthConfig,
     /// Upstream feeds (`[[feeds]]` tables, see docs/feeds.md). When empty,
     /// the `[simulator]` feed runs.
     pub feeds: Vec<FeedConfig>,
@@ -57,6 +60,25 @@ pub struct LimitsConfig {
     pub max_symbols: usize,
     /// Time a client has to send its HTTP request headers.
     pub handshake_timeout_ms: u64,
+    /// Open WebSocket connections per client IP; more are refused with
+    /// HTTP 429. 0 = no per-IP limit.
+    pub max_connections_per_ip: u32,
+    /// Request header naming the client IP, set by a trusted proxy in front
+    /// (e.g. `X-Forwarded-For`; its last address is used). Unset = the TCP
+    /// peer address. Set it only when every client comes through that proxy.
+    pub client_ip_header: Option<String>,
+    /// Browser origins allowed to open `/ws` (exact, or with `*` such as
+    /// `https://*.example.com`); an upgrade whose `Origin` is not listed gets
+    /// HTTP 403. Empty = every origin. Requests without `Origin` pass.
+    pub allowed_origins: Vec<String>,
+    /// Frames a connection may send per second, sustained (token bucket);
+    /// more get `rate_limited`. 0 = no limit.
+    pub max_requests_per_second: f64,
+    /// Frames a connection may send at once before the rate applies.
+    pub request_burst: u32,
+    /// Refused (`rate_limited`) frames within 10 s that close the
+    /// connection with 1008.
+    pub max_rate_limited: u32,
 }
 
 /// Per-connection timers and buffers.
@@ -173,6 +195,12 @@ impl Default for LimitsConfig {
             max_message_bytes: 256 * 1024,
             max_symbols: 100_000,
             handshake_timeout_ms: 10_000,
+            max_connections_per_ip: 0,
+            client_ip_header: None,
+            allowed_origins: Vec::new(),
+            max_requests_per_second: 50.0,
+            request_burst: 100,
+            max_rate_limited: 20,
         }
     }
 }
@@ -294,6 +322,25 @@ impl Config {
             l.handshake_timeout_ms >= 100,
             "limits.handshake_timeout_ms must be at least 100",
         );
+        check(
+            l.max_requests_per_second.is_finite()
+                && (0.0..=100_000.0).contains(&l.max_requests_per_second),
+            "limits.max_requests_per_second must be between 0 (no limit) and 100000",
+        );
+        check(
+            l.request_burst >= 1,
+            "limits.request_burst must be at least 1",
+        );
+        check(
+            l.max_rate_limited >= 1,
+            "limits.max_rate_limited must be at least 1",
+        );
+        check(
+            l.client_ip_header
+                .as_deref()
+                .is_none_or(|h| hyper::header::HeaderName::from_bytes(h.as_bytes()).is_ok()),
+            "limits.client_ip_header is not a valid header name",
+        );
         let c = &self.connection;
         check(
             c.heartbeat_interval_ms >= 100,
@@ -360,6 +407,8 @@ impl Config {
             problems.extend(errors.iter().map(|e| format!("feeds: {e}")));
         }
         problems.extend(self.publish.problems());
+        problems.extend(crate::limits::origin_problems(&self.limits.allowed_origins));
+        problems.extend(self.auth.problems());
         if problems.is_empty() {
             Ok(())
         } else {

@@ -10,8 +10,8 @@
 //! the next time its socket drains. Keep-alive (WebSocket pings, JSON
 //! heartbeats) and the idle timeout live in the writer.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -24,11 +24,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 
+use crate::auth::Grant;
+use crate::limits::{RateVerdict, RequestRate};
 use crate::metrics as m;
 use crate::outbox::{MAX_CONTROL_FRAMES, Mailbox};
 use crate::protocol::{self, ErrorCode, Request, RequestId};
 use crate::state::AppState;
 use crate::subscriptions;
+use tickgate_feeds::Symbol;
 
 /// Longest wait for the client's side of the closing handshake.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
@@ -48,6 +51,12 @@ pub enum CloseReason {
     ProtocolError,
     /// Writing to the socket failed: the peer is gone.
     WriteFailed,
+    /// No valid first `auth` message, or a request before it (close 1008).
+    Unauthorized,
+    /// The token expired and was not refreshed in time (close 1008).
+    TokenExpired,
+    /// Kept sending faster than the request rate (close 1008).
+    RateLimited,
 }
 
 impl CloseReason {
@@ -60,6 +69,9 @@ impl CloseReason {
             Self::TooBig => "message_too_big",
             Self::ProtocolError => "protocol_error",
             Self::WriteFailed => "write_failed",
+            Self::Unauthorized => "unauthorized",
+            Self::TokenExpired => "token_expired",
+            Self::RateLimited => "rate_limited",
         }
     }
 
@@ -70,6 +82,9 @@ impl CloseReason {
             Self::IdleTimeout => (CloseCode::Normal, "idle timeout"),
             Self::TooBig => (CloseCode::Size, "message too big"),
             Self::ProtocolError => (CloseCode::Protocol, "protocol error"),
+            Self::Unauthorized => (CloseCode::Policy, "unauthorized"),
+            Self::TokenExpired => (CloseCode::Policy, "token expired"),
+            Self::RateLimited => (CloseCode::Policy, "rate limit exceeded"),
         };
         Some(CloseFrame {
             code,
@@ -79,8 +94,15 @@ impl CloseReason {
 }
 
 /// Serves one upgraded WebSocket until it closes or the gateway shuts down.
-pub async fn serve<S>(ws: WebSocketStream<S>, state: Arc<AppState>, transport: &'static str)
-where
+///
+/// `grant` is what the upgrade's token allows; `None` means the upgrade had
+/// no token and the first message must be `{"op":"auth"}`.
+pub async fn serve<S>(
+    ws: WebSocketStream<S>,
+    state: Arc<AppState>,
+    transport: &'static str,
+    grant: Option<Grant>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mailbox = Arc::new(Mailbox::new(state.next_connection_id()));
@@ -93,8 +115,16 @@ where
     let (mut sink, mut stream) = ws.split();
     let started = Instant::now();
     let last_seen_ms = AtomicU64::new(0);
+    let mut session = Session::new(grant, &state);
     let reason = {
-        let reader = read_loop(&mut stream, &mailbox, &state, started, &last_seen_ms);
+        let reader = read_loop(
+            &mut stream,
+            &mailbox,
+            &state,
+            started,
+            &last_seen_ms,
+            &mut session,
+        );
         let writer = write_loop(&mut sink, &mailbox, &state, started, &last_seen_ms);
         tokio::select! {
             reason = reader => reason,
@@ -110,8 +140,28 @@ where
         // Closing handshake, bounded: send our close, then read until the
         // peer's close or EOF. Dropping the socket with unread input would
         // make the kernel send a reset, which can destroy the close frame
-        // before the client reads it.
+        // before the client reads it. A policy close says why first.
+        // Replies already queued still go out.
+        let last_words = session
+            .last_words
+            .lock()
+            .map(|mut w| w.take())
+            .ok()
+            .flatten();
+        let owed = match last_words {
+            Some(words) => {
+                let mut owed = mailbox.drain().control;
+                owed.push(words);
+                owed
+            }
+            None => Vec::new(),
+        };
         let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+            for frame in owed {
+                if sink.feed(Message::text(frame)).await.is_err() {
+                    break;
+                }
+            }
             if sink.send(Message::Close(Some(frame))).await.is_ok() {
                 while let Some(Ok(_)) = stream.next().await {}
             }
@@ -130,30 +180,138 @@ async fn drained(state: &AppState) {
     tokio::time::sleep(state.drain_delay()).await;
 }
 
+/// What this connection may do and how fast: its grant (`None` until a
+/// first `auth` message when the upgrade carried no token), the moment it
+/// must end (first-message timeout or token expiry) and its request rate.
+struct Session {
+    grant: Option<Grant>,
+    deadline: Option<Instant>,
+    rate: RequestRate,
+    /// An error frame sent just before a policy close (1008).
+    last_words: Mutex<Option<String>>,
+}
+
+impl Session {
+    fn new(grant: Option<Grant>, state: &AppState) -> Self {
+        let limits = &state.config.limits;
+        let deadline = match &grant {
+            Some(grant) => grant.remaining().map(|left| Instant::now() + left),
+            None => Some(
+                Instant::now() + Duration::from_millis(state.config.auth.first_message_timeout_ms),
+            ),
+        };
+        Self {
+            grant,
+            deadline,
+            rate: RequestRate::new(
+                limits.max_requests_per_second,
+                limits.request_burst,
+                limits.max_rate_limited,
+                Instant::now().into_std(),
+            ),
+            last_words: Mutex::new(None),
+        }
+    }
+
+    /// Ends the connection with `reason`, sending `code`/`message` first.
+    fn close(&self, reason: CloseReason, code: ErrorCode, message: &str) -> CloseReason {
+        if let Ok(mut words) = self.last_words.lock() {
+            *words = Some(protocol::error(None, code, message, &[]));
+        }
+        reason
+    }
+
+    /// Adopts a newly verified grant; returns the `authenticated` reply.
+    fn adopt(&mut self, grant: Grant, id: Option<&RequestId>) -> String {
+        self.deadline = grant.remaining().map(|left| Instant::now() + left);
+        let reply = protocol::authenticated(id, grant.subject.as_deref(), grant.expires_at);
+        self.grant = Some(grant);
+        reply
+    }
+}
+
 async fn read_loop<S>(
     stream: &mut futures_util::stream::SplitStream<WebSocketStream<S>>,
     mailbox: &Arc<Mailbox>,
     state: &AppState,
     started: Instant,
     last_seen_ms: &AtomicU64,
+    session: &mut Session,
 ) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
-        // Backpressure on requests: wait until the writer has taken the
-        // replies already queued.
-        while mailbox.lock().control_len() >= MAX_CONTROL_FRAMES {
-            mailbox.drained.notified().await;
-        }
-        let message = match stream.next().await {
-            None => return CloseReason::ClientClosed,
-            Some(Ok(message)) => message,
-            Some(Err(error)) => return classify_read_error(&error),
+        let next = async {
+            // Backpressure on requests: wait until the writer has taken the
+            // replies already queued.
+            while mailbox.lock().control_len() >= MAX_CONTROL_FRAMES {
+                mailbox.drained.notified().await;
+            }
+            stream.next().await
+        };
+        let deadline = session.deadline;
+        let expired = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let message = tokio::select! {
+            next = next => match next {
+                None => return CloseReason::ClientClosed,
+                Some(Ok(message)) => message,
+                Some(Err(error)) => return classify_read_error(&error),
+            },
+            () = expired => {
+                return if session.grant.is_some() {
+                    metrics::counter!(m::AUTH_FAILURES, "reason" => "expired").increment(1);
+                    session.close(CloseReason::TokenExpired, ErrorCode::Unauthorized, "token expired")
+                } else {
+                    metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
+                    session.close(
+                        CloseReason::Unauthorized,
+                        ErrorCode::Unauthorized,
+                        "no {\"op\":\"auth\"} message in time",
+                    )
+                };
+            }
         };
         last_seen_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if matches!(message, Message::Close(_)) {
+            return CloseReason::ClientClosed;
+        }
+        match session.rate.check(Instant::now().into_std()) {
+            RateVerdict::Allow => {}
+            RateVerdict::Refuse => {
+                metrics::counter!(m::RATE_LIMITED).increment(1);
+                if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                    metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::RateLimited.as_str())
+                        .increment(1);
+                    mailbox.push_control([protocol::error(
+                        None,
+                        ErrorCode::RateLimited,
+                        "too many requests; this one was ignored, slow down",
+                        &[],
+                    )]);
+                }
+                continue;
+            }
+            RateVerdict::Close => {
+                metrics::counter!(m::RATE_LIMITED).increment(1);
+                return session.close(
+                    CloseReason::RateLimited,
+                    ErrorCode::RateLimited,
+                    "too many requests; closing",
+                );
+            }
+        }
         match message {
-            Message::Text(text) => handle_request(text.as_str(), mailbox, state),
+            Message::Text(text) => {
+                if let Some(reason) = handle_request(text.as_str(), mailbox, state, session) {
+                    return reason;
+                }
+            }
             Message::Binary(_) => {
                 metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::BadRequest.as_str())
                     .increment(1);
@@ -179,19 +337,39 @@ fn classify_read_error(error: &WsError) -> CloseReason {
     }
 }
 
-/// Applies one request and queues its replies.
-fn handle_request(text: &str, mailbox: &Arc<Mailbox>, state: &AppState) {
+/// Applies one request and queues its replies; returns a reason when the
+/// connection must close (authentication failed before any grant).
+fn handle_request(
+    text: &str,
+    mailbox: &Arc<Mailbox>,
+    state: &AppState,
+    session: &mut Session,
+) -> Option<CloseReason> {
     let request = match protocol::parse_request(text) {
         Ok(request) => request,
         Err(error) => {
             metrics::counter!(m::BAD_REQUESTS, "code" => error.code.as_str()).increment(1);
             mailbox.push_control([error.to_frame()]);
-            return;
+            return None;
         }
     };
+    if let Request::Auth { id, token } = &request {
+        return authenticate(id.as_ref(), token, mailbox, state, session);
+    }
+    let Some(grant) = &session.grant else {
+        metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
+        return Some(session.close(
+            CloseReason::Unauthorized,
+            ErrorCode::Unauthorized,
+            "authenticate first: send {\"op\":\"auth\",\"token\":\"<JWT>\"}",
+        ));
+    };
     match request {
+        Request::Auth { .. } => {}
         Request::Ping { id } => mailbox.push_control([protocol::pong(id.as_ref(), now_micros())]),
-        Request::Subscribe { id, symbols } => subscribe(id.as_ref(), &symbols, mailbox, state),
+        Request::Subscribe { id, symbols } => {
+            subscribe(id.as_ref(), &symbols, grant, mailbox, state);
+        }
         Request::Unsubscribe { id, symbols } => {
             let list = protocol::parse_symbols(&symbols);
             let before = mailbox.lock().subscription_count();
@@ -208,15 +386,103 @@ fn handle_request(text: &str, mailbox: &Arc<Mailbox>, state: &AppState) {
             mailbox.push_control(replies);
         }
     }
+    None
 }
 
-fn subscribe(id: Option<&RequestId>, texts: &[String], mailbox: &Arc<Mailbox>, state: &AppState) {
-    let list = protocol::parse_symbols(texts);
-    let mut replies = Vec::with_capacity(4);
+/// `{"op":"auth"}`: a first token, or a fresh one before the current one
+/// expires. A failure closes an unauthenticated connection and leaves an
+/// authenticated one on its current token. Subscriptions the new token no
+/// longer covers are dropped and named in a `not_entitled` error.
+fn authenticate(
+    id: Option<&RequestId>,
+    token: &str,
+    mailbox: &Arc<Mailbox>,
+    state: &AppState,
+    session: &mut Session,
+) -> Option<CloseReason> {
+    let Some(authenticator) = &state.authenticator else {
+        mailbox.push_control([protocol::error(
+            id,
+            ErrorCode::BadRequest,
+            "authentication is off on this gateway; no token is needed",
+            &[],
+        )]);
+        return None;
+    };
+    let grant = match authenticator.verify(token) {
+        Ok(grant) => grant,
+        Err(error) => {
+            metrics::counter!(m::AUTH_FAILURES, "reason" => error.kind()).increment(1);
+            metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::Unauthorized.as_str())
+                .increment(1);
+            let message = format!("authentication failed: {error}");
+            if session.grant.is_none() {
+                return Some(session.close(
+                    CloseReason::Unauthorized,
+                    ErrorCode::Unauthorized,
+                    &message,
+                ));
+            }
+            mailbox.push_control([protocol::error(id, ErrorCode::Unauthorized, &message, &[])]);
+            return None;
+        }
+    };
+    let revoked = mailbox
+        .lock()
+        .symbols_where(|slot| !grant.entitlement.allows(&slot.symbol));
+    let mut replies = Vec::with_capacity(2);
+    if !revoked.is_empty() {
+        let before = mailbox.lock().subscription_count();
+        subscriptions::unsubscribe(&state.store, mailbox, &revoked);
+        let removed = before - mailbox.lock().subscription_count();
+        metrics::gauge!(m::SUBSCRIPTIONS).decrement(removed as f64);
+        let names: Vec<&str> = revoked.iter().map(|s| s.as_str()).collect();
+        replies.push(protocol::error(
+            id,
+            ErrorCode::NotEntitled,
+            "the new token does not cover these symbols; they were unsubscribed",
+            &names,
+        ));
+    }
+    replies.push(session.adopt(grant, id));
+    mailbox.push_control(replies);
+    None
+}
+
+fn subscribe(
+    id: Option<&RequestId>,
+    texts: &[String],
+    grant: &Grant,
+    mailbox: &Arc<Mailbox>,
+    state: &AppState,
+) {
+    let mut list = protocol::parse_symbols(texts);
+    let mut replies = Vec::with_capacity(5);
     if !list.invalid.is_empty() {
         replies.push(invalid_symbols(id, &list.invalid));
     }
-    let limit = state.config.limits.max_subscriptions_per_connection;
+    // Entitlement first: a refused symbol never reaches the store, the
+    // subscriber sets or this connection's outbox.
+    let (entitled, refused): (Vec<Symbol>, Vec<Symbol>) = list
+        .valid
+        .into_iter()
+        .partition(|symbol| grant.entitlement.allows(symbol));
+    list.valid = entitled;
+    if !refused.is_empty() {
+        metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::NotEntitled.as_str()).increment(1);
+        let names: Vec<&str> = refused.iter().map(|s| s.as_str()).collect();
+        replies.push(protocol::error(
+            id,
+            ErrorCode::NotEntitled,
+            "your token does not entitle you to these symbols",
+            &names,
+        ));
+    }
+    let configured = state.config.limits.max_subscriptions_per_connection;
+    let limit = grant
+        .max_subscriptions
+        .map_or(configured, |own| own.min(configured));
+
     let before = mailbox.lock().subscription_count();
     let result = subscriptions::subscribe(&state.store, mailbox, &list.valid, limit);
     let added = mailbox.lock().subscription_count() - before;

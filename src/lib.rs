@@ -21,15 +21,20 @@
 //! - [`watch`]: the `tickgate watch` command-line subscriber.
 //! - [`tls`]: the `wss` listener in front of the same service: rustls,
 //!   certificate reload, mutual TLS, `tickgate dev-cert`.
+//! - [`auth`], [`limits`]: JWT verification and symbol entitlements; the
+//!   request rate, per-IP and `Origin` limits checked at the upgrade and on
+//!   every client frame (docs/security.md).
 //! - [`config`], [`metrics`], [`shutdown`], [`state`]: settings, metric
 //!   names, signals, shared state.
 //! - [`loadtest`]: the `tickgate loadtest` client (not used by the gateway).
 //! - [`publish`]: the `tickgate publish` role: feeds in, one quote per
 //!   symbol out to a NATS JetStream stream that gateway replicas load.
 
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod ingest;
+pub mod limits;
 pub mod loadtest;
 pub mod metrics;
 pub mod outbox;
@@ -72,6 +77,9 @@ pub enum StartError {
     /// The TLS certificate, key or client CA bundle cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The `[auth]` keys cannot be read or parsed.
+    #[error(transparent)]
+    Auth(#[from] auth::KeyError),
 }
 
 /// Which feeds a gateway starts with.
@@ -99,6 +107,9 @@ impl Gateway {
     /// feed has delivered data; `/readyz` says when data flows.
     pub async fn start(config: Config, feeds: FeedSetup) -> Result<Self, StartError> {
         let metrics = metrics::install();
+        // Keys before anything listens: a gateway that must authenticate
+        // never serves without them.
+        let authenticator = auth::Authenticator::from_config(&config.auth)?;
         // TLS files first: a bad certificate fails start-up before anything listens.
         let tls_server = match config.tls.listen_addr() {
             Some(addr) => Some((Arc::new(tls::TlsServer::new(&config.tls)?), addr)),
@@ -128,7 +139,7 @@ impl Gateway {
             }
             None => None,
         };
-        let state = Arc::new(AppState::new(config));
+        let state = Arc::new(AppState::new(config).with_authenticator(authenticator));
         let (feed_tx, feed_rx) = mpsc::channel(ingest::FEED_QUEUE);
         state
             .tracker

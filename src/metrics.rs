@@ -37,6 +37,8 @@ pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
 pub const PROCESS_MAX_FDS: &str = "process_max_fds";
 pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
 pub const PROCESS_THREADS: &str = "process_threads";
+pub const AUTH_FAILURES: &str = "tickgate_auth_failures_total";
+pub const RATE_LIMITED: &str = "tickgate_rate_limited_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "tickgate_tls_handshake_failures_total";
 pub const TLS_RELOADS: &str = "tickgate_tls_reloads_total";
 pub const TLS_CERTIFICATE_EXPIRY: &str = "tickgate_tls_certificate_expiry_timestamp_seconds";
@@ -137,6 +139,14 @@ fn describe() {
         "Seconds since the feed's last tick, by feed."
     );
     describe_counter!(
+        AUTH_FAILURES,
+        "Tokens refused, by reason (missing, malformed, algorithm, unknown_key, signature, expired, not_yet_valid, claims)."
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Client frames refused with rate_limited because the connection exceeded its request rate."
+    );
+    describe_counter!(
         TLS_HANDSHAKE_FAILURES,
         "TLS handshakes that failed, by reason (timeout, protocol, certificate, io)."
     );
@@ -194,6 +204,7 @@ fn register_core_series() {
         metrics::counter!(counter).increment(0);
     }
     metrics::counter!(CONNECTIONS_OPENED, "transport" => "ws").increment(0);
+    metrics::counter!(RATE_LIMITED).increment(0);
 }
 
 /// Samples what is only known by walking state: slow consumers, per-connection

@@ -37,6 +37,11 @@ pub enum Request {
     Ping {
         id: Option<RequestId>,
     },
+    /// *Extension*: present or refresh a token (`{"op":"auth","token":"…"}`).
+    Auth {
+        id: Option<RequestId>,
+        token: String,
+    },
 }
 
 /// Stable error codes of the protocol.
@@ -157,11 +162,18 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
             })
         }
         "ping" => Ok(Request::Ping { id }),
+        "auth" => match object.remove("token") {
+            Some(Value::String(token)) if !token.is_empty() => Ok(Request::Auth { id, token }),
+            _ => Err(RequestError::bad(
+                id,
+                "\"token\" must be a non-empty string",
+            )),
+        },
         _ => Err(RequestError {
             id,
             code: ErrorCode::UnknownOp,
             message: format!(
-                "unknown op {:?}; expected subscribe, unsubscribe or ping",
+                "unknown op {:?}; expected subscribe, unsubscribe, ping or auth",
                 truncate(&op, 32)
             ),
         }),
@@ -229,6 +241,13 @@ enum Reply<'a> {
     Heartbeat {
         ts: u64,
     },
+    Authenticated {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RequestId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sub: Option<&'a str>,
+        exp: u64,
+    },
     Status {
         feed: &'a str,
         state: &'a str,
@@ -266,6 +285,13 @@ pub fn unsubscribed(id: Option<&RequestId>, symbols: &[Symbol]) -> String {
 /// `{"type":"pong",...}`
 pub fn pong(id: Option<&RequestId>, ts: u64) -> String {
     encode(&Reply::Pong { id, ts })
+}
+
+/// *Extension*: `{"type":"authenticated","id":..,"sub":..,"exp":..}`, the
+/// reply to an accepted `auth`; `exp` (seconds since the epoch) is when the
+/// connection ends unless another `auth` refreshes it.
+pub fn authenticated(id: Option<&RequestId>, sub: Option<&str>, exp: u64) -> String {
+    encode(&Reply::Authenticated { id, sub, exp })
 }
 
 /// `{"type":"heartbeat","ts":...}`: a keep-alive browsers can see.
@@ -385,6 +411,24 @@ mod tests {
             ["AAPL", "MSFT"]
         );
         assert_eq!(list.invalid, vec!["??".to_owned(), "Z".repeat(40)]);
+    }
+
+    #[test]
+    fn auth_op_carries_a_token_string() {
+        assert_eq!(
+            parse_request(r#"{"op":"auth","token":"a.b.c","id":4}"#),
+            Ok(Request::Auth {
+                id: Some(RequestId::Number(4.into())),
+                token: "a.b.c".into()
+            })
+        );
+        for text in [
+            r#"{"op":"auth"}"#,
+            r#"{"op":"auth","token":""}"#,
+            r#"{"op":"auth","token":7}"#,
+        ] {
+            assert_eq!(code_of(text), ErrorCode::BadRequest, "{text}");
+        }
     }
 
     #[test]

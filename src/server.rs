@@ -26,7 +26,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::{debug, warn};
 
+use crate::auth::{self, AuthError, Grant};
 use crate::connection;
+use crate::limits;
 use crate::metrics as m;
 use crate::state::AppState;
 
@@ -125,7 +127,7 @@ pub async fn serve_http<S>(
     let service = service_fn(move |request| {
         let state = Arc::clone(&service_state);
         let metrics = metrics.clone();
-        async move { Ok::<_, Infallible>(route(request, kind, state, &metrics)) }
+        async move { Ok::<_, Infallible>(route(request, kind, state, &metrics, peer)) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -149,10 +151,11 @@ fn route(
     kind: Listener,
     state: Arc<AppState>,
     metrics: &PrometheusHandle,
+    peer: SocketAddr,
 ) -> Response<Body> {
     let path = request.uri().path().to_owned();
     match (kind, path.as_str()) {
-        (Listener::Client { transport }, "/ws") => upgrade(request, transport, state),
+        (Listener::Client { transport }, "/ws") => upgrade(request, transport, state, peer),
         (Listener::Client { .. }, _) => match ASSETS.iter().find(|(p, _, _)| *p == path) {
             Some((_, content_type, body))
                 if request.method() == Method::GET || request.method() == Method::HEAD =>
@@ -191,10 +194,15 @@ fn route(
 }
 
 /// Answers a WebSocket upgrade on `/ws` and hands the socket to a connection task.
+///
+/// Refusals come before the upgrade, cheapest first: draining (503), a
+/// browser `Origin` not allowed (403), too many connections from the client
+/// IP (429) or in total (503), a missing or bad token (401).
 fn upgrade(
     mut request: Request<Incoming>,
     transport: &'static str,
     state: Arc<AppState>,
+    peer: SocketAddr,
 ) -> Response<Body> {
     if request.method() != Method::GET {
         return method_not_allowed();
@@ -243,6 +251,37 @@ fn upgrade(
             "gateway is shutting down; connect to another instance\n",
         );
     }
+    let limits = &state.config.limits;
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !limits::origin_allowed(&limits.allowed_origins, origin.as_bytes())
+    {
+        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "origin").increment(1);
+        return text(
+            StatusCode::FORBIDDEN,
+            "origin not allowed to connect to this gateway\n",
+        );
+    }
+    let proxy_header = limits
+        .client_ip_header
+        .as_deref()
+        .and_then(|name| headers.get(name))
+        .map(HeaderValue::as_bytes);
+    let client_ip = limits::client_ip(peer.ip(), proxy_header);
+    let Some(ip_slot) = state
+        .ip_slots
+        .try_acquire(client_ip, limits.max_connections_per_ip)
+    else {
+        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "max_connections_per_ip")
+            .increment(1);
+        let mut response = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address; close some first\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    };
     let Ok(permit) = Arc::clone(&state.connection_slots).try_acquire_owned() else {
         metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "max_connections").increment(1);
         return text(
@@ -250,11 +289,35 @@ fn upgrade(
             "too many connections; try again later\n",
         );
     };
+    let grant = match authenticate(&request, &state) {
+        Ok(grant) => grant,
+        Err(error) => {
+            metrics::counter!(m::AUTH_FAILURES, "reason" => error.kind()).increment(1);
+            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "unauthorized").increment(1);
+            let mut response = text(
+                StatusCode::UNAUTHORIZED,
+                &format!(
+                    "unauthorized: {error}; send a JWT as \"Authorization: Bearer <token>\"{}\n",
+                    if state.config.auth.query_token {
+                        " or ?token=<token>"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tickgate\""),
+            );
+            return response;
+        }
+    };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let ws_config = websocket_config(&state);
     let task_state = Arc::clone(&state);
     state.tracker.spawn(async move {
         let _permit = permit;
+        let _ip_slot = ip_slot;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
@@ -263,7 +326,7 @@ fn upgrade(
                     Some(ws_config),
                 )
                 .await;
-                connection::serve(ws, task_state, transport).await;
+                connection::serve(ws, task_state, transport, grant).await;
             }
             Err(error) => debug!(%error, "websocket upgrade failed"),
         }
@@ -277,6 +340,29 @@ fn upgrade(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, value);
     }
     response
+}
+
+/// The grant an upgrade request carries: everything when auth is off; the
+/// verified token's grant; or `None` when there is no token and a first
+/// `auth` message is allowed instead.
+fn authenticate(request: &Request<Incoming>, state: &AppState) -> Result<Option<Grant>, AuthError> {
+    let Some(authenticator) = &state.authenticator else {
+        return Ok(Some(Grant::unrestricted()));
+    };
+    let settings = &state.config.auth;
+    let token = auth::token_from_request(
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        request.uri().query(),
+        settings.query_token,
+    );
+    match token {
+        Some(token) => authenticator.verify(&token).map(Some),
+        None if settings.first_message => Ok(None),
+        None => Err(AuthError::Missing),
+    }
 }
 
 /// Buffers sized for dashboards: they send little, so the read buffer is

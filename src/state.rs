@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::ingest::FeedBoard;
 use crate::outbox::{ConnId, Mailbox};
@@ -39,6 +40,10 @@ pub struct AppState {
     connections: Mutex<FxHashMap<ConnId, Arc<Mailbox>>>,
     draining: AtomicBool,
     next_connection: AtomicU64,
+    /// Token verification; `None` when `auth.mode = "off"`.
+    pub authenticator: Option<Authenticator>,
+    /// Open connections per client IP (`limits.max_connections_per_ip`).
+    pub ip_slots: crate::limits::IpSlots,
 }
 
 impl AppState {
@@ -57,8 +62,16 @@ impl AppState {
             connections: Mutex::new(FxHashMap::default()),
             draining: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
+            authenticator: None,
+            ip_slots: crate::limits::IpSlots::default(),
             config,
         }
+    }
+
+    /// Verifies client tokens with `authenticator` (`None`: auth off).
+    pub fn with_authenticator(mut self, authenticator: Option<Authenticator>) -> Self {
+        self.authenticator = authenticator;
+        self
     }
 
     /// A new connection id.

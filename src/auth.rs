@@ -1,0 +1,649 @@
+//! Client authentication and entitlements. Owns the `[auth]` settings, the
+//! verification keys loaded from them, and the [`Grant`] a verified token
+//! turns into; hands the grant to the connection, which asks it which
+//! symbols may be subscribed and when the connection must end.
+//!
+//! Tokens are JWTs verified with `jsonwebtoken` against configured keys only:
+//! an HS256 secret (file or environment variable), RS256/ES256 public keys in
+//! PEM, or a JWKS file. Each key accepts exactly one algorithm, implied by the
+//! key itself, so `alg: none` (not an algorithm `jsonwebtoken` knows) and
+//! algorithm confusion (an RS256 public key used as an HS256 secret) are
+//! refused before any signature check. Keys embedded in the token header
+//! (`jwk`, `jku`) are never used.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tickgate_feeds::Symbol;
+
+/// Longest token accepted anywhere (header, query, `auth` message).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Most symbol patterns one token may carry.
+const MAX_PATTERNS: usize = 1024;
+/// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
+const MIN_SECRET_BYTES: usize = 32;
+
+/// `[auth]`: whether clients must present a token, and how it is verified.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `off` (every client sees every symbol) or `required`.
+    pub mode: AuthMode,
+    /// File holding the HS256 shared secret (trailing newline trimmed).
+    pub hs256_secret_file: Option<PathBuf>,
+    /// Environment variable holding the HS256 shared secret.
+    pub hs256_secret_env: Option<String>,
+    /// PEM public keys: RSA keys verify RS256, EC P-256 keys ES256.
+    pub public_key_files: Vec<PathBuf>,
+    /// A JWKS file (`{"keys":[...]}`); a key's `kid` selects it, its `alg`
+    /// (or its type) the one algorithm it verifies.
+    pub jwks_file: Option<PathBuf>,
+    /// Accepted `iss` values; empty = not checked.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values; empty = not checked.
+    pub audiences: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway_seconds: u64,
+    /// Accept the token as a `token` query parameter on `/ws` (browsers
+    /// cannot set headers on a WebSocket).
+    pub query_token: bool,
+    /// Accept an upgrade without a token and expect `{"op":"auth"}` as the
+    /// first message instead.
+    pub first_message: bool,
+    /// Time an unauthenticated connection has to send that first message.
+    pub first_message_timeout_ms: u64,
+    /// Symbol patterns granted to a token without a `symbols` claim.
+    pub default_symbols: Vec<String>,
+}
+
+/// Authentication mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No authentication; every client is entitled to everything.
+    Off,
+    /// Every connection needs a valid token.
+    Required,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Off,
+            hs256_secret_file: None,
+            hs256_secret_env: None,
+            public_key_files: Vec::new(),
+            jwks_file: None,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway_seconds: 30,
+            query_token: true,
+            first_message: true,
+            first_message_timeout_ms: 5_000,
+            default_symbols: Vec::new(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Problems of this section, each naming its key (file contents are
+    /// checked at start-up, not here, so `--check-config` runs anywhere).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let has_key = self.hs256_secret_file.is_some()
+            || self.hs256_secret_env.is_some()
+            || !self.public_key_files.is_empty()
+            || self.jwks_file.is_some();
+        if self.mode == AuthMode::Required && !has_key {
+            problems.push(
+                "auth.mode = \"required\" needs a key: auth.hs256_secret_file, auth.hs256_secret_env, auth.public_key_files or auth.jwks_file".to_owned(),
+            );
+        }
+        if self.hs256_secret_file.is_some() && self.hs256_secret_env.is_some() {
+            problems.push(
+                "auth.hs256_secret_file and auth.hs256_secret_env are exclusive: set one"
+                    .to_owned(),
+            );
+        }
+        if self.leeway_seconds > 300 {
+            problems.push("auth.leeway_seconds must be at most 300".to_owned());
+        }
+        if !(100..=60_000).contains(&self.first_message_timeout_ms) {
+            problems.push("auth.first_message_timeout_ms must be between 100 and 60000".to_owned());
+        }
+        for pattern in &self.default_symbols {
+            if Pattern::parse(pattern).is_none() {
+                problems.push(format!(
+                    "auth.default_symbols: {pattern:?} is not a symbol pattern (symbol characters and *)"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// Why a token was refused. [`AuthError::kind`] is the metric label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token where one is required.
+    #[error("missing token")]
+    Missing,
+    /// Not a JWT, too long, or claims of the wrong shape.
+    #[error("malformed token")]
+    Malformed,
+    /// An algorithm no configured key accepts (including `none`).
+    #[error("token algorithm not accepted")]
+    Algorithm,
+    /// No configured key matches the token's `kid` and algorithm.
+    #[error("no key for this token")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("bad token signature")]
+    Signature,
+    /// `exp` is past (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iss` or `aud` is not one of the configured values, or missing.
+    #[error("token issuer or audience not accepted")]
+    Claims,
+}
+
+impl AuthError {
+    /// Metric label (`tickgate_auth_failures_total{reason}`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::Algorithm => "algorithm",
+            Self::UnknownKey => "unknown_key",
+            Self::Signature => "signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Claims => "claims",
+        }
+    }
+}
+
+/// Why the keys could not be loaded at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("auth: {0}")]
+pub struct KeyError(String);
+
+/// One verification key and the one algorithm it accepts.
+struct VerifyKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// Verifies tokens against the configured keys.
+pub struct Authenticator {
+    keys: Vec<VerifyKey>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: u64,
+    default_symbols: Vec<String>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Loads the keys of `config`; `None` when authentication is off.
+    pub fn from_config(config: &AuthConfig) -> Result<Option<Self>, KeyError> {
+        if config.mode == AuthMode::Off {
+            return Ok(None);
+        }
+        let mut keys = Vec::new();
+        let secret = match (&config.hs256_secret_file, &config.hs256_secret_env) {
+            (Some(path), _) => Some(std::fs::read(path).map_err(|e| {
+                KeyError(format!(
+                    "cannot read auth.hs256_secret_file {}: {e}",
+                    path.display()
+                ))
+            })?),
+            (None, Some(var)) => Some(
+                std::env::var(var)
+                    .map_err(|_| KeyError(format!("auth.hs256_secret_env: ${var} is not set")))?
+                    .into_bytes(),
+            ),
+            (None, None) => None,
+        };
+        if let Some(mut secret) = secret {
+            while secret.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                secret.pop();
+            }
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(KeyError(format!(
+                    "the HS256 secret must be at least {MIN_SECRET_BYTES} bytes"
+                )));
+            }
+            keys.push(VerifyKey {
+                kid: None,
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(&secret),
+            });
+        }
+        for path in &config.public_key_files {
+            let pem = std::fs::read(path)
+                .map_err(|e| KeyError(format!("cannot read {}: {e}", path.display())))?;
+            let (algorithm, key) = if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
+                (Algorithm::RS256, key)
+            } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
+                (Algorithm::ES256, key)
+            } else {
+                return Err(KeyError(format!(
+                    "{} is not a PEM RSA or EC public key",
+                    path.display()
+                )));
+            };
+            keys.push(VerifyKey {
+                kid: None,
+                algorithm,
+                key,
+            });
+        }
+        if let Some(path) = &config.jwks_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| KeyError(format!("cannot read {}: {e}", path.display())))?;
+            keys.extend(
+                jwks_keys(&text).map_err(|e| KeyError(format!("{}: {e}", path.display())))?,
+            );
+        }
+        if keys.is_empty() {
+            return Err(KeyError("no verification key configured".into()));
+        }
+        Ok(Some(Self {
+            keys,
+            issuers: config.issuers.clone(),
+            audiences: config.audiences.clone(),
+            leeway: config.leeway_seconds,
+            default_symbols: config.default_symbols.clone(),
+        }))
+    }
+
+    /// Verifies `token` now.
+    pub fn verify(&self, token: &str) -> Result<Grant, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            if header_names_unknown_alg(token) {
+                AuthError::Algorithm
+            } else {
+                AuthError::Malformed
+            }
+        })?;
+        if !self.keys.iter().any(|k| k.algorithm == header.alg) {
+            return Err(AuthError::Algorithm);
+        }
+        let candidates: Vec<&VerifyKey> = self
+            .keys
+            .iter()
+            .filter(|k| k.algorithm == header.alg)
+            .filter(|k| match (&header.kid, &k.kid) {
+                (Some(wanted), Some(kid)) => wanted == kid,
+                // A keyed token may use an unnamed key; an unkeyed token any key.
+                _ => true,
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(AuthError::UnknownKey);
+        }
+        let validation = self.validation(header.alg);
+        let mut last = AuthError::Signature;
+        for candidate in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &candidate.key, &validation) {
+                Ok(data) => return self.grant(data.claims),
+                Err(error) => {
+                    last = map_error(&error);
+                    if last != AuthError::Signature {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        validation.validate_exp = true;
+        let mut required = vec!["exp"];
+        if self.issuers.is_empty() {
+            validation.iss = None;
+        } else {
+            validation.set_issuer(&self.issuers);
+            required.push("iss");
+        }
+        if self.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.audiences);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+
+    fn grant(&self, claims: Claims) -> Result<Grant, AuthError> {
+        let texts = match claims.symbols {
+            None => self.default_symbols.clone(),
+            Some(SymbolsClaim::List(list)) => list,
+            Some(SymbolsClaim::Spaced(text)) => {
+                text.split_whitespace().map(str::to_owned).collect()
+            }
+        };
+        if texts.len() > MAX_PATTERNS {
+            return Err(AuthError::Malformed);
+        }
+        let patterns = texts
+            .iter()
+            .map(|t| Pattern::parse(t))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(AuthError::Malformed)?;
+        if claims.max_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err(AuthError::Malformed);
+        }
+        Ok(Grant {
+            subject: claims.sub,
+            expires_at: claims.exp,
+            leeway: self.leeway,
+            entitlement: Entitlement::Patterns(patterns),
+            max_subscriptions: claims.max_subscriptions,
+            max_rate: claims.max_rate,
+        })
+    }
+}
+
+/// The claims tickgate reads; others are ignored.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    exp: u64,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    symbols: Option<SymbolsClaim>,
+    #[serde(default)]
+    max_subscriptions: Option<usize>,
+    #[serde(default)]
+    max_rate: Option<f64>,
+}
+
+/// `symbols`: an array of patterns, or one space-separated string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SymbolsClaim {
+    List(Vec<String>),
+    Spaced(String),
+}
+
+/// What a verified token allows one connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    /// `sub`, for logs.
+    pub subject: Option<String>,
+    /// `exp`, seconds since the Unix epoch.
+    pub expires_at: u64,
+    leeway: u64,
+    /// Which symbols may be subscribed.
+    pub entitlement: Entitlement,
+    /// `max_subscriptions` claim: the connection's own subscription limit
+    /// (the configured limit still applies when it is lower).
+    pub max_subscriptions: Option<usize>,
+    /// `max_rate` claim: ceiling on updates per second per symbol.
+    pub max_rate: Option<f64>,
+}
+
+impl Grant {
+    /// Everything, for gateways with authentication off.
+    pub fn unrestricted() -> Self {
+        Self {
+            subject: None,
+            expires_at: u64::MAX,
+            leeway: 0,
+            entitlement: Entitlement::Everything,
+            max_subscriptions: None,
+            max_rate: None,
+        }
+    }
+
+    /// Time left until the connection must end, leeway included; `None`
+    /// for a grant that never expires.
+    pub fn remaining(&self) -> Option<Duration> {
+        if self.expires_at == u64::MAX {
+            return None;
+        }
+        let end = self.expires_at.saturating_add(self.leeway);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Some(Duration::from_secs(end).saturating_sub(now))
+    }
+}
+
+/// Which symbols a client may see.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entitlement {
+    /// Every symbol (authentication off).
+    Everything,
+    /// Symbols matching at least one pattern.
+    Patterns(Vec<Pattern>),
+}
+
+impl Entitlement {
+    /// Whether `symbol` may be subscribed.
+    pub fn allows(&self, symbol: &Symbol) -> bool {
+        match self {
+            Self::Everything => true,
+            Self::Patterns(patterns) => patterns.iter().any(|p| p.matches(symbol.as_str())),
+        }
+    }
+}
+
+/// A symbol pattern: symbol characters, where `*` matches any run of them
+/// (`AAPL`, `BTC-*`, `*-USD`, `*`). Matching is case-sensitive, like symbols.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern(String);
+
+impl Pattern {
+    /// A pattern from its text; `None` when it holds other characters or is
+    /// empty or longer than 64 bytes.
+    pub fn parse(text: &str) -> Option<Self> {
+        let ok = !text.is_empty()
+            && text.len() <= 64
+            && text
+                .bytes()
+                .all(|b| b == b'*' || b.is_ascii_alphanumeric() || b".-_/:^".contains(&b));
+        ok.then(|| Self(text.to_owned()))
+    }
+
+    /// Glob match with `*` only; linear in the input for each star.
+    pub fn matches(&self, symbol: &str) -> bool {
+        let (p, s) = (self.0.as_bytes(), symbol.as_bytes());
+        let (mut pi, mut si) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while si < s.len() {
+            if pi < p.len() && p[pi] == b'*' {
+                star = Some((pi, si));
+                pi += 1;
+            } else if pi < p.len() && p[pi] == s[si] {
+                pi += 1;
+                si += 1;
+            } else if let Some((star_p, star_s)) = star {
+                pi = star_p + 1;
+                si = star_s + 1;
+                star = Some((star_p, star_s + 1));
+            } else {
+                return false;
+            }
+        }
+        p[pi..].iter().all(|&b| b == b'*')
+    }
+}
+
+/// The bearer token of an upgrade request: the `Authorization: Bearer`
+/// header, else (when allowed) the `token` query parameter.
+pub fn token_from_request(
+    authorization: Option<&[u8]>,
+    query: Option<&str>,
+    query_allowed: bool,
+) -> Option<String> {
+    // A present but unusable header is an (empty, refused) token, never
+    // "no token": it must not fall through to first-message auth.
+    if let Some(value) = authorization {
+        let text = std::str::from_utf8(value).unwrap_or_default().trim();
+        let token = match text.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => "",
+        };
+        return Some(token.to_owned());
+    }
+    if !query_allowed {
+        return None;
+    }
+    query?.split('&').find_map(|pair| {
+        let value = pair.strip_prefix("token=")?;
+        // JWTs are base64url and dots; nothing to percent-decode.
+        Some(value.to_owned())
+    })
+}
+
+fn jwks_keys(text: &str) -> Result<Vec<VerifyKey>, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let implied = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+            AlgorithmParameters::OctetKey(_) => Algorithm::HS256,
+            AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+            _ => return Err(format!("key {:?}: unsupported key type", jwk.common.key_id)),
+        };
+        let algorithm = match jwk.common.key_algorithm {
+            Some(alg) => Algorithm::try_from(alg)
+                .map_err(|_| format!("key {:?}: unsupported alg", jwk.common.key_id))?,
+            None => implied,
+        };
+        let key =
+            DecodingKey::from_jwk(jwk).map_err(|e| format!("key {:?}: {e}", jwk.common.key_id))?;
+        if key.family() != algorithm.family() {
+            return Err(format!(
+                "key {:?}: alg {algorithm:?} does not fit the key type",
+                jwk.common.key_id
+            ));
+        }
+        keys.push(VerifyKey {
+            kid: jwk.common.key_id.clone(),
+            algorithm,
+            key,
+        });
+    }
+    Ok(keys)
+}
+
+fn map_error(error: &jsonwebtoken::errors::Error) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match error.kind() {
+        K::InvalidSignature => AuthError::Signature,
+        K::ExpiredSignature => AuthError::Expired,
+        K::ImmatureSignature => AuthError::NotYetValid,
+        K::InvalidIssuer | K::InvalidAudience | K::InvalidSubject => AuthError::Claims,
+        K::MissingRequiredClaim(claim) if claim == "iss" || claim == "aud" => AuthError::Claims,
+        K::InvalidAlgorithm | K::MissingAlgorithm | K::UnsupportedAlgorithm => AuthError::Algorithm,
+        K::InvalidEcdsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat => AuthError::Signature,
+        _ => AuthError::Malformed,
+    }
+}
+
+/// Whether the token's header parses as JSON but names an algorithm that
+/// `jsonwebtoken` does not know (`none`, `HS1`, …).
+fn header_names_unknown_alg(token: &str) -> bool {
+    use base64::Engine as _;
+    let Some(first) = token.split('.').next() else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(first) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .is_some_and(|v| v.get("alg").is_some_and(|alg| alg.is_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_exact_prefix_suffix_and_everything() {
+        let p = |t: &str| Pattern::parse(t).expect("pattern");
+        assert!(p("AAPL").matches("AAPL"));
+        assert!(!p("AAPL").matches("AAPLX"));
+        assert!(!p("AAPL").matches("aapl"));
+        assert!(p("BTC-*").matches("BTC-USD"));
+        assert!(p("BTC-*").matches("BTC-"));
+        assert!(!p("BTC-*").matches("ETH-BTC"));
+        assert!(p("*-USD").matches("ETH-USD"));
+        assert!(!p("*-USD").matches("ETH-USDT"));
+        assert!(p("*").matches("ANYTHING"));
+        assert!(p("B*-U*D").matches("BTC-USD"));
+        assert!(p("**").matches("X"));
+        assert!(Pattern::parse("").is_none());
+        assert!(Pattern::parse("A B").is_none());
+        assert!(Pattern::parse("A?").is_none());
+    }
+
+    #[test]
+    fn bearer_header_wins_over_query_and_query_needs_permission() {
+        assert_eq!(
+            token_from_request(Some(b"Bearer abc.def.ghi"), Some("token=x"), true),
+            Some("abc.def.ghi".into())
+        );
+        assert_eq!(
+            token_from_request(Some(b"bearer  t "), None, true),
+            Some("t".into())
+        );
+        assert_eq!(
+            token_from_request(Some(b"Basic dXNlcg=="), None, true),
+            None
+        );
+        assert_eq!(
+            token_from_request(None, Some("a=1&token=q.r.s"), true),
+            Some("q.r.s".into())
+        );
+        assert_eq!(token_from_request(None, Some("token=q.r.s"), false), None);
+        assert_eq!(token_from_request(None, None, true), None);
+    }
+
+    #[test]
+    fn required_mode_needs_a_key_and_limits_are_named() {
+        let config = AuthConfig {
+            mode: AuthMode::Required,
+            leeway_seconds: 1000,
+            default_symbols: vec!["A B".into()],
+            ..AuthConfig::default()
+        };
+        let all = config.problems().join("\n");
+        for key in ["needs a key", "auth.leeway_seconds", "auth.default_symbols"] {
+            assert!(all.contains(key), "{key} missing in {all}");
+        }
+        assert!(AuthConfig::default().problems().is_empty());
+    }
+}
