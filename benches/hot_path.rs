@@ -7,9 +7,10 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Instant;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use tickgate::outbox::{Mailbox, Outbox};
+use tickgate::outbox::{Delivery, Mailbox, Outbox};
 use tickgate::store::SnapshotStore;
 use tickgate::subscriptions::{self, lock_subscribers};
 use tickgate_feeds::{Quote, Symbol, Tick};
@@ -59,7 +60,14 @@ fn fanout(c: &mut Criterion) {
         let mailboxes: Vec<Arc<Mailbox>> = (0..subscribers as u64)
             .map(|id| {
                 let mailbox = Arc::new(Mailbox::new(id));
-                subscriptions::subscribe(&store, &mailbox, &[symbol], 100);
+                subscriptions::subscribe(
+                    &store,
+                    &mailbox,
+                    &[symbol],
+                    100,
+                    Delivery::default(),
+                    &Default::default(),
+                );
                 mailbox
             })
             .collect();
@@ -75,7 +83,7 @@ fn fanout(c: &mut Criterion) {
                 }
                 let mut bytes = 0;
                 for mailbox in &mailboxes {
-                    if let Some(frame) = mailbox.drain().update {
+                    if let Some(frame) = mailbox.drain(Instant::now()).update {
                         bytes += frame.len();
                     }
                 }
@@ -106,13 +114,13 @@ fn drain_batch(c: &mut Criterion) {
                 || {
                     let mut outbox = Outbox::default();
                     for slot in &slots {
-                        outbox.subscribe(Arc::clone(slot));
+                        outbox.subscribe(Arc::clone(slot), Delivery::default(), None);
                         store.apply(slot, &tick(slot.symbol, 2), 2);
                         outbox.mark_dirty(slot.id);
                     }
                     outbox
                 },
-                |mut outbox| black_box(outbox.drain()),
+                |mut outbox| black_box(outbox.drain(Instant::now())),
                 BatchSize::SmallInput,
             );
         });

@@ -27,12 +27,36 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Client authentication and entitlements (docs/security.md).
     pub auth: AuthConfig,
+    /// Optional shedding of connections after scale-out.
+    pub rebalance: RebalanceConfig,
     /// Upstream feeds (`[[feeds]]` tables, see docs/feeds.md). When empty,
     /// the `[simulator]` feed runs.
     pub feeds: Vec<FeedConfig>,
     /// `tickgate publish`: NATS JetStream stream, settings and credentials
     /// (docs/nats.md). The gateway itself ignores it.
     pub publish: PublishConfig,
+}
+
+/// Optional rebalancing: shed connections above a per-instance target.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RebalanceConfig {
+    /// Connections this instance should hold; 0 turns rebalancing off.
+    pub target_connections: usize,
+    /// Shed only above the target plus this many percent.
+    pub tolerance_pct: f64,
+    /// At most this many connections closed (1013) per second.
+    pub shed_per_second: u32,
+}
+
+impl Default for RebalanceConfig {
+    fn default() -> Self {
+        Self {
+            target_connections: 0,
+            tolerance_pct: 10.0,
+            shed_per_second: 10,
+        }
+    }
 }
 
 /// Listener addresses.
@@ -96,6 +120,18 @@ pub struct ConnectionConfig {
     /// A connection whose socket has not taken a batch for this long counts
     /// as a slow consumer (`tickgate_slow_consumers`).
     pub slow_consumer_ms: u64,
+    /// Kernel send buffer of each client socket (`None`: the system default,
+    /// which grows to megabytes). Smaller keeps a slow client's backlog in
+    /// the gateway, where it conflates to the latest values.
+    pub send_buffer_bytes: Option<usize>,
+    /// After a write, a connection waits at least this long before the next
+    /// one, so a busy connection sends fewer, fuller frames (0 = write as
+    /// soon as anything changes). The first change after a quiet spell goes
+    /// out at once.
+    pub min_write_interval_ms: u64,
+    /// Ceiling on updates per second per symbol for every subscription
+    /// (clients may ask for less with `max_rate`); 0 = no ceiling.
+    pub max_update_rate_hz: f64,
 }
 
 /// The embedded simulator feed, used when no other feed is configured.
@@ -213,6 +249,9 @@ impl Default for ConnectionConfig {
             idle_timeout_ms: 60_000,
             max_write_buffer_bytes: 16 * 1024 * 1024,
             slow_consumer_ms: 1_000,
+            max_update_rate_hz: 0.0,
+            send_buffer_bytes: Some(64 * 1024),
+            min_write_interval_ms: 2,
         }
     }
 }
@@ -361,6 +400,28 @@ impl Config {
         check(
             c.slow_consumer_ms >= 10,
             "connection.slow_consumer_ms must be at least 10",
+        );
+        check(
+            c.send_buffer_bytes
+                .is_none_or(|b| (4096..=64 * 1024 * 1024).contains(&b)),
+            "connection.send_buffer_bytes must be between 4096 and 67108864",
+        );
+        check(
+            c.min_write_interval_ms <= 1000,
+            "connection.min_write_interval_ms must be at most 1000",
+        );
+        check(
+            c.max_update_rate_hz.is_finite() && (0.0..=1000.0).contains(&c.max_update_rate_hz),
+            "connection.max_update_rate_hz must be between 0 (no ceiling) and 1000",
+        );
+        let r = &self.rebalance;
+        check(
+            r.tolerance_pct.is_finite() && (0.0..=1000.0).contains(&r.tolerance_pct),
+            "rebalance.tolerance_pct must be between 0 and 1000",
+        );
+        check(
+            (1..=10_000).contains(&r.shed_per_second),
+            "rebalance.shed_per_second must be between 1 and 10000",
         );
         let s = &self.simulator;
         check(

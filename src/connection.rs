@@ -27,10 +27,12 @@ use tracing::debug;
 use crate::auth::Grant;
 use crate::limits::{RateVerdict, RequestRate};
 use crate::metrics as m;
+use crate::outbox::{Delivery, Kick};
 use crate::outbox::{MAX_CONTROL_FRAMES, Mailbox};
-use crate::protocol::{self, ErrorCode, Request, RequestId};
+use crate::protocol::{self, ErrorCode, Request, RequestId, SubscribeOptions};
 use crate::state::AppState;
 use crate::subscriptions;
+use rustc_hash::FxHashMap;
 use tickgate_feeds::Symbol;
 
 /// Longest wait for the client's side of the closing handshake.
@@ -57,6 +59,10 @@ pub enum CloseReason {
     TokenExpired,
     /// Kept sending faster than the request rate (close 1008).
     RateLimited,
+    /// Shed to rebalance connections across instances (close 1013).
+    Rebalance,
+    /// Closed by an operator through the admin API (close 1008).
+    Operator,
 }
 
 impl CloseReason {
@@ -72,6 +78,8 @@ impl CloseReason {
             Self::Unauthorized => "unauthorized",
             Self::TokenExpired => "token_expired",
             Self::RateLimited => "rate_limited",
+            Self::Rebalance => "rebalance",
+            Self::Operator => "operator",
         }
     }
 
@@ -85,6 +93,11 @@ impl CloseReason {
             Self::Unauthorized => (CloseCode::Policy, "unauthorized"),
             Self::TokenExpired => (CloseCode::Policy, "token expired"),
             Self::RateLimited => (CloseCode::Policy, "rate limit exceeded"),
+            Self::Rebalance => (
+                CloseCode::Again,
+                "rebalancing: reconnect, another instance has room",
+            ),
+            Self::Operator => (CloseCode::Policy, "closed by the operator"),
         };
         Some(CloseFrame {
             code,
@@ -131,6 +144,10 @@ pub async fn serve<S>(
             reason = writer => reason,
             () = state.shutdown.cancelled() => CloseReason::Shutdown,
             () = drained(&state) => CloseReason::Shutdown,
+            why = mailbox.kicked() => match why {
+                Kick::Rebalance => CloseReason::Rebalance,
+                Kick::Operator => CloseReason::Operator,
+            },
         }
     };
 
@@ -150,7 +167,7 @@ pub async fn serve<S>(
             .flatten();
         let owed = match last_words {
             Some(words) => {
-                let mut owed = mailbox.drain().control;
+                let mut owed = mailbox.drain(Instant::now().into_std()).control;
                 owed.push(words);
                 owed
             }
@@ -367,9 +384,11 @@ fn handle_request(
     match request {
         Request::Auth { .. } => {}
         Request::Ping { id } => mailbox.push_control([protocol::pong(id.as_ref(), now_micros())]),
-        Request::Subscribe { id, symbols } => {
-            subscribe(id.as_ref(), &symbols, grant, mailbox, state);
-        }
+        Request::Subscribe {
+            id,
+            symbols,
+            options,
+        } => subscribe(id.as_ref(), &symbols, &options, grant, mailbox, state),
         Request::Unsubscribe { id, symbols } => {
             let list = protocol::parse_symbols(&symbols);
             let before = mailbox.lock().subscription_count();
@@ -449,9 +468,32 @@ fn authenticate(
     None
 }
 
+/// How a subscription with these options is delivered, within the
+/// configured rate ceiling and the token's `max_rate`.
+fn delivery_for(options: &SubscribeOptions, grant: &Grant, state: &AppState) -> Delivery {
+    let configured = state.config.connection.max_update_rate_hz;
+    let ceiling = match grant.max_rate {
+        Some(claim) if configured > 0.0 => claim.min(configured),
+        Some(claim) => claim,
+        None => configured,
+    };
+    let rate = match (options.max_rate, ceiling > 0.0) {
+        (Some(asked), true) => Some(asked.min(ceiling)),
+        (Some(asked), false) => Some(asked),
+        (None, true) => Some(ceiling),
+        (None, false) => None,
+    };
+    Delivery {
+        min_interval: rate.map(|hz| Duration::from_secs_f64(1.0 / hz)),
+        delta: options.delta,
+        meta: options.meta,
+    }
+}
+
 fn subscribe(
     id: Option<&RequestId>,
     texts: &[String],
+    options: &SubscribeOptions,
     grant: &Grant,
     mailbox: &Arc<Mailbox>,
     state: &AppState,
@@ -482,9 +524,15 @@ fn subscribe(
     let limit = grant
         .max_subscriptions
         .map_or(configured, |own| own.min(configured));
-
     let before = mailbox.lock().subscription_count();
-    let result = subscriptions::subscribe(&state.store, mailbox, &list.valid, limit);
+    let resume: FxHashMap<Symbol, u64> = options
+        .resume
+        .iter()
+        .filter_map(|(text, seq)| Symbol::parse(text).ok().map(|symbol| (symbol, *seq)))
+        .collect();
+    let delivery = delivery_for(options, grant, state);
+    let result =
+        subscriptions::subscribe(&state.store, mailbox, &list.valid, limit, delivery, &resume);
     let added = mailbox.lock().subscription_count() - before;
     metrics::gauge!(m::SUBSCRIPTIONS).increment(added as f64);
     metrics::gauge!(m::SYMBOLS).set(state.store.symbol_count() as f64);
@@ -515,7 +563,11 @@ fn subscribe(
     }
     if !result.symbols.is_empty() {
         replies.push(protocol::subscribed(id, &result.symbols, &result.no_data));
-        replies.push(protocol::snapshot(&result.snapshot));
+        replies.push(if options.resume.is_empty() {
+            protocol::snapshot(&result.snapshot)
+        } else {
+            protocol::snapshot_resumed(&result.snapshot, result.unchanged)
+        });
         replies.extend(troubled_feeds(&result.symbols, state));
     }
     // The snapshot must precede any update of these symbols: the writer
@@ -584,11 +636,21 @@ where
     let bytes = metrics::counter!(m::BYTES_SENT);
     let conflated = metrics::counter!(m::UPDATES_CONFLATED);
     let latency = metrics::histogram!(m::TICK_TO_SEND);
+    let min_write_interval = Duration::from_millis(settings.min_write_interval_ms);
+    // When rate-capped symbols are pending, the next slot at which one may go.
+    let mut next_due: Option<Instant> = None;
     loop {
         let mut keepalive_due = false;
+        let capped_slot = async {
+            match next_due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             () = mailbox.wake.notified() => {}
+            () = capped_slot => {}
             _ = keepalive.tick() => keepalive_due = true,
         }
         if keepalive_due {
@@ -606,7 +668,16 @@ where
                 mailbox.push_control([protocol::heartbeat(now_micros())]);
             }
         }
-        let drain = mailbox.drain();
+        // Coalescing: a connection that wrote moments ago waits out the rest
+        // of the interval, so the changes of that time share one frame.
+        if !min_write_interval.is_zero() && !keepalive_due {
+            let ready_at = last_write + min_write_interval;
+            if Instant::now() < ready_at {
+                tokio::time::sleep_until(ready_at).await;
+            }
+        }
+        let drain = mailbox.drain(Instant::now().into_std());
+        next_due = drain.next_due.map(Instant::from_std);
         if drain.is_empty() {
             if keepalive_due && sink.flush().await.is_err() {
                 return CloseReason::WriteFailed;

@@ -30,6 +30,7 @@
 //! - [`publish`]: the `tickgate publish` role: feeds in, one quote per
 //!   symbol out to a NATS JetStream stream that gateway replicas load.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod connection;
@@ -54,7 +55,7 @@ use std::time::Duration;
 
 use tickgate_feeds::FeedSender;
 use tickgate_feeds::sim::{SimConfig, Simulator};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
@@ -173,6 +174,7 @@ impl Gateway {
             None => None,
         };
         state.tracker.spawn(publish_feed_gauges(Arc::clone(&state)));
+        state.tracker.spawn(admin::rebalance(Arc::clone(&state)));
         if feeds == FeedSetup::Configured {
             start_feeds(&state, &feed_tx)?;
         }
@@ -275,14 +277,27 @@ fn start_feeds(state: &Arc<AppState>, feed_tx: &FeedSender) -> Result<(), StartE
     })
 }
 
+/// Pending connections the kernel queues per listener. A reconnect storm
+/// of thousands of clients overflows the usual 128 and the overflow retries
+/// only after 1 s and 3 s.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            listener,
-            addr,
-            source,
-        })
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    bind().map_err(|source| StartError::Bind {
+        listener,
+        addr,
+        source,
+    })
 }
 
 async fn publish_feed_gauges(state: Arc<AppState>) {

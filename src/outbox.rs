@@ -9,8 +9,12 @@
 //! wake-up.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use tickgate_feeds::Quote;
 
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
@@ -31,6 +35,35 @@ struct Subscription {
     last_seq: u64,
     /// Whether `id` is already in `Outbox::dirty`.
     dirty: bool,
+    delivery: Delivery,
+    /// When the last update of this symbol went out (rate-capped only).
+    last_sent_at: Option<Instant>,
+    /// The quote this client holds (delta mode only): deltas are computed
+    /// against it.
+    last_sent: Option<Arc<Snapshot>>,
+}
+
+/// How one subscription is delivered. The default is the contract
+/// behaviour: every change, as soon as the socket takes it, full quotes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Delivery {
+    /// Rate cap: at most one update of the symbol per interval; the latest
+    /// value is what goes out at each slot.
+    pub min_interval: Option<Duration>,
+    /// Updates carry only the fields that changed since the quote this
+    /// client last received (plus `symbol`, `seq`, `ts`).
+    pub delta: bool,
+    /// Updates carry `conflated` (ticks skipped for this client since its
+    /// previous update of the symbol) and `received_ts` (gateway receive
+    /// time, µs).
+    pub meta: bool,
+}
+
+impl Delivery {
+    /// Whether quotes must be encoded for this connection alone.
+    fn personal(&self) -> bool {
+        self.delta || self.meta
+    }
 }
 
 /// What a writer takes out of the outbox in one go.
@@ -47,6 +80,8 @@ pub struct Drain {
     pub conflated: u64,
     /// Oldest gateway receive time (µs) among the quotes in `update`.
     pub oldest_received_micros: Option<u64>,
+    /// Earliest time a rate-capped symbol still pending may be sent.
+    pub next_due: Option<Instant>,
 }
 
 impl Drain {
@@ -87,21 +122,38 @@ impl Outbox {
     /// Adds a subscription and returns the snapshot the client must receive
     /// for it (if the symbol has data). Returns `None` as well when already
     /// subscribed: the client already has that symbol's state.
-    pub fn subscribe(&mut self, slot: Arc<Slot>) -> Option<Arc<Snapshot>> {
-        if self.subs.contains_key(&slot.id) {
+    ///
+    /// With `resume`, the seq of the symbol the client already holds, the
+    /// snapshot is skipped when that is still the current seq. A subscription
+    /// that exists takes the new `delivery`.
+    pub fn subscribe(
+        &mut self,
+        slot: Arc<Slot>,
+        delivery: Delivery,
+        resume: Option<u64>,
+    ) -> Option<Arc<Snapshot>> {
+        if let Some(existing) = self.subs.get_mut(&slot.id) {
+            existing.delivery = delivery;
             return None;
         }
         let latest = slot.latest();
         let last_seq = latest.as_ref().map_or(0, |s| s.quote.seq);
+        let last_sent = latest.clone().filter(|_| delivery.delta);
         self.subs.insert(
             slot.id,
             Subscription {
                 slot,
                 last_seq,
                 dirty: false,
+                delivery,
+                last_sent_at: None,
+                last_sent,
             },
         );
-        latest
+        match (latest, resume) {
+            (Some(snapshot), Some(held)) if snapshot.quote.seq == held => None,
+            (latest, _) => latest,
+        }
     }
 
     /// Drops a subscription and its pending entry, so that subscribing again
@@ -167,7 +219,10 @@ impl Outbox {
     /// Takes everything owed: queued replies first, then one `update` frame
     /// with the latest quote of each dirty symbol whose seq is newer than what
     /// the client already holds.
-    pub fn drain(&mut self) -> Drain {
+    ///
+    /// A rate-capped symbol whose slot has not come yet stays pending, and
+    /// `next_due` says when to drain again.
+    pub fn drain(&mut self, now: Instant) -> Drain {
         let mut drain = Drain {
             control: self.control.drain(..).collect(),
             ..Drain::default()
@@ -177,10 +232,19 @@ impl Outbox {
         }
         let mut frame = String::with_capacity(32 + self.dirty.len() * 192);
         frame.push_str(r#"{"type":"update","quotes":["#);
+        let mut deferred = Vec::new();
         for id in self.dirty.drain(..) {
             let Some(sub) = self.subs.get_mut(&id) else {
                 continue;
             };
+            if let (Some(interval), Some(at)) = (sub.delivery.min_interval, sub.last_sent_at)
+                && now < at + interval
+            {
+                let due = at + interval;
+                drain.next_due = Some(drain.next_due.map_or(due, |d| d.min(due)));
+                deferred.push(id);
+                continue;
+            }
             sub.dirty = false;
             let Some(snapshot) = sub.slot.latest() else {
                 continue;
@@ -189,12 +253,20 @@ impl Outbox {
             if seq <= sub.last_seq {
                 continue;
             }
-            drain.conflated += seq - sub.last_seq - 1;
+            let conflated = seq - sub.last_seq - 1;
+            drain.conflated += conflated;
             sub.last_seq = seq;
+            if sub.delivery.min_interval.is_some() {
+                sub.last_sent_at = Some(now);
+            }
             if drain.quotes > 0 {
                 frame.push(',');
             }
-            frame.push_str(&snapshot.json);
+            if sub.delivery.personal() {
+                encode_personal(&mut frame, &snapshot, sub, conflated);
+            } else {
+                frame.push_str(&snapshot.json);
+            }
             drain.quotes += 1;
             let received = snapshot.received_micros;
             drain.oldest_received_micros = Some(
@@ -203,12 +275,64 @@ impl Outbox {
                     .map_or(received, |o| o.min(received)),
             );
         }
+        self.dirty = deferred;
         frame.push_str("]}");
         if drain.quotes > 0 {
             drain.update = Some(frame);
         }
         drain
     }
+}
+
+/// Appends a quote encoded for one connection: only changed fields in delta
+/// mode, plus freshness fields in meta mode.
+fn encode_personal(
+    frame: &mut String,
+    snapshot: &Arc<Snapshot>,
+    sub: &mut Subscription,
+    conflated: u64,
+) {
+    let body = match sub.last_sent.as_ref().filter(|_| sub.delivery.delta) {
+        Some(previous) => delta_json(&previous.quote, &snapshot.quote),
+        None => snapshot.json.clone(),
+    };
+    if sub.delivery.delta {
+        sub.last_sent = Some(Arc::clone(snapshot));
+    }
+    if sub.delivery.meta {
+        // `body` is a JSON object: splice the extra fields before its `}`.
+        frame.push_str(&body[..body.len() - 1]);
+        frame.push_str(&format!(
+            r#","conflated":{conflated},"received_ts":{}}}"#,
+            snapshot.received_micros
+        ));
+    } else {
+        frame.push_str(&body);
+    }
+}
+
+/// `current` as a Quote object holding `symbol`, `seq`, `ts` and only the
+/// fields whose value differs from `previous` (a field that became unknown
+/// is sent as `null`).
+pub fn delta_json(previous: &Quote, current: &Quote) -> String {
+    let (Ok(Value::Object(before)), Ok(Value::Object(mut after))) = (
+        serde_json::to_value(previous),
+        serde_json::to_value(current),
+    ) else {
+        return String::new();
+    };
+    for (key, old) in &before {
+        match after.get(key) {
+            Some(new) if new == old && !matches!(key.as_str(), "symbol" | "seq" | "ts") => {
+                after.remove(key);
+            }
+            None => {
+                after.insert(key.clone(), Value::Null);
+            }
+            _ => {}
+        }
+    }
+    Value::Object(after).to_string()
 }
 
 /// An [`Outbox`] shared between the ingest task and a connection, with the
@@ -222,6 +346,19 @@ pub struct Mailbox {
     pub drained: Notify,
     /// What the connection is doing, for metrics and introspection.
     pub stats: ConnStats,
+    /// Set when the gateway asks this connection to close (rebalancing, an
+    /// operator via the admin API); the reason decides the close frame.
+    kick: std::sync::OnceLock<Kick>,
+    kicked: Notify,
+}
+
+/// Why the gateway itself asks a connection to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// Shed to rebalance load after scale-out (close 1013, try again later).
+    Rebalance,
+    /// Closed by an operator through the admin API (close 1008).
+    Operator,
 }
 
 /// Counters a connection updates as it works; read by `/metrics` and the
@@ -289,6 +426,25 @@ impl Mailbox {
             wake: Notify::new(),
             drained: Notify::new(),
             stats: ConnStats::new(),
+            kick: std::sync::OnceLock::new(),
+            kicked: Notify::new(),
+        }
+    }
+
+    /// Asks the connection to close; the first reason given wins.
+    pub fn kick(&self, why: Kick) {
+        if self.kick.set(why).is_ok() {
+            self.kicked.notify_one();
+        }
+    }
+
+    /// Resolves when the gateway asked this connection to close.
+    pub async fn kicked(&self) -> Kick {
+        loop {
+            if let Some(why) = self.kick.get() {
+                return *why;
+            }
+            self.kicked.notified().await;
         }
     }
 
@@ -322,8 +478,8 @@ impl Mailbox {
 
     /// Takes everything owed (see [`Outbox::drain`]) and lets a waiting reader
     /// go on.
-    pub fn drain(&self) -> Drain {
-        let drain = self.lock().drain();
+    pub fn drain(&self, now: Instant) -> Drain {
+        let drain = self.lock().drain(now);
         if !drain.control.is_empty() {
             self.drained.notify_one();
         }
@@ -372,7 +528,12 @@ mod tests {
             .get_or_create(Symbol::parse("AAPL").expect("valid"))
             .expect("room");
         let mut outbox = Outbox::default();
-        assert!(outbox.subscribe(Arc::clone(&aapl)).is_none(), "no data yet");
+        assert!(
+            outbox
+                .subscribe(Arc::clone(&aapl), Delivery::default(), None)
+                .is_none(),
+            "no data yet"
+        );
         for i in 1..=1000 {
             store.apply(&aapl, &tick(aapl.symbol, f64::from(i)), 1);
             outbox.mark_dirty(aapl.id);
@@ -381,11 +542,11 @@ mod tests {
                 "one entry per symbol however many ticks"
             );
         }
-        let drain = outbox.drain();
+        let drain = outbox.drain(Instant::now());
         let quotes = quotes_of(drain.update.as_deref().expect("update"));
         assert_eq!(quotes, vec![("AAPL".to_owned(), 1000, 1000.0)]);
         assert_eq!(drain.conflated, 999);
-        assert!(outbox.drain().is_empty());
+        assert!(outbox.drain(Instant::now()).is_empty());
     }
 
     #[test]
@@ -398,11 +559,13 @@ mod tests {
         let mut outbox = Outbox::default();
         // A tick marked dirty before the subscription existed is ignored...
         outbox.mark_dirty(msft.id);
-        let snap = outbox.subscribe(Arc::clone(&msft)).expect("has data");
+        let snap = outbox
+            .subscribe(Arc::clone(&msft), Delivery::default(), None)
+            .expect("has data");
         assert_eq!(snap.quote.seq, 1);
         // ...and a dirty mark for a seq the snapshot already carried sends nothing.
         outbox.mark_dirty(msft.id);
-        assert!(outbox.drain().update.is_none());
+        assert!(outbox.drain(Instant::now()).update.is_none());
     }
 
     #[test]
@@ -415,20 +578,162 @@ mod tests {
             .get_or_create(Symbol::parse("B").expect("valid"))
             .expect("room");
         let mut outbox = Outbox::default();
-        outbox.subscribe(Arc::clone(&a));
-        outbox.subscribe(Arc::clone(&b));
+        outbox.subscribe(Arc::clone(&a), Delivery::default(), None);
+        outbox.subscribe(Arc::clone(&b), Delivery::default(), None);
         store.apply(&a, &tick(a.symbol, 1.0), 1);
         store.apply(&b, &tick(b.symbol, 2.0), 1);
         assert!(outbox.mark_dirty(a.id), "first entry wakes the writer");
         assert!(!outbox.mark_dirty(b.id), "second does not");
         outbox.push_control("ack".to_owned());
         outbox.unsubscribe(b.id);
-        let drain = outbox.drain();
+        let drain = outbox.drain(Instant::now());
         assert_eq!(drain.control, vec!["ack".to_owned()]);
         assert_eq!(
             quotes_of(drain.update.as_deref().expect("update")),
             vec![("A".to_owned(), 1, 1.0)]
         );
+    }
+
+    #[test]
+    fn a_rate_cap_sends_the_latest_value_once_per_slot() {
+        let store = SnapshotStore::new(10);
+        let aapl = store
+            .get_or_create(Symbol::parse("AAPL").expect("valid"))
+            .expect("room");
+        let mut outbox = Outbox::default();
+        let capped = Delivery {
+            min_interval: Some(Duration::from_millis(250)),
+            ..Delivery::default()
+        };
+        outbox.subscribe(Arc::clone(&aapl), capped, None);
+        let t0 = Instant::now();
+        store.apply(&aapl, &tick(aapl.symbol, 1.0), 1);
+        outbox.mark_dirty(aapl.id);
+        assert_eq!(
+            quotes_of(&outbox.drain(t0).update.expect("first goes at once")),
+            vec![("AAPL".into(), 1, 1.0)]
+        );
+        for price in 2..=5 {
+            store.apply(&aapl, &tick(aapl.symbol, f64::from(price)), 1);
+            outbox.mark_dirty(aapl.id);
+        }
+        let early = outbox.drain(t0 + Duration::from_millis(100));
+        assert!(early.update.is_none(), "inside the slot nothing goes");
+        assert_eq!(early.next_due, Some(t0 + Duration::from_millis(250)));
+        assert_eq!(outbox.pending(), 1, "still pending, once");
+        let due = outbox.drain(t0 + Duration::from_millis(250));
+        assert_eq!(
+            quotes_of(&due.update.expect("sent at the slot")),
+            vec![("AAPL".into(), 5, 5.0)]
+        );
+        assert_eq!(due.conflated, 3);
+    }
+
+    #[test]
+    fn meta_adds_conflated_and_receive_time() {
+        let store = SnapshotStore::new(10);
+        let msft = store
+            .get_or_create(Symbol::parse("MSFT").expect("valid"))
+            .expect("room");
+        let mut outbox = Outbox::default();
+        let meta = Delivery {
+            meta: true,
+            ..Delivery::default()
+        };
+        outbox.subscribe(Arc::clone(&msft), meta, None);
+        for i in 1..=3 {
+            store.apply(
+                &msft,
+                &tick(msft.symbol, f64::from(i)),
+                1_000 + u64::try_from(i).unwrap_or(0),
+            );
+            outbox.mark_dirty(msft.id);
+        }
+        let frame: serde_json::Value =
+            serde_json::from_str(&outbox.drain(Instant::now()).update.expect("update"))
+                .expect("JSON");
+        assert_eq!(frame["quotes"][0]["conflated"], 2);
+        assert_eq!(frame["quotes"][0]["received_ts"], 1_003);
+        assert_eq!(frame["quotes"][0]["seq"], 3);
+    }
+
+    #[test]
+    fn resume_skips_the_snapshot_only_while_the_clients_seq_is_current() {
+        let store = SnapshotStore::new(10);
+        let a = store
+            .get_or_create(Symbol::parse("A").expect("valid"))
+            .expect("room");
+        store.apply(&a, &tick(a.symbol, 1.0), 1);
+        store.apply(&a, &tick(a.symbol, 2.0), 1);
+        assert!(
+            Outbox::default()
+                .subscribe(Arc::clone(&a), Delivery::default(), Some(2))
+                .is_none()
+        );
+        assert_eq!(
+            Outbox::default()
+                .subscribe(Arc::clone(&a), Delivery::default(), Some(1))
+                .map(|s| s.quote.seq),
+            Some(2)
+        );
+        // A seq from another gateway process (higher than ours) gets the snapshot.
+        assert!(
+            Outbox::default()
+                .subscribe(Arc::clone(&a), Delivery::default(), Some(99))
+                .is_some()
+        );
+    }
+
+    fn random_tick(symbol: Symbol, fields: u8, value: u16) -> Tick {
+        let v = Some(f64::from(value) + 1.0);
+        let pick = |bit: u8| if fields & (1 << bit) != 0 { v } else { None };
+        Tick {
+            symbol: Some(symbol),
+            bid: pick(0).or(Some(1.0)),
+            ask: pick(1),
+            bid_size: pick(2),
+            ask_size: pick(3),
+            last: pick(4),
+            last_size: pick(5),
+            volume: pick(6),
+            prev_close: pick(7),
+            ..Tick::default()
+        }
+    }
+
+    proptest! {
+        /// A client that merges delta updates field by field (null = unknown)
+        /// onto its snapshot holds exactly the full quote after every frame.
+        #[test]
+        fn delta_updates_merged_by_a_client_reproduce_the_full_quotes(
+            steps in proptest::collection::vec((any::<u8>(), 0..500u16, any::<bool>()), 1..120)
+        ) {
+            let store = SnapshotStore::new(10);
+            let slot = store.get_or_create(Symbol::parse("D").expect("valid")).expect("room");
+            store.apply(&slot, &random_tick(slot.symbol, 0xff, 7), 1);
+            let mut outbox = Outbox::default();
+            let snapshot = outbox
+                .subscribe(Arc::clone(&slot), Delivery { delta: true, ..Delivery::default() }, None)
+                .expect("has data");
+            let serde_json::Value::Object(mut held) = serde_json::from_str(&snapshot.json).expect("JSON") else {
+                panic!("quote is an object");
+            };
+            for (fields, value, drain_now) in steps {
+                store.apply(&slot, &random_tick(slot.symbol, fields, value), u64::from(value));
+                outbox.mark_dirty(slot.id);
+                if !drain_now {
+                    continue;
+                }
+                let Some(frame) = outbox.drain(Instant::now()).update else { continue };
+                let frame: serde_json::Value = serde_json::from_str(&frame).expect("JSON");
+                let serde_json::Value::Object(delta) = frame["quotes"][0].clone() else { panic!("object") };
+                for (key, value) in delta {
+                    if value.is_null() { held.remove(&key); } else { held.insert(key, value); }
+                }
+                let full: serde_json::Value = serde_json::from_str(&slot.latest().expect("data").json).expect("JSON");
+                prop_assert_eq!(serde_json::Value::Object(held.clone()), full);
+            }
+        }
     }
 
     #[derive(Debug, Clone)]
@@ -479,7 +784,7 @@ mod tests {
                         outbox.mark_dirty(slots[symbol].id);
                     }
                     Step::Drain => {
-                        if let Some(frame) = outbox.drain().update { receive(&frame, &mut held) }
+                        if let Some(frame) = outbox.drain(Instant::now()).update { receive(&frame, &mut held) }
                     }
                     Step::Unsubscribe(i) => {
                         outbox.unsubscribe(slots[i].id);
@@ -489,7 +794,7 @@ mod tests {
                     Step::Subscribe(i) => {
                         if !subscribed[i] {
                             subscribed[i] = true;
-                            if let Some(snap) = outbox.subscribe(Arc::clone(&slots[i])) {
+                            if let Some(snap) = outbox.subscribe(Arc::clone(&slots[i]), Delivery::default(), None) {
                                 let frame = format!(r#"{{"quotes":[{}]}}"#, snap.json);
                                 receive(&frame, &mut held);
                             }
@@ -498,7 +803,7 @@ mod tests {
                 }
                 prop_assert!(outbox.pending() <= outbox.subscription_count());
             }
-            if let Some(frame) = outbox.drain().update { receive(&frame, &mut held) }
+            if let Some(frame) = outbox.drain(Instant::now()).update { receive(&frame, &mut held) }
             for (i, slot) in slots.iter().enumerate() {
                 if !subscribed[i] { continue }
                 let latest = slot.latest().map(|s| (s.quote.seq, s.quote.bid.unwrap_or_default()));

@@ -23,12 +23,72 @@ pub enum RequestId {
     Text(String),
 }
 
+/// Opt-in delivery options of a `subscribe` (tickgate extensions); a
+/// subscribe without them gets the contract behaviour.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscribeOptions {
+    /// `max_rate`: at most this many updates per second per symbol.
+    pub max_rate: Option<f64>,
+    /// `delta`: updates carry only changed fields.
+    pub delta: bool,
+    /// `meta`: updates carry `conflated` and `received_ts`.
+    pub meta: bool,
+    /// `resume`: symbol → seq the client already holds; the snapshot leaves
+    /// out symbols whose seq is still current.
+    pub resume: Vec<(String, u64)>,
+}
+
+/// Highest `max_rate` a client may ask for.
+pub const MAX_RATE_LIMIT: f64 = 1000.0;
+
+fn parse_options(
+    object: &mut serde_json::Map<String, Value>,
+) -> Result<SubscribeOptions, &'static str> {
+    let mut options = SubscribeOptions::default();
+    match object.remove("max_rate") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(rate) if rate > 0.0 && rate <= MAX_RATE_LIMIT => options.max_rate = Some(rate),
+            _ => {
+                return Err(
+                    "\"max_rate\" must be a number of updates per second above 0 and at most 1000",
+                );
+            }
+        },
+        Some(_) => return Err("\"max_rate\" must be a number"),
+    }
+    for (key, slot) in [("delta", &mut options.delta), ("meta", &mut options.meta)] {
+        match object.remove(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(flag)) => *slot = flag,
+            Some(_) if key == "delta" => return Err("\"delta\" must be true or false"),
+            Some(_) => return Err("\"meta\" must be true or false"),
+        }
+    }
+    match object.remove("resume") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(held)) => {
+            for (symbol, seq) in held {
+                let Some(seq) = seq.as_u64() else {
+                    return Err(
+                        "\"resume\" must map symbols to the seq the client holds (non-negative integers)",
+                    );
+                };
+                options.resume.push((symbol, seq));
+            }
+        }
+        Some(_) => return Err("\"resume\" must be an object of symbol: seq"),
+    }
+    Ok(options)
+}
+
 /// A parsed client request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Subscribe {
         id: Option<RequestId>,
         symbols: Vec<String>,
+        options: SubscribeOptions,
     },
     Unsubscribe {
         id: Option<RequestId>,
@@ -156,7 +216,13 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
                 return Err(RequestError::bad(id, "\"symbols\" is empty"));
             }
             Ok(if op == "subscribe" {
-                Request::Subscribe { id, symbols }
+                let options = parse_options(&mut object)
+                    .map_err(|message| RequestError::bad(id.clone(), message))?;
+                Request::Subscribe {
+                    id,
+                    symbols,
+                    options,
+                }
             } else {
                 Request::Unsubscribe { id, symbols }
             })
@@ -319,6 +385,16 @@ pub fn error(id: Option<&RequestId>, code: ErrorCode, message: &str, symbols: &[
     })
 }
 
+/// A snapshot answering a `subscribe` with `resume`: `"resumed":true` says
+/// the resume was honoured, `unchanged` counts the symbols left out because
+/// the client's seq is current.
+pub fn snapshot_resumed(quotes: &[String], unchanged: usize) -> String {
+    let mut frame = snapshot(quotes);
+    frame.truncate(frame.len() - 1);
+    frame.push_str(&format!(r#","resumed":true,"unchanged":{unchanged}}}"#));
+    frame
+}
+
 /// `{"type":"snapshot","quotes":[...]}` from pre-encoded quotes.
 pub fn snapshot(quotes: &[String]) -> String {
     let mut frame = String::with_capacity(32 + quotes.iter().map(|q| q.len() + 1).sum::<usize>());
@@ -349,7 +425,8 @@ mod tests {
             ),
             Ok(Request::Subscribe {
                 id: Some(RequestId::Number(1.into())),
-                symbols: vec!["AAPL".into(), "MSFT".into()]
+                symbols: vec!["AAPL".into(), "MSFT".into()],
+                options: SubscribeOptions::default(),
             })
         );
         assert_eq!(
@@ -400,20 +477,6 @@ mod tests {
     }
 
     #[test]
-    fn symbols_are_validated_deduplicated_and_echo_is_bounded() {
-        let texts: Vec<String> = ["AAPL", "AAPL", "??", "MSFT", &"Z".repeat(100)]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        let list = parse_symbols(&texts);
-        assert_eq!(
-            list.valid.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-            ["AAPL", "MSFT"]
-        );
-        assert_eq!(list.invalid, vec!["??".to_owned(), "Z".repeat(40)]);
-    }
-
-    #[test]
     fn auth_op_carries_a_token_string() {
         assert_eq!(
             parse_request(r#"{"op":"auth","token":"a.b.c","id":4}"#),
@@ -429,6 +492,20 @@ mod tests {
         ] {
             assert_eq!(code_of(text), ErrorCode::BadRequest, "{text}");
         }
+    }
+
+    #[test]
+    fn symbols_are_validated_deduplicated_and_echo_is_bounded() {
+        let texts: Vec<String> = ["AAPL", "AAPL", "??", "MSFT", &"Z".repeat(100)]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let list = parse_symbols(&texts);
+        assert_eq!(
+            list.valid.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            ["AAPL", "MSFT"]
+        );
+        assert_eq!(list.invalid, vec!["??".to_owned(), "Z".repeat(40)]);
     }
 
     #[test]

@@ -104,6 +104,14 @@ pub async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
+        if let (Listener::Client { .. }, Some(bytes)) =
+            (kind, state.config.connection.send_buffer_bytes)
+        {
+            // A small kernel send buffer keeps a stalled client's backlog in
+            // its outbox, where it conflates, instead of seconds of stale
+            // frames queued in the kernel.
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(bytes);
+        }
         let state_for_conn = Arc::clone(&state);
         let metrics = metrics.clone();
         state
@@ -189,8 +197,48 @@ fn route(
             );
             response
         }
+        (Listener::Admin, "/connections") if request.method() == Method::GET => {
+            json(&crate::admin::connections(&state))
+        }
+        (Listener::Admin, "/symbols") if request.method() == Method::GET => {
+            let top = request
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("top=")))
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(20)
+                .min(10_000);
+            json(&crate::admin::top_symbols(&state, top))
+        }
+        (Listener::Admin, p) if p.starts_with("/connections/") && p.ends_with("/close") => {
+            if request.method() != Method::POST {
+                return method_not_allowed();
+            }
+            let id = p
+                .trim_start_matches("/connections/")
+                .trim_end_matches("/close");
+            match id.parse::<u64>() {
+                Ok(id) if crate::admin::close(&state, id) => {
+                    text(StatusCode::ACCEPTED, "closing\n")
+                }
+                Ok(_) => text(StatusCode::NOT_FOUND, "no such connection\n"),
+                Err(_) => text(StatusCode::BAD_REQUEST, "connection ids are numbers\n"),
+            }
+        }
         (Listener::Admin, _) => not_found(),
     }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
+    let mut response = text(
+        StatusCode::OK,
+        &serde_json::to_string(value).unwrap_or_default(),
+    );
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Answers a WebSocket upgrade on `/ws` and hands the socket to a connection task.

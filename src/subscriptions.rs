@@ -14,10 +14,10 @@
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use tickgate_feeds::Symbol;
 
-use crate::outbox::{ConnId, Mailbox};
+use crate::outbox::{ConnId, Delivery, Mailbox};
 use crate::store::{Slot, SnapshotStore, StoreFull};
 
 /// Subscribers of one symbol. Dense, so the fan-out loop is a slice walk;
@@ -67,15 +67,22 @@ pub struct Subscribed {
     pub over_limit: Vec<Symbol>,
     /// Symbols refused because the symbol table is full.
     pub table_full: Vec<Symbol>,
+    /// Resumed symbols left out of the snapshot: the client's seq is current.
+    pub unchanged: usize,
 }
 
 /// Subscribes `mailbox` to `symbols` (already validated and de-duplicated),
 /// keeping the connection at or under `max_subscriptions`.
+///
+/// Every subscribed symbol takes `delivery`; `resume` holds the seq the client
+/// already has per symbol, whose snapshot is skipped while still current.
 pub fn subscribe(
     store: &SnapshotStore,
     mailbox: &Arc<Mailbox>,
     symbols: &[Symbol],
     max_subscriptions: usize,
+    delivery: Delivery,
+    resume: &FxHashMap<Symbol, u64>,
 ) -> Subscribed {
     let mut result = Subscribed::default();
     let mut slots = Vec::with_capacity(symbols.len());
@@ -106,16 +113,13 @@ pub fn subscribe(
     }
     let mut outbox = mailbox.lock();
     for slot in slots {
-        let already = outbox.is_subscribed(slot.id);
         result.symbols.push(slot.symbol);
-        match outbox.subscribe(Arc::clone(&slot)) {
+        let held = resume.get(&slot.symbol).copied();
+        match outbox.subscribe(Arc::clone(&slot), delivery, held) {
             Some(snapshot) => result.snapshot.push(snapshot.json.clone()),
-            None if !already => result.no_data.push(slot.symbol),
-            None => {
-                if slot.latest().is_none() {
-                    result.no_data.push(slot.symbol);
-                }
-            }
+            None if held.is_some() && slot.latest().is_some() => result.unchanged += 1,
+            None if slot.latest().is_none() => result.no_data.push(slot.symbol),
+            None => {}
         }
     }
     result

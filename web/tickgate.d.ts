@@ -172,6 +172,23 @@ export interface ClientOptions {
    */
   validateSymbols?: boolean;
   reconnect?: ReconnectOptions;
+  /** Opt-in delivery options sent with every subscribe (docs/protocol.md). */
+  delivery?: DeliveryOptions;
+  /**
+   * On reconnect, send the seq held per symbol (`resume`) so the snapshot
+   * carries only symbols that changed meanwhile (default false).
+   */
+  resume?: boolean;
+}
+
+/** The gateway's opt-in per-subscription delivery options. */
+export interface DeliveryOptions {
+  /** At most this many updates per second per symbol (the latest at each slot). */
+  maxRate?: number;
+  /** Updates carry only changed fields (merged transparently). */
+  delta?: boolean;
+  /** Quotes carry `conflated` and `received_ts`. */
+  meta?: boolean;
 }
 
 /** The part of the WebSocket interface the client uses. */

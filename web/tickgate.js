@@ -431,7 +431,33 @@ export class TickgateClient {
     request.id = this._nextId++;
     request.timer = setTimeout(() => this._timeout(request.id), this.options.requestTimeoutMs);
     this._pending.set(request.id, request);
-    this._send({ op: request.op, symbols: request.symbols, id: request.id });
+    const message = { op: request.op, symbols: request.symbols, id: request.id };
+    if (request.op === 'subscribe') Object.assign(message, this._deliveryOptions(request));
+    this._send(message);
+  }
+
+  /**
+   * The gateway's opt-in delivery options (docs/protocol.md): `maxRate`,
+   * `delta`, `meta` from the `delivery` option, and on a reconnect with
+   * `resume` the seq held per symbol, so the snapshot carries only what
+   * changed. Deltas need no special handling: quotes merge field by field
+   * and `null` removes a field.
+   */
+  _deliveryOptions(request) {
+    const delivery = this.options.delivery ?? {};
+    const extra = {};
+    if (delivery.maxRate) extra.max_rate = delivery.maxRate;
+    if (delivery.delta) extra.delta = true;
+    if (delivery.meta) extra.meta = true;
+    if (this.options.resume && request.internal) {
+      const resume = {};
+      for (const symbol of request.symbols) {
+        const held = this.quotes.get(symbol);
+        if (held && Number.isInteger(held.seq)) resume[symbol] = held.seq;
+      }
+      if (Object.keys(resume).length > 0) extra.resume = resume;
+    }
+    return extra;
   }
 
   _timeout(id) {

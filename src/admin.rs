@@ -1,0 +1,140 @@
+//! Introspection and control on the admin listener: who is connected and
+//! how they are doing, which symbols are most wanted, closing one
+//! connection, and the optional shedding that rebalances connections after
+//! scale-out. Never on the client listener; keep the admin port private.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::outbox::Kick;
+use crate::state::AppState;
+use crate::subscriptions::lock_subscribers;
+
+/// One row of `GET /connections`.
+#[derive(Debug, Serialize)]
+pub struct ConnectionInfo {
+    pub id: u64,
+    pub age_seconds: f64,
+    pub subscriptions: usize,
+    /// Symbols changed but not yet sent (at most `subscriptions`).
+    pub pending: usize,
+    /// How long the current write has been blocked (0 when not writing).
+    pub blocked_ms: u64,
+    pub inflight_bytes: u64,
+    pub updates_sent: u64,
+    pub conflated: u64,
+    /// Whether it counts in `tickgate_slow_consumers`.
+    pub slow: bool,
+}
+
+/// Every open connection, oldest first.
+pub fn connections(state: &AppState) -> Vec<ConnectionInfo> {
+    let slow_after = Duration::from_millis(state.config.connection.slow_consumer_ms);
+    let mut rows: Vec<ConnectionInfo> = state
+        .connections()
+        .iter()
+        .map(|mailbox| {
+            let (subscriptions, pending) = {
+                let outbox = mailbox.lock();
+                (outbox.subscription_count(), outbox.pending())
+            };
+            let blocked = mailbox.stats.blocked_for().unwrap_or_default();
+            ConnectionInfo {
+                id: mailbox.id,
+                age_seconds: mailbox.stats.opened.elapsed().as_secs_f64(),
+                subscriptions,
+                pending,
+                blocked_ms: blocked.as_millis() as u64,
+                inflight_bytes: mailbox.stats.inflight_bytes(),
+                updates_sent: mailbox.stats.updates_sent.load(Ordering::Relaxed),
+                conflated: mailbox.stats.conflated.load(Ordering::Relaxed),
+                slow: blocked >= slow_after,
+            }
+        })
+        .collect();
+    rows.sort_by_key(|row| row.id);
+    rows
+}
+
+/// One row of `GET /symbols`.
+#[derive(Debug, Serialize)]
+pub struct SymbolInfo {
+    pub symbol: String,
+    pub subscribers: usize,
+    /// Latest seq (0 before any data).
+    pub seq: u64,
+}
+
+/// The `top` symbols with the most subscribers.
+pub fn top_symbols(state: &AppState, top: usize) -> Vec<SymbolInfo> {
+    let mut rows: Vec<SymbolInfo> = state
+        .store
+        .slots()
+        .iter()
+        .map(|slot| SymbolInfo {
+            symbol: slot.symbol.to_string(),
+            subscribers: lock_subscribers(slot).len(),
+            seq: slot.latest().map_or(0, |s| s.quote.seq),
+        })
+        .filter(|row| row.subscribers > 0)
+        .collect();
+    rows.sort_by(|a, b| {
+        b.subscribers
+            .cmp(&a.subscribers)
+            .then_with(|| a.symbol.cmp(&b.symbol))
+    });
+    rows.truncate(top);
+    rows
+}
+
+/// Asks connection `id` to close (1008, "closed by the operator"). Returns
+/// whether it was open.
+pub fn close(state: &AppState, id: u64) -> bool {
+    match state.connections().into_iter().find(|m| m.id == id) {
+        Some(mailbox) => {
+            mailbox.kick(Kick::Operator);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Optional rebalancing after scale-out: while this instance holds more than
+/// `rebalance.target_connections` plus `tolerance_pct`, close up to
+/// `shed_per_second` of its oldest connections each second with 1013 (try
+/// again later), so they reconnect through the load balancer and land on
+/// the emptier instances. Off when `target_connections` is 0.
+pub async fn rebalance(state: Arc<AppState>) {
+    let settings = state.config.rebalance.clone();
+    if settings.target_connections == 0 {
+        return;
+    }
+    let ceiling =
+        (settings.target_connections as f64 * (1.0 + settings.tolerance_pct / 100.0)).ceil() as u64;
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = state.drain.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let open = state.open_connections();
+        if open <= ceiling {
+            continue;
+        }
+        let shed = (open - ceiling).min(u64::from(settings.shed_per_second)) as usize;
+        let mut oldest = state.connections();
+        oldest.sort_by_key(|m| m.id);
+        for mailbox in oldest.into_iter().take(shed) {
+            mailbox.kick(Kick::Rebalance);
+        }
+        tracing::info!(
+            open,
+            ceiling,
+            shed,
+            "rebalancing: shedding connections with 1013"
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! The admin listener's introspection and control, and optional rebalancing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+async fn get_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = http_get(addr, path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).expect("JSON body")
+}
+
+#[tokio::test]
+async fn connections_and_symbols_are_listed_and_one_connection_can_be_closed() {
+    let gateway = gateway_without_feeds(test_config()).await;
+    let admin = gateway.admin_addr();
+    let mut a = Client::connect(gateway.client_addr()).await;
+    a.send(r#"{"op":"subscribe","symbols":["AAPL","MSFT"]}"#)
+        .await;
+    a.next_of_type("snapshot").await;
+    let mut b = Client::connect(gateway.client_addr()).await;
+    b.send(r#"{"op":"subscribe","symbols":["AAPL"]}"#).await;
+    b.next_of_type("snapshot").await;
+
+    let connections = get_json(admin, "/connections").await;
+    let rows = connections.as_array().expect("array");
+    assert_eq!(rows.len(), 2);
+    let mut subs: Vec<u64> = rows
+        .iter()
+        .map(|r| r["subscriptions"].as_u64().expect("count"))
+        .collect();
+    subs.sort();
+    assert_eq!(subs, [1, 2]);
+    for key in [
+        "id",
+        "age_seconds",
+        "pending",
+        "blocked_ms",
+        "inflight_bytes",
+        "updates_sent",
+        "conflated",
+        "slow",
+    ] {
+        assert!(rows[0].get(key).is_some(), "{key} missing");
+    }
+    let symbols = get_json(admin, "/symbols?top=1").await;
+    assert_eq!(
+        symbols,
+        serde_json::json!([{"symbol":"AAPL","subscribers":2,"seq":0}])
+    );
+
+    let id = rows
+        .iter()
+        .find(|r| r["subscriptions"] == 2)
+        .expect("a's row")["id"]
+        .as_u64()
+        .expect("id");
+    let close =
+        format!("POST /connections/{id}/close HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(http_raw(admin, &close).await.0, 202);
+    let frame = a.expect_close().await.expect("close frame");
+    assert_eq!(frame.code, CloseCode::Policy);
+    assert_eq!(frame.reason.as_str(), "closed by the operator");
+    b.assert_usable().await;
+    drop(a);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http_raw(admin, &close).await.0 != 404 {
+        assert!(tokio::time::Instant::now() < deadline, "a closed connection stays listed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        http_raw(
+            admin,
+            "POST /connections/x/close HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(http_get(admin, "/connections/1/close").await.0, 405);
+    assert_eq!(
+        http_get(gateway.client_addr(), "/connections").await.0,
+        404,
+        "never on the client listener"
+    );
+    gateway.shutdown(WAIT).await;
+}
+
+#[tokio::test]
+async fn above_its_target_an_instance_sheds_its_oldest_connections_with_1013_at_a_bounded_rate() {
+    let mut config = test_config();
+    config.rebalance.target_connections = 4;
+    config.rebalance.tolerance_pct = 0.0;
+    config.rebalance.shed_per_second = 2;
+    let gateway = gateway_without_feeds(config).await;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let mut client = Client::connect(gateway.client_addr()).await;
+        client.assert_usable().await;
+        clients.push(client);
+    }
+    let start = tokio::time::Instant::now();
+    let mut shed = Vec::new();
+    for (i, client) in clients.iter_mut().enumerate().take(4) {
+        let frame = client.expect_close().await.expect("close frame");
+        assert_eq!(frame.code, CloseCode::Again, "client {i}");
+        shed.push(start.elapsed());
+    }
+    // Four to shed at two per second: it takes more than one tick.
+    assert!(
+        shed[3] >= Duration::from_millis(900),
+        "shed too fast: {shed:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for client in clients.iter_mut().skip(4) {
+        client.assert_usable().await;
+    }
+    assert_eq!(
+        gateway.state().open_connections(),
+        4,
+        "sheds down to the target, not below"
+    );
+    gateway.shutdown(WAIT).await;
+}

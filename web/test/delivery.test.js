@@ -1,0 +1,62 @@
+// The gateway's opt-in delivery options through tickgate.js, against a real
+// gateway: a rate cap, delta updates merged into complete quotes, freshness
+// metadata, and resume after a reconnect.
+// Run: node --test web/test/   (needs target/debug/tickgate or $TICKGATE_BIN)
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
+
+import { TickgateClient } from '../tickgate.js';
+import { sleep, startGateway, waitFor } from '../test-support/gateway.js';
+
+const FAST = { reconnect: { initialDelayMs: 100, maxDelayMs: 500 } };
+
+describe('delivery options through the client library', () => {
+  let gateway;
+  const clients = [];
+  const track = (client) => (clients.push(client), client);
+
+  before(async () => {
+    gateway = await startGateway({ args: ['--sim-rate', '20000'] });
+  });
+
+  after(async () => {
+    for (const client of clients) client.close();
+    await gateway?.stop();
+  });
+
+  test('maxRate caps updates per symbol and delta quotes merge into complete ones', async () => {
+    const client = track(new TickgateClient(gateway.wsUrl, { WebSocket, ...FAST, delivery: { maxRate: 2, delta: true, meta: true } }));
+    const arrivals = [];
+    client.on('quote', (state, info) => {
+      if (state.symbol === 'AAPL' && info.source === 'update') arrivals.push(Date.now());
+    });
+    await client.connect();
+    await client.subscribe(['AAPL']);
+    await sleep(2200);
+    assert.ok(arrivals.length >= 2 && arrivals.length <= 6, `${arrivals.length} updates in 2.2 s at 2 Hz`);
+    for (let i = 1; i < arrivals.length; i++) assert.ok(arrivals[i] - arrivals[i - 1] >= 400, `updates ${arrivals[i] - arrivals[i - 1]} ms apart`);
+    const aapl = client.get('AAPL').quote;
+    for (const field of ['bid', 'ask', 'bid_size', 'ask_size', 'last', 'volume', 'ts']) assert.equal(typeof aapl[field], 'number', `${field} kept across delta updates`);
+    assert.equal(typeof aapl.received_ts, 'number', 'meta fields arrive');
+    assert.ok(aapl.conflated > 0, 'at 20k ticks/s a 2 Hz subscriber skips ticks');
+  });
+
+  test('resume after a reconnect keeps what did not change and refreshes what did', async () => {
+    const client = track(new TickgateClient(gateway.wsUrl, { WebSocket, ...FAST, resume: true }));
+    const snapshots = [];
+    client.on('frame', (frame) => {
+      if (frame.type === 'snapshot') snapshots.push(frame);
+    });
+    await client.connect();
+    await client.subscribe(['AAPL', 'MSFT', 'NVDA']);
+    await waitFor(() => ['AAPL', 'MSFT', 'NVDA'].every((s) => client.get(s)?.seq !== undefined), { what: 'snapshot' });
+    client._socket.close(4000, "test: drop the link");
+    await waitFor(() => snapshots.some((f) => f.resumed === true), { what: 'a resumed snapshot after reconnect' });
+    const resumed = snapshots.find((f) => f.resumed === true);
+    assert.equal(typeof resumed.unchanged, 'number');
+    assert.ok(resumed.quotes.length + resumed.unchanged === 3, JSON.stringify(resumed));
+    for (const symbol of ['AAPL', 'MSFT', 'NVDA']) assert.equal(typeof client.get(symbol).quote.bid, 'number');
+  });
+});
