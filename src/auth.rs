@@ -620,9 +620,14 @@ mod tests {
             token_from_request(Some(b"bearer  t "), None, true),
             Some("t".into())
         );
+        // A present but unusable header is an empty (refused) token.
         assert_eq!(
             token_from_request(Some(b"Basic dXNlcg=="), None, true),
-            None
+            Some(String::new())
+        );
+        assert_eq!(
+            token_from_request(Some(b"Bearer"), None, true),
+            Some(String::new())
         );
         assert_eq!(
             token_from_request(None, Some("a=1&token=q.r.s"), true),
