@@ -124,6 +124,15 @@ impl FeedBoard {
                 0.0
             };
             metrics::gauge!(m::FEED_UP, "feed" => feed.name.to_string()).set(up);
+            for state in [
+                FeedState::Connecting,
+                FeedState::Live,
+                FeedState::Stale,
+                FeedState::Down,
+            ] {
+                let now = if feed.state == state { 1.0 } else { 0.0 };
+                metrics::gauge!(m::FEED_STATE, "feed" => feed.name.to_string(), "state" => state.as_str()).set(now);
+            }
             if let Some(last) = feed.last_tick {
                 metrics::gauge!(m::FEED_LAST_TICK_AGE, "feed" => feed.name.to_string())
                     .set(last.elapsed().as_secs_f64());

@@ -26,6 +26,7 @@ pub const BAD_REQUESTS: &str = "tickgate_client_errors_total";
 pub const TICK_TO_SEND: &str = "tickgate_tick_to_send_seconds";
 pub const FEED_LAG: &str = "tickgate_feed_lag_seconds";
 pub const FEED_UP: &str = "tickgate_feed_up";
+pub const FEED_STATE: &str = "tickgate_feed_state";
 pub const FEED_LAST_TICK_AGE: &str = "tickgate_feed_last_tick_age_seconds";
 pub const BUILD_INFO: &str = "tickgate_build_info";
 pub const SLOW_CONSUMERS: &str = "tickgate_slow_consumers";
@@ -133,6 +134,10 @@ fn describe() {
         "Source timestamp to gateway receipt, per tick batch."
     );
     describe_gauge!(FEED_UP, "1 when the feed is live, 0 otherwise, by feed.");
+    describe_gauge!(
+        FEED_STATE,
+        "1 for the state the feed is in (connecting, live, stale, down), 0 for the others, by feed."
+    );
     describe_gauge!(
         FEED_LAST_TICK_AGE,
         Unit::Seconds,

@@ -68,7 +68,10 @@ async fn connections_and_symbols_are_listed_and_one_connection_can_be_closed() {
     drop(a);
     let deadline = tokio::time::Instant::now() + WAIT;
     while http_raw(admin, &close).await.0 != 404 {
-        assert!(tokio::time::Instant::now() < deadline, "a closed connection stays listed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a closed connection stays listed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(

@@ -98,6 +98,12 @@ required = true
         503,
         "a stale required feed makes the gateway unready"
     );
+    let (_, metrics) = http_get(admin, "/metrics").await;
+    assert!(
+        metrics.contains(r#"tickgate_feed_state{feed="lines",state="stale"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"tickgate_feed_state{feed="lines",state="live"} 0"#));
     // A client subscribing now learns the state at once.
     let mut late = Client::connect(gateway.client_addr()).await;
     late.send(r#"{"op":"subscribe","symbols":["AAPL"]}"#).await;
