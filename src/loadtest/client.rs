@@ -245,19 +245,26 @@ async fn session(
             match frame {
                 Frame::Text(bytes) if shared.mode == PeerMode::Tickgate => {
                     local.frames += 1;
-                    match scan::message_type(bytes) {
+                    let scanned = scan::scan(bytes, |kind, q| {
+                        if matches!(kind, MessageType::Update | MessageType::Snapshot) {
+                            on_quote(
+                                plan,
+                                shared,
+                                held,
+                                &mut local,
+                                q,
+                                now,
+                                kind == MessageType::Update,
+                            );
+                        }
+                    });
+                    match scanned.kind {
                         MessageType::Update => {
-                            scan::for_each_quote(bytes, |q| {
-                                on_quote(plan, shared, held, &mut local, q, now, true);
-                            });
                             if let Some(from) = reconnected_from.take() {
                                 shared.record_reconnect(from.elapsed());
                             }
                         }
                         MessageType::Snapshot => {
-                            scan::for_each_quote(bytes, |q| {
-                                on_quote(plan, shared, held, &mut local, q, now, false);
-                            });
                             held.snapshot_seen = true;
                         }
                         MessageType::Subscribed => {
@@ -269,7 +276,8 @@ async fn session(
                             }
                         }
                         MessageType::Error => {
-                            shared.count_error(&format!("server_{}", scan::error_code(bytes)));
+                            let code = scanned.code.as_deref().unwrap_or("unknown");
+                            shared.count_error(&format!("server_{code}"));
                         }
                         MessageType::Heartbeat | MessageType::Other => {}
                     }
@@ -290,7 +298,7 @@ async fn session(
         if shared.mode == PeerMode::Nats && !nats_buf.is_empty() {
             let consumed = nats_messages(&nats_buf, |message| match message {
                 NatsMessage::Msg(payload) => {
-                    scan::for_each_quote(payload, |q| {
+                    scan::scan(payload, |_, q| {
                         on_quote(plan, shared, held, &mut local, q, now, true);
                     });
                     if let Some(from) = reconnected_from.take() {

@@ -1,8 +1,13 @@
-//! Reading just enough of a received frame: the message type, and for each
-//! quote its `symbol`, `seq` and `ts`. A byte scan, not a JSON parse: the
-//! load generator must stay cheaper per frame than the server under test.
+//! Reading what the load tester needs from a received frame: the message
+//! type, the error code, and for each quote its `symbol`, `seq` and `ts`.
+//! Parsed with simd-json (the stack's JSON parser) on a reused per-thread
+//! buffer, so steady state allocates nothing per frame.
 
-use super::ws::find;
+use std::cell::RefCell;
+
+use simd_json::prelude::*;
+use simd_json::tape::Value;
+use tickgate_feeds::parse::JsonScratch;
 
 /// What a tickgate-protocol text frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,29 +20,20 @@ pub(crate) enum MessageType {
     Other,
 }
 
-/// The `type` of a server message (`{"type":"…"` is always first in
-/// tickgate's frames; other orders fall back to a search).
-pub(crate) fn message_type(frame: &[u8]) -> MessageType {
-    const PREFIX: &[u8] = br#"{"type":""#;
-    let rest = if let Some(rest) = frame.strip_prefix(PREFIX) {
-        rest
-    } else if let Some(pos) = find(frame, br#""type":""#) {
-        &frame[pos + 8..]
-    } else {
-        return MessageType::Other;
-    };
-    let word = rest.split(|&b| b == b'"').next().unwrap_or_default();
-    match word {
-        b"update" => MessageType::Update,
-        b"snapshot" => MessageType::Snapshot,
-        b"subscribed" => MessageType::Subscribed,
-        b"heartbeat" => MessageType::Heartbeat,
-        b"error" => MessageType::Error,
-        _ => MessageType::Other,
+impl MessageType {
+    fn of(name: &str) -> Self {
+        match name {
+            "update" => Self::Update,
+            "snapshot" => Self::Snapshot,
+            "subscribed" => Self::Subscribed,
+            "heartbeat" => Self::Heartbeat,
+            "error" => Self::Error,
+            _ => Self::Other,
+        }
     }
 }
 
-/// One quote's identity and age.
+/// One quote's identity and age, borrowed from the parse buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct QuoteRef<'a> {
     pub(crate) symbol: &'a [u8],
@@ -45,55 +41,77 @@ pub(crate) struct QuoteRef<'a> {
     pub(crate) ts: u64,
 }
 
-/// Calls `each` for every quote object in `frame` (any object with a
-/// `"symbol"` key followed by `"seq"` and `"ts"`). Quotes missing a field
-/// report 0 for it.
-pub(crate) fn for_each_quote<'a>(frame: &'a [u8], mut each: impl FnMut(QuoteRef<'a>)) {
-    const SYMBOL: &[u8] = br#""symbol":""#;
-    let mut pos = 0;
-    while let Some(found) = find(&frame[pos..], SYMBOL) {
-        let start = pos + found + SYMBOL.len();
-        let len = frame[start..]
-            .iter()
-            .position(|&b| b == b'"')
-            .unwrap_or(frame.len() - start);
-        let symbol = &frame[start..start + len];
-        // The quote ends where the next one starts (or at the frame's end).
-        let body_start = start + len;
-        let body_end = find(&frame[body_start..], SYMBOL).map_or(frame.len(), |p| body_start + p);
-        let body = &frame[body_start..body_end];
-        each(QuoteRef {
-            symbol,
-            seq: number_after(body, br#""seq":"#),
-            ts: number_after(body, br#""ts":"#),
-        });
-        pos = body_end;
-    }
+/// What [`scan`] found besides the quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scanned {
+    pub(crate) kind: MessageType,
+    /// The `code` of an `error` message.
+    pub(crate) code: Option<String>,
 }
 
-/// The unsigned integer after `key` in `body`, or 0.
-fn number_after(body: &[u8], key: &[u8]) -> u64 {
-    let Some(at) = find(body, key) else {
-        return 0;
+thread_local! {
+    /// The copy of the frame simd-json parses in place, and its buffers.
+    static SCRATCH: RefCell<(Vec<u8>, JsonScratch)> = RefCell::default();
+}
+
+/// Parses `frame` and calls `each` for every quote in it: the `quotes` of a
+/// snapshot or update, a bare quote object (peers that send one quote per
+/// message), or each element of an array of quotes. Quotes missing `seq` or
+/// `ts` report 0 for it; a frame that is not JSON is `Other`.
+pub(crate) fn scan(frame: &[u8], mut each: impl FnMut(MessageType, QuoteRef<'_>)) -> Scanned {
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let (buf, json) = &mut *guard;
+        buf.clear();
+        buf.extend_from_slice(frame);
+        json.parse(buf, |root| {
+            let object = root.as_object();
+            let field = |key: &str| object.as_ref().and_then(|o| o.get(key));
+            let kind = field("type")
+                .and_then(|t| t.into_string())
+                .map_or(MessageType::Other, MessageType::of);
+            let code = (kind == MessageType::Error).then(|| {
+                field("code")
+                    .and_then(|c| c.into_string())
+                    .unwrap_or("unknown")
+                    .to_owned()
+            });
+            if let Some(quotes) = field("quotes").and_then(|q| q.as_array()) {
+                quotes.iter().for_each(|q| visit(kind, q, &mut each));
+            } else if field("symbol").is_some() {
+                visit(kind, root, &mut each);
+            } else if let Some(items) = root.as_array() {
+                items.iter().for_each(|q| visit(kind, q, &mut each));
+            }
+            Scanned { kind, code }
+        })
+        .unwrap_or(Scanned {
+            kind: MessageType::Other,
+            code: None,
+        })
+    })
+}
+
+fn visit(
+    kind: MessageType,
+    quote: Value<'_, '_>,
+    each: &mut impl FnMut(MessageType, QuoteRef<'_>),
+) {
+    let Some(object) = quote.as_object() else {
+        return;
     };
-    body[at + key.len()..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .fold(0u64, |n, &d| {
-            n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
-        })
-}
-
-/// The `code` of an error message, for the report.
-pub(crate) fn error_code(frame: &[u8]) -> String {
-    const KEY: &[u8] = br#""code":""#;
-    find(frame, KEY)
-        .and_then(|at| {
-            let rest = &frame[at + KEY.len()..];
-            let len = rest.iter().position(|&b| b == b'"')?;
-            Some(String::from_utf8_lossy(&rest[..len]).into_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
+    let Some(symbol) = object.get("symbol").and_then(|s| s.into_string()) else {
+        return;
+    };
+    let number = |key: &str| object.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+    each(
+        kind,
+        QuoteRef {
+            symbol: symbol.as_bytes(),
+            seq: number("seq"),
+            ts: number("ts"),
+        },
+    );
 }
 
 #[cfg(test)]
@@ -103,9 +121,9 @@ mod tests {
     #[test]
     fn finds_every_quote_of_an_update_frame() {
         let frame = br#"{"type":"update","quotes":[{"symbol":"AAPL","seq":12,"bid":1.5,"ts":1764000000000001},{"symbol":"LT0001","seq":3,"ts":9}]}"#;
-        assert_eq!(message_type(frame), MessageType::Update);
         let mut quotes = Vec::new();
-        for_each_quote(frame, |q| quotes.push((q.symbol.to_vec(), q.seq, q.ts)));
+        let scanned = scan(frame, |_, q| quotes.push((q.symbol.to_vec(), q.seq, q.ts)));
+        assert_eq!(scanned.kind, MessageType::Update);
         assert_eq!(
             quotes,
             vec![
@@ -116,19 +134,33 @@ mod tests {
     }
 
     #[test]
-    fn reads_types_and_error_codes() {
+    fn reads_types_error_codes_and_bare_quotes() {
+        let kind = |frame: &[u8]| scan(frame, |_, _| {}).kind;
         assert_eq!(
-            message_type(br#"{"type":"subscribed","id":1}"#),
+            kind(br#"{"type":"subscribed","id":1}"#),
             MessageType::Subscribed
         );
         assert_eq!(
-            message_type(br#"{"id":1,"type":"snapshot"}"#),
+            kind(br#"{"id":1,"type":"snapshot"}"#),
             MessageType::Snapshot
         );
-        assert_eq!(message_type(b"PING"), MessageType::Other);
+        assert_eq!(kind(b"PING"), MessageType::Other);
+        let error = scan(br#"{"type":"error","code":"invalid_symbol"}"#, |_, _| {});
+        assert_eq!(error.code.as_deref(), Some("invalid_symbol"));
+        let mut seen = Vec::new();
+        scan(br#"{"symbol":"BRK.B","seq":4,"ts":5}"#, |_, q| {
+            seen.push((q.symbol.to_vec(), q.seq))
+        });
+        scan(br#"[{"symbol":"A","seq":1},{"symbol":"B"}]"#, |_, q| {
+            seen.push((q.symbol.to_vec(), q.seq))
+        });
         assert_eq!(
-            error_code(br#"{"type":"error","code":"invalid_symbol"}"#),
-            "invalid_symbol"
+            seen,
+            vec![
+                (b"BRK.B".to_vec(), 4),
+                (b"A".to_vec(), 1),
+                (b"B".to_vec(), 0)
+            ]
         );
     }
 }
