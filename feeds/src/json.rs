@@ -41,22 +41,13 @@ impl JsonDecoder {
 
 impl Decoder for JsonDecoder {
     fn decode(&mut self, buf: &mut [u8], out: &mut Decoded) {
-        if buf.len() > self.max_message_bytes {
-            out.rejects.push(ParseError::Oversize {
-                len: buf.len(),
-                max: self.max_message_bytes,
-            });
-            return;
-        }
-        let parsed = self.scratch.parse(buf, |root| {
+        let max = self.max_message_bytes;
+        self.scratch.decode_bounded(buf, max, out, |root, out| {
             for_each_element(root, |element| match element_tick(element) {
                 Ok(tick) => out.ticks.push(tick),
                 Err(error) => out.rejects.push(error),
             });
         });
-        if let Err(error) = parsed {
-            out.rejects.push(error);
-        }
     }
 }
 

@@ -150,6 +150,28 @@ impl JsonScratch {
     }
 }
 
+impl JsonScratch {
+    /// What every decoder does around its own reading: refuse a message above
+    /// `max_bytes`, parse it in place and hand the root to `visit`; oversize
+    /// and malformed messages land in `out.rejects`.
+    pub(crate) fn decode_bounded(
+        &mut self,
+        buf: &mut [u8],
+        max_bytes: usize,
+        out: &mut Decoded,
+        visit: impl FnOnce(Value<'_, '_>, &mut Decoded),
+    ) {
+        if buf.len() > max_bytes {
+            let (len, max) = (buf.len(), max_bytes);
+            out.rejects.push(ParseError::Oversize { len, max });
+            return;
+        }
+        if let Err(error) = self.parse(buf, |root| visit(root, out)) {
+            out.rejects.push(error);
+        }
+    }
+}
+
 /// Calls `each` for every element when `root` is an array, or once for
 /// `root` itself otherwise.
 pub(crate) fn for_each_element<'t, 'i>(root: Value<'t, 'i>, mut each: impl FnMut(Value<'t, 'i>)) {

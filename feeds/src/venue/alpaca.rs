@@ -32,21 +32,14 @@ impl AlpacaDecoder {
 
 impl Decoder for AlpacaDecoder {
     fn decode(&mut self, buf: &mut [u8], out: &mut Decoded) {
-        if buf.len() > self.max_message_bytes {
-            let (len, max) = (buf.len(), self.max_message_bytes);
-            out.rejects.push(ParseError::Oversize { len, max });
-            return;
-        }
-        let parsed = self.scratch.parse(buf, |root| {
+        let max = self.max_message_bytes;
+        self.scratch.decode_bounded(buf, max, out, |root, out| {
             for_each_element(root, |message| {
                 if let Err(error) = message_into(message, out) {
                     out.rejects.push(error);
                 }
             });
         });
-        if let Err(error) = parsed {
-            out.rejects.push(error);
-        }
     }
 }
 

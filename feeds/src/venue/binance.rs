@@ -41,19 +41,12 @@ impl BinanceDecoder {
 
 impl Decoder for BinanceDecoder {
     fn decode(&mut self, buf: &mut [u8], out: &mut Decoded) {
-        if buf.len() > self.max_message_bytes {
-            let (len, max) = (buf.len(), self.max_message_bytes);
-            out.rejects.push(ParseError::Oversize { len, max });
-            return;
-        }
-        let parsed = self.scratch.parse(buf, |root| {
+        let max = self.max_message_bytes;
+        self.scratch.decode_bounded(buf, max, out, |root, out| {
             if let Err(error) = message_into(root, out) {
                 out.rejects.push(error);
             }
         });
-        if let Err(error) = parsed {
-            out.rejects.push(error);
-        }
     }
 }
 

@@ -54,13 +54,9 @@ impl CoinbaseDecoder {
 
 impl Decoder for CoinbaseDecoder {
     fn decode(&mut self, buf: &mut [u8], out: &mut Decoded) {
-        if buf.len() > self.max_message_bytes {
-            let (len, max) = (buf.len(), self.max_message_bytes);
-            out.rejects.push(ParseError::Oversize { len, max });
-            return;
-        }
+        let max = self.max_message_bytes;
         let products = &mut self.products;
-        let parsed = self.scratch.parse(buf, |root| {
+        self.scratch.decode_bounded(buf, max, out, |root, out| {
             let result = root
                 .as_object()
                 .ok_or(ParseError::WrongType { field: "message" })
@@ -69,9 +65,6 @@ impl Decoder for CoinbaseDecoder {
                 out.rejects.push(error);
             }
         });
-        if let Err(error) = parsed {
-            out.rejects.push(error);
-        }
     }
 
     fn reset(&mut self) {
