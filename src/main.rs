@@ -125,15 +125,9 @@ fn publish(args: &PublishArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime("tickgate publish", Threads::Multi) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("tickgate publish: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let publisher = match tickgate::publish::Publisher::bind(config).await {
@@ -179,15 +173,9 @@ struct DevCertArgs {
 /// Runs `tickgate watch`; exit status 1 when the gateway cannot be reached,
 /// refuses the connection, or refuses every symbol.
 fn watch(args: tickgate::watch::WatchArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime("tickgate watch", Threads::One) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("tickgate watch: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(tickgate::watch::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -196,6 +184,26 @@ fn watch(args: tickgate::watch::WatchArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// How many worker threads a command's async runtime gets.
+enum Threads {
+    /// One per core: the gateway and the publisher.
+    Multi,
+    /// The calling thread only: `watch`, a single connection.
+    One,
+}
+
+/// Builds the async runtime for `command`, or reports why it cannot start.
+fn runtime(command: &str, threads: Threads) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = match threads {
+        Threads::Multi => tokio::runtime::Builder::new_multi_thread(),
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+    };
+    builder.enable_all().build().map_err(|error| {
+        eprintln!("{command}: cannot start the async runtime: {error}");
+        ExitCode::FAILURE
+    })
 }
 
 fn main() -> ExitCode {
@@ -222,15 +230,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime("tickgate", Threads::Multi) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("tickgate: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(run(config))
 }
