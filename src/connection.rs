@@ -185,9 +185,11 @@ pub async fn serve<S>(
         })
         .await;
     }
-    state.connection_closed(conn_id);
-    metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
+    // Count the close before the gauge drops, so a scrape that sees one
+    // connection fewer also sees why it closed.
     metrics::counter!(m::CONNECTIONS_CLOSED, "reason" => reason.as_str()).increment(1);
+    metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
+    state.connection_closed(conn_id);
     debug!(conn_id, reason = reason.as_str(), "connection closed");
 }
 
