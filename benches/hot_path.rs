@@ -59,7 +59,7 @@ fn fanout(c: &mut Criterion) {
         let symbol = Symbol::parse("AAPL").expect("valid");
         let mailboxes: Vec<Arc<Mailbox>> = (0..subscribers as u64)
             .map(|id| {
-                let mailbox = Arc::new(Mailbox::new(id));
+                let mailbox = Arc::new(Mailbox::new(id, 1024));
                 subscriptions::subscribe(
                     &store,
                     &mailbox,

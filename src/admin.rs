@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::outbox::Kick;
+use crate::outbox::{Kick, ModeCounts};
 use crate::state::AppState;
 use crate::subscriptions::lock_subscribers;
 
@@ -28,6 +28,14 @@ pub struct ConnectionInfo {
     pub conflated: u64,
     /// Whether it counts in `tickgate_slow_consumers`.
     pub slow: bool,
+    /// Slow-consumer ladder: 0 = full rate, 1 to 3 = priority classes slowed.
+    pub ladder_level: u8,
+    /// Subscriptions by delivery mode.
+    pub mode: ModeCounts,
+    /// Trades delivered, lost to a full trade buffer, and waiting now.
+    pub trades_sent: u64,
+    pub trades_lost: u64,
+    pub trades_waiting: usize,
 }
 
 /// Every open connection, oldest first.
@@ -37,9 +45,14 @@ pub fn connections(state: &AppState) -> Vec<ConnectionInfo> {
         .connections()
         .iter()
         .map(|mailbox| {
-            let (subscriptions, pending) = {
+            let (subscriptions, pending, mode, trades_waiting) = {
                 let outbox = mailbox.lock();
-                (outbox.subscription_count(), outbox.pending())
+                (
+                    outbox.subscription_count(),
+                    outbox.pending(),
+                    outbox.mode_counts(),
+                    outbox.trades_waiting(),
+                )
             };
             let blocked = mailbox.stats.blocked_for().unwrap_or_default();
             ConnectionInfo {
@@ -52,6 +65,11 @@ pub fn connections(state: &AppState) -> Vec<ConnectionInfo> {
                 updates_sent: mailbox.stats.updates_sent.load(Ordering::Relaxed),
                 conflated: mailbox.stats.conflated.load(Ordering::Relaxed),
                 slow: blocked >= slow_after,
+                ladder_level: mailbox.stats.ladder_level.load(Ordering::Relaxed),
+                mode,
+                trades_sent: mailbox.stats.trades_sent.load(Ordering::Relaxed),
+                trades_lost: mailbox.stats.trades_lost.load(Ordering::Relaxed),
+                trades_waiting,
             }
         })
         .collect();

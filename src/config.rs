@@ -27,6 +27,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Client authentication and entitlements (docs/security.md).
     pub auth: AuthConfig,
+    /// The slow-consumer ladder: notices, rate lowering and the final close.
+    pub slow_consumer: SlowConsumerConfig,
     /// Optional shedding of connections after scale-out.
     pub rebalance: RebalanceConfig,
     /// Upstream feeds (`[[feeds]]` tables, see docs/feeds.md). When empty,
@@ -35,6 +37,40 @@ pub struct Config {
     /// `tickgate publish`: NATS JetStream stream, settings and credentials
     /// (docs/nats.md). The gateway itself ignores it.
     pub publish: PublishConfig,
+}
+
+/// The slow-consumer ladder (docs/protocol.md, "Slow consumers"). Step 1,
+/// conflation, is always on; these settings govern steps 2 and 3.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlowConsumerConfig {
+    /// A write the socket has not taken after this long marks the
+    /// connection as behind.
+    pub blocked_write_ms: u64,
+    /// Step 2: behind for this long, the client gets a `slow` notice and its
+    /// lowest-priority symbols are limited to `reduced_rate_hz`; each further
+    /// period still behind slows the next priority class. 0 turns step 2 off.
+    pub notice_after_ms: u64,
+    /// Updates per second per symbol of a slowed symbol.
+    pub reduced_rate_hz: f64,
+    /// No blocked write for this long: full rate is restored (`slow` notice
+    /// with `state: restored`).
+    pub recover_after_ms: u64,
+    /// Step 3: a write the socket has not taken for this long (the client
+    /// stopped reading) closes the connection with 4008. 0 = never.
+    pub close_after_ms: u64,
+}
+
+impl Default for SlowConsumerConfig {
+    fn default() -> Self {
+        Self {
+            blocked_write_ms: 100,
+            notice_after_ms: 2_000,
+            reduced_rate_hz: 1.0,
+            recover_after_ms: 3_000,
+            close_after_ms: 45_000,
+        }
+    }
 }
 
 /// Optional rebalancing: shed connections above a per-instance target.
@@ -132,6 +168,10 @@ pub struct ConnectionConfig {
     /// Ceiling on updates per second per symbol for every subscription
     /// (clients may ask for less with `max_rate`); 0 = no ceiling.
     pub max_update_rate_hz: f64,
+    /// Trades one connection may have waiting (subscriptions with
+    /// `trades: true`); beyond it the oldest are dropped and announced in a
+    /// `trades_lost` message.
+    pub trade_buffer: usize,
 }
 
 /// The embedded simulator feed, used when no other feed is configured.
@@ -252,6 +292,7 @@ impl Default for ConnectionConfig {
             max_update_rate_hz: 0.0,
             send_buffer_bytes: Some(64 * 1024),
             min_write_interval_ms: 2,
+            trade_buffer: 1024,
         }
     }
 }
@@ -413,6 +454,27 @@ impl Config {
         check(
             c.max_update_rate_hz.is_finite() && (0.0..=1000.0).contains(&c.max_update_rate_hz),
             "connection.max_update_rate_hz must be between 0 (no ceiling) and 1000",
+        );
+        check(
+            (1..=1_000_000).contains(&c.trade_buffer),
+            "connection.trade_buffer must be between 1 and 1000000",
+        );
+        let l = &self.slow_consumer;
+        check(
+            (1..=60_000).contains(&l.blocked_write_ms),
+            "slow_consumer.blocked_write_ms must be between 1 and 60000",
+        );
+        check(
+            l.reduced_rate_hz.is_finite() && l.reduced_rate_hz > 0.0 && l.reduced_rate_hz <= 1000.0,
+            "slow_consumer.reduced_rate_hz must be above 0 and at most 1000",
+        );
+        check(
+            l.recover_after_ms >= 1,
+            "slow_consumer.recover_after_ms must be at least 1",
+        );
+        check(
+            l.close_after_ms == 0 || l.close_after_ms > l.notice_after_ms,
+            "slow_consumer.close_after_ms must be 0 (never) or greater than slow_consumer.notice_after_ms",
         );
         let r = &self.rebalance;
         check(

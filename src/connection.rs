@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tickgate_feeds::now_micros;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 
 use crate::auth::Grant;
+use crate::ladder::{Ladder, Step};
 use crate::limits::{RateVerdict, RequestRate};
 use crate::metrics as m;
 use crate::outbox::{Delivery, Kick};
@@ -37,6 +38,8 @@ use tickgate_feeds::Symbol;
 
 /// Longest wait for the client's side of the closing handshake.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
+/// The same for a slow consumer, whose close frame waits behind its backlog.
+const SLOW_CLOSE_HANDSHAKE: Duration = Duration::from_secs(5);
 
 /// Why a connection ended; decides the close frame and the metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +66,13 @@ pub enum CloseReason {
     Rebalance,
     /// Closed by an operator through the admin API (close 1008).
     Operator,
+    /// Stopped reading for longer than `slow_consumer.close_after_ms`
+    /// (close 4008).
+    SlowConsumer,
 }
+
+/// Close code of a slow consumer (step 3 of the ladder).
+pub const SLOW_CONSUMER_CLOSE: u16 = 4008;
 
 impl CloseReason {
     /// Metric label.
@@ -80,6 +89,7 @@ impl CloseReason {
             Self::RateLimited => "rate_limited",
             Self::Rebalance => "rebalance",
             Self::Operator => "operator",
+            Self::SlowConsumer => "slow_consumer",
         }
     }
 
@@ -98,6 +108,10 @@ impl CloseReason {
                 "rebalancing: reconnect, another instance has room",
             ),
             Self::Operator => (CloseCode::Policy, "closed by the operator"),
+            Self::SlowConsumer => (
+                CloseCode::from(SLOW_CONSUMER_CLOSE),
+                "slow consumer: stopped reading for longer than the gateway allows",
+            ),
         };
         Some(CloseFrame {
             code,
@@ -118,7 +132,10 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mailbox = Arc::new(Mailbox::new(state.next_connection_id()));
+    let mailbox = Arc::new(Mailbox::new(
+        state.next_connection_id(),
+        state.config.connection.trade_buffer,
+    ));
     let conn_id = mailbox.id;
     metrics::gauge!(m::CONNECTIONS, "transport" => transport).increment(1.0);
     metrics::counter!(m::CONNECTIONS_OPENED, "transport" => transport).increment(1);
@@ -173,7 +190,14 @@ pub async fn serve<S>(
             }
             None => Vec::new(),
         };
-        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        // A slow consumer's close frame queues behind what its socket still
+        // holds: give it the time to read that far.
+        let handshake = if reason == CloseReason::SlowConsumer {
+            SLOW_CLOSE_HANDSHAKE
+        } else {
+            CLOSE_HANDSHAKE
+        };
+        let _ = tokio::time::timeout(handshake, async {
             for frame in owed {
                 if sink.feed(Message::text(frame)).await.is_err() {
                     break;
@@ -391,6 +415,9 @@ fn handle_request(
             symbols,
             options,
         } => subscribe(id.as_ref(), &symbols, &options, grant, mailbox, state),
+        Request::Priority { id, classes } => {
+            set_priority(id.as_ref(), &classes, mailbox, state);
+        }
         Request::Unsubscribe { id, symbols } => {
             let list = protocol::parse_symbols(&symbols);
             let before = mailbox.lock().subscription_count();
@@ -489,7 +516,59 @@ fn delivery_for(options: &SubscribeOptions, grant: &Grant, state: &AppState) -> 
         min_interval: rate.map(|hz| Duration::from_secs_f64(1.0 / hz)),
         delta: options.delta,
         meta: options.meta,
+        trades: options.trades,
+        priority: options.priority.unwrap_or_default(),
     }
+}
+
+/// `{"op":"priority"}`: ranks subscribed symbols for the slow-consumer
+/// ladder. Symbols the connection does not hold are named in a
+/// `not_subscribed` error; the others take effect at once.
+fn set_priority(
+    id: Option<&RequestId>,
+    classes: &[(protocol::Priority, Vec<String>)],
+    mailbox: &Mailbox,
+    state: &AppState,
+) {
+    let mut replies = Vec::with_capacity(3);
+    let mut set: [Vec<Symbol>; 3] = Default::default();
+    let mut missing = Vec::new();
+    let mut invalid = Vec::new();
+    for (priority, texts) in classes {
+        let list = protocol::parse_symbols(texts);
+        invalid.extend(list.invalid);
+        let mut outbox = mailbox.lock();
+        for symbol in list.valid {
+            let held = state
+                .store
+                .get(&symbol)
+                .is_some_and(|slot| outbox.set_priority(slot.id, *priority));
+            if held {
+                set[*priority as usize].push(symbol);
+            } else {
+                missing.push(symbol);
+            }
+        }
+    }
+    if !invalid.is_empty() {
+        replies.push(invalid_symbols(id, &invalid));
+    }
+    if !missing.is_empty() {
+        metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::NotSubscribed.as_str())
+            .increment(1);
+        let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        replies.push(protocol::error(
+            id,
+            ErrorCode::NotSubscribed,
+            "subscribe to these symbols before ranking them",
+            &names,
+        ));
+    }
+    let [background, normal, visible] = &set;
+    if !(background.is_empty() && normal.is_empty() && visible.is_empty()) {
+        replies.push(protocol::priority(id, visible, normal, background));
+    }
+    mailbox.push_control(replies);
 }
 
 fn subscribe(
@@ -533,6 +612,9 @@ fn subscribe(
         .filter_map(|(text, seq)| Symbol::parse(text).ok().map(|symbol| (symbol, *seq)))
         .collect();
     let delivery = delivery_for(options, grant, state);
+    if options.priority.is_some() {
+        mailbox.lock().set_ranked();
+    }
     let result =
         subscriptions::subscribe(&state.store, mailbox, &list.valid, limit, delivery, &resume);
     let added = mailbox.lock().subscription_count() - before;
@@ -637,8 +719,11 @@ where
     let frames = metrics::counter!(m::FRAMES_SENT);
     let bytes = metrics::counter!(m::BYTES_SENT);
     let conflated = metrics::counter!(m::UPDATES_CONFLATED);
+    let trades_sent = metrics::counter!(m::TRADES_SENT);
+    let trades_lost = metrics::counter!(m::TRADES_LOST);
     let latency = metrics::histogram!(m::TICK_TO_SEND);
     let min_write_interval = Duration::from_millis(settings.min_write_interval_ms);
+    let mut ladder = Ladder::new(&state.config.slow_consumer);
     // When rate-capped symbols are pending, the next slot at which one may go.
     let mut next_due: Option<Instant> = None;
     loop {
@@ -678,6 +763,11 @@ where
                 tokio::time::sleep_until(ready_at).await;
             }
         }
+        if ladder.is_behind()
+            && let Some(reason) = climb(&mut ladder, None, mailbox, state)
+        {
+            return reason;
+        }
         let drain = mailbox.drain(Instant::now().into_std());
         next_due = drain.next_due.map(Instant::from_std);
         if drain.is_empty() {
@@ -686,38 +776,123 @@ where
             }
             continue;
         }
-        let sent_bytes: usize = drain
-            .control
-            .iter()
-            .chain(&drain.update)
-            .map(String::len)
-            .sum();
-        let sent_frames = (drain.control.len() + usize::from(drain.update.is_some())) as u64;
+        let (sent_frames, sent_bytes) = drain.size();
+        let (quotes, gaps, trades, lost) = (
+            drain.quotes,
+            drain.conflated,
+            drain.trade_count,
+            drain.lost_count,
+        );
+        let oldest_received = drain.oldest_received_micros;
         mailbox.stats.write_started(sent_bytes);
-        for frame in drain.control.into_iter().chain(drain.update) {
-            if sink.feed(Message::text(frame)).await.is_err() {
+        let write_started = Instant::now();
+        {
+            let sink = &mut *sink;
+            let mut write = std::pin::pin!(async move {
+                for frame in drain.into_frames() {
+                    sink.feed(Message::text(frame)).await?;
+                }
+                sink.flush().await
+            });
+            // Most writes finish at once; only a blocked one needs the
+            // ladder's timer.
+            let written = match write.as_mut().now_or_never() {
+                Some(written) => written,
+                None => loop {
+                    let deadline = ladder.next_deadline(write_started.into_std());
+                    let timer = async {
+                        match deadline {
+                            Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        written = write.as_mut() => break written,
+                        () = timer => {
+                            if let Some(reason) = climb(
+                                &mut ladder,
+                                Some(write_started.into_std()),
+                                mailbox,
+                                state,
+                            ) {
+                                return reason;
+                            }
+                        }
+                    }
+                },
+            };
+            if written.is_err() {
                 return CloseReason::WriteFailed;
             }
         }
-        if sink.flush().await.is_err() {
-            return CloseReason::WriteFailed;
-        }
-        mailbox.stats.write_finished();
-        mailbox
-            .stats
-            .updates_sent
-            .fetch_add(drain.quotes, Ordering::Relaxed);
-        mailbox
-            .stats
-            .conflated
-            .fetch_add(drain.conflated, Ordering::Relaxed);
         last_write = Instant::now();
-        updates.increment(drain.quotes);
+        ladder.observe_write(write_started.into_std(), last_write.into_std());
+        mailbox.stats.write_finished();
+        let stats = &mailbox.stats;
+        stats.updates_sent.fetch_add(quotes, Ordering::Relaxed);
+        stats.conflated.fetch_add(gaps, Ordering::Relaxed);
+        stats.trades_sent.fetch_add(trades, Ordering::Relaxed);
+        stats.trades_lost.fetch_add(lost, Ordering::Relaxed);
+        updates.increment(quotes);
         frames.increment(sent_frames);
         bytes.increment(sent_bytes as u64);
-        conflated.increment(drain.conflated);
-        if let Some(received) = drain.oldest_received_micros {
+        conflated.increment(gaps);
+        trades_sent.increment(trades);
+        trades_lost.increment(lost);
+        if let Some(received) = oldest_received {
             latency.record(now_micros().saturating_sub(received) as f64 / 1e6);
+        }
+    }
+}
+
+/// Takes the ladder's next step (see [`crate::ladder`]): slows the next
+/// priority class, restores full rate, or says the connection must close.
+/// Notices are queued as control frames, which go out before any data.
+fn climb(
+    ladder: &mut Ladder,
+    writing_since: Option<std::time::Instant>,
+    mailbox: &Mailbox,
+    state: &AppState,
+) -> Option<CloseReason> {
+    let now = std::time::Instant::now();
+    let behind_ms = ladder.behind_for(now).as_millis() as u64;
+    match ladder.poll(now, writing_since) {
+        Step::Stay => None,
+        Step::SlowDown => {
+            let hz = state.config.slow_consumer.reduced_rate_hz;
+            let slowed = {
+                let mut outbox = mailbox.lock();
+                let slowed = outbox.slow_down(Duration::from_secs_f64(1.0 / hz));
+                mailbox
+                    .stats
+                    .ladder_level
+                    .store(outbox.slowdown_level(), Ordering::Relaxed);
+                slowed
+            };
+            if let Some((class, symbols)) = slowed {
+                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "slowed").increment(1);
+                debug!(
+                    conn_id = mailbox.id,
+                    class = class.as_str(),
+                    "slow consumer slowed"
+                );
+                mailbox.push_control([protocol::slowed(class, hz, &symbols, behind_ms)]);
+            }
+            None
+        }
+        Step::Restore => {
+            let was_slowed = mailbox.lock().restore();
+            mailbox.stats.ladder_level.store(0, Ordering::Relaxed);
+            if was_slowed {
+                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "restored").increment(1);
+                mailbox.push_control([protocol::restored(behind_ms)]);
+            }
+            None
+        }
+        Step::Close => {
+            metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "closed").increment(1);
+            Some(CloseReason::SlowConsumer)
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tickgate_feeds::{FeedEvent, FeedState, TickBatch, now_micros};
+use tickgate_feeds::{FeedEvent, FeedState, TickBatch, TickKind, now_micros};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -193,6 +193,40 @@ fn announce(state: &AppState, id: FeedId, feed: &str, previous: FeedState, now: 
     }
 }
 
+/// A trade as clients receive it in `trades` frames.
+#[derive(serde::Serialize)]
+struct TradeJson {
+    symbol: tickgate_feeds::Symbol,
+    /// The symbol's quote seq once this trade was applied: the quote with
+    /// this seq (or a later one) already reflects it.
+    seq: u64,
+    price: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<f64>,
+    ts: u64,
+}
+
+/// Encodes a trade once and queues it on every connection that asked for
+/// this symbol's trades, in feed order. The quote it changed is marked dirty
+/// after the batch, and the writer sends that quote before the trade.
+fn fan_out_trade(slot: &Slot, tick: &tickgate_feeds::Tick, seq: u64, received_micros: u64) {
+    let Some(price) = tick.last else {
+        return;
+    };
+    let trade = TradeJson {
+        symbol: slot.symbol,
+        seq,
+        price,
+        size: tick.last_size,
+        ts: tick.ts.unwrap_or(received_micros),
+    };
+    // A struct of numbers and a validated symbol always serializes.
+    let json: Arc<str> = serde_json::to_string(&trade).unwrap_or_default().into();
+    for mailbox in lock_subscribers(slot).iter() {
+        mailbox.push_trade(slot.id, &json);
+    }
+}
+
 /// Reusable scratch space for applying batches.
 #[derive(Default)]
 struct Batcher {
@@ -225,9 +259,12 @@ impl Batcher {
                     continue;
                 }
             };
-            if state.store.apply(&slot, tick, now).is_none() {
+            let Some(snapshot) = state.store.apply(&slot, tick, now) else {
                 *rejected.entry("stale_seq").or_default() += 1;
                 continue;
+            };
+            if tick.kind == TickKind::Trade && slot.wants_trades() {
+                fan_out_trade(&slot, tick, snapshot.quote.seq, now);
             }
             accepted += 1;
             slot.feed.store(feed_id, Ordering::Relaxed);

@@ -35,6 +35,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod ingest;
+pub mod ladder;
 pub mod limits;
 pub mod loadtest;
 pub mod metrics;

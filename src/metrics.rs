@@ -30,6 +30,10 @@ pub const FEED_STATE: &str = "tickgate_feed_state";
 pub const FEED_LAST_TICK_AGE: &str = "tickgate_feed_last_tick_age_seconds";
 pub const BUILD_INFO: &str = "tickgate_build_info";
 pub const SLOW_CONSUMERS: &str = "tickgate_slow_consumers";
+pub const SLOW_CONSUMER_STEPS: &str = "tickgate_slow_consumer_steps_total";
+pub const SLOWED_CONNECTIONS: &str = "tickgate_slowed_connections";
+pub const TRADES_SENT: &str = "tickgate_trades_sent_total";
+pub const TRADES_LOST: &str = "tickgate_trades_lost_total";
 pub const WRITE_QUEUE_BYTES: &str = "tickgate_write_queue_bytes";
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
@@ -172,6 +176,22 @@ fn describe() {
         SLOW_CONSUMERS,
         "Connections whose socket has not taken a batch for longer than connection.slow_consumer_ms."
     );
+    describe_counter!(
+        SLOW_CONSUMER_STEPS,
+        "Slow-consumer ladder steps taken, by step (slowed: a priority class limited to slow_consumer.reduced_rate_hz; restored: full rate again; closed: closed with 4008)."
+    );
+    describe_gauge!(
+        SLOWED_CONNECTIONS,
+        "Connections whose update rate the slow-consumer ladder is limiting right now."
+    );
+    describe_counter!(
+        TRADES_SENT,
+        "Trades delivered in trades frames (subscriptions with trades: true)."
+    );
+    describe_counter!(
+        TRADES_LOST,
+        "Trades dropped because a connection's trade buffer was full; each loss is announced to its client in a trades_lost message."
+    );
     describe_histogram!(
         WRITE_QUEUE_BYTES,
         Unit::Bytes,
@@ -205,6 +225,12 @@ fn register_core_series() {
     metrics::gauge!(CONNECTIONS, "transport" => "ws").increment(0.0);
     metrics::gauge!(SUBSCRIPTIONS).increment(0.0);
     metrics::gauge!(SLOW_CONSUMERS).increment(0.0);
+    metrics::gauge!(SLOWED_CONNECTIONS).increment(0.0);
+    for step in ["slowed", "restored", "closed"] {
+        metrics::counter!(SLOW_CONSUMER_STEPS, "step" => step).increment(0);
+    }
+    metrics::counter!(TRADES_SENT).increment(0);
+    metrics::counter!(TRADES_LOST).increment(0);
     for counter in [UPDATES_SENT, FRAMES_SENT, BYTES_SENT, UPDATES_CONFLATED] {
         metrics::counter!(counter).increment(0);
     }
@@ -218,13 +244,23 @@ pub fn observe(state: &crate::state::AppState) {
     let threshold = std::time::Duration::from_millis(state.config.connection.slow_consumer_ms);
     let queue = metrics::histogram!(WRITE_QUEUE_BYTES);
     let mut slow = 0u64;
+    let mut slowed = 0u64;
     for mailbox in state.connections() {
         if mailbox.stats.blocked_for().is_some_and(|d| d >= threshold) {
             slow += 1;
         }
+        if mailbox
+            .stats
+            .ladder_level
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            slowed += 1;
+        }
         queue.record(mailbox.stats.inflight_bytes() as f64);
     }
     metrics::gauge!(SLOW_CONSUMERS).set(slow as f64);
+    metrics::gauge!(SLOWED_CONNECTIONS).set(slowed as f64);
     state.feeds.publish_gauges();
     observe_process();
 }

@@ -5,16 +5,17 @@
 //! pending entry per subscribed symbol, so its size is bounded by the
 //! subscription count however slowly the client reads: a newer tick simply
 //! leaves the entry dirty, and the writer reads the *latest* snapshot when it
-//! finally sends. Nothing here awaits; [`Mailbox`] adds the lock and the
-//! wake-up.
+//! finally sends. Trades, which are events and never conflate, wait in a
+//! bounded queue whose overflow is announced. Nothing here awaits;
+//! [`Mailbox`] adds the lock and the wake-up.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tickgate_feeds::Quote;
+use tickgate_feeds::{Quote, Symbol};
 
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
@@ -29,6 +30,10 @@ pub type ConnId = u64;
 /// without reading replies stalls itself, not the gateway.
 pub const MAX_CONTROL_FRAMES: usize = 32;
 
+/// Trades a connection may have waiting unless configured otherwise
+/// (`connection.trade_buffer`).
+pub const DEFAULT_TRADE_BUFFER: usize = 1024;
+
 struct Subscription {
     slot: Arc<Slot>,
     /// Highest seq this client has been sent (0 before any data).
@@ -36,11 +41,38 @@ struct Subscription {
     /// Whether `id` is already in `Outbox::dirty`.
     dirty: bool,
     delivery: Delivery,
-    /// When the last update of this symbol went out (rate-capped only).
+    /// When the last update of this symbol went out.
     last_sent_at: Option<Instant>,
     /// The quote this client holds (delta mode only): deltas are computed
     /// against it.
     last_sent: Option<Arc<Snapshot>>,
+    /// Trades of this symbol waiting in `Outbox::trades`.
+    trades_queued: u32,
+    /// The drain that last looked at this symbol (see `Outbox::epoch`).
+    seen_in: u64,
+}
+
+/// How a symbol ranks when its connection falls behind: the slow-consumer
+/// ladder slows `Background` first and `Visible` last.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    Background = 0,
+    #[default]
+    Normal = 1,
+    Visible = 2,
+}
+
+impl Priority {
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Background => "background",
+            Self::Normal => "normal",
+            Self::Visible => "visible",
+        }
+    }
+
+    const ALL: [Priority; 3] = [Self::Background, Self::Normal, Self::Visible];
 }
 
 /// How one subscription is delivered. The default is the contract
@@ -57,6 +89,10 @@ pub struct Delivery {
     /// previous update of the symbol) and `received_ts` (gateway receive
     /// time, µs).
     pub meta: bool,
+    /// Every trade of the symbol is delivered, in order, in `trades` frames.
+    pub trades: bool,
+    /// Rank for the slow-consumer ladder.
+    pub priority: Priority,
 }
 
 impl Delivery {
@@ -73,8 +109,18 @@ pub struct Drain {
     pub control: Vec<String>,
     /// One `update` frame holding each changed symbol at most once.
     pub update: Option<String>,
+    /// `{"type":"trades_lost"}`: trades dropped since the last drain because
+    /// the trade buffer was full; sent after `update`, before `trades`.
+    pub trades_lost: Option<String>,
+    /// One `trades` frame with every waiting trade, oldest first; the latest
+    /// quote of each of their symbols is in `update` (or was sent before).
+    pub trades: Option<String>,
     /// Quotes in `update`.
     pub quotes: u64,
+    /// Trades in `trades`.
+    pub trade_count: u64,
+    /// Trades announced as lost in `trades_lost`.
+    pub lost_count: u64,
     /// Ticks this client will never see because a newer value replaced them
     /// (sum of seq gaps in `update`).
     pub conflated: u64,
@@ -87,22 +133,105 @@ pub struct Drain {
 impl Drain {
     /// Nothing to send.
     pub fn is_empty(&self) -> bool {
-        self.control.is_empty() && self.update.is_none()
+        self.control.is_empty()
+            && self.update.is_none()
+            && self.trades.is_none()
+            && self.trades_lost.is_none()
+    }
+
+    /// The frames in the order they must be written.
+    pub fn into_frames(self) -> impl Iterator<Item = String> {
+        self.control
+            .into_iter()
+            .chain(self.update)
+            .chain(self.trades_lost)
+            .chain(self.trades)
+    }
+
+    /// Number of frames and bytes to write.
+    pub fn size(&self) -> (u64, usize) {
+        let mut frames = self.control.len() as u64;
+        let mut bytes: usize = self.control.iter().map(String::len).sum();
+        for frame in [&self.update, &self.trades_lost, &self.trades]
+            .into_iter()
+            .flatten()
+        {
+            frames += 1;
+            bytes += frame.len();
+        }
+        (frames, bytes)
     }
 }
 
+/// How a connection's subscriptions are delivered, counted per option.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ModeCounts {
+    pub rate_capped: usize,
+    pub delta: usize,
+    pub meta: usize,
+    pub trades: usize,
+    pub visible: usize,
+    pub background: usize,
+}
+
+/// The slow-consumer ladder's hold on this connection: symbols ranked below
+/// `level` go out at most once per `interval`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Slowdown {
+    /// 0 = full rate; 1 slows `Background`, 2 also `Normal`, 3 everything.
+    level: u8,
+    interval: Duration,
+}
+
 /// The pending state of one connection. See the module docs.
-#[derive(Default)]
 pub struct Outbox {
     subs: FxHashMap<SymbolId, Subscription>,
     /// Symbols changed since the last drain; at most one entry per subscription.
     dirty: Vec<SymbolId>,
+    /// Dirty symbols held back by a rate cap or the ladder until their next
+    /// slot. Kept apart from `dirty`, so a change of another symbol still
+    /// wakes the writer.
+    waiting: Vec<SymbolId>,
     /// At most [`MAX_CONTROL_FRAMES`] frames in normal operation (the reader
     /// waits when full).
     control: VecDeque<String>,
+    /// Trades waiting, oldest first, each encoded once for every connection.
+    trades: VecDeque<(SymbolId, Arc<str>)>,
+    trade_capacity: usize,
+    /// Trades dropped from the front of `trades` since the last drain.
+    lost: BTreeMap<Symbol, u64>,
+    slowdown: Slowdown,
+    /// The client ranked its symbols (a `priority` request or option): it
+    /// takes part in step 2 of the ladder. Others keep the contract
+    /// behaviour, conflation only.
+    ranked: bool,
+    /// Counts drains, so one drain never sends a symbol twice.
+    epoch: u64,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Self::new(DEFAULT_TRADE_BUFFER)
+    }
 }
 
 impl Outbox {
+    /// An empty outbox holding at most `trade_capacity` waiting trades.
+    pub fn new(trade_capacity: usize) -> Self {
+        Self {
+            subs: FxHashMap::default(),
+            dirty: Vec::new(),
+            waiting: Vec::new(),
+            control: VecDeque::new(),
+            trades: VecDeque::new(),
+            trade_capacity: trade_capacity.max(1),
+            lost: BTreeMap::new(),
+            slowdown: Slowdown::default(),
+            ranked: false,
+            epoch: 0,
+        }
+    }
+
     /// Records that `id` changed. Returns true when the outbox went from empty
     /// to non-empty (the writer needs a wake-up). Symbols this connection is
     /// not subscribed to are ignored.
@@ -116,6 +245,26 @@ impl Outbox {
         }
         sub.dirty = true;
         self.dirty.push(id);
+        was_empty
+    }
+
+    /// Queues a trade of `id` (its JSON, shared) if this connection asked for
+    /// the symbol's trades. A full queue drops its oldest trade and counts it
+    /// as lost. Returns true when the writer needs a wake-up.
+    pub fn push_trade(&mut self, id: SymbolId, trade: &Arc<str>) -> bool {
+        let was_empty = self.is_empty();
+        match self.subs.get_mut(&id) {
+            Some(sub) if sub.delivery.trades => sub.trades_queued += 1,
+            _ => return false,
+        }
+        if self.trades.len() >= self.trade_capacity
+            && let Some((oldest, _)) = self.trades.pop_front()
+            && let Some(sub) = self.subs.get_mut(&oldest)
+        {
+            sub.trades_queued -= 1;
+            *self.lost.entry(sub.slot.symbol).or_default() += 1;
+        }
+        self.trades.push_back((id, Arc::clone(trade)));
         was_empty
     }
 
@@ -133,8 +282,21 @@ impl Outbox {
         resume: Option<u64>,
     ) -> Option<Arc<Snapshot>> {
         if let Some(existing) = self.subs.get_mut(&slot.id) {
+            if existing.delivery.trades != delivery.trades {
+                slot.trade_interest(delivery.trades);
+                if !delivery.trades && existing.trades_queued > 0 {
+                    existing.trades_queued = 0;
+                    self.trades.retain(|(id, _)| *id != slot.id);
+                }
+            }
+            if delivery.delta && !existing.delivery.delta {
+                existing.last_sent = slot.latest().filter(|s| s.quote.seq == existing.last_seq);
+            }
             existing.delivery = delivery;
             return None;
+        }
+        if delivery.trades {
+            slot.trade_interest(true);
         }
         let latest = slot.latest();
         let last_seq = latest.as_ref().map_or(0, |s| s.quote.seq);
@@ -148,6 +310,8 @@ impl Outbox {
                 delivery,
                 last_sent_at: None,
                 last_sent,
+                trades_queued: 0,
+                seen_in: 0,
             },
         );
         match (latest, resume) {
@@ -156,24 +320,44 @@ impl Outbox {
         }
     }
 
-    /// Drops a subscription and its pending entry, so that subscribing again
-    /// cannot leave two entries for one symbol.
+    /// Drops a subscription, its pending entry and its waiting trades, so
+    /// that subscribing again cannot leave two entries for one symbol and no
+    /// trade follows the `unsubscribed` reply.
     pub fn unsubscribe(&mut self, id: SymbolId) -> Option<Arc<Slot>> {
         let sub = self.subs.remove(&id)?;
         if sub.dirty {
             self.dirty.retain(|&d| d != id);
+            self.waiting.retain(|&d| d != id);
         }
+        if sub.trades_queued > 0 {
+            self.trades.retain(|(t, _)| *t != id);
+        }
+        if sub.delivery.trades {
+            sub.slot.trade_interest(false);
+        }
+        self.lost.remove(&sub.slot.symbol);
         Some(sub.slot)
     }
 
     /// Removes every subscription, returning their slots.
     pub fn unsubscribe_all(&mut self) -> Vec<Arc<Slot>> {
         self.dirty.clear();
-        self.subs.drain().map(|(_, sub)| sub.slot).collect()
+        self.waiting.clear();
+        self.trades.clear();
+        self.lost.clear();
+        self.subs
+            .drain()
+            .map(|(_, sub)| {
+                if sub.delivery.trades {
+                    sub.slot.trade_interest(false);
+                }
+                sub.slot
+            })
+            .collect()
     }
 
     /// Subscribed symbols whose slot matches `pick`.
-    pub fn symbols_where(&self, pick: impl Fn(&Slot) -> bool) -> Vec<tickgate_feeds::Symbol> {
+    pub fn symbols_where(&self, pick: impl Fn(&Slot) -> bool) -> Vec<Symbol> {
         let mut symbols: Vec<_> = self
             .subs
             .values()
@@ -196,7 +380,87 @@ impl Outbox {
 
     /// Number of dirty entries (never more than the subscription count).
     pub fn pending(&self) -> usize {
-        self.dirty.len()
+        self.dirty.len() + self.waiting.len()
+    }
+
+    /// Trades waiting to be written.
+    pub fn trades_waiting(&self) -> usize {
+        self.trades.len()
+    }
+
+    /// Sets the priority of subscribed symbols; returns false for a symbol
+    /// this connection does not hold.
+    pub fn set_priority(&mut self, id: SymbolId, priority: Priority) -> bool {
+        match self.subs.get_mut(&id) {
+            Some(sub) => {
+                sub.delivery.priority = priority;
+                self.ranked = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The client ranks its symbols, so step 2 of the slow-consumer ladder
+    /// (slow notices and lower rates) applies to it.
+    pub fn set_ranked(&mut self) {
+        self.ranked = true;
+    }
+
+    /// Subscriptions counted per delivery option, for introspection.
+    pub fn mode_counts(&self) -> ModeCounts {
+        let mut counts = ModeCounts::default();
+        for sub in self.subs.values() {
+            let d = &sub.delivery;
+            counts.rate_capped += usize::from(d.min_interval.is_some());
+            counts.delta += usize::from(d.delta);
+            counts.meta += usize::from(d.meta);
+            counts.trades += usize::from(d.trades);
+            counts.visible += usize::from(d.priority == Priority::Visible);
+            counts.background += usize::from(d.priority == Priority::Background);
+        }
+        counts
+    }
+
+    /// Slow-consumer ladder, step 2: limits the next priority class that has
+    /// symbols (lowest first) to one update per `interval`. Returns that
+    /// class and its symbols, or `None` when every class is already slowed.
+    /// A connection whose client never ranked its symbols is left alone.
+    pub fn slow_down(&mut self, interval: Duration) -> Option<(Priority, Vec<Symbol>)> {
+        if !self.ranked {
+            return None;
+        }
+        self.slowdown.interval = interval;
+        while usize::from(self.slowdown.level) < Priority::ALL.len() {
+            let class = Priority::ALL[usize::from(self.slowdown.level)];
+            self.slowdown.level += 1;
+            let symbols = self.symbols_where_priority(class);
+            if !symbols.is_empty() {
+                return Some((class, symbols));
+            }
+        }
+        None
+    }
+
+    /// Ends every slowdown; returns whether there was one.
+    pub fn restore(&mut self) -> bool {
+        std::mem::take(&mut self.slowdown).level > 0
+    }
+
+    /// The ladder level: how many priority classes are slowed (0 to 3).
+    pub fn slowdown_level(&self) -> u8 {
+        self.slowdown.level
+    }
+
+    fn symbols_where_priority(&self, class: Priority) -> Vec<Symbol> {
+        let mut symbols: Vec<_> = self
+            .subs
+            .values()
+            .filter(|s| s.delivery.priority == class)
+            .map(|s| s.slot.symbol)
+            .collect();
+        symbols.sort();
+        symbols
     }
 
     /// Queues a reply. Returns true when the outbox went from empty to
@@ -213,75 +477,146 @@ impl Outbox {
     }
 
     fn is_empty(&self) -> bool {
-        self.dirty.is_empty() && self.control.is_empty()
+        self.dirty.is_empty()
+            && self.control.is_empty()
+            && self.trades.is_empty()
+            && self.lost.is_empty()
     }
 
     /// Takes everything owed: queued replies first, then one `update` frame
     /// with the latest quote of each dirty symbol whose seq is newer than what
-    /// the client already holds.
+    /// the client already holds, then the trades.
     ///
-    /// A rate-capped symbol whose slot has not come yet stays pending, and
-    /// `next_due` says when to drain again.
+    /// A rate-capped (or ladder-slowed) symbol whose slot has not come yet
+    /// stays pending, and `next_due` says when to drain again, unless a trade
+    /// of it is waiting: then its latest quote goes first, so a trade never
+    /// arrives after a quote older than itself.
     pub fn drain(&mut self, now: Instant) -> Drain {
         let mut drain = Drain {
             control: self.control.drain(..).collect(),
             ..Drain::default()
         };
-        if self.dirty.is_empty() {
+        if self.dirty.is_empty()
+            && self.waiting.is_empty()
+            && self.trades.is_empty()
+            && self.lost.is_empty()
+        {
             return drain;
         }
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let slowdown = self.slowdown;
         let mut frame = String::with_capacity(32 + self.dirty.len() * 192);
         frame.push_str(r#"{"type":"update","quotes":["#);
-        let mut deferred = Vec::new();
-        for id in self.dirty.drain(..) {
+        // Reuse the dirty list's allocation; held-back symbols go back to
+        // `waiting`.
+        let mut candidates = std::mem::take(&mut self.dirty);
+        candidates.append(&mut self.waiting);
+        for id in candidates.drain(..) {
             let Some(sub) = self.subs.get_mut(&id) else {
                 continue;
             };
-            if let (Some(interval), Some(at)) = (sub.delivery.min_interval, sub.last_sent_at)
+            if sub.trades_queued == 0
+                && let (Some(interval), Some(at)) = (interval_of(sub, slowdown), sub.last_sent_at)
                 && now < at + interval
             {
                 let due = at + interval;
                 drain.next_due = Some(drain.next_due.map_or(due, |d| d.min(due)));
-                deferred.push(id);
+                self.waiting.push(id);
                 continue;
             }
             sub.dirty = false;
-            let Some(snapshot) = sub.slot.latest() else {
-                continue;
-            };
-            let seq = snapshot.quote.seq;
-            if seq <= sub.last_seq {
-                continue;
-            }
-            let conflated = seq - sub.last_seq - 1;
-            drain.conflated += conflated;
-            sub.last_seq = seq;
-            if sub.delivery.min_interval.is_some() {
-                sub.last_sent_at = Some(now);
-            }
-            if drain.quotes > 0 {
-                frame.push(',');
-            }
-            if sub.delivery.personal() {
-                encode_personal(&mut frame, &snapshot, sub, conflated);
-            } else {
-                frame.push_str(&snapshot.json);
-            }
-            drain.quotes += 1;
-            let received = snapshot.received_micros;
-            drain.oldest_received_micros = Some(
-                drain
-                    .oldest_received_micros
-                    .map_or(received, |o| o.min(received)),
-            );
+            sub.seen_in = epoch;
+            emit(&mut frame, &mut drain, sub, now);
         }
-        self.dirty = deferred;
+        self.dirty = candidates;
+        // Symbols with a trade waiting whose newest quote is not marked dirty
+        // yet (the ingest task marks after its whole batch): flush it too.
+        for (id, _) in &self.trades {
+            if let Some(sub) = self.subs.get_mut(id)
+                && sub.seen_in != epoch
+            {
+                sub.seen_in = epoch;
+                emit(&mut frame, &mut drain, sub, now);
+            }
+        }
         frame.push_str("]}");
         if drain.quotes > 0 {
             drain.update = Some(frame);
         }
+        if !self.lost.is_empty() {
+            let lost = std::mem::take(&mut self.lost);
+            drain.lost_count = lost.values().sum();
+            let symbols: serde_json::Map<String, Value> = lost
+                .into_iter()
+                .map(|(symbol, n)| (symbol.to_string(), Value::from(n)))
+                .collect();
+            drain.trades_lost = Some(
+                serde_json::json!({
+                    "type": "trades_lost",
+                    "lost": drain.lost_count,
+                    "symbols": symbols,
+                })
+                .to_string(),
+            );
+        }
+        if !self.trades.is_empty() {
+            let mut frame = String::with_capacity(32 + self.trades.len() * 112);
+            frame.push_str(r#"{"type":"trades","trades":["#);
+            for (i, (id, trade)) in self.trades.drain(..).enumerate() {
+                if i > 0 {
+                    frame.push(',');
+                }
+                frame.push_str(&trade);
+                if let Some(sub) = self.subs.get_mut(&id) {
+                    sub.trades_queued -= 1;
+                }
+                drain.trade_count += 1;
+            }
+            frame.push_str("]}");
+            drain.trades = Some(frame);
+        }
         drain
     }
+}
+
+/// The interval a symbol may not be sent more often than: its rate cap, or
+/// the ladder's when that is longer and the symbol ranks below its level.
+fn interval_of(sub: &Subscription, slowdown: Slowdown) -> Option<Duration> {
+    let ladder = (sub.delivery.priority as u8) < slowdown.level;
+    let slowed = ladder.then_some(slowdown.interval);
+    sub.delivery.min_interval.max(slowed)
+}
+
+/// Appends the latest quote of `sub` to the update frame if it is newer
+/// than what the client holds.
+fn emit(frame: &mut String, drain: &mut Drain, sub: &mut Subscription, now: Instant) {
+    let Some(snapshot) = sub.slot.latest() else {
+        return;
+    };
+    let seq = snapshot.quote.seq;
+    if seq <= sub.last_seq {
+        return;
+    }
+    let conflated = seq - sub.last_seq - 1;
+    drain.conflated += conflated;
+    sub.last_seq = seq;
+    sub.last_sent_at = Some(now);
+    if drain.quotes > 0 {
+        frame.push(',');
+    }
+    if sub.delivery.personal() {
+        encode_personal(frame, &snapshot, sub, conflated);
+    } else {
+        frame.push_str(&snapshot.json);
+    }
+    drain.quotes += 1;
+    let received = snapshot.received_micros;
+    drain.oldest_received_micros = Some(
+        drain
+            .oldest_received_micros
+            .map_or(received, |o| o.min(received)),
+    );
 }
 
 /// Appends a quote encoded for one connection: only changed fields in delta
@@ -375,6 +710,12 @@ pub struct ConnStats {
     pub updates_sent: AtomicU64,
     /// Ticks this client never saw because newer values replaced them.
     pub conflated: AtomicU64,
+    /// Trades delivered, and trades lost to a full trade buffer.
+    pub trades_sent: AtomicU64,
+    pub trades_lost: AtomicU64,
+    /// Slow-consumer ladder: 0 = full rate, 1 to 3 = priority classes
+    /// slowed (see [`Outbox::slow_down`]).
+    pub ladder_level: AtomicU8,
 }
 
 impl ConnStats {
@@ -385,6 +726,9 @@ impl ConnStats {
             inflight_bytes: AtomicU64::new(0),
             updates_sent: AtomicU64::new(0),
             conflated: AtomicU64::new(0),
+            trades_sent: AtomicU64::new(0),
+            trades_lost: AtomicU64::new(0),
+            ladder_level: AtomicU8::new(0),
         }
     }
 
@@ -418,11 +762,12 @@ impl ConnStats {
 }
 
 impl Mailbox {
-    /// An empty mailbox for connection `id`.
-    pub fn new(id: ConnId) -> Self {
+    /// An empty mailbox for connection `id` holding at most `trade_buffer`
+    /// waiting trades.
+    pub fn new(id: ConnId, trade_buffer: usize) -> Self {
         Self {
             id,
-            outbox: Mutex::new(Outbox::default()),
+            outbox: Mutex::new(Outbox::new(trade_buffer)),
             wake: Notify::new(),
             drained: Notify::new(),
             stats: ConnStats::new(),
@@ -457,6 +802,15 @@ impl Mailbox {
     /// Marks `id` dirty and wakes the writer if needed.
     pub fn mark_dirty(&self, id: SymbolId) {
         let wake = self.lock().mark_dirty(id);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Queues a trade of `id` if this connection wants it, waking the writer
+    /// if needed.
+    pub fn push_trade(&self, id: SymbolId, trade: &Arc<str>) {
+        let wake = self.lock().push_trade(id, trade);
         if wake {
             self.wake.notify_one();
         }
@@ -681,6 +1035,173 @@ mod tests {
             Outbox::default()
                 .subscribe(Arc::clone(&a), Delivery::default(), Some(99))
                 .is_some()
+        );
+    }
+
+    fn trade(outbox: &mut Outbox, store: &SnapshotStore, slot: &Arc<Slot>, n: u32) {
+        store.apply(slot, &tick(slot.symbol, f64::from(n)), 1);
+        let json: Arc<str> = format!(r#"{{"symbol":"{}","n":{n}}}"#, slot.symbol).into();
+        outbox.push_trade(slot.id, &json);
+    }
+
+    fn trades_of(frame: &str) -> Vec<(String, u64)> {
+        let value: serde_json::Value = serde_json::from_str(frame).expect("JSON");
+        value["trades"]
+            .as_array()
+            .expect("trades")
+            .iter()
+            .map(|t| {
+                (
+                    t["symbol"].as_str().expect("symbol").to_owned(),
+                    t["n"].as_u64().expect("n"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn trades_arrive_in_order_after_the_quote_they_moved_and_overflow_is_announced() {
+        let store = SnapshotStore::new(10);
+        let a = store
+            .get_or_create(Symbol::parse("A").expect("valid"))
+            .expect("room");
+        let b = store
+            .get_or_create(Symbol::parse("B").expect("valid"))
+            .expect("room");
+        let mut outbox = Outbox::new(4);
+        let with_trades = Delivery {
+            trades: true,
+            // A cap that would hold the quote back, were it not for the trade.
+            min_interval: Some(Duration::from_secs(60)),
+            ..Delivery::default()
+        };
+        outbox.subscribe(Arc::clone(&a), with_trades, None);
+        outbox.subscribe(Arc::clone(&b), Delivery::default(), None);
+        assert!(a.wants_trades() && !b.wants_trades());
+        // B did not ask for trades: ignored.
+        assert!(!outbox.push_trade(b.id, &Arc::from("{}")));
+        let t0 = Instant::now();
+        trade(&mut outbox, &store, &a, 1);
+        let first = outbox.drain(t0);
+        assert_eq!(
+            quotes_of(first.update.as_deref().expect("quote flushed")),
+            [("A".into(), 1, 1.0)]
+        );
+        assert_eq!(
+            trades_of(first.trades.as_deref().expect("trade")),
+            [("A".into(), 1)]
+        );
+        // Six trades into a buffer of four: the two oldest are lost, the
+        // quote goes out although its 60 s slot has not come (not marked
+        // dirty at all here: the ingest task marks after its batch).
+        for n in 2..=7 {
+            trade(&mut outbox, &store, &a, n);
+        }
+        let second = outbox.drain(t0 + Duration::from_millis(1));
+        assert_eq!(
+            quotes_of(second.update.as_deref().expect("flushed")),
+            [("A".into(), 7, 7.0)]
+        );
+        let lost: serde_json::Value =
+            serde_json::from_str(second.trades_lost.as_deref().expect("announced")).expect("JSON");
+        assert_eq!(
+            lost,
+            serde_json::json!({"type":"trades_lost","lost":2,"symbols":{"A":2}})
+        );
+        assert_eq!((second.lost_count, second.trade_count), (2, 4));
+        assert_eq!(
+            trades_of(second.trades.as_deref().expect("trades")),
+            [
+                ("A".into(), 4),
+                ("A".into(), 5),
+                ("A".into(), 6),
+                ("A".into(), 7)
+            ]
+        );
+        let frames: Vec<String> = second.into_frames().collect();
+        assert!(
+            frames[0].contains("update")
+                && frames[1].contains("trades_lost")
+                && frames[2].contains("\"trades\"")
+        );
+        // Unsubscribing drops waiting trades and the interest.
+        trade(&mut outbox, &store, &a, 8);
+        outbox.unsubscribe(a.id);
+        assert!(!a.wants_trades());
+        assert!(outbox.drain(t0).is_empty());
+    }
+
+    #[test]
+    fn the_ladder_slows_background_first_and_visible_last() {
+        let store = SnapshotStore::new(10);
+        let slots: Vec<_> = ["V", "N", "B"]
+            .iter()
+            .map(|s| {
+                store
+                    .get_or_create(Symbol::parse(s).expect("valid"))
+                    .expect("room")
+            })
+            .collect();
+        let mut outbox = Outbox::default();
+        assert!(
+            outbox.slow_down(Duration::from_secs(1)).is_none(),
+            "not ranked: left alone"
+        );
+        for (slot, priority) in
+            slots
+                .iter()
+                .zip([Priority::Visible, Priority::Normal, Priority::Normal])
+        {
+            outbox.subscribe(
+                Arc::clone(slot),
+                Delivery {
+                    priority,
+                    ..Delivery::default()
+                },
+                None,
+            );
+        }
+        assert!(outbox.set_priority(slots[2].id, Priority::Background));
+        let second = Duration::from_secs(1);
+        let names = |v: Vec<Symbol>| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (class, symbols) = outbox.slow_down(second).expect("background");
+        assert_eq!(
+            (class, names(symbols)),
+            (Priority::Background, vec!["B".to_owned()])
+        );
+        let t0 = Instant::now();
+        let send_all = |outbox: &mut Outbox, at: Instant, price: f64| {
+            for slot in &slots {
+                store.apply(slot, &tick(slot.symbol, price), 1);
+                outbox.mark_dirty(slot.id);
+            }
+            outbox
+                .drain(at)
+                .update
+                .map(|f| quotes_of(&f).into_iter().map(|q| q.0).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            send_all(&mut outbox, t0, 1.0).map(|v| v.len()),
+            Some(3),
+            "first send is free"
+        );
+        let held_back =
+            send_all(&mut outbox, t0 + Duration::from_millis(100), 2.0).expect("update");
+        assert_eq!(held_back, ["V", "N"], "background waits for its 1 s slot");
+        let (class, symbols) = outbox.slow_down(second).expect("normal next");
+        assert_eq!(
+            (class, names(symbols)),
+            (Priority::Normal, vec!["N".to_owned()])
+        );
+        let (class, _) = outbox.slow_down(second).expect("visible last");
+        assert_eq!(class, Priority::Visible);
+        assert!(outbox.slow_down(second).is_none(), "nothing left to slow");
+        assert_eq!(outbox.slowdown_level(), 3);
+        assert!(send_all(&mut outbox, t0 + Duration::from_millis(200), 3.0).is_none());
+        assert!(outbox.restore());
+        assert_eq!(
+            send_all(&mut outbox, t0 + Duration::from_millis(300), 4.0).map(|v| v.len()),
+            Some(3)
         );
     }
 

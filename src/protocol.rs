@@ -10,6 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tickgate_feeds::Symbol;
 
+pub use crate::outbox::Priority;
+
 /// Longest `id` string echoed back; longer ones are refused.
 const MAX_ID_STRING: usize = 128;
 /// Longest rendering of a refused symbol echoed back in an error.
@@ -36,6 +38,19 @@ pub struct SubscribeOptions {
     /// `resume`: symbol → seq the client already holds; the snapshot leaves
     /// out symbols whose seq is still current.
     pub resume: Vec<(String, u64)>,
+    /// `trades`: every trade of these symbols, in order, in `trades` frames.
+    pub trades: bool,
+    /// `priority`: how these symbols rank when the connection falls behind.
+    pub priority: Option<Priority>,
+}
+
+fn parse_priority(value: &str) -> Option<Priority> {
+    match value {
+        "visible" => Some(Priority::Visible),
+        "normal" => Some(Priority::Normal),
+        "background" => Some(Priority::Background),
+        _ => None,
+    }
 }
 
 /// Highest `max_rate` a client may ask for.
@@ -57,13 +72,32 @@ fn parse_options(
         },
         Some(_) => return Err("\"max_rate\" must be a number"),
     }
-    for (key, slot) in [("delta", &mut options.delta), ("meta", &mut options.meta)] {
+    for (key, slot, complaint) in [
+        (
+            "delta",
+            &mut options.delta,
+            "\"delta\" must be true or false",
+        ),
+        ("meta", &mut options.meta, "\"meta\" must be true or false"),
+        (
+            "trades",
+            &mut options.trades,
+            "\"trades\" must be true or false",
+        ),
+    ] {
         match object.remove(key) {
             None | Some(Value::Null) => {}
             Some(Value::Bool(flag)) => *slot = flag,
-            Some(_) if key == "delta" => return Err("\"delta\" must be true or false"),
-            Some(_) => return Err("\"meta\" must be true or false"),
+            Some(_) => return Err(complaint),
         }
+    }
+    match object.remove("priority") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) => match parse_priority(&text) {
+            Some(priority) => options.priority = Some(priority),
+            None => return Err("\"priority\" must be \"visible\", \"normal\" or \"background\""),
+        },
+        Some(_) => return Err("\"priority\" must be \"visible\", \"normal\" or \"background\""),
     }
     match object.remove("resume") {
         None | Some(Value::Null) => {}
@@ -102,6 +136,13 @@ pub enum Request {
         id: Option<RequestId>,
         token: String,
     },
+    /// *Extension*: rank subscribed symbols for the slow-consumer ladder
+    /// (`{"op":"priority","visible":[…],"background":[…],"normal":[…]}`).
+    Priority {
+        id: Option<RequestId>,
+        /// Each priority with the symbol texts given for it.
+        classes: Vec<(Priority, Vec<String>)>,
+    },
 }
 
 /// Stable error codes of the protocol.
@@ -122,6 +163,9 @@ pub enum ErrorCode {
     RateLimited,
     /// Missing or bad credentials.
     Unauthorized,
+    /// *Extension*: a `priority` request named symbols this connection does
+    /// not hold.
+    NotSubscribed,
 }
 
 impl ErrorCode {
@@ -135,6 +179,7 @@ impl ErrorCode {
             Self::NotEntitled => "not_entitled",
             Self::RateLimited => "rate_limited",
             Self::Unauthorized => "unauthorized",
+            Self::NotSubscribed => "not_subscribed",
         }
     }
 }
@@ -228,6 +273,47 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
             })
         }
         "ping" => Ok(Request::Ping { id }),
+        "priority" => {
+            let mut classes = Vec::new();
+            for (key, priority) in [
+                ("visible", Priority::Visible),
+                ("normal", Priority::Normal),
+                ("background", Priority::Background),
+            ] {
+                match object.remove(key) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Array(items)) => {
+                        let texts = items
+                            .into_iter()
+                            .map(|item| match item {
+                                Value::String(s) => Ok(s),
+                                _ => Err(()),
+                            })
+                            .collect::<Result<Vec<_>, ()>>()
+                            .map_err(|()| {
+                                RequestError::bad(
+                                    id.clone(),
+                                    format!("\"{key}\" must be an array of strings"),
+                                )
+                            })?;
+                        classes.push((priority, texts));
+                    }
+                    Some(_) => {
+                        return Err(RequestError::bad(
+                            id,
+                            format!("\"{key}\" must be an array of strings"),
+                        ));
+                    }
+                }
+            }
+            if classes.iter().all(|(_, texts)| texts.is_empty()) {
+                return Err(RequestError::bad(
+                    id,
+                    "\"priority\" needs symbols in \"visible\", \"normal\" or \"background\"",
+                ));
+            }
+            Ok(Request::Priority { id, classes })
+        }
         "auth" => match object.remove("token") {
             Some(Value::String(token)) if !token.is_empty() => Ok(Request::Auth { id, token }),
             _ => Err(RequestError::bad(
@@ -239,7 +325,7 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
             id,
             code: ErrorCode::UnknownOp,
             message: format!(
-                "unknown op {:?}; expected subscribe, unsubscribe, ping or auth",
+                "unknown op {:?}; expected subscribe, unsubscribe, ping, priority or auth",
                 truncate(&op, 32)
             ),
         }),
@@ -319,6 +405,27 @@ enum Reply<'a> {
         state: &'a str,
         symbols: &'a [Symbol],
     },
+    Priority {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RequestId>,
+        #[serde(skip_serializing_if = "<[Symbol]>::is_empty")]
+        visible: &'a [Symbol],
+        #[serde(skip_serializing_if = "<[Symbol]>::is_empty")]
+        normal: &'a [Symbol],
+        #[serde(skip_serializing_if = "<[Symbol]>::is_empty")]
+        background: &'a [Symbol],
+    },
+    Slow {
+        state: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        priority: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rate_hz: Option<f64>,
+        #[serde(skip_serializing_if = "<[Symbol]>::is_empty")]
+        symbols: &'a [Symbol],
+        behind_ms: u64,
+        message: &'a str,
+    },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a RequestId>,
@@ -372,6 +479,52 @@ pub fn status(feed: &str, state: &str, symbols: &[Symbol]) -> String {
         feed,
         state,
         symbols,
+    })
+}
+
+/// *Extension*: `{"type":"priority","id":..,"visible":[..],"normal":[..],
+/// "background":[..]}`, the symbols whose priority a `priority` request set.
+pub fn priority(
+    id: Option<&RequestId>,
+    visible: &[Symbol],
+    normal: &[Symbol],
+    background: &[Symbol],
+) -> String {
+    encode(&Reply::Priority {
+        id,
+        visible,
+        normal,
+        background,
+    })
+}
+
+/// *Extension*: `{"type":"slow","state":"slowed",...}`: this connection is
+/// behind, and the symbols of `priority` are now limited to `rate_hz`.
+pub fn slowed(priority: Priority, rate_hz: f64, symbols: &[Symbol], behind_ms: u64) -> String {
+    let message = format!(
+        "this connection is not keeping up; its {} symbols are limited to {rate_hz} updates per second until it catches up",
+        priority.as_str()
+    );
+    encode(&Reply::Slow {
+        state: "slowed",
+        priority: Some(priority.as_str()),
+        rate_hz: Some(rate_hz),
+        symbols,
+        behind_ms,
+        message: &message,
+    })
+}
+
+/// *Extension*: `{"type":"slow","state":"restored",...}`: caught up, every
+/// symbol is back at full rate.
+pub fn restored(behind_ms: u64) -> String {
+    encode(&Reply::Slow {
+        state: "restored",
+        priority: None,
+        rate_hz: None,
+        symbols: &[],
+        behind_ms,
+        message: "caught up; every symbol is back at full rate",
     })
 }
 

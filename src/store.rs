@@ -47,12 +47,29 @@ pub struct Slot {
     /// Connections subscribed to this symbol. Locked briefly by subscribe,
     /// unsubscribe and the ingest task's fan-out; never across an await.
     pub subscribers: Mutex<SubscriberSet>,
+    /// Subscriptions of this symbol that asked for trades: the ingest task
+    /// encodes and fans out a trade only when there is one.
+    trade_subscribers: AtomicU32,
 }
 
 impl Slot {
     /// The latest snapshot, if the symbol has data. Cheap; never blocks.
     pub fn latest(&self) -> Option<Arc<Snapshot>> {
         self.latest.load_full()
+    }
+
+    /// A subscription of this symbol starts (`true`) or stops wanting trades.
+    pub fn trade_interest(&self, on: bool) {
+        if on {
+            self.trade_subscribers.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.trade_subscribers.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether any connection wants this symbol's trades.
+    pub fn wants_trades(&self) -> bool {
+        self.trade_subscribers.load(Ordering::Relaxed) > 0
     }
 }
 
@@ -117,6 +134,7 @@ impl SnapshotStore {
             latest: ArcSwapOption::empty(),
             feed: AtomicU32::new(NO_FEED),
             subscribers: Mutex::new(SubscriberSet::default()),
+            trade_subscribers: AtomicU32::new(0),
         });
         let mut slots = Vec::with_capacity((current.slots.len() + 1).next_power_of_two());
         slots.extend(current.slots.iter().cloned());

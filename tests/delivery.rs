@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
@@ -185,5 +186,173 @@ async fn malformed_delivery_options_are_bad_requests() {
         assert_eq!(error["id"], 1);
         client.assert_usable().await;
     }
+    gateway.shutdown(WAIT).await;
+}
+
+fn trade_tick(symbol: &str, price: f64) -> tickgate_feeds::Tick {
+    tickgate_feeds::Tick {
+        symbol: Some(sym(symbol)),
+        kind: tickgate_feeds::TickKind::Trade,
+        last: Some(price),
+        last_size: Some(100.0),
+        ts: Some(tickgate_feeds::now_micros()),
+        ..tickgate_feeds::Tick::default()
+    }
+}
+
+/// Reads frames until `done` says so (bounded by the wait).
+async fn collect_until(client: &mut Client, mut done: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    let mut frames = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, client.next_json())
+            .await
+            .expect("frames keep coming");
+        let finished = done(&frame);
+        frames.push(frame);
+        if finished {
+            return frames;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_trade_arrives_in_order_after_its_quote_while_quotes_conflate() {
+    let gateway = gateway_without_feeds(test_config()).await;
+    inject(&gateway, vec![quote_tick("T1", 1.0), quote_tick("T2", 1.0)]).await;
+    wait_for_seq(&gateway, "T2", 1).await;
+    let mut client = Client::connect(gateway.client_addr()).await;
+    // A 2 Hz cap conflates the quotes heavily; trades are events and are not.
+    client
+        .send(r#"{"op":"subscribe","symbols":["T1","T2"],"trades":true,"max_rate":2}"#)
+        .await;
+    client.next_of_type("snapshot").await;
+    let mut quote_ticks = 0u64;
+    for batch in 0..40u32 {
+        let mut ticks = Vec::new();
+        for i in 0..10u32 {
+            let n = f64::from(batch * 10 + i + 1);
+            for symbol in ["T1", "T2"] {
+                ticks.push(quote_tick(symbol, n));
+                quote_ticks += 1;
+                ticks.push(trade_tick(symbol, n));
+            }
+        }
+        inject(&gateway, ticks).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let frames = collect_until(&mut client, |frame| {
+        frame["type"] == "trades"
+            && frame["trades"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["symbol"] == "T2" && t["price"] == 400.0))
+    })
+    .await;
+    let mut held: HashMap<String, u64> = HashMap::new();
+    let mut prices: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut updates = 0u64;
+    for frame in &frames {
+        match frame["type"].as_str() {
+            Some("update") => {
+                for (symbol, seq) in quotes(frame) {
+                    updates += 1;
+                    held.insert(symbol, seq);
+                }
+            }
+            Some("trades") => {
+                for trade in frame["trades"].as_array().expect("trades") {
+                    let symbol = trade["symbol"].as_str().expect("symbol").to_owned();
+                    let seq = trade["seq"].as_u64().expect("seq");
+                    assert!(
+                        held.get(&symbol).is_some_and(|&q| q >= seq),
+                        "trade {trade} before a quote at least as new (held {:?})",
+                        held.get(&symbol)
+                    );
+                    assert_eq!(trade["size"], 100.0);
+                    assert!(trade["ts"].is_u64());
+                    prices
+                        .entry(symbol)
+                        .or_default()
+                        .push(trade["price"].as_f64().expect("price"));
+                }
+            }
+            Some("trades_lost") => panic!("nothing may be lost here: {frame}"),
+            _ => {}
+        }
+    }
+    let expected: Vec<f64> = (1..=400).map(f64::from).collect();
+    assert_eq!(prices["T1"], expected, "every T1 trade, in order");
+    assert_eq!(prices["T2"], expected, "every T2 trade, in order");
+    assert!(
+        updates * 4 < quote_ticks,
+        "quotes conflate: {updates} updates for {quote_ticks} quote ticks"
+    );
+    gateway.shutdown(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_trade_buffer_announces_exactly_what_was_lost() {
+    let mut config = test_config();
+    config.connection.trade_buffer = 16;
+    let gateway = gateway_without_feeds(config).await;
+    inject(&gateway, vec![quote_tick("FX", 1.0)]).await;
+    wait_for_seq(&gateway, "FX", 1).await;
+    let mut client = Client::connect_small_buffer(gateway.client_addr()).await;
+    client
+        .send(r#"{"op":"subscribe","symbols":["FX"],"trades":true}"#)
+        .await;
+    client.next_of_type("snapshot").await;
+    // The client reads nothing while 5,000 trades arrive: far more than the
+    // socket buffers and the 16-trade buffer hold.
+    const TRADES: u32 = 5_000;
+    for batch in 0..50u32 {
+        let ticks = (0..100u32)
+            .map(|i| trade_tick("FX", f64::from(batch * 100 + i + 1)))
+            .collect();
+        inject(&gateway, ticks).await;
+    }
+    wait_for_seq(&gateway, "FX", 1 + u64::from(TRADES)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut received = Vec::new();
+    let mut lost = 0u64;
+    let frames = collect_until(&mut client, |frame| {
+        frame["type"] == "trades"
+            && frame["trades"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["price"] == f64::from(TRADES)))
+    })
+    .await;
+    for frame in frames {
+        match frame["type"].as_str() {
+            Some("trades") => received.extend(
+                frame["trades"]
+                    .as_array()
+                    .expect("trades")
+                    .iter()
+                    .map(|t| t["price"].as_f64().expect("price")),
+            ),
+            Some("trades_lost") => {
+                let n = frame["lost"].as_u64().expect("lost");
+                assert_eq!(frame["symbols"]["FX"], n, "{frame}");
+                lost += n;
+            }
+            _ => {}
+        }
+    }
+    assert!(lost > 0, "the buffer overflowed");
+    assert_eq!(
+        received.len() as u64 + lost,
+        u64::from(TRADES),
+        "every trade is delivered or announced as lost"
+    );
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "what arrives is in order"
+    );
+    let (_, metrics) = http_get(gateway.admin_addr(), "/metrics").await;
+    assert!(
+        metrics.contains(&format!("tickgate_trades_lost_total {lost}")),
+        "lost trades are counted"
+    );
     gateway.shutdown(WAIT).await;
 }

@@ -19,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(list.valid.len() + list.invalid.len() <= symbols.len());
             assert!(list.invalid.iter().all(|s| s.len() <= 40));
         }
+        Ok(Request::Priority { classes, .. }) => {
+            assert!(classes.iter().any(|(_, texts)| !texts.is_empty()));
+        }
         Ok(Request::Ping { .. } | Request::Auth { .. }) => {}
         Err(error) => {
             let frame = error.to_frame();

@@ -1,0 +1,228 @@
+//! The slow-consumer ladder: when a connection's socket stops taking what
+//! the gateway writes, the client is told, not silently punished.
+//!
+//! 1. Conflation, always on (the outbox keeps one entry per symbol).
+//! 2. Behind for `notice_after`: a `slow` notice, and the lowest-priority
+//!    symbols are limited to `reduced_rate_hz`; each further `notice_after`
+//!    still behind slows the next priority class. No blocked write for
+//!    `recover_after`: full rate again, with a `restored` notice.
+//! 3. Stalled: one write the socket has not taken for `close_after`:
+//!    close 4008.
+//!
+//! "Behind" starts with a write the socket has not taken within
+//! `blocked_write` and lasts until `recover_after` passes without another.
+//! A further class is slowed only while writes still block, so the backlog
+//! queued before a slow-down gets the chance to drain first. This type only
+//! keeps time; the writer applies what it decides.
+
+use std::time::{Duration, Instant};
+
+use crate::config::SlowConsumerConfig;
+
+/// What the writer must do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing changes.
+    Stay,
+    /// Slow the next priority class and tell the client.
+    SlowDown,
+    /// Caught up: restore full rate (and tell the client if it was slowed).
+    Restore,
+    /// Behind for too long: close with 4008.
+    Close,
+}
+
+/// One connection's position on the ladder.
+#[derive(Debug)]
+pub struct Ladder {
+    blocked_write: Duration,
+    notice_after: Option<Duration>,
+    recover_after: Duration,
+    close_after: Option<Duration>,
+    /// Start of the first blocked write of the current spell of being behind.
+    behind_since: Option<Instant>,
+    /// End (or latest sight) of the last blocked write.
+    last_blocked: Option<Instant>,
+    /// Slow-downs done in this spell.
+    slowed: u32,
+}
+
+impl Ladder {
+    /// A ladder with the configured thresholds.
+    pub fn new(config: &SlowConsumerConfig) -> Self {
+        let ms = Duration::from_millis;
+        Self {
+            blocked_write: ms(config.blocked_write_ms),
+            notice_after: (config.notice_after_ms > 0).then(|| ms(config.notice_after_ms)),
+            recover_after: ms(config.recover_after_ms),
+            close_after: (config.close_after_ms > 0).then(|| ms(config.close_after_ms)),
+            behind_since: None,
+            last_blocked: None,
+            slowed: 0,
+        }
+    }
+
+    /// A write that started at `started` is finished, or still blocked, at
+    /// `now`.
+    pub fn observe_write(&mut self, started: Instant, now: Instant) {
+        if now.saturating_duration_since(started) >= self.blocked_write {
+            self.behind_since.get_or_insert(started);
+            self.last_blocked = Some(now);
+        }
+    }
+
+    /// Whether the connection is behind right now.
+    pub fn is_behind(&self) -> bool {
+        self.behind_since.is_some()
+    }
+
+    /// How long the current spell of being behind has lasted.
+    pub fn behind_for(&self, now: Instant) -> Duration {
+        self.behind_since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+    }
+
+    /// Decides the next step at `now`; `writing_since` is the start of a
+    /// write still in progress.
+    pub fn poll(&mut self, now: Instant, writing_since: Option<Instant>) -> Step {
+        let blocked_now = match writing_since {
+            Some(started) => {
+                self.observe_write(started, now);
+                now.saturating_duration_since(started) >= self.blocked_write
+            }
+            None => self
+                .last_blocked
+                .is_some_and(|at| now.saturating_duration_since(at) <= self.blocked_write),
+        };
+        let (Some(since), Some(last)) = (self.behind_since, self.last_blocked) else {
+            return Step::Stay;
+        };
+        if writing_since.is_none() && now.saturating_duration_since(last) >= self.recover_after {
+            self.behind_since = None;
+            self.last_blocked = None;
+            self.slowed = 0;
+            return Step::Restore;
+        }
+        if let (Some(limit), Some(started)) = (self.close_after, writing_since)
+            && now.saturating_duration_since(started) >= limit
+        {
+            return Step::Close;
+        }
+        if blocked_now
+            && let Some(every) = self.notice_after
+            && now.saturating_duration_since(since) >= every * (self.slowed + 1)
+        {
+            self.slowed += 1;
+            return Step::SlowDown;
+        }
+        Step::Stay
+    }
+
+    /// When to poll again while a write that started at `started` is still
+    /// blocked: when it starts to count as blocked, at the next slow-down,
+    /// and at the close.
+    pub fn next_deadline(&self, started: Instant) -> Option<Instant> {
+        let blocked_at = started + self.blocked_write;
+        let slow = self.notice_after.map(|every| match self.behind_since {
+            Some(since) => (since + every * (self.slowed + 1)).max(blocked_at),
+            None => blocked_at,
+        });
+        let close = self.close_after.map(|limit| started + limit);
+        match (slow, close) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> SlowConsumerConfig {
+        SlowConsumerConfig {
+            blocked_write_ms: 100,
+            notice_after_ms: 1_000,
+            reduced_rate_hz: 1.0,
+            recover_after_ms: 2_000,
+            close_after_ms: 5_000,
+        }
+    }
+
+    #[test]
+    fn quick_writes_never_leave_step_one() {
+        let mut ladder = Ladder::new(&config());
+        let t0 = Instant::now();
+        for i in 0..1_000u64 {
+            let at = t0 + Duration::from_millis(i * 10);
+            ladder.observe_write(at, at + Duration::from_millis(5));
+            assert_eq!(ladder.poll(at + Duration::from_millis(6), None), Step::Stay);
+        }
+        assert!(!ladder.is_behind());
+    }
+
+    #[test]
+    fn a_persistent_backlog_slows_then_closes_and_a_recovery_restores() {
+        let mut ladder = Ladder::new(&config());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        ladder.observe_write(t0, t0 + ms(300));
+        assert!(ladder.is_behind());
+        assert_eq!(ladder.poll(t0 + ms(900), None), Step::Stay);
+        // Still blocking now and then: the first notice at 1 s, the next
+        // class at 2 s.
+        ladder.observe_write(t0 + ms(900), t0 + ms(1_050));
+        assert_eq!(ladder.poll(t0 + ms(1_050), None), Step::SlowDown);
+        assert_eq!(ladder.poll(t0 + ms(1_100), None), Step::Stay);
+        assert_eq!(ladder.next_deadline(t0 + ms(1_900)), Some(t0 + ms(2_000)));
+        assert_eq!(
+            ladder.poll(t0 + ms(2_000), Some(t0 + ms(1_900))),
+            Step::SlowDown
+        );
+        // No blocked write since 2 s: still behind at 3 s, but nothing more
+        // is slowed while writes go through; caught up at 4 s, which
+        // restores full rate.
+        assert_eq!(ladder.poll(t0 + ms(3_000), None), Step::Stay);
+        assert_eq!(ladder.poll(t0 + ms(3_999), None), Step::Stay);
+        assert_eq!(ladder.poll(t0 + ms(4_000), None), Step::Restore);
+        assert!(!ladder.is_behind());
+        // A fresh spell that never ends: a single write blocked for 5 s.
+        let t1 = t0 + ms(10_000);
+        let mut steps = Vec::new();
+        let mut now = t1;
+        while let Some(at) = ladder.next_deadline(t1) {
+            now = at;
+            let step = ladder.poll(now, Some(t1));
+            steps.push(step);
+            if step == Step::Close {
+                break;
+            }
+        }
+        assert_eq!(
+            steps,
+            [
+                Step::Stay,
+                Step::SlowDown,
+                Step::SlowDown,
+                Step::SlowDown,
+                Step::SlowDown,
+                Step::Close
+            ]
+        );
+        assert_eq!(now, t1 + ms(5_000));
+    }
+
+    #[test]
+    fn zero_turns_notices_and_the_close_off() {
+        let mut ladder = Ladder::new(&SlowConsumerConfig {
+            notice_after_ms: 0,
+            close_after_ms: 0,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(ladder.poll(t0 + ms(60_000), Some(t0)), Step::Stay);
+        assert!(ladder.is_behind());
+        assert_eq!(ladder.next_deadline(t0), None);
+    }
+}
