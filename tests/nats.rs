@@ -424,6 +424,32 @@ async fn replicas_share_one_snapshot_and_survive_nats_and_publisher_restarts() {
     let mut c = Watcher::subscribe(gateway_c.addr("client")).await;
     c.until("c: snapshot", |w| w.all_at_round(4)).await;
     same_quotes(&a, &c);
+
+    // Resume works across processes, because seq comes from the publisher:
+    // a client of gateway a that reconnects to gateway c with the seqs it
+    // holds gets only what changed since (here one symbol it holds an older
+    // seq of) and the resume flag.
+    let stale = SYMBOLS[0];
+    let held: serde_json::Map<String, Value> = SYMBOLS
+        .iter()
+        .map(|s| {
+            let seq = a.seq(s) - u64::from(*s == stale);
+            ((*s).to_owned(), json!(seq))
+        })
+        .collect();
+    let mut resumed = Client::connect(gateway_c.addr("client")).await;
+    resumed
+        .send_json(json!({"op": "subscribe", "symbols": SYMBOLS, "resume": held, "id": 2}))
+        .await;
+    resumed.next_of_type("subscribed").await;
+    let snapshot = resumed.next_of_type("snapshot").await;
+    assert_eq!(snapshot["resumed"], true, "{snapshot}");
+    assert_eq!(snapshot["unchanged"], SYMBOLS.len() - 1, "{snapshot}");
+    assert_eq!(
+        common::quotes(&snapshot),
+        vec![(stale.to_owned(), a.seq(stale))],
+        "only the changed symbol, at gateway a's seq"
+    );
     gateway_c.kill();
 
     // NATS dies hard: gateways keep serving, tell clients the feed is down,
