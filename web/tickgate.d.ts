@@ -9,6 +9,14 @@ export const STATES: readonly ConnectionState[];
 /** Quote fields the gateway may send besides `symbol` and `seq`. */
 export const QUOTE_FIELDS: readonly (keyof Quote)[];
 
+/** A symbol's rank for the gateway's slow-consumer ladder. */
+export type Priority = 'background' | 'normal' | 'visible';
+/** The ranks, lowest first. */
+export const PRIORITIES: readonly Priority[];
+
+/** Close code of a connection the gateway dropped as a slow consumer (it stopped reading). */
+export const CLOSE_SLOW_CONSUMER: 4008;
+
 /** Error codes sent by the gateway in `error` frames. */
 export type GatewayErrorCode =
   | 'bad_request'
@@ -17,7 +25,8 @@ export type GatewayErrorCode =
   | 'too_many_subscriptions'
   | 'not_entitled'
   | 'rate_limited'
-  | 'unauthorized';
+  | 'unauthorized'
+  | 'not_subscribed'; // setPriority named symbols the connection does not hold
 
 /** Codes produced by the library itself. */
 export type LocalErrorCode =
@@ -25,7 +34,8 @@ export type LocalErrorCode =
   | 'closed'            // close() was called, or the connection went away (ping)
   | 'heartbeat_timeout' // the watchdog judged the link dead (error event only)
   | 'connect_failed'    // the WebSocket constructor threw (error event only)
-  | 'bad_frame';        // the gateway sent something that is not JSON (error event only)
+  | 'bad_frame'         // the gateway sent something that is not JSON (error event only)
+  | 'slow_consumer';    // the gateway closed the link with 4008 (error event only; a reconnect follows)
 
 export type ErrorCode = GatewayErrorCode | LocalErrorCode | (string & {});
 
@@ -104,6 +114,61 @@ export interface StateEvent {
   reason?: string;
   /** On 'open': true when this is a reconnect. */
   reconnected?: boolean;
+  /** With `code`: true when the gateway closed the link as a slow consumer (4008). */
+  slowConsumer?: boolean;
+}
+
+/** One trade, as the gateway sends it. */
+export interface Trade {
+  symbol: string;
+  /** The symbol's quote seq once this trade was applied; that quote (or a newer one) arrived before. */
+  seq: number;
+  price: number;
+  /** Absent when the feed gave none. */
+  size?: number;
+  /** Microseconds since the Unix epoch of the trade at the source. */
+  ts: number;
+}
+
+/** Trades the gateway dropped from this connection's full trade buffer (the oldest ones). */
+export interface TradesLostEvent {
+  /** How many, in total. */
+  lost: number;
+  /** How many per symbol. */
+  symbols: Record<string, number>;
+}
+
+/** One `slow` frame from the gateway. */
+export interface SlowNotice {
+  state: 'slowed' | 'restored' | (string & {});
+  /** On `slowed`: the class just limited. */
+  priority: Priority | null;
+  /** On `slowed`: updates per second per symbol of that class. */
+  rateHz: number | null;
+  /** On `slowed`: the symbols of that class. */
+  symbols: string[];
+  /** How long the connection had been behind. */
+  behindMs: number | null;
+  /** The gateway's explanation, for people. */
+  message: string;
+  /** Date.now() when the notice arrived. */
+  at: number;
+}
+
+/** `client.slow` while the gateway holds this connection's symbols to a lower rate. */
+export interface SlowState {
+  state: 'slowed';
+  /** Date.now() of the first `slowed` notice. */
+  since: number;
+  /** The latest class slowed. */
+  priority: Priority | null;
+  rateHz: number | null;
+  /** Every symbol slowed so far. */
+  symbols: string[];
+  /** Each `slowed` notice, in order (background, then normal, then visible). */
+  classes: { priority: Priority | null; rateHz: number | null; symbols: string[] }[];
+  behindMs: number | null;
+  message: string;
 }
 
 export interface StaleEvent {
@@ -125,6 +190,29 @@ export interface SubscribeResult {
   /** Acknowledged symbols without a quote yet; they arrive later as updates. */
   noData: string[];
   /** Errors for the symbols that were refused (by the gateway or locally). */
+  rejected: TickgateError[];
+}
+
+export interface SubscribeOptions {
+  /** Every trade of these symbols on the `trades` event (default: `delivery.trades`, else false). */
+  trades?: boolean;
+  /** Their rank for the slow-consumer ladder; without it a held symbol goes back to `normal`. */
+  priority?: Priority;
+}
+
+/** Lists of symbols by rank; give only the ones that change. */
+export interface PriorityLists {
+  visible?: string[];
+  normal?: string[];
+  background?: string[];
+}
+
+export interface PriorityResult {
+  /** The symbols the gateway ranked, by rank (empty lists when none). */
+  visible: string[];
+  normal: string[];
+  background: string[];
+  /** Errors for the symbols it did not rank (`not_subscribed`, `invalid_symbol`). */
   rejected: TickgateError[];
 }
 
@@ -189,6 +277,8 @@ export interface DeliveryOptions {
   delta?: boolean;
   /** Quotes carry `conflated` and `received_ts`. */
   meta?: boolean;
+  /** Default of the `trades` subscribe option. */
+  trades?: boolean;
 }
 
 /** The part of the WebSocket interface the client uses. */
@@ -213,7 +303,13 @@ export interface ClientEvents {
   /** Every `error` frame from the gateway, and local link failures. */
   error: (error: TickgateError) => void;
   /** A socket ended; a reconnect follows unless close() was called. */
-  disconnect: (event: { code: number; reason: string }) => void;
+  disconnect: (event: { code: number; reason: string; slowConsumer: boolean }) => void;
+  /** Trades of symbols subscribed with `trades`, in feed order (one call per frame). */
+  trades: (trades: Trade[]) => void;
+  /** The gateway dropped trades from a full buffer; comes before the next `trades`. */
+  tradesLost: (event: TradesLostEvent) => void;
+  /** A slow-consumer notice; `state` is `client.slow` after it (null once restored). */
+  slow: (notice: SlowNotice, state: SlowState | null) => void;
   /** Every parsed frame, before it is handled. */
   frame: (frame: Record<string, unknown>) => void;
   /** A listener threw; the client carries on. */
@@ -227,7 +323,7 @@ export class TickgateError extends Error {
   id: number | string | undefined;
   /** Symbols the error is about (empty: the whole request). */
   symbols: string[];
-  op: 'subscribe' | 'unsubscribe' | 'ping' | string | undefined;
+  op: 'subscribe' | 'unsubscribe' | 'ping' | 'priority' | string | undefined;
   /** On a rejected request: every error it received. */
   errors: TickgateError[];
 }
@@ -257,8 +353,20 @@ export class TickgateClient {
     /** Symbols rebased after a gateway restart. */
     rebased: number;
     reconnects: number;
+    /** Trades delivered on the `trades` event. */
+    trades: number;
+    /** Trades the gateway announced as lost. */
+    tradesLost: number;
+    /** `slow` frames received. */
+    slowNotices: number;
+    /** Connections the gateway closed with 4008. */
+    slowConsumerCloses: number;
   };
-  readonly lastClose: { code: number; reason: string } | null;
+  readonly lastClose: { code: number; reason: string; slowConsumer: boolean } | null;
+  /** Remembered ranks (setPriority and the `priority` subscribe option), sent again after every reconnect. */
+  readonly priorities: ReadonlyMap<string, Priority>;
+  /** Slow-consumer state of the current connection: null at full rate (and on every new connection). */
+  readonly slow: SlowState | null;
   /** Milliseconds since the last frame of any kind. */
   readonly silentForMs: number;
 
@@ -271,7 +379,16 @@ export class TickgateClient {
    * the errors for those it refused; rejects when nothing was subscribed.
    * While disconnected, resolves after the next connect's resubscription.
    */
-  subscribe(symbols: string | string[]): Promise<SubscribeResult>;
+  subscribe(symbols: string | string[], options?: SubscribeOptions): Promise<SubscribeResult>;
+  /**
+   * Ranks subscribed symbols for the slow-consumer ladder (and opts into
+   * `slow` notices). Resolves with the gateway's reply; rejects when no
+   * symbol was ranked (e.g. `not_subscribed`). Remembered and sent again
+   * after every reconnect; while disconnected, answered by that re-send.
+   */
+  setPriority(ranks: PriorityLists): Promise<PriorityResult>;
+  /** Whether `symbol` is subscribed with `trades`. */
+  hasTrades(symbol: string): boolean;
   unsubscribe(symbols: string | string[]): Promise<UnsubscribeResult>;
   ping(): Promise<PingResult>;
   get(symbol: string): SymbolState | undefined;

@@ -23,12 +23,23 @@
 //   (see `RECONCILIATION` in docs/web.md and `#accept` below).
 // - Stale/live per symbol, from the gateway's `status` frames, from data age
 //   and from the connection being down.
+// - Trades (`subscribe(symbols, { trades: true })`): every trade in order on
+//   the `trades` event, losses announced on `tradesLost`.
+// - Viewport priority (`setPriority`), remembered and sent again after every
+//   reconnect, and the gateway's slow-consumer notices (`slow` event,
+//   `client.slow`); a 4008 close (slow consumer) reconnects like any other.
 
 /** Symbols the gateway accepts: 1-32 of A-Z a-z 0-9 . - _ / : ^ (case-sensitive). */
 export const SYMBOL_PATTERN = /^[A-Za-z0-9.\-_/:^]{1,32}$/;
 
 /** Connection states, in the order a healthy client goes through them. */
 export const STATES = Object.freeze(['closed', 'connecting', 'open', 'reconnecting']);
+
+/** Symbol ranks for the slow-consumer ladder, lowest first (docs/protocol.md). */
+export const PRIORITIES = Object.freeze(['background', 'normal', 'visible']);
+
+/** Close code of a connection the gateway dropped as a slow consumer. */
+export const CLOSE_SLOW_CONSUMER = 4008;
 
 /** Quote fields the gateway may send, besides `symbol` and `seq`. */
 export const QUOTE_FIELDS = Object.freeze([
@@ -109,10 +120,19 @@ export class TickgateClient {
     this.quotes = new Map();
     /** Feed name -> last `status` state seen. */
     this.feeds = new Map();
+    /** Symbol -> rank sent with `setPriority` (or the `priority` subscribe option); sent again after every reconnect. */
+    this.priorities = new Map();
+    /** The gateway's slow-consumer state of this connection: null, or the `slowed` notices since the last `restored`. */
+    this.slow = null;
     /** Counters for dashboards and tests. */
-    this.stats = { frames: 0, quotes: 0, dropped: 0, conflated: 0, rebased: 0, reconnects: 0 };
+    this.stats = {
+      frames: 0, quotes: 0, dropped: 0, conflated: 0, rebased: 0, reconnects: 0,
+      trades: 0, tradesLost: 0, slowNotices: 0, slowConsumerCloses: 0,
+    };
     /** Close code and reason of the last connection that ended. */
     this.lastClose = null;
+
+    this._tradeSymbols = new Set(); // desired symbols subscribed with `trades`
 
     this._listeners = new Map();
     this._symbolListeners = new Map();
@@ -262,6 +282,7 @@ export class TickgateClient {
     }, this.options.stableAfterMs);
     const wasReconnect = this.state === 'reconnecting';
     if (wasReconnect) this.stats.reconnects += 1;
+    this.slow = null; // the ladder is per connection
     this._setState('open', { reconnected: wasReconnect });
     // Feed status is per connection: the gateway reports stale feeds to each
     // new connection, and age-based staleness covers the rest.
@@ -284,17 +305,27 @@ export class TickgateClient {
     clearTimeout(this._timers.watchdog);
     clearTimeout(this._timers.stable);
     clearTimeout(this._timers.connect);
-    this.lastClose = { code, reason };
+    const slowConsumer = code === CLOSE_SLOW_CONSUMER;
+    this.lastClose = { code, reason, slowConsumer };
+    this.slow = null;
     // Requests in flight are answered by the resubscription on the next socket.
+    const requeue = new Set();
     for (const request of this._pending.values()) {
       clearTimeout(request.timer);
       if (request.op === 'ping') request.reject(new TickgateError('closed', 'connection lost', { id: request.id, op: 'ping' }));
-      else if (request.waiters) this._waiting.push(...request.waiters);
-      else if (!request.internal) this._waiting.push(request);
+      else if (request.waiters) for (const w of request.waiters) requeue.add(w);
+      else if (!request.internal) requeue.add(request);
     }
+    this._waiting.push(...requeue);
     this._pending.clear();
     this._markAllStale('disconnected');
-    this._emit('disconnect', { code, reason });
+    if (slowConsumer) {
+      // The gateway gave up on this connection (it stopped reading); the
+      // reconnect below works like after any other close.
+      this.stats.slowConsumerCloses += 1;
+      this._emit('error', new TickgateError('slow_consumer', reason || 'closed by the gateway as a slow consumer'));
+    }
+    this._emit('disconnect', { code, reason, slowConsumer });
     this._scheduleReconnect();
   }
 
@@ -373,9 +404,67 @@ export class TickgateClient {
    * `rejected` with code `invalid_symbol`.
    * While disconnected, the request waits and is answered by the
    * resubscription after the next connect.
+   *
+   * `options` apply to these symbols (subscribing again to a held symbol
+   * replaces them, as on the gateway):
+   * - `trades`: every trade of these symbols on the `trades` event
+   *   (default: the `delivery.trades` client option, else false);
+   * - `priority`: `visible`, `normal` or `background`, their rank for the
+   *   slow-consumer ladder (see `setPriority`). Without it a held symbol
+   *   goes back to `normal`.
    */
-  subscribe(symbols) {
-    return this._request('subscribe', symbols);
+  subscribe(symbols, options = {}) {
+    const rank = options?.priority;
+    if (rank !== undefined && !PRIORITIES.includes(rank)) {
+      return Promise.reject(new TickgateError('bad_request', `priority must be one of ${PRIORITIES.join(', ')}`, { op: 'subscribe' }));
+    }
+    return this._request('subscribe', symbols, options ?? {});
+  }
+
+  /**
+   * Ranks subscribed symbols for the gateway's slow-consumer ladder:
+   * `{ visible, normal, background }`, each a list of symbols (give the ones
+   * that change). Under pressure the gateway slows `background` first and
+   * keeps `visible` at full rate as long as it can; ranking also opts this
+   * connection into `slow` notices. Resolves with the gateway's reply
+   * `{ visible, normal, background, rejected }` (the symbols it ranked, and
+   * errors such as `not_subscribed` for the others); rejects when nothing
+   * was ranked. The ranks are remembered (`priorities`) and sent again after
+   * every reconnect, once the symbols are subscribed again. While
+   * disconnected, the call is answered by that re-send.
+   */
+  setPriority(ranks) {
+    if (!ranks || typeof ranks !== 'object') {
+      return Promise.reject(new TickgateError('bad_request', 'setPriority takes { visible, normal, background }', { op: 'priority' }));
+    }
+    const lists = { visible: [], normal: [], background: [] };
+    const localErrors = [];
+    const ranked = new Map();
+    // The gateway applies the lists in this order: a symbol in two takes the last.
+    for (const rank of ['visible', 'normal', 'background']) {
+      const given = ranks[rank];
+      if (given === undefined || given === null) continue;
+      for (const symbol of new Set(Array.isArray(given) ? given : [given])) {
+        const reason = this._symbolProblem(symbol);
+        if (reason) localErrors.push(new TickgateError('invalid_symbol', `${String(symbol)}: ${reason}`, { symbols: [String(symbol)], op: 'priority' }));
+        else ranked.set(symbol, rank);
+      }
+    }
+    if (ranked.size === 0) {
+      const first = localErrors[0] ?? new TickgateError('bad_request', 'setPriority needs symbols in visible, normal or background', { op: 'priority' });
+      return Promise.reject(new TickgateError(first.code, first.message, { symbols: first.symbols, op: 'priority', errors: localErrors }));
+    }
+    const previous = new Map();
+    for (const [symbol, rank] of ranked) {
+      previous.set(symbol, this.priorities.get(symbol));
+      this.priorities.set(symbol, rank);
+      lists[rank].push(symbol);
+    }
+    return new Promise((resolve, reject) => {
+      const request = { op: 'priority', lists, symbols: [...ranked.keys()], previous, errors: [...localErrors], resolve, reject };
+      if (this.state === 'open') this._sendRequest(request);
+      else this._waiting.push(request);
+    });
   }
 
   /** Unsubscribes; resolves with `{ symbols, rejected }` like `subscribe`. */
@@ -400,12 +489,16 @@ export class TickgateClient {
     });
   }
 
-  _request(op, input) {
+  _symbolProblem(symbol) {
+    return this.options.validateSymbols ? symbolError(symbol) : (typeof symbol === 'string' ? null : 'not a string');
+  }
+
+  _request(op, input, options = {}) {
     const list = Array.isArray(input) ? input : [input];
     const symbols = [];
     const localErrors = [];
     for (const symbol of new Set(list)) {
-      const reason = this.options.validateSymbols ? symbolError(symbol) : (typeof symbol === 'string' ? null : 'not a string');
+      const reason = this._symbolProblem(symbol);
       if (reason) localErrors.push(new TickgateError('invalid_symbol', `${String(symbol)}: ${reason}`, { symbols: [String(symbol)], op }));
       else symbols.push(symbol);
     }
@@ -414,14 +507,26 @@ export class TickgateClient {
       return Promise.reject(new TickgateError(first.code, first.message, { symbols: first.symbols, op, errors: localErrors }));
     }
     let added = [];
+    let previous;
+    const trades = op === 'subscribe' && Boolean(options.trades ?? this.options.delivery?.trades ?? false);
+    const priority = op === 'subscribe' ? options.priority : undefined;
     if (op === 'subscribe') {
       added = symbols.filter((s) => !this.desired.has(s));
-      for (const s of symbols) this.desired.add(s);
+      // What the gateway will hold for these symbols once it acks; put back
+      // for held symbols if it refuses the whole request.
+      previous = new Map(symbols.map((s) => [s, { trades: this._tradeSymbols.has(s), priority: this.priorities.get(s) }]));
+      for (const s of symbols) {
+        this.desired.add(s);
+        if (trades) this._tradeSymbols.add(s);
+        else this._tradeSymbols.delete(s);
+        if (priority) this.priorities.set(s, priority);
+        else this.priorities.delete(s);
+      }
     } else {
       for (const s of symbols) this._forget(s);
     }
     return new Promise((resolve, reject) => {
-      const request = { op, symbols, added, errors: [...localErrors], resolve, reject };
+      const request = { op, symbols, added, previous, trades, priority, errors: [...localErrors], resolve, reject };
       if (this.state === 'open') this._sendRequest(request);
       else this._waiting.push(request);
     });
@@ -431,8 +536,14 @@ export class TickgateClient {
     request.id = this._nextId++;
     request.timer = setTimeout(() => this._timeout(request.id), this.options.requestTimeoutMs);
     this._pending.set(request.id, request);
-    const message = { op: request.op, symbols: request.symbols, id: request.id };
-    if (request.op === 'subscribe') Object.assign(message, this._deliveryOptions(request));
+    let message;
+    if (request.op === 'priority') {
+      message = { op: 'priority', id: request.id };
+      for (const rank of ['visible', 'normal', 'background']) if (request.lists[rank].length > 0) message[rank] = request.lists[rank];
+    } else {
+      message = { op: request.op, symbols: request.symbols, id: request.id };
+      if (request.op === 'subscribe') Object.assign(message, this._deliveryOptions(request));
+    }
     this._send(message);
   }
 
@@ -449,6 +560,8 @@ export class TickgateClient {
     if (delivery.maxRate) extra.max_rate = delivery.maxRate;
     if (delivery.delta) extra.delta = true;
     if (delivery.meta) extra.meta = true;
+    if (request.trades) extra.trades = true;
+    if (request.priority) extra.priority = request.priority;
     if (this.options.resume && request.internal) {
       const resume = {};
       for (const symbol of request.symbols) {
@@ -468,9 +581,11 @@ export class TickgateClient {
   }
 
   /**
-   * On every (re)connect: one subscribe for everything wanted. It answers the
-   * requests that were waiting for a connection, then unsubscribes that were
-   * waiting resolve at once (a new connection holds nothing).
+   * On every (re)connect: one subscribe for everything wanted (two when some
+   * symbols take trades and others do not), then, once acked, one `priority`
+   * request with every remembered rank. They answer the requests that were
+   * waiting for a connection; unsubscribes that were waiting resolve at once
+   * (a new connection holds nothing).
    */
   _resync() {
     const waiting = this._waiting.splice(0);
@@ -478,21 +593,96 @@ export class TickgateClient {
       request.resolve({ symbols: request.symbols, rejected: request.errors });
     }
     const waiters = waiting.filter((r) => r.op === 'subscribe');
+    const priorityWaiters = waiting.filter((r) => r.op === 'priority');
     if (this.desired.size === 0) {
       for (const w of waiters) w.reject(new TickgateError('closed', 'unsubscribed before the connection opened', { op: 'subscribe', symbols: w.symbols }));
+      this._answerPriorityWaiters(priorityWaiters, null, null);
       return;
     }
-    const request = {
-      op: 'subscribe',
-      symbols: [...this.desired],
-      added: [],
+    const all = [...this.desired];
+    const groups = [
+      { trades: false, symbols: all.filter((s) => !this._tradeSymbols.has(s)) },
+      { trades: true, symbols: all.filter((s) => this._tradeSymbols.has(s)) },
+    ].filter((group) => group.symbols.length > 0);
+    // Every request of this resync carries all its waiters, so whichever is
+    // still in flight when the link drops hands them to the next resync.
+    const carried = [...waiters, ...priorityWaiters];
+    const outcomes = [];
+    const settled = () => {
+      if (outcomes.length < groups.length) return;
+      const ok = outcomes.filter((o) => o.result);
+      const failures = outcomes.filter((o) => o.err).map((o) => o.err);
+      const failed = failures.flatMap((e) => e.errors ?? [e]);
+      const result = ok.length === 0 ? null : {
+        symbols: ok.flatMap((o) => o.result.symbols),
+        noData: ok.flatMap((o) => o.result.noData),
+        rejected: [...ok.flatMap((o) => o.result.rejected), ...failed],
+      };
+      const err = result ? null : new TickgateError(failures[0].code, failures[0].message, { op: 'subscribe', errors: failed });
+      this._answerWaiters(waiters, result, err);
+      this._restorePriorities(priorityWaiters);
+    };
+    for (const group of groups) {
+      this._sendRequest({
+        op: 'subscribe',
+        symbols: group.symbols,
+        trades: group.trades,
+        added: [],
+        errors: [],
+        internal: true,
+        waiters: carried,
+        resolve: (result) => (outcomes.push({ result }), settled()),
+        reject: (err) => (outcomes.push({ err }), settled()),
+      });
+    }
+  }
+
+  /** After a resubscription: ranks every remembered symbol again. */
+  _restorePriorities(waiters) {
+    if (this.state !== 'open') {
+      this._waiting.push(...waiters);
+      return;
+    }
+    const lists = { visible: [], normal: [], background: [] };
+    for (const [symbol, rank] of this.priorities) {
+      if (this.desired.has(symbol)) lists[rank].push(symbol);
+      else this.priorities.delete(symbol);
+    }
+    const symbols = [...lists.visible, ...lists.normal, ...lists.background];
+    if (symbols.length === 0) {
+      this._answerPriorityWaiters(waiters, null, null);
+      return;
+    }
+    this._sendRequest({
+      op: 'priority',
+      lists,
+      symbols,
+      previous: new Map(),
       errors: [],
       internal: true,
       waiters,
-      resolve: (result) => this._answerWaiters(waiters, result, null),
-      reject: (err) => this._answerWaiters(waiters, null, err),
-    };
-    this._sendRequest(request);
+      resolve: (result) => this._answerPriorityWaiters(waiters, result, null),
+      reject: (err) => this._answerPriorityWaiters(waiters, null, err),
+    });
+  }
+
+  _answerPriorityWaiters(waiters, result, err) {
+    for (const w of waiters) {
+      const mine = new Set(w.symbols);
+      const errors = [...w.errors, ...(result?.rejected ?? err?.errors ?? []).filter((e) => e.symbols.length === 0 || e.symbols.some((s) => mine.has(s)))];
+      const lists = {};
+      for (const rank of ['visible', 'normal', 'background']) lists[rank] = (result?.[rank] ?? []).filter((s) => mine.has(s));
+      // Symbols no longer subscribed were left out of the re-send.
+      const answered = new Set([...lists.visible, ...lists.normal, ...lists.background, ...errors.flatMap((e) => e.symbols)]);
+      const missing = w.symbols.filter((s) => !answered.has(s) && !this.desired.has(s));
+      if (missing.length > 0) errors.push(new TickgateError('not_subscribed', 'not subscribed', { symbols: missing, op: 'priority' }));
+      if (lists.visible.length + lists.normal.length + lists.background.length > 0) {
+        w.resolve({ ...lists, rejected: errors });
+        continue;
+      }
+      const first = errors[0] ?? err ?? new TickgateError('not_subscribed', 'none of these symbols is subscribed', { op: 'priority', symbols: w.symbols });
+      w.reject(new TickgateError(first.code, first.message, { id: first.id, symbols: first.symbols, op: 'priority', errors: errors.length > 0 ? errors : [first] }));
+    }
   }
 
   _answerWaiters(waiters, result, err) {
@@ -520,13 +710,37 @@ export class TickgateClient {
     if (failure && request.op === 'subscribe') {
       // The whole request was refused: drop what it added, keep older wishes.
       for (const s of request.added) if (!refused.has(s)) this._forget(s);
+      for (const [s, before] of request.previous ?? []) {
+        if (!this.desired.has(s) || refused.has(s) || request.added.includes(s)) continue;
+        if (before.trades) this._tradeSymbols.add(s);
+        else this._tradeSymbols.delete(s);
+        if (before.priority) this.priorities.set(s, before.priority);
+        else this.priorities.delete(s);
+      }
     }
-    const acked = reply ? (reply.symbols ?? []) : [];
-    if (acked.length > 0 || (reply && request.errors.length === 0)) {
-      const result = { symbols: acked, rejected: request.errors };
-      if (request.op === 'subscribe') result.noData = reply.no_data ?? [];
-      request.resolve(result);
-      return;
+    if (failure && request.op === 'priority' && failure.code !== 'timeout') {
+      // Nothing was ranked: put back the ranks this request changed.
+      for (const [s, before] of request.previous ?? []) {
+        if (refused.has(s)) continue;
+        if (before) this.priorities.set(s, before);
+        else this.priorities.delete(s);
+      }
+    }
+    if (request.op === 'priority') {
+      const lists = {};
+      for (const rank of ['visible', 'normal', 'background']) lists[rank] = Array.isArray(reply?.[rank]) ? reply[rank] : [];
+      if (reply && lists.visible.length + lists.normal.length + lists.background.length > 0) {
+        request.resolve({ ...lists, rejected: request.errors });
+        return;
+      }
+    } else {
+      const acked = reply ? (reply.symbols ?? []) : [];
+      if (acked.length > 0 || (reply && request.errors.length === 0)) {
+        const result = { symbols: acked, rejected: request.errors };
+        if (request.op === 'subscribe') result.noData = reply.no_data ?? [];
+        request.resolve(result);
+        return;
+      }
     }
     const errors = failure && !request.errors.includes(failure) ? [...request.errors, failure] : request.errors;
     const first = errors[0] ?? new TickgateError('bad_request', `${request.op} acknowledged nothing`, { id: request.id, op: request.op });
@@ -577,7 +791,17 @@ export class TickgateClient {
       case 'subscribed':
       case 'unsubscribed':
       case 'pong':
+      case 'priority':
         this._onAck(frame);
+        break;
+      case 'trades':
+        this._onTrades(frame);
+        break;
+      case 'trades_lost':
+        this._onTradesLost(frame);
+        break;
+      case 'slow':
+        this._onSlow(frame);
         break;
       case 'error':
         this._onError(frame);
@@ -618,6 +842,10 @@ export class TickgateClient {
       if (err.symbols.length > 0 && request.op === 'subscribe') {
         for (const s of err.symbols) this._forget(s);
       }
+      if (err.symbols.length > 0 && request.op === 'priority') {
+        // Not ranked by the gateway (not subscribed, or malformed).
+        for (const s of err.symbols) if (request.lists && Object.values(request.lists).some((l) => l.includes(s))) this.priorities.delete(s);
+      }
       // Without symbols the error is about the whole request: no ack follows.
       // When every symbol was refused, the gateway sends no ack either.
       const refused = new Set(request.errors.flatMap((e) => e.symbols));
@@ -645,6 +873,57 @@ export class TickgateClient {
       this._refreshStale(held, Date.now());
     }
     this._emit('status', { feed, state, symbols: listed });
+  }
+
+  /** Trades in feed order; the quote of each symbol at least as new arrived before. */
+  _onTrades(frame) {
+    if (!Array.isArray(frame.trades)) return;
+    const trades = frame.trades.filter((t) => t && typeof t.symbol === 'string' && this.desired.has(t.symbol));
+    if (trades.length === 0) return;
+    this.stats.trades += trades.length;
+    this._emit('trades', trades);
+  }
+
+  _onTradesLost(frame) {
+    const lost = Number.isFinite(frame.lost) ? frame.lost : 0;
+    const symbols = frame.symbols && typeof frame.symbols === 'object' ? frame.symbols : {};
+    this.stats.tradesLost += lost;
+    this._emit('tradesLost', { lost, symbols });
+  }
+
+  /**
+   * The slow-consumer ladder: `slowed` notices add up (background, then
+   * normal, then visible) in `this.slow` until `restored` clears it. A new
+   * connection starts at full rate (`slow` is null again).
+   */
+  _onSlow(frame) {
+    const notice = {
+      state: frame.state,
+      priority: frame.priority ?? null,
+      rateHz: typeof frame.rate_hz === 'number' ? frame.rate_hz : null,
+      symbols: Array.isArray(frame.symbols) ? frame.symbols : [],
+      behindMs: typeof frame.behind_ms === 'number' ? frame.behind_ms : null,
+      message: typeof frame.message === 'string' ? frame.message : '',
+      at: Date.now(),
+    };
+    this.stats.slowNotices += 1;
+    if (notice.state === 'slowed') {
+      const previous = this.slow;
+      const classes = [...(previous?.classes ?? []), { priority: notice.priority, rateHz: notice.rateHz, symbols: notice.symbols }];
+      this.slow = {
+        state: 'slowed',
+        since: previous?.since ?? notice.at,
+        priority: notice.priority,
+        rateHz: notice.rateHz,
+        symbols: [...new Set(classes.flatMap((c) => c.symbols))],
+        classes,
+        behindMs: notice.behindMs,
+        message: notice.message,
+      };
+    } else if (notice.state === 'restored') {
+      this.slow = null;
+    }
+    this._emit('slow', notice, this.slow);
   }
 
   _onQuotes(quotes, source) {
@@ -727,6 +1006,13 @@ export class TickgateClient {
   _forget(symbol) {
     this.desired.delete(symbol);
     this.quotes.delete(symbol);
+    this._tradeSymbols.delete(symbol);
+    this.priorities.delete(symbol);
+  }
+
+  /** Whether `symbol` is subscribed with `trades`. */
+  hasTrades(symbol) {
+    return this._tradeSymbols.has(symbol);
   }
 
   // ---- staleness ------------------------------------------------------------------

@@ -6,39 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { TickgateClient, backoffDelay, symbolError } from '../tickgate.js';
-
-/** A WebSocket stand-in the test drives by hand. */
-function scriptedSockets() {
-  const sockets = [];
-  class ScriptedSocket {
-    constructor(url) {
-      this.url = url;
-      this.sent = [];
-      this.closed = null;
-      sockets.push(this);
-    }
-    send(text) {
-      this.sent.push(JSON.parse(text));
-    }
-    close(code, reason) {
-      this.closed = { code, reason };
-    }
-    // test side
-    open() {
-      this.onopen?.({});
-    }
-    frame(object) {
-      this.onmessage?.({ data: JSON.stringify(object) });
-    }
-    drop(code = 1006, reason = '') {
-      this.onclose?.({ code, reason });
-    }
-    lastRequest(op) {
-      return this.sent.filter((m) => m.op === op).at(-1);
-    }
-  }
-  return { sockets, ScriptedSocket };
-}
+import { scriptedSockets } from '../test-support/scripted-socket.js';
 
 const quote = (symbol, seq, ts, extra = {}) => ({ symbol, seq, ts, bid: 1, ask: 2, last: 1.5, ...extra });
 const tick = () => new Promise((done) => setImmediate(done));
