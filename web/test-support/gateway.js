@@ -7,7 +7,8 @@
 // PID: by the test's own teardown, and as a last resort when Node exits.
 
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -112,6 +113,8 @@ function startOnce(bin, port, adminPort, args) {
           exited,
           stderr: () => stderr,
           stop: () => stopProcess(child, exited),
+          /** The admin listener's `GET /connections`: one row per client connection. */
+          connections: async () => (await fetch(`http://${admin}/connections`)).json(),
           pause: () => process.kill(child.pid, 'SIGSTOP'),
           resume: () => process.kill(child.pid, 'SIGCONT'),
         });
@@ -140,6 +143,13 @@ async function stopProcess(child, exited) {
   const result = await exited;
   clearTimeout(timer);
   return result;
+}
+
+/** Writes a TOML config to a fresh temp file for `--config`; returns its path. */
+export function writeConfig(toml) {
+  const path = join(mkdtempSync(join(tmpdir(), 'tickgate-web-test-')), 'tickgate.toml');
+  writeFileSync(path, toml);
+  return path;
 }
 
 export function sleep(ms) {
