@@ -745,6 +745,66 @@ async fn hostile_clients_never_hurt_a_well_behaved_one_and_memory_returns_to_bas
         sleep(Duration::from_secs(2)).await;
         drop(stream);
     });
+    attack!("stalled reader asking for every trade, ranked", async {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("rcvbuf");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        let auth = token(&["*"], 600);
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {auth}\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let symbols: Vec<String> = tickgate_feeds::sim::universe()
+            .take(200)
+            .map(|s| s.to_string())
+            .collect();
+        let _ = stream
+            .write_all(&text(
+                &json!({"op":"subscribe","symbols":symbols,"trades":true,"priority":"visible"})
+                    .to_string(),
+            ))
+            .await;
+        let _ = stream
+            .write_all(&text(
+                &json!({"op":"priority","background":symbols}).to_string(),
+            ))
+            .await;
+        // Never read: trades pile up to the trade buffer, the ladder slows
+        // the symbols; the watcher must not notice.
+        sleep(Duration::from_secs(3)).await;
+        drop(stream);
+    });
+    attack!(
+        "priority requests: huge, duplicated, unsubscribed, wrong types",
+        async {
+            let mut raw = Raw::open(addr).await;
+            raw.expect_reply(
+                &text(r#"{"op":"subscribe","symbols":["AAPL"]}"#),
+                "snapshot",
+            )
+            .await;
+            let many: Vec<String> = (0..3_000).map(|i| format!("P{i}")).collect();
+            raw.expect_reply(
+                &text(&json!({"op":"priority","visible":many}).to_string()),
+                "not_subscribed",
+            )
+            .await;
+            raw.expect_reply(
+                &text(r#"{"op":"priority","visible":["AAPL","AAPL"],"background":["AAPL"]}"#),
+                "\"priority\"",
+            )
+            .await;
+            for bad in [
+                r#"{"op":"priority","visible":{"AAPL":1}}"#,
+                r#"{"op":"priority","normal":[null]}"#,
+                r#"{"op":"priority"}"#,
+                r#"{"op":"subscribe","symbols":["AAPL"],"priority":7}"#,
+                r#"{"op":"subscribe","symbols":["AAPL"],"trades":1}"#,
+            ] {
+                raw.expect_reply(&text(bad), "bad_request").await;
+            }
+        }
+    );
     attack!("slowloris request headers", async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         let started = Instant::now();
