@@ -11,6 +11,11 @@
 //   ?theme=dark|light        force a theme
 //   ?staleAfter=10           seconds without a quote before a symbol is stale
 //   ?validate=0              send symbols unchecked (shows the gateway's errors)
+//   ?trades=AAPL             open the trades tape for a symbol (click a symbol to switch)
+//
+// Rows on screen are ranked `visible` with the gateway and the others
+// `background`, so if this page falls behind the gateway slows the rows no
+// one sees first; its `slow` notices show in a small banner.
 
 import { TickgateClient, symbolError } from './tickgate.js';
 
@@ -41,7 +46,8 @@ const el = {
   banner: $('banner'), form: $('add-form'), input: $('symbol-input'), formError: $('form-error'),
   rows: $('rows'), empty: $('empty'), themeToggle: $('theme-toggle'), loadTop: $('load-top'), clearAll: $('clear-all'),
   statSymbols: $('stat-symbols'), statFrames: $('stat-frames'), statConflated: $('stat-conflated'),
-  statReconnects: $('stat-reconnects'), statUrl: $('stat-url'),
+  statReconnects: $('stat-reconnects'), statUrl: $('stat-url'), slowBanner: $('slow-banner'),
+  tape: $('tape'), tapeTitle: $('tape-title'), tapeList: $('tape-list'), tapeClose: $('tape-close'),
 };
 
 // ---- settings from the URL ------------------------------------------------------
@@ -141,6 +147,8 @@ function createRow(symbol) {
   const badge = document.createElement('span');
   badge.className = 'badge';
   sym.append(name, badge);
+  sym.title = `Trades of ${symbol}`;
+  sym.addEventListener('click', () => selectTape(tapeSymbol === symbol ? null : symbol));
   tr.append(sym);
   const cells = {};
   for (const key of CELLS) {
@@ -194,6 +202,7 @@ function addRows(symbols) {
     fragment.append(row.tr);
     row.badgeText = 'waiting';
     rowObserver.observe(row.tr);
+    screenObserver.observe(row.tr);
     dirty.add(symbol);
   }
   el.rows.append(fragment);
@@ -206,7 +215,10 @@ function dropRows(symbols) {
     const row = rows.get(symbol);
     if (!row) continue;
     rowObserver.unobserve(row.tr);
+    screenObserver.unobserve(row.tr);
     visible.delete(row.tr);
+    onScreen.delete(symbol);
+    if (tapeSymbol === symbol) selectTape(null);
     row.tr.remove();
     for (const td of Object.values(row.cells)) flashing.delete(td);
     rows.delete(symbol);
@@ -260,7 +272,10 @@ async function addSymbols(symbols, { reportErrors = true } = {}) {
   if (fresh.length === 0) return;
   scheduleRender();
   try {
-    const result = await client.subscribe(fresh);
+    // Ranked background until the viewport says otherwise (see syncPriority).
+    const result = await client.subscribe(fresh, { priority: 'background' });
+    for (const s of result.symbols) rows.get(s)?.tr.setAttribute('data-priority', 'background');
+    schedulePriority();
     for (const s of result.noData) {
       const row = rows.get(s);
       if (row && row.badgeText === 'waiting') row.badgeText = 'no data';
@@ -394,7 +409,8 @@ function renderBanner() {
   let message = '';
   let level = 'warn';
   if (client.state === 'reconnecting' || (client.state === 'closed' && rows.size > 0)) {
-    message = `Disconnected from the gateway — prices are frozen at their last value. Reconnecting (attempt ${reconnectAttempt})…`;
+    const why = client.lastClose?.slowConsumer ? ' It closed this connection because the page stopped reading (slow consumer, 4008).' : '';
+    message = `Disconnected from the gateway — prices are frozen at their last value.${why} Reconnecting (attempt ${reconnectAttempt})…`;
     level = 'bad';
   } else {
     const bad = [...client.feeds].filter(([, state]) => state !== 'live');
@@ -403,6 +419,134 @@ function renderBanner() {
   if (el.banner.textContent !== message) el.banner.textContent = message;
   el.banner.hidden = message === '';
   el.banner.dataset.level = level;
+  renderSlowBanner();
+}
+
+/** Shown while the gateway holds some of this page's symbols to a lower rate. */
+function renderSlowBanner() {
+  const slow = client.state === 'open' ? client.slow : null;
+  let message = '';
+  if (slow) {
+    const classes = slow.classes.map((c) => (c.priority === 'background' ? 'off-screen' : c.priority === 'visible' ? 'on-screen' : c.priority));
+    const rate = slow.rateHz === null ? 'a lower rate' : `${slow.rateHz} update${slow.rateHz === 1 ? '' : 's'}/s`;
+    message = `This page is not keeping up: the gateway limits its ${classes.join(' and ')} symbols to ${rate} until it catches up.`;
+  }
+  if (el.slowBanner.textContent !== message) el.slowBanner.textContent = message;
+  el.slowBanner.hidden = message === '';
+}
+
+client.on('slow', () => renderSlowBanner());
+
+// ---- viewport priority ---------------------------------------------------------------------
+//
+// Rows on screen are `visible`, the rest `background`. Only changes are sent;
+// the library remembers the ranks and sends them again after a reconnect.
+
+const onScreen = new Set();
+const screenObserver = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const symbol = entry.target.dataset.symbol;
+    if (entry.isIntersecting) onScreen.add(symbol);
+    else onScreen.delete(symbol);
+  }
+  schedulePriority();
+});
+
+let priorityTimer = null;
+function schedulePriority() {
+  if (priorityTimer !== null) return;
+  priorityTimer = setTimeout(() => {
+    priorityTimer = null;
+    syncPriority();
+  }, 150);
+}
+
+function syncPriority() {
+  const lists = { visible: [], background: [] };
+  for (const [symbol, row] of rows) {
+    const held = client.priorities.get(symbol);
+    if (held === undefined) continue; // not acked yet: ranked background on subscribe
+    const wanted = onScreen.has(symbol) ? 'visible' : 'background';
+    if (held !== wanted) lists[wanted].push(symbol);
+    row.tr.dataset.priority = wanted;
+  }
+  if (lists.visible.length === 0 && lists.background.length === 0) return;
+  client.setPriority(lists).catch(() => {
+    // a row removed meanwhile (not_subscribed): the next change catches up
+  });
+}
+
+// ---- trades tape ---------------------------------------------------------------------------
+
+const TAPE_LENGTH = 30;
+let tapeSymbol = null;
+let tapeTrades = [];
+let tapeDirty = false;
+
+/** Opens the tape for `symbol` (null closes it): its subscription takes trades, keeping its rank. */
+function selectTape(symbol) {
+  const previous = tapeSymbol;
+  if (previous === symbol) return;
+  tapeSymbol = symbol;
+  tapeTrades = [];
+  tapeDirty = true;
+  if (previous && rows.has(previous)) {
+    client.subscribe([previous], { trades: false, priority: client.priorities.get(previous) }).catch(() => {});
+  }
+  if (symbol) client.subscribe([symbol], { trades: true, priority: client.priorities.get(symbol) }).catch(() => {});
+  for (const row of rows.values()) row.tr.classList.toggle('selected', row.symbol === symbol);
+  el.tape.hidden = symbol === null;
+  el.tapeTitle.textContent = symbol ? `Trades · ${symbol}` : '';
+  scheduleRender();
+}
+
+client.on('trades', (trades) => {
+  let added = false;
+  for (const trade of trades) {
+    if (trade.symbol !== tapeSymbol) continue;
+    tapeTrades.push(trade);
+    added = true;
+  }
+  if (!added) return;
+  if (tapeTrades.length > TAPE_LENGTH) tapeTrades = tapeTrades.slice(-TAPE_LENGTH);
+  tapeDirty = true;
+});
+
+client.on('tradesLost', (event) => {
+  const lost = tapeSymbol ? event.symbols[tapeSymbol] : 0;
+  if (!lost) return;
+  tapeTrades.push({ symbol: tapeSymbol, lost });
+  tapeDirty = true;
+});
+
+el.tapeClose.addEventListener('click', () => selectTape(null));
+
+function renderTape() {
+  tapeDirty = false;
+  const items = [];
+  let previousPrice;
+  for (const trade of tapeTrades) {
+    const li = document.createElement('li');
+    if (trade.lost) {
+      li.className = 'lost';
+      li.textContent = `${trade.lost} trade${trade.lost === 1 ? '' : 's'} lost (this page fell behind)`;
+    } else {
+      const at = document.createElement('span');
+      at.className = 'time';
+      at.textContent = new Date(trade.ts / 1000).toLocaleTimeString([], { hour12: false });
+      const price = document.createElement('span');
+      price.className = 'num';
+      if (previousPrice !== undefined && trade.price !== previousPrice) price.classList.add(trade.price > previousPrice ? 'pos' : 'neg');
+      price.textContent = formatPrice(trade.price);
+      const size = document.createElement('span');
+      size.className = 'num';
+      size.textContent = trade.size === undefined ? '' : formatVolume(trade.size);
+      li.append(at, price, size);
+      previousPrice = trade.price;
+    }
+    items.push(li);
+  }
+  el.tapeList.replaceChildren(...items.reverse()); // newest first
 }
 
 // ---- rendering ----------------------------------------------------------------------------
@@ -644,6 +788,7 @@ function render(time) {
     dirty.delete(symbol);
   }
   advanceFlashes(now);
+  if (tapeDirty) renderTape();
   // Sparklines throttled in renderRow still need a later frame.
   for (const row of rows.values()) if (row.sparkDirty && visible.has(row.tr)) dirty.add(row.symbol);
 
@@ -704,7 +849,10 @@ matchMedia('(prefers-color-scheme: dark)').addEventListener?.('change', () => {
 
 const startList = initialWatchlist();
 client.connect().catch(() => {});
-addSymbols(startList, { reportErrors: true });
+addSymbols(startList, { reportErrors: true }).then(() => {
+  const tape = params.get('trades');
+  if (tape && rows.has(tape.toUpperCase())) selectTape(tape.toUpperCase());
+});
 afterWatchlistChange();
 renderConnection();
 scheduleRender();

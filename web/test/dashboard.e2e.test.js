@@ -1,8 +1,9 @@
 // The dashboard in headless Chromium, served by a real gateway: live prices,
 // adding symbols, inline errors (local and from the gateway), the
 // disconnected indicator when the gateway stops and recovery when it comes
-// back on the same port, 200 symbols, phone width. Screenshots go to
-// web/test-artifacts/.
+// back on the same port, 200 symbols ranked visible/background by what is on
+// screen, the slow-consumer banner, the trades tape, phone width.
+// Screenshots go to web/test-artifacts/.
 //
 // Needs /usr/bin/chromium (Debian package `chromium`) and playwright-core
 // from web/node_modules; web/run-tests.sh installs both.
@@ -193,9 +194,66 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
     assert.ok(fps >= 20, `only ${fps.toFixed(1)} frames/s with 200 symbols`);
     assert.ok(longestFrameMs < 1000, `a frame took ${longestFrameMs.toFixed(0)} ms`);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-200.png') });
-    // Rows off screen are drawn once they scroll into view.
+    // Rows on screen are ranked visible with the gateway, the rest background.
+    const rank = (symbol) => page.evaluate((s) => window.tickgate.client.priorities.get(s) ?? null, symbol);
+    await page.waitForFunction(() => window.tickgate.client.priorities.get('AAPL') === 'visible', null, { timeout: 10_000 });
+    assert.equal(await rank('YUM'), 'background');
+    const ranks = async () => (await gateway.connections()).find((c) => c.subscriptions === 200)?.mode;
+    await waitFor(async () => (await ranks())?.visible > 0, { what: 'visible rows on the gateway' });
+    const mode = await ranks();
+    assert.ok(mode.visible < 60, `${mode.visible} rows ranked visible`);
+    assert.equal(mode.visible + mode.background, 200);
+    // Rows off screen are drawn once they scroll into view, and ranks follow.
     await page.locator('[data-symbol="YUM"]').scrollIntoViewIfNeeded();
     await waitForPrices(page, ['YUM', 'CTVA']);
+    await page.waitForFunction(() => window.tickgate.client.priorities.get('YUM') === 'visible', null, { timeout: 10_000 });
+    assert.equal(await rank('AAPL'), 'background');
+    assert.equal(await page.locator('[data-symbol="YUM"]').getAttribute('data-priority'), 'visible');
+    await page.close();
+  });
+
+  test('a slow notice shows a banner until restored; a 4008 close is explained while reconnecting', async () => {
+    const page = await openPage('?symbols=AAPL,MSFT');
+    await page.locator('#conn[data-state="open"]').waitFor();
+    await waitForPrices(page, ['AAPL', 'MSFT']);
+    assert.equal(await page.locator('#slow-banner').isHidden(), true);
+    // A gateway cannot be made to find a browser slow on demand: feed the
+    // client the notices it would send.
+    const frame = (f) => page.evaluate((text) => window.tickgate.client._onFrame(text), JSON.stringify(f));
+    await frame({ type: 'slow', state: 'slowed', priority: 'background', rate_hz: 1.0, symbols: ['MSFT'], behind_ms: 2040, message: 'not keeping up' });
+    await page.locator('#slow-banner:not([hidden])').waitFor();
+    assert.match(await page.locator('#slow-banner').textContent(), /not keeping up.*off-screen symbols to 1 update\/s/);
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-slow.png') });
+    await frame({ type: 'slow', state: 'restored', behind_ms: 5210, message: 'caught up' });
+    await page.locator('#slow-banner').waitFor({ state: 'hidden' });
+
+    await page.evaluate(() => {
+      const { client } = window.tickgate;
+      client._drop(client._socket, 4008, 'slow consumer: stopped reading for longer than the gateway allows');
+    });
+    await page.locator('#banner', { hasText: '4008' }).waitFor();
+    await page.locator('#conn[data-state="open"]').waitFor({ timeout: 15_000 });
+    await page.locator('#banner').waitFor({ state: 'hidden' });
+    await page.close();
+  });
+
+  test('the trades tape shows every trade of the selected symbol', async () => {
+    const page = await openPage('?symbols=AAPL,MSFT,NVDA&trades=AAPL');
+    await page.locator('#tape:not([hidden])').waitFor();
+    assert.equal(await page.locator('#tape-title').textContent(), 'Trades · AAPL');
+    await page.waitForFunction(() => document.querySelectorAll('#tape-list li').length >= 3, null, { timeout: 15_000 });
+    const firstRow = await page.locator('#tape-list li').first().textContent();
+    assert.match(firstRow, /\d{2}:\d{2}:\d{2}.*\d+\.\d{2}/);
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-tape.png') });
+    // Another symbol: the tape switches, and only that subscription takes trades.
+    await page.locator('[data-symbol="MSFT"] .c-sym').click();
+    assert.equal(await page.locator('#tape-title').textContent(), 'Trades · MSFT');
+    await page.waitForFunction(() => window.tickgate.client.hasTrades('MSFT') && !window.tickgate.client.hasTrades('AAPL'));
+    await page.waitForFunction(() => document.querySelectorAll('#tape-list li').length >= 1, null, { timeout: 15_000 });
+    await waitFor(async () => (await gateway.connections()).some((c) => c.subscriptions === 3 && c.mode.trades === 1), { what: 'one trades subscription on the gateway' });
+    await page.locator('#tape-close').click();
+    await page.locator('#tape').waitFor({ state: 'hidden' });
+    await page.waitForFunction(() => !window.tickgate.client.hasTrades('MSFT'));
     await page.close();
   });
 
