@@ -831,15 +831,27 @@ where
         mailbox.stats.write_finished();
         let stats = &mailbox.stats;
         stats.updates_sent.fetch_add(quotes, Ordering::Relaxed);
-        stats.conflated.fetch_add(gaps, Ordering::Relaxed);
-        stats.trades_sent.fetch_add(trades, Ordering::Relaxed);
-        stats.trades_lost.fetch_add(lost, Ordering::Relaxed);
+        if gaps > 0 {
+            stats.conflated.fetch_add(gaps, Ordering::Relaxed);
+        }
+        if trades + lost > 0 {
+            stats.trades_sent.fetch_add(trades, Ordering::Relaxed);
+            stats.trades_lost.fetch_add(lost, Ordering::Relaxed);
+        }
+        // Global counters cost two atomics each; skip the ones with nothing
+        // to add (most writes carry no gaps and no trades).
         updates.increment(quotes);
         frames.increment(sent_frames);
         bytes.increment(sent_bytes as u64);
-        conflated.increment(gaps);
-        trades_sent.increment(trades);
-        trades_lost.increment(lost);
+        if gaps > 0 {
+            conflated.increment(gaps);
+        }
+        if trades > 0 {
+            trades_sent.increment(trades);
+        }
+        if lost > 0 {
+            trades_lost.increment(lost);
+        }
         if let Some(received) = oldest_received {
             latency.record(now_micros().saturating_sub(received) as f64 / 1e6);
         }
