@@ -182,13 +182,15 @@ pub async fn serve<S>(
             .map(|mut w| w.take())
             .ok()
             .flatten();
-        let owed = match last_words {
-            Some(words) => {
+        let owed = match (last_words, reason) {
+            (Some(words), _) => {
                 let mut owed = mailbox.drain(Instant::now().into_std()).control;
                 owed.push(words);
                 owed
             }
-            None => Vec::new(),
+            // The ladder's notices queued while the write was stuck.
+            (None, CloseReason::SlowConsumer) => mailbox.drain(Instant::now().into_std()).control,
+            (None, _) => Vec::new(),
         };
         // A slow consumer's close frame queues behind what its socket still
         // holds: give it the time to read that far.
@@ -612,11 +614,28 @@ fn subscribe(
         .filter_map(|(text, seq)| Symbol::parse(text).ok().map(|symbol| (symbol, *seq)))
         .collect();
     let delivery = delivery_for(options, grant, state);
-    if options.priority.is_some() {
+    // Subscribing again to a held symbol replaces its options, but without
+    // a `priority` option it keeps the rank the client gave it.
+    let kept_ranks: Vec<(u32, protocol::Priority)> = if options.priority.is_some() {
         mailbox.lock().set_ranked();
-    }
+        Vec::new()
+    } else {
+        let outbox = mailbox.lock();
+        list.valid
+            .iter()
+            .filter_map(|symbol| state.store.get(symbol))
+            .filter_map(|slot| outbox.priority_of(slot.id).map(|p| (slot.id, p)))
+            .filter(|(_, p)| *p != protocol::Priority::Normal)
+            .collect()
+    };
     let result =
         subscriptions::subscribe(&state.store, mailbox, &list.valid, limit, delivery, &resume);
+    if !kept_ranks.is_empty() {
+        let mut outbox = mailbox.lock();
+        for (id, priority) in kept_ranks {
+            outbox.set_priority(id, priority);
+        }
+    }
     let added = mailbox.lock().subscription_count() - before;
     metrics::gauge!(m::SUBSCRIPTIONS).increment(added as f64);
     metrics::gauge!(m::SYMBOLS).set(state.store.symbol_count() as f64);
@@ -720,7 +739,6 @@ where
     let bytes = metrics::counter!(m::BYTES_SENT);
     let conflated = metrics::counter!(m::UPDATES_CONFLATED);
     let trades_sent = metrics::counter!(m::TRADES_SENT);
-    let trades_lost = metrics::counter!(m::TRADES_LOST);
     let latency = metrics::histogram!(m::TICK_TO_SEND);
     let min_write_interval = Duration::from_millis(settings.min_write_interval_ms);
     let mut ladder = Ladder::new(&state.config.slow_consumer);
@@ -728,6 +746,7 @@ where
     let mut next_due: Option<Instant> = None;
     loop {
         let mut keepalive_due = false;
+        let mut ping = false;
         let capped_slot = async {
             match next_due {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -747,9 +766,7 @@ where
             }
             if last_ping.elapsed() >= ping_every {
                 last_ping = Instant::now();
-                if sink.feed(Message::Ping(Default::default())).await.is_err() {
-                    return CloseReason::WriteFailed;
-                }
+                ping = true;
             }
             if last_write.elapsed() >= heartbeat {
                 mailbox.push_control([protocol::heartbeat(now_micros())]);
@@ -770,32 +787,28 @@ where
         }
         let drain = mailbox.drain(Instant::now().into_std());
         next_due = drain.next_due.map(Instant::from_std);
-        if drain.is_empty() {
-            if keepalive_due && sink.flush().await.is_err() {
-                return CloseReason::WriteFailed;
-            }
+        if drain.is_empty() && !ping {
             continue;
         }
         let (sent_frames, sent_bytes) = drain.size();
-        let (quotes, gaps, trades, lost) = (
-            drain.quotes,
-            drain.conflated,
-            drain.trade_count,
-            drain.lost_count,
-        );
+        let (quotes, gaps, trades) = (drain.quotes, drain.conflated, drain.trade_count);
         let oldest_received = drain.oldest_received_micros;
         mailbox.stats.write_started(sent_bytes);
         let write_started = Instant::now();
         {
             let sink = &mut *sink;
             let mut write = std::pin::pin!(async move {
+                if ping {
+                    sink.feed(Message::Ping(Default::default())).await?;
+                }
                 for frame in drain.into_frames() {
                     sink.feed(Message::text(frame)).await?;
                 }
                 sink.flush().await
             });
-            // Most writes finish at once; only a blocked one needs the
-            // ladder's timer.
+            // Every write, pings included, runs under the ladder's clock, so
+            // a stalled reader cannot hold the writer past close_after_ms.
+            // Most writes finish at once; only a blocked one needs a timer.
             let written = match write.as_mut().now_or_never() {
                 Some(written) => written,
                 None => loop {
@@ -834,9 +847,8 @@ where
         if gaps > 0 {
             stats.conflated.fetch_add(gaps, Ordering::Relaxed);
         }
-        if trades + lost > 0 {
+        if trades > 0 {
             stats.trades_sent.fetch_add(trades, Ordering::Relaxed);
-            stats.trades_lost.fetch_add(lost, Ordering::Relaxed);
         }
         // Global counters cost two atomics each; skip the ones with nothing
         // to add (most writes carry no gaps and no trades).
@@ -848,9 +860,6 @@ where
         }
         if trades > 0 {
             trades_sent.increment(trades);
-        }
-        if lost > 0 {
-            trades_lost.increment(lost);
         }
         if let Some(received) = oldest_received {
             latency.record(now_micros().saturating_sub(received) as f64 / 1e6);

@@ -174,6 +174,15 @@ pub struct ModeCounts {
     pub background: usize,
 }
 
+/// What queueing a trade did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TradePush {
+    /// The outbox was empty: the writer needs a wake-up.
+    pub wake: bool,
+    /// The buffer was full and its oldest trade was dropped.
+    pub dropped: bool,
+}
+
 /// The slow-consumer ladder's hold on this connection: symbols ranked below
 /// `level` go out at most once per `interval`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -250,12 +259,15 @@ impl Outbox {
 
     /// Queues a trade of `id` (its JSON, shared) if this connection asked for
     /// the symbol's trades. A full queue drops its oldest trade and counts it
-    /// as lost. Returns true when the writer needs a wake-up.
-    pub fn push_trade(&mut self, id: SymbolId, trade: &Arc<str>) -> bool {
-        let was_empty = self.is_empty();
+    /// as lost (announced at the next drain).
+    pub fn push_trade(&mut self, id: SymbolId, trade: &Arc<str>) -> TradePush {
+        let mut push = TradePush {
+            wake: self.is_empty(),
+            dropped: false,
+        };
         match self.subs.get_mut(&id) {
             Some(sub) if sub.delivery.trades => sub.trades_queued += 1,
-            _ => return false,
+            _ => return TradePush::default(),
         }
         if self.trades.len() >= self.trade_capacity
             && let Some((oldest, _)) = self.trades.pop_front()
@@ -263,9 +275,10 @@ impl Outbox {
         {
             sub.trades_queued -= 1;
             *self.lost.entry(sub.slot.symbol).or_default() += 1;
+            push.dropped = true;
         }
         self.trades.push_back((id, Arc::clone(trade)));
-        was_empty
+        push
     }
 
     /// Adds a subscription and returns the snapshot the client must receive
@@ -399,6 +412,11 @@ impl Outbox {
             }
             None => false,
         }
+    }
+
+    /// The rank of a held symbol.
+    pub fn priority_of(&self, id: SymbolId) -> Option<Priority> {
+        self.subs.get(&id).map(|sub| sub.delivery.priority)
     }
 
     /// The client ranks its symbols, so step 2 of the slow-consumer ladder
@@ -809,9 +827,16 @@ impl Mailbox {
 
     /// Queues a trade of `id` if this connection wants it, waking the writer
     /// if needed.
+    /// A dropped trade is counted at once (`trades_lost` here and in
+    /// metrics), so a client that stopped reading shows its losses before
+    /// the announcement can reach it.
     pub fn push_trade(&self, id: SymbolId, trade: &Arc<str>) {
-        let wake = self.lock().push_trade(id, trade);
-        if wake {
+        let push = self.lock().push_trade(id, trade);
+        if push.dropped {
+            self.stats.trades_lost.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(crate::metrics::TRADES_LOST).increment(1);
+        }
+        if push.wake {
             self.wake.notify_one();
         }
     }
@@ -1079,7 +1104,10 @@ mod tests {
         outbox.subscribe(Arc::clone(&b), Delivery::default(), None);
         assert!(a.wants_trades() && !b.wants_trades());
         // B did not ask for trades: ignored.
-        assert!(!outbox.push_trade(b.id, &Arc::from("{}")));
+        assert_eq!(
+            outbox.push_trade(b.id, &Arc::from("{}")),
+            TradePush::default()
+        );
         let t0 = Instant::now();
         trade(&mut outbox, &store, &a, 1);
         let first = outbox.drain(t0);

@@ -279,6 +279,10 @@ async fn the_ladder_slows_background_first_restores_and_finally_closes_4008() {
     });
     let (closed_at, code) = close.expect("the gateway closes a stalled reader");
     assert_eq!(code, Some(4008), "slow-consumer close code");
+    assert!(
+        !notices(&tail, "slowed").is_empty(),
+        "the notices queued while stalled come before the close"
+    );
     assert!(closed_at - stalled_at >= Duration::from_secs(6));
 
     stop.store(true, Ordering::Relaxed);
@@ -359,9 +363,15 @@ async fn priority_requests_are_checked() {
         reply,
         json!({"type":"priority","id":3,"background":["AAPL"]})
     );
+    // Subscribing again (here to turn trades on) keeps the rank.
+    client
+        .send(r#"{"op":"subscribe","symbols":["AAPL"],"trades":true,"id":4}"#)
+        .await;
+    client.next_of_type("subscribed").await;
     let (_, rows) = http_get(gateway.admin_addr(), "/connections").await;
     let rows: Value = serde_json::from_str(&rows).expect("JSON");
     assert_eq!(rows[0]["mode"]["background"], 1, "{rows}");
+    assert_eq!(rows[0]["mode"]["trades"], 1, "{rows}");
     client.assert_usable().await;
     gateway.shutdown(WAIT).await;
 }

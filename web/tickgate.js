@@ -519,8 +519,8 @@ export class TickgateClient {
         this.desired.add(s);
         if (trades) this._tradeSymbols.add(s);
         else this._tradeSymbols.delete(s);
+        // Without a `priority` option the gateway keeps a held symbol's rank.
         if (priority) this.priorities.set(s, priority);
-        else this.priorities.delete(s);
       }
     } else {
       for (const s of symbols) this._forget(s);

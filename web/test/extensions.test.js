@@ -58,10 +58,11 @@ test('subscribe sends trades and priority only for the symbols of that request',
   const second = await subscribed(client, sockets[0], ['MSFT']);
   assert.equal('trades' in second, false);
   assert.equal('priority' in second, false);
-  // Subscribing again to a held symbol replaces its options, as on the gateway.
+  // Subscribing again to a held symbol replaces its options but keeps its
+  // rank, as on the gateway.
   await subscribed(client, sockets[0], ['AAPL']);
   assert.equal(client.hasTrades('AAPL'), false);
-  assert.equal(client.priorities.has('AAPL'), false);
+  assert.equal(client.priorities.get('AAPL'), 'visible');
   await assert.rejects(client.subscribe(['IBM'], { priority: 'urgent' }), { code: 'bad_request' });
   client.close();
 });
