@@ -28,7 +28,7 @@ PEER_BIN = PEERS / "rust" / "target" / "release"
 SERVER_CORE = os.environ.get("SERVER_CORE", "0")
 LOADTEST_CORE = os.environ.get("LOADTEST_CORE", "1")
 
-ALL_SERVERS = ["tickgate", "nats", "node-ws", "naive-tungstenite", "floor"]
+ALL_SERVERS = ["tickgate", "nats", "node-ws", "socketio", "naive-tungstenite", "floor"]
 
 
 def log(*parts):
@@ -46,8 +46,10 @@ def prepare(servers, build=True):
         sh(["cargo", "build", "--release", "--bin", "tickgate", "--example", "bench-gateway"], cwd=ROOT)
     if {"naive-tungstenite", "floor"} & set(servers) and build:
         sh(["cargo", "build", "--release", "--manifest-path", PEERS / "rust" / "Cargo.toml"])
-    if "node-ws" in servers and not (PEERS / "node_modules" / "ws").exists():
-        sh(["npm", "install", "--no-audit", "--no-fund"], cwd=PEERS)
+    node_peers = {"node-ws": "ws", "socketio": "socket.io"}
+    if any(kind in servers and not (PEERS / "node_modules" / package).exists()
+           for kind, package in node_peers.items()):
+        sh(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEERS)
     if "nats" in servers and shutil.which("nats-server") is None:
         sh(["apt-get", "install", "-y", "nats-server"])
 
@@ -98,6 +100,8 @@ class Server:
     def url(self):
         if self.kind == "tickgate-wss":
             return f"wss://localhost:{self.tls_port}/ws"
+        if self.kind == "socketio":
+            return f"ws://127.0.0.1:{self.client_port}/socket.io/?EIO=4&transport=websocket"
         return f"ws://127.0.0.1:{self.client_port}/ws"
 
     def loadtest_args(self):
@@ -106,6 +110,8 @@ class Server:
             return ["--ca-file", Path(self.tmp) / "ca.pem", "--feed-listen", f"127.0.0.1:{self.feed_port}"]
         if self.kind == "nats":
             return ["--mode", "nats", "--feed-nats", f"127.0.0.1:{self.nats_port}"]
+        if self.kind == "socketio":
+            return ["--mode", "socketio", "--feed-listen", f"127.0.0.1:{self.feed_port}"]
         return ["--mode", "tickgate", "--feed-listen", f"127.0.0.1:{self.feed_port}"]
 
     def command(self):
@@ -128,6 +134,8 @@ class Server:
             return [PEER_BIN / "floor", listen, feed]
         if self.kind == "node-ws":
             return ["node", PEERS / "ws-server.js", listen, feed]
+        if self.kind == "socketio":
+            return ["node", PEERS / "socketio-server.js", listen, feed]
         if self.kind == "nats":
             self.nats_port = free_port()
             self.tmp = tempfile.mkdtemp(prefix="tickgate-bench-nats-")
