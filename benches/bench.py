@@ -181,14 +181,41 @@ class Server:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def cpu_pressure():
+    """(some avg10 %, some total µs, monotonic time) from /proc/pressure/cpu."""
+    try:
+        for line in open("/proc/pressure/cpu"):
+            if line.startswith("some"):
+                f = dict(kv.split("=") for kv in line.split()[1:])
+                return float(f["avg10"]), int(f["total"]), time.monotonic()
+    except (OSError, KeyError, ValueError):
+        pass
+    return None
+
+
+def pressure_report(before, after):
+    """CPU pressure around one run: `some` avg10 before and after, and the
+    share of the run's wall time some task waited for a CPU."""
+    if not before or not after:
+        return None
+    elapsed = after[2] - before[2]
+    return {
+        "some_avg10_before": before[0],
+        "some_avg10_after": after[0],
+        "some_share_during": round((after[1] - before[1]) / 1e6 / elapsed, 4) if elapsed > 0 else None,
+    }
+
+
 def loadtest(server, *args, timeout=300):
     """Runs one bounded load test against `server`; returns its JSON report
-    (None when it failed), with the exact command line attached."""
+    (None when it failed), with the exact command line and the machine's CPU
+    pressure during the run attached."""
     cmd = [
         "taskset", "-c", LOADTEST_CORE, str(TICKGATE), "loadtest", "--json", "--quiet",
         "--url", server.url, "--server-pid", str(server.proc.pid),
     ] + [str(a) for a in server.loadtest_args()] + [str(a) for a in args]
     log("+", " ".join(cmd))
+    before = cpu_pressure()
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -198,6 +225,7 @@ def loadtest(server, *args, timeout=300):
         log("  load test failed:", out.stderr.strip()[-500:])
         return None
     report = json.loads(out.stdout)
+    report["cpu_pressure"] = pressure_report(before, cpu_pressure())
     report["server_kind"] = server.kind
     report["command"] = " ".join(cmd[3:]).replace(str(ROOT) + "/", "")
     return report
@@ -210,8 +238,16 @@ def summary(r):
         f'{r["server_kind"]:>18} rate {r["feed"]["rate_per_second"] if r.get("feed") else "-":>7} '
         f'q/s {r["throughput"]["quotes_per_second"]:>10.0f} ratio {d["ratio"] or 0:.4f} '
         f'p99 {l["p99"]:.1f} ms max {l["max"]:.1f} | server cpu {s.get("core_share", 0):.2f} '
-        f'| loadtest cpu {r["loadtest_cpu"]["core_share"]:.2f}'
+        f'| loadtest cpu {r["loadtest_cpu"]["core_share"]:.2f} | cpu pressure {pressure(r)}'
     )
+
+
+def pressure(r):
+    """The run's CPU pressure as a table cell: share of its wall time some
+    task waited for a CPU (from /proc/pressure/cpu `some` total)."""
+    p = r.get("cpu_pressure") or {}
+    share = p.get("some_share_during")
+    return "-" if share is None else f"{share * 100:.0f} %"
 
 
 def write_json(name, payload):
@@ -243,7 +279,7 @@ def svg_lines(title, xlabel, ylabel, series, logx=True, logy=True, width=640, he
     L, R, T, B = 70, 150, 40, 50
     px = lambda v: L + (fx(v) - x0) / (x1 - x0) * (width - L - R)
     py = lambda v: height - B - (fy(v) - y0) / (y1 - y0) * (height - T - B)
-    colors = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f", "#e377c2"]
     out = [
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' font-size='11'>",
         f"<rect width='100%' height='100%' fill='white'/>",
@@ -272,3 +308,13 @@ def svg_lines(title, xlabel, ylabel, series, logx=True, logy=True, width=640, he
         out.append(f"<text x='{width - R + 10}' y='{T + 15 * i + 10}' fill='{c}'>{name}</text>")
     out.append("</svg>")
     return "\n".join(out)
+
+
+def cdf_points(r):
+    """(1 / (1 - q), ms) pairs of a report's latency distribution, for a
+    percentile plot (2 = p50, 100 = p99, 1,000 = p99.9); the max is left out."""
+    return [(1 / (1 - q), max(ms, 0.01)) for q, ms in r["latency_ms"].get("cdf", []) if q < 1]
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
