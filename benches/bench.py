@@ -28,7 +28,7 @@ PEER_BIN = PEERS / "rust" / "target" / "release"
 SERVER_CORE = os.environ.get("SERVER_CORE", "0")
 LOADTEST_CORE = os.environ.get("LOADTEST_CORE", "1")
 
-ALL_SERVERS = ["tickgate", "nats", "node-ws", "naive-tungstenite", "floor"]
+ALL_SERVERS = ["tickgate", "nats", "node-ws", "socketio", "naive-tungstenite", "floor"]
 
 
 def log(*parts):
@@ -46,8 +46,10 @@ def prepare(servers, build=True):
         sh(["cargo", "build", "--release", "--bin", "tickgate", "--example", "bench-gateway"], cwd=ROOT)
     if {"naive-tungstenite", "floor"} & set(servers) and build:
         sh(["cargo", "build", "--release", "--manifest-path", PEERS / "rust" / "Cargo.toml"])
-    if "node-ws" in servers and not (PEERS / "node_modules" / "ws").exists():
-        sh(["npm", "install", "--no-audit", "--no-fund"], cwd=PEERS)
+    node_peers = {"node-ws": "ws", "socketio": "socket.io"}
+    if any(kind in servers and not (PEERS / "node_modules" / package).exists()
+           for kind, package in node_peers.items()):
+        sh(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEERS)
     if "nats" in servers and shutil.which("nats-server") is None:
         sh(["apt-get", "install", "-y", "nats-server"])
 
@@ -98,6 +100,8 @@ class Server:
     def url(self):
         if self.kind == "tickgate-wss":
             return f"wss://localhost:{self.tls_port}/ws"
+        if self.kind == "socketio":
+            return f"ws://127.0.0.1:{self.client_port}/socket.io/?EIO=4&transport=websocket"
         return f"ws://127.0.0.1:{self.client_port}/ws"
 
     def loadtest_args(self):
@@ -106,6 +110,8 @@ class Server:
             return ["--ca-file", Path(self.tmp) / "ca.pem", "--feed-listen", f"127.0.0.1:{self.feed_port}"]
         if self.kind == "nats":
             return ["--mode", "nats", "--feed-nats", f"127.0.0.1:{self.nats_port}"]
+        if self.kind == "socketio":
+            return ["--mode", "socketio", "--feed-listen", f"127.0.0.1:{self.feed_port}"]
         return ["--mode", "tickgate", "--feed-listen", f"127.0.0.1:{self.feed_port}"]
 
     def command(self):
@@ -128,6 +134,8 @@ class Server:
             return [PEER_BIN / "floor", listen, feed]
         if self.kind == "node-ws":
             return ["node", PEERS / "ws-server.js", listen, feed]
+        if self.kind == "socketio":
+            return ["node", PEERS / "socketio-server.js", listen, feed]
         if self.kind == "nats":
             self.nats_port = free_port()
             self.tmp = tempfile.mkdtemp(prefix="tickgate-bench-nats-")
@@ -173,14 +181,41 @@ class Server:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def cpu_pressure():
+    """(some avg10 %, some total µs, monotonic time) from /proc/pressure/cpu."""
+    try:
+        for line in open("/proc/pressure/cpu"):
+            if line.startswith("some"):
+                f = dict(kv.split("=") for kv in line.split()[1:])
+                return float(f["avg10"]), int(f["total"]), time.monotonic()
+    except (OSError, KeyError, ValueError):
+        pass
+    return None
+
+
+def pressure_report(before, after):
+    """CPU pressure around one run: `some` avg10 before and after, and the
+    share of the run's wall time some task waited for a CPU."""
+    if not before or not after:
+        return None
+    elapsed = after[2] - before[2]
+    return {
+        "some_avg10_before": before[0],
+        "some_avg10_after": after[0],
+        "some_share_during": round((after[1] - before[1]) / 1e6 / elapsed, 4) if elapsed > 0 else None,
+    }
+
+
 def loadtest(server, *args, timeout=300):
     """Runs one bounded load test against `server`; returns its JSON report
-    (None when it failed), with the exact command line attached."""
+    (None when it failed), with the exact command line and the machine's CPU
+    pressure during the run attached."""
     cmd = [
         "taskset", "-c", LOADTEST_CORE, str(TICKGATE), "loadtest", "--json", "--quiet",
         "--url", server.url, "--server-pid", str(server.proc.pid),
     ] + [str(a) for a in server.loadtest_args()] + [str(a) for a in args]
     log("+", " ".join(cmd))
+    before = cpu_pressure()
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -190,6 +225,7 @@ def loadtest(server, *args, timeout=300):
         log("  load test failed:", out.stderr.strip()[-500:])
         return None
     report = json.loads(out.stdout)
+    report["cpu_pressure"] = pressure_report(before, cpu_pressure())
     report["server_kind"] = server.kind
     report["command"] = " ".join(cmd[3:]).replace(str(ROOT) + "/", "")
     return report
@@ -202,8 +238,16 @@ def summary(r):
         f'{r["server_kind"]:>18} rate {r["feed"]["rate_per_second"] if r.get("feed") else "-":>7} '
         f'q/s {r["throughput"]["quotes_per_second"]:>10.0f} ratio {d["ratio"] or 0:.4f} '
         f'p99 {l["p99"]:.1f} ms max {l["max"]:.1f} | server cpu {s.get("core_share", 0):.2f} '
-        f'| loadtest cpu {r["loadtest_cpu"]["core_share"]:.2f}'
+        f'| loadtest cpu {r["loadtest_cpu"]["core_share"]:.2f} | cpu pressure {pressure(r)}'
     )
+
+
+def pressure(r):
+    """The run's CPU pressure as a table cell: share of its wall time some
+    task waited for a CPU (from /proc/pressure/cpu `some` total)."""
+    p = r.get("cpu_pressure") or {}
+    share = p.get("some_share_during")
+    return "-" if share is None else f"{share * 100:.0f} %"
 
 
 def write_json(name, payload):
@@ -235,7 +279,7 @@ def svg_lines(title, xlabel, ylabel, series, logx=True, logy=True, width=640, he
     L, R, T, B = 70, 150, 40, 50
     px = lambda v: L + (fx(v) - x0) / (x1 - x0) * (width - L - R)
     py = lambda v: height - B - (fy(v) - y0) / (y1 - y0) * (height - T - B)
-    colors = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f", "#e377c2"]
     out = [
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' font-size='11'>",
         f"<rect width='100%' height='100%' fill='white'/>",
@@ -264,3 +308,13 @@ def svg_lines(title, xlabel, ylabel, series, logx=True, logy=True, width=640, he
         out.append(f"<text x='{width - R + 10}' y='{T + 15 * i + 10}' fill='{c}'>{name}</text>")
     out.append("</svg>")
     return "\n".join(out)
+
+
+def cdf_points(r):
+    """(1 / (1 - q), ms) pairs of a report's latency distribution, for a
+    percentile plot (2 = p50, 100 = p99, 1,000 = p99.9); the max is left out."""
+    return [(1 / (1 - q), max(ms, 0.01)) for q, ms in r["latency_ms"].get("cdf", []) if q < 1]
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")

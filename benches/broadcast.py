@@ -7,7 +7,8 @@ p99 < 50 ms. A fresh server process per step.
 
 Run:   python3 benches/broadcast.py                  (about 5 minutes)
        python3 benches/broadcast.py --clients 300 --servers tickgate,floor --rates 100,1000
-Writes benches/results/broadcast.{json,md,svg}.
+Writes benches/results/broadcast.{json,md} and broadcast-{throughput,p99}.svg
+(--out NAME: NAME.json and so on).
 """
 
 import argparse
@@ -30,6 +31,7 @@ def main():
     ap.add_argument("--rates", default="100,200,500,1000,2000,5000,10000,20000",
                     help="feed ticks/s over the 100 symbols; deliveries/s = rate x clients")
     ap.add_argument("--duration", default="5s")
+    ap.add_argument("--out", default="broadcast", help="results file name (without .json/.md)")
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
     servers = a.servers.split(",")
@@ -79,8 +81,8 @@ def main():
         "seconds": round(time.time() - started),
         "runs": runs,
     }
-    bench.write_json("broadcast", payload)
-    bench.write_text("broadcast.md", table(payload))
+    bench.write_json(a.out, payload)
+    bench.write_text(f"{a.out}.md", table(payload))
     series_q = {}
     series_p = {}
     for r in runs:
@@ -89,10 +91,10 @@ def main():
         x = r["feed"]["rate_per_second"] * a.clients
         series_q.setdefault(r["server_kind"], []).append((x, max(r["throughput"]["quotes_per_second"], 1)))
         series_p.setdefault(r["server_kind"], []).append((x, max(r["latency_ms"]["p99"], 0.01)))
-    bench.write_text("broadcast-throughput.svg", bench.svg_lines(
+    bench.write_text(f"{a.out}-throughput.svg", bench.svg_lines(
         f"broadcast, {a.clients} clients x 100 symbols: delivered vs offered",
         "offered quotes/s (feed rate x clients)", "delivered quotes/s", series_q))
-    bench.write_text("broadcast-p99.svg", bench.svg_lines(
+    bench.write_text(f"{a.out}-p99.svg", bench.svg_lines(
         f"broadcast, {a.clients} clients: tick-to-client p99",
         "offered quotes/s (feed rate x clients)", "p99 latency (ms)", series_p))
     print(table(payload))
@@ -103,12 +105,12 @@ def table(p):
     rows = [
         f"### broadcast: {clients} clients x the same 100 symbols",
         "",
-        "| server | feed ticks/s | offered quotes/s | delivered quotes/s | ratio | p50 ms | p99 ms | max ms | quotes/frame | server CPU | server RSS MiB | load tester CPU | pass |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
+        "| server | feed ticks/s | offered quotes/s | delivered quotes/s | ratio | p50 ms | p99 ms | max ms | quotes/frame | server CPU | server RSS MiB | load tester CPU | CPU pressure | pass |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
     ]
     for r in sorted(p["runs"], key=lambda r: (r["server_kind"], r.get("feed_rate") or r["feed"]["rate_per_second"])):
         if r.get("failed"):
-            rows.append(f"| {r['server_kind']} | {r['feed_rate']:g} | | | | | | | | | | | run failed |")
+            rows.append(f"| {r['server_kind']} | {r['feed_rate']:g} | | | | | | | | | | | | run failed |")
             continue
         s = r.get("server") or {}
         rate = r["feed"]["rate_per_second"]
@@ -117,7 +119,7 @@ def table(p):
             f"| {r['delivery']['ratio']:.4f} | {r['latency_ms']['p50']:.2f} | {r['latency_ms']['p99']:.2f} "
             f"| {r['latency_ms']['max']:.1f} | {r['throughput']['quotes_per_frame']:.1f} "
             f"| {s.get('core_share', 0):.2f} | {s.get('rss_peak_bytes', 0) / 1048576:.1f} "
-            f"| {r['loadtest_cpu']['core_share']:.2f} | {'yes' if r['passed'] else 'no'} |"
+            f"| {r['loadtest_cpu']['core_share']:.2f} | {bench.pressure(r)} | {'yes' if r['passed'] else 'no'} |"
         )
     rows += ["", "Highest passing feed rate (ratio >= 0.999, p99 < 50 ms), in deliveries/s:", ""]
     best = p["best_passing_feed_rate"]

@@ -22,6 +22,8 @@ def main():
     ap.add_argument("--servers", default="tickgate")
     ap.add_argument("--rates", default="1000,3000,10000,30000,100000")
     ap.add_argument("--duration", default="5s")
+    ap.add_argument("--all-steps", action="store_true", help="run every rate, not only up to the first miss")
+    ap.add_argument("--out", default="capacity", help="results file name (without .json/.md)")
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
     servers = a.servers.split(",")
@@ -43,24 +45,24 @@ def main():
                 r["passed"] = passed(r)
                 runs.append(r)
                 bench.log(bench.summary(r), "PASS" if r["passed"] else "fail")
-                if not r["passed"]:
+                if not r["passed"] and not a.all_steps:
                     break
     payload = {"scenario": "capacity", "machine": bench.machine(), "seconds": round(time.time() - started), "runs": runs}
-    bench.write_json("capacity", payload)
+    bench.write_json(a.out, payload)
     rows = ["### capacity: clients x 50 of 5,000 Zipf symbols, Zipf ticks", "",
-            "| server | clients | feed ticks/s | delivered quotes/s | ratio | p50 ms | p99 ms | max ms | server CPU | server RSS MiB | load tester CPU | pass |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
+            "| server | clients | feed ticks/s | delivered quotes/s | ratio | p50 ms | p99 ms | max ms | server CPU | server RSS MiB | load tester CPU | CPU pressure | pass |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
     for r in runs:
         if r.get("failed"):
-            rows.append(f"| {r['server_kind']} | {r['clients']} | {r['feed_rate']:g} | run failed | | | | | | | | |")
+            rows.append(f"| {r['server_kind']} | {r['clients']} | {r['feed_rate']:g} | run failed | | | | | | | | | |")
             continue
         s = r["server"]
         rows.append(f"| {r['server_kind']} | {r['clients']} | {r['feed']['rate_per_second']:g} "
                     f"| {r['throughput']['quotes_per_second']:,.0f} | {r['delivery']['ratio']:.4f} "
                     f"| {r['latency_ms']['p50']:.2f} | {r['latency_ms']['p99']:.2f} | {r['latency_ms']['max']:.1f} "
                     f"| {s['core_share']:.2f} | {s['rss_peak_bytes'] / 1048576:.1f} | {r['loadtest_cpu']['core_share']:.2f} "
-                    f"| {'yes' if r['passed'] else 'no'} |")
-    bench.write_text("capacity.md", "\n".join(rows) + "\n")
+                    f"| {bench.pressure(r)} | {'yes' if r['passed'] else 'no'} |")
+    bench.write_text(f"{a.out}.md", "\n".join(rows) + "\n")
     print("\n".join(rows))
 
 

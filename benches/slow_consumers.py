@@ -22,6 +22,7 @@ def main():
     ap.add_argument("--rate", type=float, default=200, help="feed ticks/s over 100 symbols")
     ap.add_argument("--stall", type=float, default=10.0, help="seconds the stalled clients stop reading")
     ap.add_argument("--servers", default="tickgate,nats,node-ws")
+    ap.add_argument("--out", default="slow_consumers", help="results file name (without .json/.md)")
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
     servers = a.servers.split(",")
@@ -44,8 +45,8 @@ def main():
             bench.log(bench.summary(r))
     payload = {"scenario": "slow_consumers", "machine": bench.machine(), "clients": a.clients, "rate": a.rate,
                "stall_seconds": a.stall, "seconds": round(time.time() - started), "runs": runs}
-    bench.write_json("slow_consumers", payload)
-    bench.write_text("slow_consumers.md", table(payload))
+    bench.write_json(a.out, payload)
+    bench.write_text(f"{a.out}.md", table(payload))
     print(table(payload))
 
 
@@ -53,12 +54,12 @@ def table(p):
     rows = [
         f"### slow consumers: {p['clients']} clients x 100 symbols at {p['rate']:g} ticks/s, 10 % stalled for {p['stall_seconds']:g} s",
         "",
-        "| server | stalled | fast p99 ms | fast max ms | delivery ratio | latest delivered | server RSS peak MiB | RSS before feed MiB | converged | convergence p50 / max ms | closes | load tester CPU |",
-        "|---|---:|---:|---:|---:|:-:|---:|---:|---:|---:|---|---:|",
+        "| server | stalled | fast p99 ms | fast max ms | delivery ratio | latest delivered | server RSS peak MiB | RSS before feed MiB | converged | convergence p50 / max ms | closes | load tester CPU | CPU pressure |",
+        "|---|---:|---:|---:|---:|:-:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in p["runs"]:
         if r.get("failed"):
-            rows.append(f"| {r['server_kind']} | {r['stall_share']} | run failed | | | | | | | | | |")
+            rows.append(f"| {r['server_kind']} | {r['stall_share']} | run failed | | | | | | | | | | |")
             continue
         s = r["server"]
         slow = r.get("slow_consumers") or {}
@@ -68,7 +69,23 @@ def table(p):
             f"| {r['delivery']['ratio']:.4f} | {'yes' if r['delivery']['all_latest_delivered'] else 'no'} "
             f"| {s['rss_peak_bytes'] / 1048576:.1f} | {s['rss_connected_bytes'] / 1048576:.1f} "
             f"| {slow.get('converged', '-')} | {conv.get('p50', '-')} / {conv.get('max', '-')} "
-            f"| {r['closes_by_code'] or ''} {r['errors'] or ''} | {r['loadtest_cpu']['core_share']:.2f} |"
+            f"| {r['closes_by_code'] or ''} {r['errors'] or ''} | {r['loadtest_cpu']['core_share']:.2f} | {bench.pressure(r)} |"
+        )
+    rows += ["", "Stall vs no stall, same server (targets: fast p99 within 1.2x, RSS within 5 %, "
+             "stalled clients converge within 100 ms of reading again):", ""]
+    for kind in dict.fromkeys(r["server_kind"] for r in p["runs"]):
+        pair = {r["stall_share"]: r for r in p["runs"] if r["server_kind"] == kind and not r.get("failed")}
+        if 0.0 not in pair or 0.1 not in pair:
+            continue
+        calm, stall = pair[0.0], pair[0.1]
+        conv = (stall.get("slow_consumers") or {}).get("convergence_ms") or {}
+        rss0, rss1 = calm["server"]["rss_peak_bytes"], stall["server"]["rss_peak_bytes"]
+        rows.append(
+            f"- {kind}: fast p99 {calm['latency_ms']['p99']:.1f} -> {stall['latency_ms']['p99']:.1f} ms "
+            f"({bench.ratio(stall['latency_ms']['p99'], calm['latency_ms']['p99']):.2f}x); "
+            f"peak RSS {rss0 / 1048576:.1f} -> {rss1 / 1048576:.1f} MiB ({(rss1 / rss0 - 1) * 100:+.1f} %); "
+            f"converged {(stall.get('slow_consumers') or {}).get('converged', '-')} of "
+            f"{(stall.get('slow_consumers') or {}).get('stalled_clients', '-')}, p50 {conv.get('p50', '-')} / max {conv.get('max', '-')} ms"
         )
     return "\n".join(rows) + "\n"
 

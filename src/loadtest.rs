@@ -17,7 +17,8 @@
 //!
 //! - `ws`: a minimal WebSocket client (cheap per frame, small buffers).
 //! - `scan`: reads type, symbol, seq and ts out of frames without a parser.
-//! - `client`: one simulated dashboard (tickgate protocol or NATS over WS).
+//! - `client`: one simulated dashboard (tickgate protocol, NATS over WS, or
+//!   Socket.IO over engine.io's WebSocket transport).
 //! - `feed`: the upstream: JSON lines over TCP, or NATS `PUB`.
 //! - `universe`: symbols, popularity, tick lines.
 //! - `report`: totals, percentiles, CPU and memory, text and JSON output.
@@ -61,6 +62,13 @@ pub enum PeerMode {
     /// The NATS text protocol over WebSocket (nats-server's websocket listener);
     /// each symbol is the subject `md.<SYMBOL>`.
     Nats,
+    /// Socket.IO v5 over engine.io v4, WebSocket transport only (the URL is
+    /// `ws://HOST:PORT/socket.io/?EIO=4&transport=websocket`): the client
+    /// emits `subscribe` with `{"symbols":[…]}`, waits for `subscribed` and
+    /// reads the quotes of `update` events.
+    #[value(name = "socketio")]
+    #[serde(rename = "socketio")]
+    SocketIo,
 }
 
 /// Where the symbols come from.
@@ -421,6 +429,14 @@ fn validate(args: &LoadtestArgs) -> Result<(), UsageError> {
     }
     if args.drain > Duration::from_secs(60) {
         problems.push("--drain must be at most 60s".to_owned());
+    }
+    if args.mode == PeerMode::SocketIo
+        && !(args.url.contains("EIO=4") && args.url.contains("transport=websocket"))
+    {
+        problems.push(
+            "--mode socketio needs a URL like ws://HOST:PORT/socket.io/?EIO=4&transport=websocket"
+                .to_owned(),
+        );
     }
     if let Some(addr) = args.feed_listen.or(args.feed_nats)
         && !addr.ip().is_loopback()

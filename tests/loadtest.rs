@@ -1,4 +1,5 @@
-//! `tickgate loadtest` against an in-process gateway on port 0: small and
+//! `tickgate loadtest` against an in-process gateway on port 0, and in
+//! Socket.IO mode against the Node.js peer of benches/peers: small and
 //! bounded (20 clients, about 2 s each), so it can run in the test command.
 
 use std::process::Command;
@@ -122,4 +123,124 @@ async fn loadtest_as_the_tcp_feed_sees_every_latest_quote_delivered() {
     assert_eq!(report["errors"], serde_json::json!({}));
     stop.cancel();
     gateway.shutdown(Duration::from_secs(2)).await;
+}
+
+/// `node` and `npm` on PATH, with the peers' npm packages installed (from the
+/// lock file, when missing); `None` only when Node.js or npm is absent.
+fn node_peers_ready() -> Option<std::path::PathBuf> {
+    let peers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers");
+    let has = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has("node") || !has("npm") {
+        eprintln!("SKIPPED: node or npm is not installed; the Socket.IO peer needs both");
+        return None;
+    }
+    if !peers.join("node_modules/socket.io").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&peers)
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm ci in benches/peers failed");
+    }
+    Some(peers)
+}
+
+/// A child process killed (by its own handle) when the test ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_speaks_socket_io_to_the_node_peer_and_answers_its_pings() {
+    let Some(peers) = node_peers_ready() else {
+        return;
+    };
+    let (listen, feed) = (free_addr(), free_addr());
+    // Pings every 200 ms, 300 ms to answer: a client that never sent `3`
+    // would be dropped well within the run.
+    let mut peer = Child(
+        Command::new("node")
+            .arg(peers.join("socketio-server.js"))
+            .args([listen.to_string(), feed.to_string()])
+            .env("SOCKETIO_PING_INTERVAL_MS", "200")
+            .env("SOCKETIO_PING_TIMEOUT_MS", "300")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node starts"),
+    );
+    let stdout = peer.0.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    })
+    .await
+    .expect("joined")
+    .expect("peer prints a line");
+    assert!(line.contains("listening"), "peer said {line:?}");
+    let url = format!("ws://{listen}/socket.io/?EIO=4&transport=websocket");
+    let report = loadtest(
+        [
+            "--mode",
+            "socketio",
+            "--url",
+            &url,
+            "--clients",
+            "20",
+            "--symbols-per-client",
+            "10",
+            "--universe",
+            "30",
+            "--feed-listen",
+            &feed.to_string(),
+            "--feed-rate",
+            "500",
+            "--duration",
+            "1500ms",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(report["connections"]["subscribed"], 20, "{report}");
+    assert!(
+        report["feed"]["ticks_published"].as_u64() > Some(100),
+        "{report}"
+    );
+    assert_eq!(report["delivery"]["all_latest_delivered"], true, "{report}");
+    assert_eq!(report["delivery"]["seq_gaps"], 0, "{report}");
+    assert_eq!(report["delivery"]["unexpected_quotes"], 0, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    assert_eq!(report["closes_by_code"], serde_json::json!({}), "{report}");
+}
+
+#[test]
+fn socketio_mode_refuses_a_url_without_the_engine_io_query() {
+    let output = Command::new(BIN)
+        .args([
+            "loadtest",
+            "--mode",
+            "socketio",
+            "--url",
+            "ws://127.0.0.1:9/ws",
+        ])
+        .output()
+        .expect("loadtest runs");
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("EIO=4"));
 }

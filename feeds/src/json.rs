@@ -8,12 +8,12 @@
 //! `ask` is a trade. Unknown fields are ignored. A bad element of an array is
 //! rejected alone; its good neighbours are kept.
 
+use simd_json::prelude::*;
 use simd_json::tape::{Object, Value};
 
-use crate::model::{Tick, TickKind};
+use crate::model::{Symbol, Tick, TickKind};
 use crate::parse::{
-    DEFAULT_MAX_MESSAGE_BYTES, Decoded, Decoder, JsonScratch, ParseError, for_each_element, number,
-    symbol_field, text, unsigned,
+    DEFAULT_MAX_MESSAGE_BYTES, Decoded, Decoder, JsonScratch, ParseError, for_each_element,
 };
 
 /// Decoder for the generic format. Holds the reusable simd-json scratch.
@@ -78,25 +78,53 @@ fn element_tick(element: Value<'_, '_>) -> Result<Tick, ParseError> {
 }
 
 /// One generic-format object as a tick.
+///
+/// One pass over the object's entries files each known key's value in its
+/// slot; the first occurrence of a key wins (what `Object::get` would find)
+/// and unknown keys are skipped. The slots are then read in a fixed order,
+/// so the error reported for an object with several bad fields does not
+/// depend on the order of its keys.
 pub(crate) fn tick_from_object(obj: &Object<'_, '_>) -> Result<Tick, ParseError> {
-    let symbol = symbol_field(obj, "symbol")?;
+    let mut f = Fields::default();
+    for (key, value) in obj.iter() {
+        let slot = match key {
+            "symbol" => &mut f.symbol,
+            "bid" => &mut f.bid,
+            "ask" => &mut f.ask,
+            "bid_size" => &mut f.bid_size,
+            "ask_size" => &mut f.ask_size,
+            "last" => &mut f.last,
+            "last_size" => &mut f.last_size,
+            "volume" => &mut f.volume,
+            "open" => &mut f.open,
+            "high" => &mut f.high,
+            "low" => &mut f.low,
+            "prev_close" => &mut f.prev_close,
+            "ts" => &mut f.ts,
+            "kind" => &mut f.kind,
+            _ => continue,
+        };
+        slot.get_or_insert(value);
+    }
+    let name = text(f.symbol, "symbol")?.ok_or(ParseError::MissingSymbol)?;
+    let symbol = Symbol::parse(name).map_err(ParseError::InvalidSymbol)?;
     let mut tick = Tick {
         symbol: Some(symbol),
-        bid: number(obj, "bid")?,
-        ask: number(obj, "ask")?,
-        bid_size: number(obj, "bid_size")?,
-        ask_size: number(obj, "ask_size")?,
-        last: number(obj, "last")?,
-        last_size: number(obj, "last_size")?,
-        volume: number(obj, "volume")?,
-        open: number(obj, "open")?,
-        high: number(obj, "high")?,
-        low: number(obj, "low")?,
-        prev_close: number(obj, "prev_close")?,
-        ts: unsigned(obj, "ts")?,
+        bid: number(f.bid, "bid")?,
+        ask: number(f.ask, "ask")?,
+        bid_size: number(f.bid_size, "bid_size")?,
+        ask_size: number(f.ask_size, "ask_size")?,
+        last: number(f.last, "last")?,
+        last_size: number(f.last_size, "last_size")?,
+        volume: number(f.volume, "volume")?,
+        open: number(f.open, "open")?,
+        high: number(f.high, "high")?,
+        low: number(f.low, "low")?,
+        prev_close: number(f.prev_close, "prev_close")?,
+        ts: unsigned(f.ts, "ts")?,
         ..Tick::default()
     };
-    tick.kind = match text(obj, "kind")? {
+    tick.kind = match text(f.kind, "kind")? {
         Some("trade") => TickKind::Trade,
         Some("quote") => TickKind::Quote,
         Some(_) => return Err(ParseError::WrongType { field: "kind" }),
@@ -104,6 +132,76 @@ pub(crate) fn tick_from_object(obj: &Object<'_, '_>) -> Result<Tick, ParseError>
         None => TickKind::Quote,
     };
     Ok(tick)
+}
+
+/// The value of each key [`tick_from_object`] reads, if present.
+#[derive(Default)]
+struct Fields<'t, 'i> {
+    symbol: Option<Value<'t, 'i>>,
+    bid: Option<Value<'t, 'i>>,
+    ask: Option<Value<'t, 'i>>,
+    bid_size: Option<Value<'t, 'i>>,
+    ask_size: Option<Value<'t, 'i>>,
+    last: Option<Value<'t, 'i>>,
+    last_size: Option<Value<'t, 'i>>,
+    volume: Option<Value<'t, 'i>>,
+    open: Option<Value<'t, 'i>>,
+    high: Option<Value<'t, 'i>>,
+    low: Option<Value<'t, 'i>>,
+    prev_close: Option<Value<'t, 'i>>,
+    ts: Option<Value<'t, 'i>>,
+    kind: Option<Value<'t, 'i>>,
+}
+
+// The value-level twins of `parse::{number, unsigned, text}` (which look the
+// field up by name first).
+
+/// A JSON number as `f64`; `null` or absent is `None`; anything else is a
+/// wrong type.
+fn number(value: Option<Value<'_, '_>>, field: &'static str) -> Result<Option<f64>, ParseError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if value.is_null() {
+        return Ok(None);
+    }
+    if let Some(x) = value.as_f64() {
+        return Ok(Some(x));
+    }
+    if let Some(x) = value.as_u64() {
+        return Ok(Some(x as f64));
+    }
+    value
+        .as_i64()
+        .map(|x| Some(x as f64))
+        .ok_or(ParseError::WrongType { field })
+}
+
+/// A non-negative integer; `null` or absent is `None`.
+fn unsigned(value: Option<Value<'_, '_>>, field: &'static str) -> Result<Option<u64>, ParseError> {
+    match value {
+        None => Ok(None),
+        Some(value) if value.is_null() => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .map(Some)
+            .ok_or(ParseError::WrongType { field }),
+    }
+}
+
+/// A string; `null` or absent is `None`.
+fn text<'i>(
+    value: Option<Value<'_, 'i>>,
+    field: &'static str,
+) -> Result<Option<&'i str>, ParseError> {
+    match value {
+        None => Ok(None),
+        Some(value) if value.is_null() => Ok(None),
+        Some(value) => value
+            .into_string()
+            .map(Some)
+            .ok_or(ParseError::WrongType { field }),
+    }
 }
 
 #[cfg(test)]
@@ -220,5 +318,150 @@ mod tests {
             parse_ticks(&mut scratch, &mut junk, &mut ticks, &mut rejects),
             Err(ParseError::MalformedJson)
         );
+    }
+
+    #[test]
+    fn the_first_of_duplicate_keys_wins_and_unknown_keys_are_ignored() {
+        let out = decode(
+            r#"[{"symbol":"A","bid":1,"bid":"x","venue":{"bid":9},"symbol":"B C"},
+                {"symbol":"A","bid":"x","bid":1},
+                {"kind":null,"symbol":"A","last":2,"kind":"quote"},
+                {"symbol":null,"symbol":"A"}]"#,
+        );
+        assert_eq!(out.ticks.len(), 2, "{:?}", out.rejects);
+        assert_eq!(out.ticks[0].symbol, Symbol::parse("A").ok());
+        assert_eq!(out.ticks[0].bid, Some(1.0), "nested keys are not fields");
+        assert_eq!(out.ticks[1].kind, TickKind::Trade, "a first null kind wins");
+        assert_eq!(
+            out.rejects,
+            [
+                ParseError::WrongType { field: "bid" },
+                ParseError::MissingSymbol
+            ]
+        );
+    }
+
+    #[test]
+    fn the_error_reported_does_not_depend_on_key_order() {
+        for input in [
+            r#"{"kind":"x","ts":-1,"ask":true,"bid":"1","symbol":"A"}"#,
+            r#"{"symbol":"A","bid":"1","ask":true,"ts":-1,"kind":"x"}"#,
+        ] {
+            assert_eq!(
+                decode(input).rejects,
+                [ParseError::WrongType { field: "bid" }]
+            );
+        }
+        assert_eq!(
+            decode(r#"{"bid":"1","symbol":7}"#).rejects,
+            [ParseError::WrongType { field: "symbol" }]
+        );
+        assert_eq!(
+            decode(r#"{"bid":"1"}"#).rejects,
+            [ParseError::MissingSymbol]
+        );
+        let out = decode(r#"{"symbol":"A","ts":1.5,"bid":-2,"ask":18446744073709551615}"#);
+        assert_eq!(out.rejects, [ParseError::WrongType { field: "ts" }]);
+        let out = decode(r#"{"symbol":"A","bid":-2,"ask":18446744073709551615,"ts":0}"#);
+        assert_eq!(
+            (out.ticks[0].bid, out.ticks[0].ask, out.ticks[0].ts),
+            (Some(-2.0), Some(18_446_744_073_709_551_615.0), Some(0))
+        );
+    }
+
+    /// The lookup-by-name reading this module did before the one-pass
+    /// rewrite, kept as the reference the rewrite is checked against.
+    fn tick_by_lookup(obj: &Object<'_, '_>) -> Result<Tick, ParseError> {
+        use crate::parse::{number, symbol_field, text, unsigned};
+        let symbol = symbol_field(obj, "symbol")?;
+        let mut tick = Tick {
+            symbol: Some(symbol),
+            bid: number(obj, "bid")?,
+            ask: number(obj, "ask")?,
+            bid_size: number(obj, "bid_size")?,
+            ask_size: number(obj, "ask_size")?,
+            last: number(obj, "last")?,
+            last_size: number(obj, "last_size")?,
+            volume: number(obj, "volume")?,
+            open: number(obj, "open")?,
+            high: number(obj, "high")?,
+            low: number(obj, "low")?,
+            prev_close: number(obj, "prev_close")?,
+            ts: unsigned(obj, "ts")?,
+            ..Tick::default()
+        };
+        tick.kind = match text(obj, "kind")? {
+            Some("trade") => TickKind::Trade,
+            Some("quote") => TickKind::Quote,
+            Some(_) => return Err(ParseError::WrongType { field: "kind" }),
+            None if tick.last.is_some() && tick.bid.is_none() && tick.ask.is_none() => {
+                TickKind::Trade
+            }
+            None => TickKind::Quote,
+        };
+        Ok(tick)
+    }
+
+    mod same_as_lookup {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn key() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec![
+                "symbol",
+                "bid",
+                "ask",
+                "bid_size",
+                "ask_size",
+                "last",
+                "last_size",
+                "volume",
+                "open",
+                "high",
+                "low",
+                "prev_close",
+                "ts",
+                "kind",
+                "seq",
+                "venue",
+                "Bid",
+                "",
+            ])
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("null".to_string()),
+                Just("true".to_string()),
+                Just("\"trade\"".to_string()),
+                Just("\"quote\"".to_string()),
+                Just("\"AAPL\"".to_string()),
+                Just("\"B C\"".to_string()),
+                Just("\"\"".to_string()),
+                Just("[1,{\"bid\":\"x\"}]".to_string()),
+                Just("{\"symbol\":\"Z\",\"bid\":1}".to_string()),
+                Just("18446744073709551615".to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<u32>().prop_map(|n| n.to_string()),
+                (-1e9f64..1e9).prop_map(|n| format!("{n:?}")),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            #[test]
+            fn one_pass_reads_what_lookup_by_name_reads(
+                fields in prop::collection::vec((key(), value()), 0..12),
+            ) {
+                let body: Vec<String> =
+                    fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                let mut buf = format!("{{{}}}", body.join(",")).into_bytes();
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                let tape = simd_json::to_tape(&mut buf).expect("generated JSON parses");
+                let obj = tape.as_value().as_object().expect("an object");
+                prop_assert_eq!(tick_from_object(&obj), tick_by_lookup(&obj), "{}", text);
+            }
+        }
     }
 }

@@ -190,7 +190,26 @@ async fn subscribe(
             request.push_str("PING\r\n");
             client.send(2, request.as_bytes()).await
         }
+        // Sent once the Socket.IO connection is confirmed (see `session`).
+        PeerMode::SocketIo => Ok(()),
     }
+}
+
+/// The Socket.IO `subscribe` event: engine.io message (4), Socket.IO EVENT
+/// (2) on the main namespace, no ack id.
+fn socketio_subscribe(plan: &ClientPlan, shared: &Shared) -> String {
+    let mut request = String::with_capacity(32 + plan.symbols.len() * 10);
+    request.push_str(r#"42["subscribe",{"symbols":["#);
+    for (i, &s) in plan.symbols.iter().enumerate() {
+        if i > 0 {
+            request.push(',');
+        }
+        request.push('"');
+        request.push_str(shared.universe.name(s as usize));
+        request.push('"');
+    }
+    request.push_str("]}]");
+    request
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -204,10 +223,18 @@ async fn session(
     reconnect_done: bool,
 ) -> Result<Ended, WsError> {
     subscribe(client, plan, shared).await?;
-    let mut acked = plan.symbols.is_empty();
+    let socketio = shared.mode == PeerMode::SocketIo;
+    // A Socket.IO client counts as subscribed once the server confirmed its
+    // connection to the namespace, even with nothing to subscribe to.
+    let mut acked = plan.symbols.is_empty() && !socketio;
     if acked && permit.take().is_some() {
         shared.subscribed.fetch_add(1, Ordering::Relaxed);
     }
+    let socketio_request = if socketio && !plan.symbols.is_empty() {
+        socketio_subscribe(plan, shared)
+    } else {
+        String::new()
+    };
     let mut nats_buf: Vec<u8> = Vec::new();
     let mut local = Local::default();
     let mut stall_done = !plan.stalled;
@@ -241,8 +268,45 @@ async fn session(
         let now = now_micros();
         let mut pong: Option<Vec<u8>> = None;
         let mut nats_ping = false;
+        let mut eio = EngineIo::default();
         while let Some(frame) = client.next_frame()? {
             match frame {
+                Frame::Text(bytes) if socketio => {
+                    local.frames += 1;
+                    // engine.io packet type, then (for 4, a message) the
+                    // Socket.IO packet type; plain prefixes, not JSON.
+                    match bytes {
+                        [b'4', b'2', args @ ..] => {
+                            let scanned = scan::scan(args, |kind, q| {
+                                if kind == MessageType::Update {
+                                    on_quote(plan, shared, held, &mut local, q, now, true);
+                                }
+                            });
+                            match scanned.kind {
+                                MessageType::Update => {
+                                    if let Some(from) = reconnected_from.take() {
+                                        shared.record_reconnect(from.elapsed());
+                                    }
+                                }
+                                MessageType::Subscribed if !acked => {
+                                    acked = true;
+                                    if permit.take().is_some() {
+                                        shared.subscribed.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                MessageType::Error => shared.count_error("server_socketio_error"),
+                                _ => {}
+                            }
+                        }
+                        [b'4', b'0', ..] => eio.connected = true,
+                        [b'4', b'4', ..] => shared.count_error("server_socketio_connect_error"),
+                        [b'4', b'1', ..] => shared.count_error("server_socketio_disconnect"),
+                        [b'0', ..] => eio.open = true,
+                        [b'2', ..] => eio.ping = true,
+                        [b'1', ..] => shared.count_error("server_engineio_close"),
+                        _ => {}
+                    }
+                }
                 Frame::Text(bytes) if shared.mode == PeerMode::Tickgate => {
                     local.frames += 1;
                     let scanned = scan::scan(bytes, |kind, q| {
@@ -320,6 +384,25 @@ async fn session(
         if nats_ping {
             client.send(2, b"PONG\r\n").await?;
         }
+        if eio.ping {
+            client.send(1, b"3").await?;
+        }
+        if eio.open {
+            // Socket.IO CONNECT to the main namespace.
+            client.send(1, b"40").await?;
+        }
+        if eio.connected {
+            if socketio_request.is_empty() {
+                if !acked {
+                    acked = true;
+                    if permit.take().is_some() {
+                        shared.subscribed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            } else {
+                client.send(1, socketio_request.as_bytes()).await?;
+            }
+        }
         shared.add(&mut local, plan.stalled);
     }
 }
@@ -395,6 +478,17 @@ fn on_quote(
             shared.record_convergence(since.elapsed());
         }
     }
+}
+
+/// What one read's engine.io / Socket.IO control packets ask for.
+#[derive(Default)]
+struct EngineIo {
+    /// `0{…}`: the engine.io session is open; connect to the namespace.
+    open: bool,
+    /// `40{"sid":…}`: connected to the namespace; subscribe.
+    connected: bool,
+    /// `2`: an engine.io ping, answered with `3`.
+    ping: bool,
 }
 
 enum NatsMessage<'a> {

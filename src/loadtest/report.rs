@@ -156,7 +156,14 @@ struct Latency {
     p99: f64,
     p999: f64,
     max: f64,
+    /// `[quantile, ms]` pairs for plotting the distribution.
+    cdf: Vec<(f64, f64)>,
 }
+
+/// Quantiles of [`Latency::cdf`].
+const CDF_QUANTILES: [f64; 14] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999, 1.0,
+];
 
 impl Latency {
     fn of(h: &Histogram<u64>) -> Self {
@@ -168,6 +175,7 @@ impl Latency {
             p99: ms(0.99),
             p999: ms(0.999),
             max: h.max() as f64 / 1e3,
+            cdf: CDF_QUANTILES.iter().map(|&q| (q, ms(q))).collect(),
         }
     }
 }

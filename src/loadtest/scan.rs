@@ -56,8 +56,10 @@ thread_local! {
 
 /// Parses `frame` and calls `each` for every quote in it: the `quotes` of a
 /// snapshot or update, a bare quote object (peers that send one quote per
-/// message), or each element of an array of quotes. Quotes missing `seq` or
-/// `ts` report 0 for it; a frame that is not JSON is `Other`.
+/// message), or each element of an array of quotes. A Socket.IO event's
+/// arguments (`["update",{…}]`, the part after the `42` packet prefix) are
+/// read the same way, the event name standing in for `type`. Quotes missing
+/// `seq` or `ts` report 0 for it; a frame that is not JSON is `Other`.
 pub(crate) fn scan(frame: &[u8], mut each: impl FnMut(MessageType, QuoteRef<'_>)) -> Scanned {
     SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
@@ -81,7 +83,16 @@ pub(crate) fn scan(frame: &[u8], mut each: impl FnMut(MessageType, QuoteRef<'_>)
             } else if field("symbol").is_some() {
                 visit(kind, root, &mut each);
             } else if let Some(items) = root.as_array() {
-                items.iter().for_each(|q| visit(kind, q, &mut each));
+                let mut items = items.iter().peekable();
+                if let Some(event) = items.peek().and_then(|first| first.into_string()) {
+                    // A Socket.IO event: its name, then its arguments.
+                    let kind = MessageType::of(event);
+                    items
+                        .skip(1)
+                        .for_each(|arg| event_argument(kind, arg, &mut each));
+                    return Scanned { kind, code: None };
+                }
+                items.for_each(|q| visit(kind, q, &mut each));
             }
             Scanned { kind, code }
         })
@@ -90,6 +101,26 @@ pub(crate) fn scan(frame: &[u8], mut each: impl FnMut(MessageType, QuoteRef<'_>)
             code: None,
         })
     })
+}
+
+/// One argument of a Socket.IO event: a quote, an array of quotes, or an
+/// object holding `quotes`.
+fn event_argument(
+    kind: MessageType,
+    arg: Value<'_, '_>,
+    each: &mut impl FnMut(MessageType, QuoteRef<'_>),
+) {
+    if let Some(items) = arg.as_array() {
+        items.iter().for_each(|q| visit(kind, q, each));
+    } else if let Some(quotes) = arg
+        .as_object()
+        .and_then(|o| o.get("quotes"))
+        .and_then(|q| q.as_array())
+    {
+        quotes.iter().for_each(|q| visit(kind, q, each));
+    } else {
+        visit(kind, arg, each);
+    }
 }
 
 fn visit(
@@ -160,6 +191,34 @@ mod tests {
                 (b"BRK.B".to_vec(), 4),
                 (b"A".to_vec(), 1),
                 (b"B".to_vec(), 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_socket_io_event_arguments() {
+        let mut seen = Vec::new();
+        let mut each =
+            |kind: MessageType, q: QuoteRef<'_>| seen.push((kind, q.symbol.to_vec(), q.seq, q.ts));
+        let update = scan(
+            br#"["update",{"symbol":"LT0001","seq":7,"ts":9}]"#,
+            &mut each,
+        );
+        assert_eq!(update.kind, MessageType::Update);
+        let batch = scan(
+            br#"["update",[{"symbol":"A","seq":1,"ts":2}],{"quotes":[{"symbol":"B","seq":3,"ts":4}]}]"#,
+            &mut each,
+        );
+        assert_eq!(batch.kind, MessageType::Update);
+        let subscribed = scan(br#"["subscribed",{"count":2}]"#, &mut each);
+        assert_eq!(subscribed.kind, MessageType::Subscribed);
+        use MessageType::Update;
+        assert_eq!(
+            seen,
+            vec![
+                (Update, b"LT0001".to_vec(), 7, 9),
+                (Update, b"A".to_vec(), 1, 2),
+                (Update, b"B".to_vec(), 3, 4)
             ]
         );
     }
