@@ -67,6 +67,7 @@ fn fanout(c: &mut Criterion) {
                     100,
                     Delivery::default(),
                     &Default::default(),
+                    |_| Vec::new(),
                 );
                 mailbox
             })

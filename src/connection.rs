@@ -628,8 +628,53 @@ fn subscribe(
             .filter(|(_, p)| *p != protocol::Priority::Normal)
             .collect()
     };
-    let result =
-        subscriptions::subscribe(&state.store, mailbox, &list.valid, limit, delivery, &resume);
+    // The replies are queued under the lock that records the subscriptions:
+    // the writer drains control frames before building an update, so the
+    // snapshot precedes any update of these symbols.
+    let answer = |result: &subscriptions::Subscribed| {
+        if !result.over_limit.is_empty() {
+            let refused: Vec<&str> = result.over_limit.iter().map(|s| s.as_str()).collect();
+            metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::TooManySubscriptions.as_str())
+                .increment(1);
+            let message = format!(
+                "at most {limit} subscriptions per connection; these symbols were not subscribed"
+            );
+            replies.push(protocol::error(
+                id,
+                ErrorCode::TooManySubscriptions,
+                &message,
+                &refused,
+            ));
+        }
+        if !result.table_full.is_empty() {
+            let refused: Vec<&str> = result.table_full.iter().map(|s| s.as_str()).collect();
+            let message = "the gateway's symbol table is full; only symbols it already knows can be subscribed";
+            replies.push(protocol::error(
+                id,
+                ErrorCode::InvalidSymbol,
+                message,
+                &refused,
+            ));
+        }
+        if !result.symbols.is_empty() {
+            replies.push(protocol::subscribed(id, &result.symbols, &result.no_data));
+            replies.push(if options.resume.is_empty() {
+                protocol::snapshot(&result.snapshot)
+            } else {
+                protocol::snapshot_resumed(&result.snapshot, result.unchanged)
+            });
+        }
+        replies
+    };
+    let result = subscriptions::subscribe(
+        &state.store,
+        mailbox,
+        &list.valid,
+        limit,
+        delivery,
+        &resume,
+        answer,
+    );
     if !kept_ranks.is_empty() {
         let mut outbox = mailbox.lock();
         for (id, priority) in kept_ranks {
@@ -639,44 +684,9 @@ fn subscribe(
     let added = mailbox.lock().subscription_count() - before;
     metrics::gauge!(m::SUBSCRIPTIONS).increment(added as f64);
     metrics::gauge!(m::SYMBOLS).set(state.store.symbol_count() as f64);
-    if !result.over_limit.is_empty() {
-        let refused: Vec<&str> = result.over_limit.iter().map(|s| s.as_str()).collect();
-        metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::TooManySubscriptions.as_str())
-            .increment(1);
-        let message = format!(
-            "at most {limit} subscriptions per connection; these symbols were not subscribed"
-        );
-        replies.push(protocol::error(
-            id,
-            ErrorCode::TooManySubscriptions,
-            &message,
-            &refused,
-        ));
-    }
-    if !result.table_full.is_empty() {
-        let refused: Vec<&str> = result.table_full.iter().map(|s| s.as_str()).collect();
-        let message =
-            "the gateway's symbol table is full; only symbols it already knows can be subscribed";
-        replies.push(protocol::error(
-            id,
-            ErrorCode::InvalidSymbol,
-            message,
-            &refused,
-        ));
-    }
     if !result.symbols.is_empty() {
-        replies.push(protocol::subscribed(id, &result.symbols, &result.no_data));
-        replies.push(if options.resume.is_empty() {
-            protocol::snapshot(&result.snapshot)
-        } else {
-            protocol::snapshot_resumed(&result.snapshot, result.unchanged)
-        });
-        replies.extend(troubled_feeds(&result.symbols, state));
+        mailbox.push_control(troubled_feeds(&result.symbols, state));
     }
-    // The snapshot must precede any update of these symbols: the writer
-    // drains control frames before building the update frame, and the
-    // outbox already records the snapshot's seq.
-    mailbox.push_control(replies);
 }
 
 /// Status frames for subscribed symbols whose feed is stale or down right

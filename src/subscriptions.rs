@@ -7,9 +7,10 @@
 //!
 //! Ordering rule that makes "snapshot before any update" hold: a connection
 //! is added to the slot's subscribers *before* its outbox records the
-//! subscription and reads the snapshot, both under the outbox lock. A tick
-//! that lands in between is either already in the snapshot or marks the
-//! symbol dirty after the snapshot was queued.
+//! subscription, reads the snapshot and queues the reply holding it, all
+//! under one outbox lock. A tick that lands in between is either already in
+//! the snapshot or marks the symbol dirty after the snapshot was queued, and
+//! the writer sends queued replies before any update.
 
 use std::sync::Arc;
 
@@ -76,6 +77,11 @@ pub struct Subscribed {
 ///
 /// Every subscribed symbol takes `delivery`; `resume` holds the seq the client
 /// already has per symbol, whose snapshot is skipped while still current.
+///
+/// `replies` builds the frames that answer the request (`subscribed`, the
+/// snapshot); they are queued under the same outbox lock that records the
+/// subscriptions, so no update of these symbols can be drained before them.
+/// It must not lock the mailbox.
 pub fn subscribe(
     store: &SnapshotStore,
     mailbox: &Arc<Mailbox>,
@@ -83,6 +89,7 @@ pub fn subscribe(
     max_subscriptions: usize,
     delivery: Delivery,
     resume: &FxHashMap<Symbol, u64>,
+    replies: impl FnOnce(&Subscribed) -> Vec<String>,
 ) -> Subscribed {
     let mut result = Subscribed::default();
     let mut slots = Vec::with_capacity(symbols.len());
@@ -121,6 +128,14 @@ pub fn subscribe(
             None if slot.latest().is_none() => result.no_data.push(slot.symbol),
             None => {}
         }
+    }
+    let mut wake = false;
+    for frame in replies(&result) {
+        wake |= outbox.push_control(frame);
+    }
+    drop(outbox);
+    if wake {
+        mailbox.wake.notify_one();
     }
     result
 }
