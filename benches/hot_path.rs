@@ -79,8 +79,8 @@ fn fanout(c: &mut Criterion) {
             b.iter(|| {
                 i += 1;
                 store.apply(&slot, &tick(symbol, i), 1_764_000_000_000_000 + i);
-                for mailbox in lock_subscribers(&slot).iter() {
-                    mailbox.mark_dirty(slot.id);
+                for (mailbox, index) in lock_subscribers(&slot).iter() {
+                    mailbox.mark_dirty_at(index, slot.id);
                 }
                 let mut bytes = 0;
                 for mailbox in &mailboxes {

@@ -222,7 +222,7 @@ fn fan_out_trade(slot: &Slot, tick: &tickgate_feeds::Tick, seq: u64, received_mi
     };
     // A struct of numbers and a validated symbol always serializes.
     let json: Arc<str> = serde_json::to_string(&trade).unwrap_or_default().into();
-    for mailbox in lock_subscribers(slot).iter() {
+    for (mailbox, _) in lock_subscribers(slot).iter() {
         mailbox.push_trade(slot.id, &json);
     }
 }
@@ -282,8 +282,8 @@ impl Batcher {
         }
         for slot in self.touched.drain(..) {
             self.touched_flag[slot.id as usize] = false;
-            for mailbox in lock_subscribers(&slot).iter() {
-                mailbox.mark_dirty(slot.id);
+            for (mailbox, index) in lock_subscribers(&slot).iter() {
+                mailbox.mark_dirty_at(index, slot.id);
             }
         }
         let feed = batch.feed.to_string();

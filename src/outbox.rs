@@ -192,20 +192,31 @@ struct Slowdown {
     interval: Duration,
 }
 
+/// Where a subscription lives in its connection's outbox. Subscriber sets
+/// keep it beside the mailbox, so marking a symbol dirty indexes straight
+/// into the outbox instead of hashing the symbol (the fan-out's hottest
+/// step).
+pub type SubIndex = u32;
+
 /// The pending state of one connection. See the module docs.
 pub struct Outbox {
-    subs: FxHashMap<SymbolId, Subscription>,
-    /// Symbols changed since the last drain; at most one entry per subscription.
-    dirty: Vec<SymbolId>,
-    /// Dirty symbols held back by a rate cap or the ladder until their next
-    /// slot. Kept apart from `dirty`, so a change of another symbol still
-    /// wakes the writer.
-    waiting: Vec<SymbolId>,
+    /// Subscriptions in a slab: a removed one leaves a hole for the next.
+    subs: Vec<Option<Subscription>>,
+    /// Free holes of `subs`.
+    free: Vec<SubIndex>,
+    /// Symbol → its index in `subs`.
+    by_id: FxHashMap<SymbolId, SubIndex>,
+    /// Subscriptions changed since the last drain; at most one entry each.
+    dirty: Vec<SubIndex>,
+    /// Dirty subscriptions held back by a rate cap or the ladder until their
+    /// next slot. Kept apart from `dirty`, so a change of another symbol
+    /// still wakes the writer.
+    waiting: Vec<SubIndex>,
     /// At most [`MAX_CONTROL_FRAMES`] frames in normal operation (the reader
     /// waits when full).
     control: VecDeque<String>,
     /// Trades waiting, oldest first, each encoded once for every connection.
-    trades: VecDeque<(SymbolId, Arc<str>)>,
+    trades: VecDeque<(SubIndex, Arc<str>)>,
     trade_capacity: usize,
     /// Trades dropped from the front of `trades` since the last drain.
     lost: BTreeMap<Symbol, u64>,
@@ -228,7 +239,9 @@ impl Outbox {
     /// An empty outbox holding at most `trade_capacity` waiting trades.
     pub fn new(trade_capacity: usize) -> Self {
         Self {
-            subs: FxHashMap::default(),
+            subs: Vec::new(),
+            free: Vec::new(),
+            by_id: FxHashMap::default(),
             dirty: Vec::new(),
             waiting: Vec::new(),
             control: VecDeque::new(),
@@ -241,19 +254,48 @@ impl Outbox {
         }
     }
 
+    fn sub(&self, id: SymbolId) -> Option<&Subscription> {
+        let index = *self.by_id.get(&id)?;
+        self.subs[index as usize].as_ref()
+    }
+
+    fn sub_mut(&mut self, id: SymbolId) -> Option<&mut Subscription> {
+        let index = *self.by_id.get(&id)?;
+        self.subs[index as usize].as_mut()
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Subscription> {
+        self.subs.iter().flatten()
+    }
+
+    /// Where symbol `id` lives in this outbox, if subscribed.
+    pub fn index_of(&self, id: SymbolId) -> Option<SubIndex> {
+        self.by_id.get(&id).copied()
+    }
+
     /// Records that `id` changed. Returns true when the outbox went from empty
     /// to non-empty (the writer needs a wake-up). Symbols this connection is
     /// not subscribed to are ignored.
     pub fn mark_dirty(&mut self, id: SymbolId) -> bool {
+        match self.index_of(id) {
+            Some(index) => self.mark_dirty_at(index, id),
+            None => false,
+        }
+    }
+
+    /// [`Outbox::mark_dirty`] for the subscription at `index`, which a
+    /// subscriber set recorded for symbol `id`. An index that no longer
+    /// holds `id` (the client unsubscribed meanwhile) is ignored.
+    pub fn mark_dirty_at(&mut self, index: SubIndex, id: SymbolId) -> bool {
         let was_empty = self.is_empty();
-        let Some(sub) = self.subs.get_mut(&id) else {
+        let Some(Some(sub)) = self.subs.get_mut(index as usize) else {
             return false;
         };
-        if sub.dirty {
+        if sub.dirty || sub.slot.id != id {
             return false;
         }
         sub.dirty = true;
-        self.dirty.push(id);
+        self.dirty.push(index);
         was_empty
     }
 
@@ -265,19 +307,22 @@ impl Outbox {
             wake: self.is_empty(),
             dropped: false,
         };
-        match self.subs.get_mut(&id) {
+        let Some(index) = self.index_of(id) else {
+            return TradePush::default();
+        };
+        match self.subs[index as usize].as_mut() {
             Some(sub) if sub.delivery.trades => sub.trades_queued += 1,
             _ => return TradePush::default(),
         }
         if self.trades.len() >= self.trade_capacity
             && let Some((oldest, _)) = self.trades.pop_front()
-            && let Some(sub) = self.subs.get_mut(&oldest)
+            && let Some(Some(sub)) = self.subs.get_mut(oldest as usize)
         {
             sub.trades_queued -= 1;
             *self.lost.entry(sub.slot.symbol).or_default() += 1;
             push.dropped = true;
         }
-        self.trades.push_back((id, Arc::clone(trade)));
+        self.trades.push_back((index, Arc::clone(trade)));
         push
     }
 
@@ -294,18 +339,24 @@ impl Outbox {
         delivery: Delivery,
         resume: Option<u64>,
     ) -> Option<Arc<Snapshot>> {
-        if let Some(existing) = self.subs.get_mut(&slot.id) {
-            if existing.delivery.trades != delivery.trades {
-                slot.trade_interest(delivery.trades);
-                if !delivery.trades && existing.trades_queued > 0 {
-                    existing.trades_queued = 0;
-                    self.trades.retain(|(id, _)| *id != slot.id);
+        if let Some(index) = self.index_of(slot.id) {
+            let mut dropped_trades = false;
+            if let Some(existing) = self.subs[index as usize].as_mut() {
+                if existing.delivery.trades != delivery.trades {
+                    slot.trade_interest(delivery.trades);
+                    if !delivery.trades && existing.trades_queued > 0 {
+                        existing.trades_queued = 0;
+                        dropped_trades = true;
+                    }
                 }
+                if delivery.delta && !existing.delivery.delta {
+                    existing.last_sent = slot.latest().filter(|s| s.quote.seq == existing.last_seq);
+                }
+                existing.delivery = delivery;
             }
-            if delivery.delta && !existing.delivery.delta {
-                existing.last_sent = slot.latest().filter(|s| s.quote.seq == existing.last_seq);
+            if dropped_trades {
+                self.trades.retain(|(t, _)| *t != index);
             }
-            existing.delivery = delivery;
             return None;
         }
         if delivery.trades {
@@ -314,36 +365,59 @@ impl Outbox {
         let latest = slot.latest();
         let last_seq = latest.as_ref().map_or(0, |s| s.quote.seq);
         let last_sent = latest.clone().filter(|_| delivery.delta);
-        self.subs.insert(
-            slot.id,
-            Subscription {
-                slot,
-                last_seq,
-                dirty: false,
-                delivery,
-                last_sent_at: None,
-                last_sent,
-                trades_queued: 0,
-                seen_in: 0,
-            },
-        );
+        let id = slot.id;
+        let sub = Subscription {
+            slot,
+            last_seq,
+            dirty: false,
+            delivery,
+            last_sent_at: None,
+            last_sent,
+            trades_queued: 0,
+            seen_in: 0,
+        };
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.subs[index as usize] = Some(sub);
+                index
+            }
+            None => {
+                self.subs.push(Some(sub));
+                (self.subs.len() - 1) as SubIndex
+            }
+        };
+        self.by_id.insert(id, index);
         match (latest, resume) {
             (Some(snapshot), Some(held)) if snapshot.quote.seq == held => None,
             (latest, _) => latest,
         }
     }
 
+    /// Marks `id` dirty if its slot moved past what this client holds: for a
+    /// tick that landed between reading the snapshot and joining the slot's
+    /// subscribers. Returns whether the writer needs a wake-up.
+    pub fn catch_up(&mut self, id: SymbolId) -> bool {
+        let behind = self.sub(id).is_some_and(|sub| {
+            sub.slot
+                .latest()
+                .is_some_and(|s| s.quote.seq > sub.last_seq)
+        });
+        behind && self.mark_dirty(id)
+    }
+
     /// Drops a subscription, its pending entry and its waiting trades, so
     /// that subscribing again cannot leave two entries for one symbol and no
     /// trade follows the `unsubscribed` reply.
     pub fn unsubscribe(&mut self, id: SymbolId) -> Option<Arc<Slot>> {
-        let sub = self.subs.remove(&id)?;
+        let index = self.by_id.remove(&id)?;
+        let sub = self.subs[index as usize].take()?;
+        self.free.push(index);
         if sub.dirty {
-            self.dirty.retain(|&d| d != id);
-            self.waiting.retain(|&d| d != id);
+            self.dirty.retain(|&d| d != index);
+            self.waiting.retain(|&d| d != index);
         }
         if sub.trades_queued > 0 {
-            self.trades.retain(|(t, _)| *t != id);
+            self.trades.retain(|(t, _)| *t != index);
         }
         if sub.delivery.trades {
             sub.slot.trade_interest(false);
@@ -358,9 +432,12 @@ impl Outbox {
         self.waiting.clear();
         self.trades.clear();
         self.lost.clear();
+        self.by_id.clear();
+        self.free.clear();
         self.subs
-            .drain()
-            .map(|(_, sub)| {
+            .drain(..)
+            .flatten()
+            .map(|sub| {
                 if sub.delivery.trades {
                     sub.slot.trade_interest(false);
                 }
@@ -372,8 +449,7 @@ impl Outbox {
     /// Subscribed symbols whose slot matches `pick`.
     pub fn symbols_where(&self, pick: impl Fn(&Slot) -> bool) -> Vec<Symbol> {
         let mut symbols: Vec<_> = self
-            .subs
-            .values()
+            .live()
             .filter(|s| pick(&s.slot))
             .map(|s| s.slot.symbol)
             .collect();
@@ -383,12 +459,12 @@ impl Outbox {
 
     /// Whether `id` is subscribed.
     pub fn is_subscribed(&self, id: SymbolId) -> bool {
-        self.subs.contains_key(&id)
+        self.by_id.contains_key(&id)
     }
 
     /// Number of subscriptions.
     pub fn subscription_count(&self) -> usize {
-        self.subs.len()
+        self.by_id.len()
     }
 
     /// Number of dirty entries (never more than the subscription count).
@@ -404,7 +480,7 @@ impl Outbox {
     /// Sets the priority of subscribed symbols; returns false for a symbol
     /// this connection does not hold.
     pub fn set_priority(&mut self, id: SymbolId, priority: Priority) -> bool {
-        match self.subs.get_mut(&id) {
+        match self.sub_mut(id) {
             Some(sub) => {
                 sub.delivery.priority = priority;
                 self.ranked = true;
@@ -416,7 +492,7 @@ impl Outbox {
 
     /// The rank of a held symbol.
     pub fn priority_of(&self, id: SymbolId) -> Option<Priority> {
-        self.subs.get(&id).map(|sub| sub.delivery.priority)
+        self.sub(id).map(|sub| sub.delivery.priority)
     }
 
     /// The client ranks its symbols, so step 2 of the slow-consumer ladder
@@ -428,7 +504,7 @@ impl Outbox {
     /// Subscriptions counted per delivery option, for introspection.
     pub fn mode_counts(&self) -> ModeCounts {
         let mut counts = ModeCounts::default();
-        for sub in self.subs.values() {
+        for sub in self.live() {
             let d = &sub.delivery;
             counts.rate_capped += usize::from(d.min_interval.is_some());
             counts.delta += usize::from(d.delta);
@@ -472,8 +548,7 @@ impl Outbox {
 
     fn symbols_where_priority(&self, class: Priority) -> Vec<Symbol> {
         let mut symbols: Vec<_> = self
-            .subs
-            .values()
+            .live()
             .filter(|s| s.delivery.priority == class)
             .map(|s| s.slot.symbol)
             .collect();
@@ -530,8 +605,8 @@ impl Outbox {
         // `waiting`.
         let mut candidates = std::mem::take(&mut self.dirty);
         candidates.append(&mut self.waiting);
-        for id in candidates.drain(..) {
-            let Some(sub) = self.subs.get_mut(&id) else {
+        for index in candidates.drain(..) {
+            let Some(Some(sub)) = self.subs.get_mut(index as usize) else {
                 continue;
             };
             if sub.trades_queued == 0
@@ -540,7 +615,7 @@ impl Outbox {
             {
                 let due = at + interval;
                 drain.next_due = Some(drain.next_due.map_or(due, |d| d.min(due)));
-                self.waiting.push(id);
+                self.waiting.push(index);
                 continue;
             }
             sub.dirty = false;
@@ -550,8 +625,8 @@ impl Outbox {
         self.dirty = candidates;
         // Symbols with a trade waiting whose newest quote is not marked dirty
         // yet (the ingest task marks after its whole batch): flush it too.
-        for (id, _) in &self.trades {
-            if let Some(sub) = self.subs.get_mut(id)
+        for (index, _) in &self.trades {
+            if let Some(Some(sub)) = self.subs.get_mut(*index as usize)
                 && sub.seen_in != epoch
             {
                 sub.seen_in = epoch;
@@ -581,12 +656,12 @@ impl Outbox {
         if !self.trades.is_empty() {
             let mut frame = String::with_capacity(32 + self.trades.len() * 112);
             frame.push_str(r#"{"type":"trades","trades":["#);
-            for (i, (id, trade)) in self.trades.drain(..).enumerate() {
+            for (i, (index, trade)) in self.trades.drain(..).enumerate() {
                 if i > 0 {
                     frame.push(',');
                 }
                 frame.push_str(&trade);
-                if let Some(sub) = self.subs.get_mut(&id) {
+                if let Some(Some(sub)) = self.subs.get_mut(index as usize) {
                     sub.trades_queued -= 1;
                 }
                 drain.trade_count += 1;
@@ -820,6 +895,15 @@ impl Mailbox {
     /// Marks `id` dirty and wakes the writer if needed.
     pub fn mark_dirty(&self, id: SymbolId) {
         let wake = self.lock().mark_dirty(id);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Marks the subscription at `index` (symbol `id`) dirty and wakes the
+    /// writer if needed: the fan-out's path, without hashing the symbol.
+    pub fn mark_dirty_at(&self, index: SubIndex, id: SymbolId) {
+        let wake = self.lock().mark_dirty_at(index, id);
         if wake {
             self.wake.notify_one();
         }
@@ -1157,6 +1241,35 @@ mod tests {
         outbox.unsubscribe(a.id);
         assert!(!a.wants_trades());
         assert!(outbox.drain(t0).is_empty());
+    }
+
+    #[test]
+    fn a_stale_index_from_a_subscriber_set_is_ignored_after_reuse() {
+        let store = SnapshotStore::new(10);
+        let a = store
+            .get_or_create(Symbol::parse("A").expect("valid"))
+            .expect("room");
+        let b = store
+            .get_or_create(Symbol::parse("B").expect("valid"))
+            .expect("room");
+        let mut outbox = Outbox::default();
+        outbox.subscribe(Arc::clone(&a), Delivery::default(), None);
+        let index = outbox.index_of(a.id).expect("held");
+        outbox.unsubscribe(a.id);
+        assert!(!outbox.mark_dirty_at(index, a.id), "unsubscribed");
+        outbox.subscribe(Arc::clone(&b), Delivery::default(), None);
+        assert_eq!(outbox.index_of(b.id), Some(index), "the hole is reused");
+        store.apply(&b, &tick(b.symbol, 1.0), 1);
+        assert!(
+            !outbox.mark_dirty_at(index, a.id),
+            "A's old index now holds B"
+        );
+        assert_eq!(outbox.pending(), 0);
+        assert!(outbox.mark_dirty_at(index, b.id));
+        assert_eq!(
+            quotes_of(&outbox.drain(Instant::now()).update.expect("B")),
+            [("B".into(), 1, 1.0)]
+        );
     }
 
     #[test]

@@ -5,12 +5,13 @@
 //! module owns the set type and the operations that keep a slot's subscriber
 //! set and a connection's [`Outbox`](crate::outbox::Outbox) in agreement.
 //!
-//! Ordering rule that makes "snapshot before any update" hold: a connection
-//! is added to the slot's subscribers *before* its outbox records the
-//! subscription, reads the snapshot and queues the reply holding it, all
-//! under one outbox lock. A tick that lands in between is either already in
-//! the snapshot or marks the symbol dirty after the snapshot was queued, and
-//! the writer sends queued replies before any update.
+//! Ordering rules that make "snapshot before any update, and no tick
+//! missed" hold: the outbox records the subscription, reads the snapshot and
+//! queues the reply holding it under one outbox lock, so the writer (which
+//! sends queued replies before any update) cannot send an update first.
+//! Then the connection joins the slot's subscribers, with the subscription's
+//! index in its outbox, and catches up: a tick that landed between the
+//! snapshot and joining marks the symbol dirty there.
 
 use std::sync::Arc;
 
@@ -18,20 +19,22 @@ use indexmap::IndexMap;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use tickgate_feeds::Symbol;
 
-use crate::outbox::{ConnId, Delivery, Mailbox};
+use crate::outbox::{ConnId, Delivery, Mailbox, SubIndex};
 use crate::store::{Slot, SnapshotStore, StoreFull};
 
-/// Subscribers of one symbol. Dense, so the fan-out loop is a slice walk;
+/// Subscribers of one symbol, each with the index of this symbol's
+/// subscription in its outbox. Dense, so the fan-out loop is a slice walk;
 /// removal is O(1) (swap-remove), so mass disconnects stay cheap.
 #[derive(Default)]
 pub struct SubscriberSet {
-    conns: IndexMap<ConnId, Arc<Mailbox>, FxBuildHasher>,
+    conns: IndexMap<ConnId, (Arc<Mailbox>, SubIndex), FxBuildHasher>,
 }
 
 impl SubscriberSet {
-    /// Adds a connection (idempotent).
-    pub fn insert(&mut self, mailbox: Arc<Mailbox>) {
-        self.conns.insert(mailbox.id, mailbox);
+    /// Adds a connection whose outbox holds this symbol at `index`
+    /// (idempotent).
+    pub fn insert(&mut self, mailbox: Arc<Mailbox>, index: SubIndex) {
+        self.conns.insert(mailbox.id, (mailbox, index));
     }
 
     /// Removes a connection (idempotent).
@@ -49,9 +52,11 @@ impl SubscriberSet {
         self.conns.is_empty()
     }
 
-    /// The subscribers.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Mailbox>> {
-        self.conns.values()
+    /// The subscribers, each with its subscription's index.
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<Mailbox>, SubIndex)> {
+        self.conns
+            .values()
+            .map(|(mailbox, index)| (mailbox, *index))
     }
 }
 
@@ -92,9 +97,10 @@ pub fn subscribe(
     replies: impl FnOnce(&Subscribed) -> Vec<String>,
 ) -> Subscribed {
     let mut result = Subscribed::default();
-    let mut slots = Vec::with_capacity(symbols.len());
+    let mut joined: Vec<(Arc<crate::store::Slot>, SubIndex)> = Vec::new();
+    let mut wake = false;
     {
-        let outbox = mailbox.lock();
+        let mut outbox = mailbox.lock();
         let mut room = max_subscriptions.saturating_sub(outbox.subscription_count());
         for &symbol in symbols {
             let slot = match store.get_or_create(symbol) {
@@ -104,36 +110,39 @@ pub fn subscribe(
                     continue;
                 }
             };
-            if !outbox.is_subscribed(slot.id) {
+            let held_already = outbox.is_subscribed(slot.id);
+            if !held_already {
                 if room == 0 {
                     result.over_limit.push(symbol);
                     continue;
                 }
                 room -= 1;
             }
-            slots.push(slot);
+            result.symbols.push(slot.symbol);
+            let held = resume.get(&slot.symbol).copied();
+            match outbox.subscribe(Arc::clone(&slot), delivery, held) {
+                Some(snapshot) => result.snapshot.push(snapshot.json.clone()),
+                None if held.is_some() && slot.latest().is_some() => result.unchanged += 1,
+                None if slot.latest().is_none() => result.no_data.push(slot.symbol),
+                None => {}
+            }
+            if !held_already && let Some(index) = outbox.index_of(slot.id) {
+                joined.push((slot, index));
+            }
+        }
+        for frame in replies(&result) {
+            wake |= outbox.push_control(frame);
         }
     }
-    // Register interest first (see the module docs for why this order).
-    for slot in &slots {
-        lock_subscribers(slot).insert(Arc::clone(mailbox));
+    for (slot, index) in &joined {
+        lock_subscribers(slot).insert(Arc::clone(mailbox), *index);
     }
-    let mut outbox = mailbox.lock();
-    for slot in slots {
-        result.symbols.push(slot.symbol);
-        let held = resume.get(&slot.symbol).copied();
-        match outbox.subscribe(Arc::clone(&slot), delivery, held) {
-            Some(snapshot) => result.snapshot.push(snapshot.json.clone()),
-            None if held.is_some() && slot.latest().is_some() => result.unchanged += 1,
-            None if slot.latest().is_none() => result.no_data.push(slot.symbol),
-            None => {}
+    if !joined.is_empty() {
+        let mut outbox = mailbox.lock();
+        for (slot, _) in &joined {
+            wake |= outbox.catch_up(slot.id);
         }
     }
-    let mut wake = false;
-    for frame in replies(&result) {
-        wake |= outbox.push_control(frame);
-    }
-    drop(outbox);
     if wake {
         mailbox.wake.notify_one();
     }
