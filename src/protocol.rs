@@ -239,16 +239,9 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
     match op.as_str() {
         "subscribe" | "unsubscribe" => {
             let symbols = match object.remove("symbols") {
-                Some(Value::Array(items)) => items
-                    .into_iter()
-                    .map(|item| match item {
-                        Value::String(s) => Ok(s),
-                        _ => Err(()),
-                    })
-                    .collect::<Result<Vec<_>, ()>>()
-                    .map_err(|()| {
-                        RequestError::bad(id.clone(), "\"symbols\" must be an array of strings")
-                    })?,
+                Some(Value::Array(items)) => strings(items).ok_or_else(|| {
+                    RequestError::bad(id.clone(), "\"symbols\" must be an array of strings")
+                })?,
                 Some(_) => {
                     return Err(RequestError::bad(
                         id,
@@ -283,19 +276,12 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
                 match object.remove(key) {
                     None | Some(Value::Null) => {}
                     Some(Value::Array(items)) => {
-                        let texts = items
-                            .into_iter()
-                            .map(|item| match item {
-                                Value::String(s) => Ok(s),
-                                _ => Err(()),
-                            })
-                            .collect::<Result<Vec<_>, ()>>()
-                            .map_err(|()| {
-                                RequestError::bad(
-                                    id.clone(),
-                                    format!("\"{key}\" must be an array of strings"),
-                                )
-                            })?;
+                        let texts = strings(items).ok_or_else(|| {
+                            RequestError::bad(
+                                id.clone(),
+                                format!("\"{key}\" must be an array of strings"),
+                            )
+                        })?;
                         classes.push((priority, texts));
                     }
                     Some(_) => {
@@ -330,6 +316,17 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
             ),
         }),
     }
+}
+
+/// The items of a JSON array when every one is a string.
+fn strings(items: Vec<Value>) -> Option<Vec<String>> {
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(s) => Some(s),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Symbols of a request, validated and de-duplicated in request order.

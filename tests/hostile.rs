@@ -399,6 +399,32 @@ fn status_of(response: &str) -> Option<u16> {
     response.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The first `n` symbols of the simulator's universe.
+fn universe(n: usize) -> Vec<String> {
+    tickgate_feeds::sim::universe()
+        .take(n)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Upgrades with a 4 KiB receive buffer, sends `requests`, then reads
+/// nothing for `stall` and drops the connection.
+async fn stalled_reader(addr: SocketAddr, requests: &[serde_json::Value], stall: Duration) {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let auth = token(&["*"], 600);
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {auth}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    for request in requests {
+        let _ = stream.write_all(&text(&request.to_string())).await;
+    }
+    sleep(stall).await;
+    drop(stream);
+}
+
 // ---- the suite ------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -724,55 +750,20 @@ async fn hostile_clients_never_hurt_a_well_behaved_one_and_memory_returns_to_bas
         );
     });
     attack!("stalled reader subscribed to everything", async {
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.set_recv_buffer_size(4096).expect("rcvbuf");
-        let mut stream = socket.connect(addr).await.expect("connect");
-        let auth = token(&["*"], 600);
-        let request = format!(
-            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {auth}\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let symbols: Vec<String> = tickgate_feeds::sim::universe()
-            .take(60)
-            .map(|s| s.to_string())
-            .collect();
-        let _ = stream
-            .write_all(&text(
-                &json!({"op":"subscribe","symbols":symbols}).to_string(),
-            ))
-            .await;
+        let symbols = universe(60);
+        let subscribe = json!({"op":"subscribe","symbols":symbols});
         // Never read; the watcher must not notice.
-        sleep(Duration::from_secs(2)).await;
-        drop(stream);
+        stalled_reader(addr, &[subscribe], Duration::from_secs(2)).await;
     });
     attack!("stalled reader asking for every trade, ranked", async {
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.set_recv_buffer_size(4096).expect("rcvbuf");
-        let mut stream = socket.connect(addr).await.expect("connect");
-        let auth = token(&["*"], 600);
-        let request = format!(
-            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {auth}\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let symbols: Vec<String> = tickgate_feeds::sim::universe()
-            .take(200)
-            .map(|s| s.to_string())
-            .collect();
-        let _ = stream
-            .write_all(&text(
-                &json!({"op":"subscribe","symbols":symbols,"trades":true,"priority":"visible"})
-                    .to_string(),
-            ))
-            .await;
-        let _ = stream
-            .write_all(&text(
-                &json!({"op":"priority","background":symbols}).to_string(),
-            ))
-            .await;
+        let symbols = universe(200);
+        let requests = [
+            json!({"op":"subscribe","symbols":symbols,"trades":true,"priority":"visible"}),
+            json!({"op":"priority","background":symbols}),
+        ];
         // Never read: trades pile up to the trade buffer, the ladder slows
         // the symbols; the watcher must not notice.
-        sleep(Duration::from_secs(3)).await;
-        drop(stream);
+        stalled_reader(addr, &requests, Duration::from_secs(3)).await;
     });
     attack!(
         "priority requests: huge, duplicated, unsubscribed, wrong types",
