@@ -519,7 +519,7 @@ fn delivery_for(options: &SubscribeOptions, grant: &Grant, state: &AppState) -> 
         delta: options.delta,
         meta: options.meta,
         trades: options.trades,
-        priority: options.priority.unwrap_or_default(),
+        priority: options.priority,
     }
 }
 
@@ -614,20 +614,6 @@ fn subscribe(
         .filter_map(|(text, seq)| Symbol::parse(text).ok().map(|symbol| (symbol, *seq)))
         .collect();
     let delivery = delivery_for(options, grant, state);
-    // Subscribing again to a held symbol replaces its options, but without
-    // a `priority` option it keeps the rank the client gave it.
-    let kept_ranks: Vec<(u32, protocol::Priority)> = if options.priority.is_some() {
-        mailbox.lock().set_ranked();
-        Vec::new()
-    } else {
-        let outbox = mailbox.lock();
-        list.valid
-            .iter()
-            .filter_map(|symbol| state.store.get(symbol))
-            .filter_map(|slot| outbox.priority_of(slot.id).map(|p| (slot.id, p)))
-            .filter(|(_, p)| *p != protocol::Priority::Normal)
-            .collect()
-    };
     // The replies are queued under the lock that records the subscriptions:
     // the writer drains control frames before building an update, so the
     // snapshot precedes any update of these symbols.
@@ -675,12 +661,6 @@ fn subscribe(
         &resume,
         answer,
     );
-    if !kept_ranks.is_empty() {
-        let mut outbox = mailbox.lock();
-        for (id, priority) in kept_ranks {
-            outbox.set_priority(id, priority);
-        }
-    }
     let added = mailbox.lock().subscription_count() - before;
     metrics::gauge!(m::SUBSCRIPTIONS).increment(added as f64);
     metrics::gauge!(m::SYMBOLS).set(state.store.symbol_count() as f64);

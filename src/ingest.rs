@@ -222,8 +222,8 @@ fn fan_out_trade(slot: &Slot, tick: &tickgate_feeds::Tick, seq: u64, received_mi
     };
     // A struct of numbers and a validated symbol always serializes.
     let json: Arc<str> = serde_json::to_string(&trade).unwrap_or_default().into();
-    for (mailbox, _) in lock_subscribers(slot).iter() {
-        mailbox.push_trade(slot.id, &json);
+    for (mailbox, index) in lock_subscribers(slot).iter() {
+        mailbox.push_trade(index, slot.id, &json);
     }
 }
 

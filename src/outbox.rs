@@ -50,6 +50,8 @@ struct Subscription {
     trades_queued: u32,
     /// The drain that last looked at this symbol (see `Outbox::epoch`).
     seen_in: u64,
+    /// Rank for the slow-consumer ladder.
+    priority: Priority,
 }
 
 /// How a symbol ranks when its connection falls behind: the slow-consumer
@@ -72,7 +74,8 @@ impl Priority {
         }
     }
 
-    const ALL: [Priority; 3] = [Self::Background, Self::Normal, Self::Visible];
+    /// Every rank, lowest first.
+    pub const ALL: [Priority; 3] = [Self::Background, Self::Normal, Self::Visible];
 }
 
 /// How one subscription is delivered. The default is the contract
@@ -91,8 +94,10 @@ pub struct Delivery {
     pub meta: bool,
     /// Every trade of the symbol is delivered, in order, in `trades` frames.
     pub trades: bool,
-    /// Rank for the slow-consumer ladder.
-    pub priority: Priority,
+    /// Rank for the slow-consumer ladder: `None` keeps the rank of a held
+    /// symbol (`Normal` for a new one); giving one opts the connection into
+    /// step 2 of the ladder.
+    pub priority: Option<Priority>,
 }
 
 impl Delivery {
@@ -299,19 +304,17 @@ impl Outbox {
         was_empty
     }
 
-    /// Queues a trade of `id` (its JSON, shared) if this connection asked for
-    /// the symbol's trades. A full queue drops its oldest trade and counts it
-    /// as lost (announced at the next drain).
-    pub fn push_trade(&mut self, id: SymbolId, trade: &Arc<str>) -> TradePush {
+    /// Queues a trade (its JSON, shared) of the subscription at `index`,
+    /// which a subscriber set recorded for symbol `id`, if this connection
+    /// asked for the symbol's trades. A full queue drops its oldest trade and
+    /// counts it as lost (announced at the next drain).
+    pub fn push_trade(&mut self, index: SubIndex, id: SymbolId, trade: &Arc<str>) -> TradePush {
         let mut push = TradePush {
             wake: self.is_empty(),
             dropped: false,
         };
-        let Some(index) = self.index_of(id) else {
-            return TradePush::default();
-        };
-        match self.subs[index as usize].as_mut() {
-            Some(sub) if sub.delivery.trades => sub.trades_queued += 1,
+        match self.subs.get_mut(index as usize) {
+            Some(Some(sub)) if sub.delivery.trades && sub.slot.id == id => sub.trades_queued += 1,
             _ => return TradePush::default(),
         }
         if self.trades.len() >= self.trade_capacity
@@ -352,8 +355,12 @@ impl Outbox {
                 if delivery.delta && !existing.delivery.delta {
                     existing.last_sent = slot.latest().filter(|s| s.quote.seq == existing.last_seq);
                 }
+                if let Some(priority) = delivery.priority {
+                    existing.priority = priority;
+                }
                 existing.delivery = delivery;
             }
+            self.ranked |= delivery.priority.is_some();
             if dropped_trades {
                 self.trades.retain(|(t, _)| *t != index);
             }
@@ -375,7 +382,9 @@ impl Outbox {
             last_sent,
             trades_queued: 0,
             seen_in: 0,
+            priority: delivery.priority.unwrap_or_default(),
         };
+        self.ranked |= delivery.priority.is_some();
         let index = match self.free.pop() {
             Some(index) => {
                 self.subs[index as usize] = Some(sub);
@@ -482,23 +491,12 @@ impl Outbox {
     pub fn set_priority(&mut self, id: SymbolId, priority: Priority) -> bool {
         match self.sub_mut(id) {
             Some(sub) => {
-                sub.delivery.priority = priority;
+                sub.priority = priority;
                 self.ranked = true;
                 true
             }
             None => false,
         }
-    }
-
-    /// The rank of a held symbol.
-    pub fn priority_of(&self, id: SymbolId) -> Option<Priority> {
-        self.sub(id).map(|sub| sub.delivery.priority)
-    }
-
-    /// The client ranks its symbols, so step 2 of the slow-consumer ladder
-    /// (slow notices and lower rates) applies to it.
-    pub fn set_ranked(&mut self) {
-        self.ranked = true;
     }
 
     /// Subscriptions counted per delivery option, for introspection.
@@ -510,8 +508,8 @@ impl Outbox {
             counts.delta += usize::from(d.delta);
             counts.meta += usize::from(d.meta);
             counts.trades += usize::from(d.trades);
-            counts.visible += usize::from(d.priority == Priority::Visible);
-            counts.background += usize::from(d.priority == Priority::Background);
+            counts.visible += usize::from(sub.priority == Priority::Visible);
+            counts.background += usize::from(sub.priority == Priority::Background);
         }
         counts
     }
@@ -549,7 +547,7 @@ impl Outbox {
     fn symbols_where_priority(&self, class: Priority) -> Vec<Symbol> {
         let mut symbols: Vec<_> = self
             .live()
-            .filter(|s| s.delivery.priority == class)
+            .filter(|s| s.priority == class)
             .map(|s| s.slot.symbol)
             .collect();
         symbols.sort();
@@ -676,7 +674,7 @@ impl Outbox {
 /// The interval a symbol may not be sent more often than: its rate cap, or
 /// the ladder's when that is longer and the symbol ranks below its level.
 fn interval_of(sub: &Subscription, slowdown: Slowdown) -> Option<Duration> {
-    let ladder = (sub.delivery.priority as u8) < slowdown.level;
+    let ladder = (sub.priority as u8) < slowdown.level;
     let slowed = ladder.then_some(slowdown.interval);
     sub.delivery.min_interval.max(slowed)
 }
@@ -892,14 +890,6 @@ impl Mailbox {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Marks `id` dirty and wakes the writer if needed.
-    pub fn mark_dirty(&self, id: SymbolId) {
-        let wake = self.lock().mark_dirty(id);
-        if wake {
-            self.wake.notify_one();
-        }
-    }
-
     /// Marks the subscription at `index` (symbol `id`) dirty and wakes the
     /// writer if needed: the fan-out's path, without hashing the symbol.
     pub fn mark_dirty_at(&self, index: SubIndex, id: SymbolId) {
@@ -914,8 +904,8 @@ impl Mailbox {
     /// A dropped trade is counted at once (`trades_lost` here and in
     /// metrics), so a client that stopped reading shows its losses before
     /// the announcement can reach it.
-    pub fn push_trade(&self, id: SymbolId, trade: &Arc<str>) {
-        let push = self.lock().push_trade(id, trade);
+    pub fn push_trade(&self, index: SubIndex, id: SymbolId, trade: &Arc<str>) {
+        let push = self.lock().push_trade(index, id, trade);
         if push.dropped {
             self.stats.trades_lost.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(crate::metrics::TRADES_LOST).increment(1);
@@ -1150,7 +1140,8 @@ mod tests {
     fn trade(outbox: &mut Outbox, store: &SnapshotStore, slot: &Arc<Slot>, n: u32) {
         store.apply(slot, &tick(slot.symbol, f64::from(n)), 1);
         let json: Arc<str> = format!(r#"{{"symbol":"{}","n":{n}}}"#, slot.symbol).into();
-        outbox.push_trade(slot.id, &json);
+        let index = outbox.index_of(slot.id).expect("subscribed");
+        outbox.push_trade(index, slot.id, &json);
     }
 
     fn trades_of(frame: &str) -> Vec<(String, u64)> {
@@ -1189,7 +1180,7 @@ mod tests {
         assert!(a.wants_trades() && !b.wants_trades());
         // B did not ask for trades: ignored.
         assert_eq!(
-            outbox.push_trade(b.id, &Arc::from("{}")),
+            outbox.push_trade(outbox.index_of(b.id).expect("held"), b.id, &Arc::from("{}")),
             TradePush::default()
         );
         let t0 = Instant::now();
@@ -1296,7 +1287,7 @@ mod tests {
             outbox.subscribe(
                 Arc::clone(slot),
                 Delivery {
-                    priority,
+                    priority: Some(priority),
                     ..Delivery::default()
                 },
                 None,

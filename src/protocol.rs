@@ -45,12 +45,7 @@ pub struct SubscribeOptions {
 }
 
 fn parse_priority(value: &str) -> Option<Priority> {
-    match value {
-        "visible" => Some(Priority::Visible),
-        "normal" => Some(Priority::Normal),
-        "background" => Some(Priority::Background),
-        _ => None,
-    }
+    Priority::ALL.into_iter().find(|p| p.as_str() == value)
 }
 
 /// Highest `max_rate` a client may ask for.
@@ -268,11 +263,8 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
         "ping" => Ok(Request::Ping { id }),
         "priority" => {
             let mut classes = Vec::new();
-            for (key, priority) in [
-                ("visible", Priority::Visible),
-                ("normal", Priority::Normal),
-                ("background", Priority::Background),
-            ] {
+            for priority in Priority::ALL.into_iter().rev() {
+                let key = priority.as_str();
                 match object.remove(key) {
                     None | Some(Value::Null) => {}
                     Some(Value::Array(items)) => {
