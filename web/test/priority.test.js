@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 
 import { TickgateClient } from '../tickgate.js';
-import { REPO_ROOT, sleep, startGateway, waitFor, writeConfig } from '../test-support/gateway.js';
+import { REPO_ROOT, startGateway, waitFor, writeConfig } from '../test-support/gateway.js';
 
 const FAST = { reconnect: { initialDelayMs: 100, maxDelayMs: 500 } };
 
@@ -20,6 +20,13 @@ const FAST = { reconnect: { initialDelayMs: 100, maxDelayMs: 500 } };
 const UNIVERSE = readFileSync(join(REPO_ROOT, 'feeds', 'src', 'universe.txt'), 'utf8').split(/\s+/).filter(Boolean);
 
 /** The admin row of the only connection holding `symbols` subscriptions. */
+/** The gateway's count of slow-consumer ladder steps of one kind. */
+async function slowSteps(gateway, step) {
+  const metrics = await (await fetch(`${gateway.adminUrl}/metrics`)).text();
+  const line = metrics.split('\n').find((l) => l.startsWith(`tickgate_slow_consumer_steps_total{step="${step}"}`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
 async function connectionRow(gateway, subscriptions) {
   const rows = await gateway.connections();
   return rows.find((row) => row.subscriptions === subscriptions);
@@ -150,8 +157,14 @@ describe('the slow-consumer ladder through the client library', { timeout: 120_0
 
     // 1. Stop reading for a while: the gateway's writes block, it slows the
     //    background symbols and says so. The notice is read once reading resumes.
+    //    As below, wait for the gateway's step count rather than a fixed time.
+    const slowedBefore = await slowSteps(gateway, 'slowed');
     client._socket.pause();
-    await sleep(2500);
+    await waitFor(async () => (await slowSteps(gateway, 'slowed')) > slowedBefore, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      what: 'the gateway slowing the stalled connection',
+    });
     client._socket.resume();
     await waitFor(() => notices.some((n) => n.notice.state === 'slowed'), { what: 'a slowed notice' });
     const first = notices.find((n) => n.notice.state === 'slowed');
@@ -170,9 +183,20 @@ describe('the slow-consumer ladder through the client library', { timeout: 120_0
 
     // 3. Stop reading for longer than close_after_ms: close 4008, surfaced,
     //    then a reconnect like after any other close.
+    //    How long the socket takes to block depends on the client's receive
+    //    buffer, which the kernel sizes; so wait for the gateway's decision
+    //    (its `closed` step count) rather than a fixed time, and check that
+    //    no less than close_after_ms went by.
     const before = client.stats.reconnects;
+    const closedBefore = await slowSteps(gateway, 'closed');
+    const stalledAt = Date.now();
     client._socket.pause();
-    await sleep(8000);
+    await waitFor(async () => (await slowSteps(gateway, 'closed')) > closedBefore, {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      what: 'the gateway closing the stalled connection',
+    });
+    assert.ok(Date.now() - stalledAt >= 6000, `closed after ${Date.now() - stalledAt} ms, before close_after_ms`);
     client._socket.resume();
     await waitFor(() => disconnects.length > 0, { timeoutMs: 10_000, what: 'the 4008 close' });
     assert.equal(disconnects[0].code, 4008);
