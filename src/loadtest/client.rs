@@ -23,6 +23,8 @@ pub(crate) struct ClientPlan {
     pub(crate) symbols: Vec<u32>,
     /// Stops reading for the configured stall.
     pub(crate) stalled: bool,
+    /// Local address to connect from, or the kernel's choice.
+    pub(crate) source: Option<std::net::IpAddr>,
 }
 
 /// Per-symbol seq bookkeeping of one client.
@@ -128,6 +130,10 @@ async fn connect(plan: &ClientPlan, shared: &Shared) -> Result<WsClient<Box<dyn 
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
             SocketAddr::V6(_) => TcpSocket::new_v6()?,
         };
+        if let Some(source) = plan.source {
+            // Port 0: the kernel picks a free port of this source address.
+            socket.bind(SocketAddr::new(source, 0))?;
+        }
         if plan.stalled {
             // A small receive buffer, so the stall is felt by the server
             // instead of being absorbed by the kernel.
