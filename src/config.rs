@@ -160,6 +160,11 @@ pub struct ConnectionConfig {
     /// which grows to megabytes). Smaller keeps a slow client's backlog in
     /// the gateway, where it conflates to the latest values.
     pub send_buffer_bytes: Option<usize>,
+    /// `TCP_NOTSENT_LOWAT` of each client socket (`None`: the kernel's
+    /// default, no limit): the kernel takes more data only while fewer bytes
+    /// than this wait unsent, so a client that stops reading finds little
+    /// stale data ahead of the latest values when it reads again.
+    pub notsent_lowat_bytes: Option<usize>,
     /// After a write, a connection waits at least this long before the next
     /// one, so a busy connection sends fewer, fuller frames (0 = write as
     /// soon as anything changes). The first change after a quiet spell goes
@@ -291,6 +296,7 @@ impl Default for ConnectionConfig {
             slow_consumer_ms: 1_000,
             max_update_rate_hz: 0.0,
             send_buffer_bytes: Some(64 * 1024),
+            notsent_lowat_bytes: Some(16 * 1024),
             min_write_interval_ms: 2,
             trade_buffer: 1024,
         }
@@ -448,6 +454,11 @@ impl Config {
             "connection.send_buffer_bytes must be between 4096 and 67108864",
         );
         check(
+            c.notsent_lowat_bytes
+                .is_none_or(|b| (1024..=64 * 1024 * 1024).contains(&b)),
+            "connection.notsent_lowat_bytes must be between 1024 and 67108864",
+        );
+        check(
             c.min_write_interval_ms <= 1000,
             "connection.min_write_interval_ms must be at most 1000",
         );
@@ -581,7 +592,7 @@ mod tests {
 
     #[test]
     fn all_semantic_problems_are_reported_together() {
-        let text = "[limits]\nmax_connections = 0\nmax_message_bytes = 10\n[connection]\nidle_timeout_ms = 100\nping_interval_ms = 200\n[simulator]\nticks_per_second = -5.0";
+        let text = "[limits]\nmax_connections = 0\nmax_message_bytes = 10\n[connection]\nidle_timeout_ms = 100\nping_interval_ms = 200\nnotsent_lowat_bytes = 10\n[simulator]\nticks_per_second = -5.0";
         let Err(ConfigError::Invalid(problems)) = Config::from_toml(text, "test") else {
             panic!("expected Invalid");
         };
@@ -590,6 +601,7 @@ mod tests {
             "limits.max_connections",
             "limits.max_message_bytes",
             "connection.idle_timeout_ms",
+            "connection.notsent_lowat_bytes",
             "simulator.ticks_per_second",
         ] {
             assert!(all.contains(key), "{key} missing from {all}");

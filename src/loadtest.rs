@@ -729,11 +729,15 @@ mod tests {
     #[test]
     fn loopback_clients_come_from_many_loopback_addresses() {
         let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        let sources: std::collections::BTreeSet<_> =
-            (0..1000).filter_map(|i| loopback_source(local, i)).collect();
+        let sources: std::collections::BTreeSet<_> = (0..1000)
+            .filter_map(|i| loopback_source(local, i))
+            .collect();
         assert_eq!(sources.len(), LOOPBACK_SOURCES);
         assert!(sources.iter().all(|ip| ip.is_loopback()));
-        assert!(!sources.contains(&local.ip()), "never the target's own address");
+        assert!(
+            !sources.contains(&local.ip()),
+            "never the target's own address"
+        );
         // Anywhere else, the kernel picks the source as for any client.
         assert_eq!(loopback_source("10.1.2.3:443".parse().unwrap(), 7), None);
         assert_eq!(loopback_source("[::1]:443".parse().unwrap(), 7), None);

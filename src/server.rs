@@ -104,13 +104,18 @@ pub async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        if let (Listener::Client { .. }, Some(bytes)) =
-            (kind, state.config.connection.send_buffer_bytes)
-        {
-            // A small kernel send buffer keeps a stalled client's backlog in
-            // its outbox, where it conflates, instead of seconds of stale
-            // frames queued in the kernel.
-            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(bytes);
+        if let Listener::Client { .. } = kind {
+            let socket = socket2::SockRef::from(&stream);
+            let connection = &state.config.connection;
+            // A small kernel send buffer, and little of it unsent, keep a
+            // stalled client's backlog in its outbox, where it conflates,
+            // instead of seconds of stale frames queued in the kernel.
+            if let Some(bytes) = connection.send_buffer_bytes {
+                let _ = socket.set_send_buffer_size(bytes);
+            }
+            if let Some(bytes) = connection.notsent_lowat_bytes {
+                let _ = socket.set_tcp_notsent_lowat(u32::try_from(bytes).unwrap_or(u32::MAX));
+            }
         }
         let state_for_conn = Arc::clone(&state);
         let metrics = metrics.clone();

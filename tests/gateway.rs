@@ -409,6 +409,84 @@ async fn stalled_reader_costs_bounded_memory_and_gets_the_latest_values_on_resum
     gateway.shutdown(WAIT).await;
 }
 
+/// Bytes of text a reader that stopped while the feed ran hot reads, once it
+/// reads again, until it holds the latest value of every symbol.
+async fn stale_bytes_before_the_latest_values(notsent_lowat_bytes: Option<usize>) -> usize {
+    let mut config = test_config();
+    config.connection.notsent_lowat_bytes = notsent_lowat_bytes;
+    let gateway = gateway_without_feeds(config).await;
+    let symbols: Vec<String> = (0..50).map(|i| format!("SYM{i}")).collect();
+    let mut slow = Client::connect_small_buffer(gateway.client_addr()).await;
+    slow.send_json(json!({"op":"subscribe","symbols":symbols,"id":1}))
+        .await;
+    slow.next_of_type("snapshot").await;
+
+    // Every symbol ticks every 5 ms for 2 s while `slow` reads nothing: far
+    // more than its socket buffers hold.
+    let sender = gateway.feed_sender();
+    for round in 0..400 {
+        let ticks = symbols
+            .iter()
+            .map(|s| quote_tick(s, 1.0 + f64::from(round) / 100.0))
+            .collect();
+        let batch = tickgate_feeds::TickBatch {
+            feed: "test".into(),
+            ticks,
+        };
+        sender
+            .send(tickgate_feeds::FeedEvent::Ticks(batch))
+            .await
+            .expect("feed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    inject(&gateway, vec![quote_tick("MARKER", 1.0)]).await;
+    wait_for_seq(&gateway, "MARKER", 1).await;
+    let latest: HashMap<String, u64> = symbols
+        .iter()
+        .map(|s| {
+            let seq = gateway
+                .state()
+                .store
+                .get(&sym(s))
+                .and_then(|slot| slot.latest());
+            (s.clone(), seq.map_or(0, |q| q.quote.seq))
+        })
+        .collect();
+
+    let mut held: HashMap<String, u64> = HashMap::new();
+    let mut bytes = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while held != latest {
+        assert!(tokio::time::Instant::now() < deadline, "did not converge");
+        let Message::Text(text) = slow.next_message().await else {
+            continue;
+        };
+        bytes += text.len();
+        let frame: serde_json::Value = serde_json::from_str(&text).expect("json");
+        held.extend(quotes(&frame));
+    }
+    gateway.shutdown(WAIT).await;
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_finds_little_stale_data_ahead_of_the_latest_values() {
+    // Kernel default: the whole send buffer (64 KiB, doubled by Linux) fills
+    // with stale frames. With the default TCP_NOTSENT_LOWAT only ~16 KiB of
+    // them wait unsent; the rest of the backlog conflates in the gateway.
+    let unlimited = stale_bytes_before_the_latest_values(None).await;
+    let limited = stale_bytes_before_the_latest_values(Some(16 * 1024)).await;
+    eprintln!("stale bytes: {unlimited} without the limit, {limited} with it");
+    assert!(
+        unlimited > 80 * 1024,
+        "without the limit only {unlimited} bytes came before the latest values"
+    );
+    assert!(
+        limited < 48 * 1024 && limited * 2 < unlimited,
+        "{limited} bytes before the latest values with the limit, {unlimited} without"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_clients_on_one_process_all_get_snapshots_and_updates() {
     let gateway = gateway_without_feeds(test_config()).await;
