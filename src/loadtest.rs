@@ -728,7 +728,8 @@ mod tests {
 
     #[test]
     fn loopback_clients_come_from_many_loopback_addresses() {
-        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("address");
+        let local = addr("127.0.0.1:8080");
         let sources: std::collections::BTreeSet<_> = (0..1000)
             .filter_map(|i| loopback_source(local, i))
             .collect();
@@ -739,7 +740,7 @@ mod tests {
             "never the target's own address"
         );
         // Anywhere else, the kernel picks the source as for any client.
-        assert_eq!(loopback_source("10.1.2.3:443".parse().unwrap(), 7), None);
-        assert_eq!(loopback_source("[::1]:443".parse().unwrap(), 7), None);
+        assert_eq!(loopback_source(addr("10.1.2.3:443"), 7), None);
+        assert_eq!(loopback_source(addr("[::1]:443"), 7), None);
     }
 }
