@@ -175,6 +175,9 @@ impl Gateway {
             None => None,
         };
         state.tracker.spawn(publish_feed_gauges(Arc::clone(&state)));
+        state
+            .tracker
+            .spawn(metrics_upkeep(Arc::clone(&state), metrics.clone()));
         state.tracker.spawn(admin::rebalance(Arc::clone(&state)));
         if feeds == FeedSetup::Configured {
             start_feeds(&state, &feed_tx)?;
@@ -299,6 +302,22 @@ async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, S
         addr,
         source,
     })
+}
+
+/// Folds the histogram samples recorded since the last pass into their
+/// buckets. The recorder keeps every sample until then (or until a scrape),
+/// so a gateway nobody scrapes grew by megabytes a minute under load.
+async fn metrics_upkeep(
+    state: Arc<AppState>,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = every.tick() => handle.run_upkeep(),
+        }
+    }
 }
 
 async fn publish_feed_gauges(state: Arc<AppState>) {

@@ -195,3 +195,35 @@ async fn every_metric_is_exported_with_its_type_and_moves_with_traffic() {
     assert!(after.keys().any(|k| k.starts_with("tickgate_build_info{")));
     gateway.shutdown(WAIT).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histogram_samples_are_folded_into_buckets_without_a_scrape() {
+    // The recorder keeps each histogram sample until it is folded into the
+    // buckets; the gateway does that every second, scraped or not. Kept,
+    // these 4 M samples grew RSS by 66 MB; folded, memory stays near one
+    // chunk's.
+    let gateway = gateway_without_feeds(test_config()).await;
+    let record = |n: u32| {
+        let latency = metrics::histogram!(tickgate::metrics::TICK_TO_SEND);
+        for i in 0..n {
+            latency.record(f64::from(i % 1000) / 1e6);
+        }
+    };
+    record(1_000_000);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = rss_bytes();
+    for _ in 0..4 {
+        record(1_000_000);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let growth = rss_bytes().saturating_sub(before);
+    assert!(
+        growth < 16 * 1024 * 1024,
+        "RSS grew {growth} bytes over 4 M samples with no scrape"
+    );
+    // The samples are all there, in the buckets.
+    let (series, _) = scrape(&gateway).await;
+    let count = value(&series, "tickgate_tick_to_send_seconds_count");
+    assert!(count >= 5_000_000.0, "count {count}");
+    gateway.shutdown(WAIT).await;
+}
