@@ -156,15 +156,15 @@ pub struct ConnectionConfig {
     /// A connection whose socket has not taken a batch for this long counts
     /// as a slow consumer (`tickgate_slow_consumers`).
     pub slow_consumer_ms: u64,
-    /// Kernel send buffer of each client socket (`None`: the system default,
+    /// Kernel send buffer of each client socket (0: the system default,
     /// which grows to megabytes). Smaller keeps a slow client's backlog in
     /// the gateway, where it conflates to the latest values.
-    pub send_buffer_bytes: Option<usize>,
-    /// `TCP_NOTSENT_LOWAT` of each client socket (`None`: the kernel's
-    /// default, no limit): the kernel takes more data only while fewer bytes
-    /// than this wait unsent, so a client that stops reading finds little
-    /// stale data ahead of the latest values when it reads again.
-    pub notsent_lowat_bytes: Option<usize>,
+    pub send_buffer_bytes: usize,
+    /// `TCP_NOTSENT_LOWAT` of each client socket (0: the kernel's default,
+    /// no limit): the kernel takes more data only while fewer bytes than
+    /// this wait unsent, so a client that stops reading finds little stale
+    /// data ahead of the latest values when it reads again.
+    pub notsent_lowat_bytes: usize,
     /// After a write, a connection waits at least this long before the next
     /// one, so a busy connection sends fewer, fuller frames (0 = write as
     /// soon as anything changes). The first change after a quiet spell goes
@@ -295,8 +295,8 @@ impl Default for ConnectionConfig {
             max_write_buffer_bytes: 16 * 1024 * 1024,
             slow_consumer_ms: 1_000,
             max_update_rate_hz: 0.0,
-            send_buffer_bytes: Some(64 * 1024),
-            notsent_lowat_bytes: Some(16 * 1024),
+            send_buffer_bytes: 64 * 1024,
+            notsent_lowat_bytes: 16 * 1024,
             min_write_interval_ms: 2,
             trade_buffer: 1024,
         }
@@ -449,14 +449,13 @@ impl Config {
             "connection.slow_consumer_ms must be at least 10",
         );
         check(
-            c.send_buffer_bytes
-                .is_none_or(|b| (4096..=64 * 1024 * 1024).contains(&b)),
-            "connection.send_buffer_bytes must be between 4096 and 67108864",
+            c.send_buffer_bytes == 0 || (4096..=64 * 1024 * 1024).contains(&c.send_buffer_bytes),
+            "connection.send_buffer_bytes must be 0 (system default) or between 4096 and 67108864",
         );
         check(
-            c.notsent_lowat_bytes
-                .is_none_or(|b| (1024..=64 * 1024 * 1024).contains(&b)),
-            "connection.notsent_lowat_bytes must be between 1024 and 67108864",
+            c.notsent_lowat_bytes == 0
+                || (1024..=64 * 1024 * 1024).contains(&c.notsent_lowat_bytes),
+            "connection.notsent_lowat_bytes must be 0 (no limit) or between 1024 and 67108864",
         );
         check(
             c.min_write_interval_ms <= 1000,
@@ -606,6 +605,22 @@ mod tests {
         ] {
             assert!(all.contains(key), "{key} missing from {all}");
         }
+    }
+
+    #[test]
+    fn zero_socket_buffer_settings_leave_the_kernel_defaults() {
+        let text = "[connection]\nsend_buffer_bytes = 0\nnotsent_lowat_bytes = 0";
+        let config = Config::from_toml(text, "test").expect("valid");
+        assert_eq!(config.connection.send_buffer_bytes, 0);
+        assert_eq!(config.connection.notsent_lowat_bytes, 0);
+        let text = "[connection]\nsend_buffer_bytes = 100";
+        let Err(ConfigError::Invalid(problems)) = Config::from_toml(text, "test") else {
+            panic!("expected Invalid");
+        };
+        assert!(
+            problems[0].contains("connection.send_buffer_bytes must be 0"),
+            "{problems:?}"
+        );
     }
 
     #[test]

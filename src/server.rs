@@ -110,11 +110,11 @@ pub async fn accept_loop(
             // A small kernel send buffer, and little of it unsent, keep a
             // stalled client's backlog in its outbox, where it conflates,
             // instead of seconds of stale frames queued in the kernel.
-            if let Some(bytes) = connection.send_buffer_bytes {
-                let _ = socket.set_send_buffer_size(bytes);
+            if connection.send_buffer_bytes > 0 {
+                let _ = socket.set_send_buffer_size(connection.send_buffer_bytes);
             }
-            if let Some(bytes) = connection.notsent_lowat_bytes {
-                let _ = socket.set_tcp_notsent_lowat(u32::try_from(bytes).unwrap_or(u32::MAX));
+            if let Ok(bytes @ 1..) = u32::try_from(connection.notsent_lowat_bytes) {
+                let _ = socket.set_tcp_notsent_lowat(bytes);
             }
         }
         let state_for_conn = Arc::clone(&state);

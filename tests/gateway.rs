@@ -411,7 +411,7 @@ async fn stalled_reader_costs_bounded_memory_and_gets_the_latest_values_on_resum
 
 /// Bytes of text a reader that stopped while the feed ran hot reads, once it
 /// reads again, until it holds the latest value of every symbol.
-async fn stale_bytes_before_the_latest_values(notsent_lowat_bytes: Option<usize>) -> usize {
+async fn stale_bytes_before_the_latest_values(notsent_lowat_bytes: usize) -> usize {
     let mut config = test_config();
     config.connection.notsent_lowat_bytes = notsent_lowat_bytes;
     let gateway = gateway_without_feeds(config).await;
@@ -474,8 +474,8 @@ async fn a_stalled_reader_finds_little_stale_data_ahead_of_the_latest_values() {
     // Kernel default: the whole send buffer (64 KiB, doubled by Linux) fills
     // with stale frames. With the default TCP_NOTSENT_LOWAT only ~16 KiB of
     // them wait unsent; the rest of the backlog conflates in the gateway.
-    let unlimited = stale_bytes_before_the_latest_values(None).await;
-    let limited = stale_bytes_before_the_latest_values(Some(16 * 1024)).await;
+    let unlimited = stale_bytes_before_the_latest_values(0).await;
+    let limited = stale_bytes_before_the_latest_values(16 * 1024).await;
     eprintln!("stale bytes: {unlimited} without the limit, {limited} with it");
     assert!(
         unlimited > 80 * 1024,
