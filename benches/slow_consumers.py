@@ -7,11 +7,17 @@ and the stalled clients' time to converge to the latest seq of every symbol
 after they read again.
 
 Run:   python3 benches/slow_consumers.py                (about 2 minutes)
-Writes benches/results/slow_consumers.{json,md}.
+       python3 benches/slow_consumers.py --from-json benches/results/X.json
+                                      (tables and plot again from a saved run)
+Writes benches/results/slow_consumers.{json,md} and slow_consumers-cdf.svg
+(latency percentiles of the fast clients with and without the stall, and of
+the stalled clients).
 """
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import bench
 
@@ -24,7 +30,11 @@ def main():
     ap.add_argument("--servers", default="tickgate,nats,node-ws")
     ap.add_argument("--out", default="slow_consumers", help="results file name (without .json/.md)")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--from-json", help="write the table and plot of a saved run instead of running")
     a = ap.parse_args()
+    if a.from_json:
+        write_outputs(json.loads(Path(a.from_json).read_text()), Path(a.from_json).stem)
+        return
     servers = a.servers.split(",")
     bench.prepare(servers, build=not a.no_build)
     duration = f"{a.stall + 5:g}s"
@@ -46,8 +56,32 @@ def main():
     payload = {"scenario": "slow_consumers", "machine": bench.machine(), "clients": a.clients, "rate": a.rate,
                "stall_seconds": a.stall, "seconds": round(time.time() - started), "runs": runs}
     bench.write_json(a.out, payload)
-    bench.write_text(f"{a.out}.md", table(payload))
+    write_outputs(payload, a.out)
+
+
+def write_outputs(payload, out):
+    bench.write_text(f"{out}.md", table(payload))
+    bench.write_text(f"{out}-cdf.svg", plot(payload))
     print(table(payload))
+
+
+def plot(p):
+    """Latency percentiles: fast clients without and with the stall, and
+    the stalled clients themselves."""
+    series = {}
+    for r in p["runs"]:
+        if r.get("failed"):
+            continue
+        if r["stall_share"] == 0.0:
+            series[f"{r['server_kind']} no stall"] = bench.cdf_points(r)
+            continue
+        series[f"{r['server_kind']} stall: fast"] = bench.cdf_points(r)
+        stalled = (r.get("slow_consumers") or {}).get("latency_ms")
+        if stalled:
+            series[f"{r['server_kind']} stalled"] = bench.cdf_points({"latency_ms": stalled})
+    return bench.svg_lines(
+        f"slow consumers: {p['clients']} clients, 10 % stalled {p['stall_seconds']:g} s",
+        "1 / (1 - quantile)  (2 = p50, 100 = p99)", "tick-to-client latency ms", series)
 
 
 def table(p):
