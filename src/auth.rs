@@ -12,12 +12,17 @@
 //! (`jwk`, `jku`) are never used.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tickgate_feeds::Symbol;
+use tracing::{info, warn};
+
+use crate::metrics as m;
 
 /// Longest token accepted anywhere (header, query, `auth` message).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -41,6 +46,9 @@ pub struct AuthConfig {
     /// A JWKS file (`{"keys":[...]}`); a key's `kid` selects it, its `alg`
     /// (or its type) the one algorithm it verifies.
     pub jwks_file: Option<PathBuf>,
+    /// Reload the keys when a file in their directories changes (SIGHUP
+    /// reloads them either way).
+    pub watch: bool,
     /// Accepted `iss` values; empty = not checked.
     pub issuers: Vec<String>,
     /// Accepted `aud` values; empty = not checked.
@@ -77,6 +85,7 @@ impl Default for AuthConfig {
             hs256_secret_env: None,
             public_key_files: Vec::new(),
             jwks_file: None,
+            watch: true,
             issuers: Vec::new(),
             audiences: Vec::new(),
             leeway_seconds: 30,
@@ -182,9 +191,14 @@ struct VerifyKey {
     key: DecodingKey,
 }
 
-/// Verifies tokens against the configured keys.
+/// Verifies tokens against the configured keys. The keys can be reloaded
+/// from their files while the gateway runs ([`Authenticator::reload`]).
 pub struct Authenticator {
-    keys: Vec<VerifyKey>,
+    keys: ArcSwap<Vec<VerifyKey>>,
+    /// Where the keys come from, for reloads.
+    sources: AuthConfig,
+    /// What the key files held at the last load or reload attempt.
+    last_files: Mutex<u64>,
     issuers: Vec<String>,
     audiences: Vec<String>,
     leeway: u64,
@@ -194,7 +208,7 @@ pub struct Authenticator {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys.load().len())
             .finish_non_exhaustive()
     }
 }
@@ -205,6 +219,75 @@ impl Authenticator {
         if config.mode == AuthMode::Off {
             return Ok(None);
         }
+        let last_files = key_files_fingerprint(config);
+        let keys = Self::load_keys(config)?;
+        Ok(Some(Self {
+            keys: ArcSwap::from_pointee(keys),
+            sources: config.clone(),
+            last_files: Mutex::new(last_files),
+            issuers: config.issuers.clone(),
+            audiences: config.audiences.clone(),
+            leeway: config.leeway_seconds,
+            default_symbols: config.default_symbols.clone(),
+        }))
+    }
+
+    /// The files the keys are read from (secret, PEM keys, JWKS).
+    pub fn key_files(&self) -> Vec<PathBuf> {
+        key_files(&self.sources)
+    }
+
+    /// Reads the key files again and verifies new tokens with what they
+    /// hold from now on; returns the number of keys. On failure the
+    /// previous keys stay in use. Logs and counts the outcome
+    /// (`tickgate_auth_key_reloads_total{result}`). This is what SIGHUP does.
+    pub fn reload(&self) -> Result<usize, KeyError> {
+        self.reload_files(true)
+            .unwrap_or_else(|| Ok(self.keys.load().len()))
+    }
+
+    /// What a change in a watched directory does: like [`Self::reload`],
+    /// but nothing happens when the files hold what was last tried.
+    pub(crate) fn reload_if_changed(&self) {
+        let _ = self.reload_files(false);
+    }
+
+    /// `None` when `force` is off and the files are unchanged.
+    fn reload_files(&self, force: bool) -> Option<Result<usize, KeyError>> {
+        let fingerprint = key_files_fingerprint(&self.sources);
+        {
+            let mut last = self
+                .last_files
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !force && *last == fingerprint {
+                return None;
+            }
+            *last = fingerprint;
+        }
+        let outcome = Self::load_keys(&self.sources).map(|keys| {
+            let count = keys.len();
+            self.keys.store(Arc::new(keys));
+            count
+        });
+        match &outcome {
+            Ok(count) => {
+                metrics::counter!(m::AUTH_KEY_RELOADS, "result" => "success").increment(1);
+                info!(
+                    keys = count,
+                    "JWT verification keys reloaded; new tokens are checked against them"
+                );
+            }
+            Err(error) => {
+                metrics::counter!(m::AUTH_KEY_RELOADS, "result" => "failure").increment(1);
+                warn!(%error, "JWT key reload failed; still verifying with the previous keys");
+            }
+        }
+        Some(outcome)
+    }
+
+    /// Reads every configured key; fails on the first unusable file.
+    fn load_keys(config: &AuthConfig) -> Result<Vec<VerifyKey>, KeyError> {
         let mut keys = Vec::new();
         let secret = match (&config.hs256_secret_file, &config.hs256_secret_env) {
             (Some(path), _) => Some(std::fs::read(path).map_err(|e| {
@@ -264,13 +347,7 @@ impl Authenticator {
         if keys.is_empty() {
             return Err(KeyError("no verification key configured".into()));
         }
-        Ok(Some(Self {
-            keys,
-            issuers: config.issuers.clone(),
-            audiences: config.audiences.clone(),
-            leeway: config.leeway_seconds,
-            default_symbols: config.default_symbols.clone(),
-        }))
+        Ok(keys)
     }
 
     /// Verifies `token` now.
@@ -288,11 +365,11 @@ impl Authenticator {
                 AuthError::Malformed
             }
         })?;
-        if !self.keys.iter().any(|k| k.algorithm == header.alg) {
+        let keys = self.keys.load();
+        if !keys.iter().any(|k| k.algorithm == header.alg) {
             return Err(AuthError::Algorithm);
         }
-        let candidates: Vec<&VerifyKey> = self
-            .keys
+        let candidates: Vec<&VerifyKey> = keys
             .iter()
             .filter(|k| k.algorithm == header.alg)
             .filter(|k| match (&header.kid, &k.kid) {
@@ -523,6 +600,30 @@ pub fn token_from_request(
         // JWTs are base64url and dots; nothing to percent-decode.
         Some(value.to_owned())
     })
+}
+
+/// The files the keys of `config` are read from.
+fn key_files(config: &AuthConfig) -> Vec<PathBuf> {
+    config
+        .hs256_secret_file
+        .iter()
+        .chain(&config.public_key_files)
+        .chain(&config.jwks_file)
+        .cloned()
+        .collect()
+}
+
+/// A cheap identity of what the key files hold (or why they cannot be read).
+fn key_files_fingerprint(config: &AuthConfig) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    for path in key_files(config) {
+        match std::fs::read(&path) {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(error) => error.kind().hash(&mut hasher),
+        }
+    }
+    hasher.finish()
 }
 
 fn jwks_keys(text: &str) -> Result<Vec<VerifyKey>, String> {

@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod protocol;
 pub mod publish;
+mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod state;
@@ -82,6 +83,12 @@ pub enum StartError {
     /// The `[auth]` keys cannot be read or parsed.
     #[error(transparent)]
     Auth(#[from] auth::KeyError),
+    /// The directory of a key file cannot be watched for changes.
+    #[error("cannot watch {} for JWT key changes: {reason} (set auth.watch = false to rely on SIGHUP)", path.display())]
+    Watch {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// Which feeds a gateway starts with.
@@ -174,6 +181,38 @@ impl Gateway {
             }
             None => None,
         };
+        if let Some(authenticator) = &state.authenticator {
+            let files = authenticator.key_files();
+            if !files.is_empty() {
+                if state.config.auth.watch {
+                    let watched = Arc::clone(&state);
+                    reload::watch_directories(
+                        &files,
+                        "JWT keys",
+                        &state,
+                        Arc::new(move || {
+                            if let Some(auth) = &watched.authenticator {
+                                auth.reload_if_changed();
+                            }
+                        }),
+                    )
+                    .map_err(|(path, error)| StartError::Watch {
+                        path,
+                        reason: error.to_string(),
+                    })?;
+                }
+                let signalled = Arc::clone(&state);
+                reload::on_sighup(
+                    "JWT keys",
+                    &state,
+                    Arc::new(move || {
+                        if let Some(auth) = &signalled.authenticator {
+                            let _ = auth.reload();
+                        }
+                    }),
+                );
+            }
+        }
         state.tracker.spawn(publish_feed_gauges(Arc::clone(&state)));
         state
             .tracker

@@ -46,6 +46,7 @@ pub const AUTH_FAILURES: &str = "tickgate_auth_failures_total";
 pub const RATE_LIMITED: &str = "tickgate_rate_limited_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "tickgate_tls_handshake_failures_total";
 pub const TLS_RELOADS: &str = "tickgate_tls_reloads_total";
+pub const AUTH_KEY_RELOADS: &str = "tickgate_auth_key_reloads_total";
 pub const TLS_CERTIFICATE_EXPIRY: &str = "tickgate_tls_certificate_expiry_timestamp_seconds";
 
 /// Per-connection buffered bytes, from nothing to the 16 MiB write bound.
@@ -162,6 +163,10 @@ fn describe() {
     describe_counter!(
         TLS_RELOADS,
         "TLS certificate reloads, by result (success, failure); a failure keeps the previous certificate."
+    );
+    describe_counter!(
+        AUTH_KEY_RELOADS,
+        "JWT verification key reloads, by result (success, failure); a failure keeps the previous keys."
     );
     describe_gauge!(
         TLS_CERTIFICATE_EXPIRY,

@@ -14,7 +14,6 @@
 
 pub mod dev_cert;
 mod load;
-mod watch;
 pub mod x509;
 
 use std::hash::{Hash, Hasher};
@@ -324,9 +323,27 @@ pub(crate) fn spawn_reloaders(
     state: &AppState,
 ) -> Result<(), TlsError> {
     if watch_files {
-        watch::spawn_file_watcher(Arc::clone(server), state)?;
+        let files = server.files().map(Path::to_path_buf);
+        let watched = Arc::clone(server);
+        crate::reload::watch_directories(
+            &files,
+            "TLS certificate",
+            state,
+            Arc::new(move || watched.reload_if_changed()),
+        )
+        .map_err(|(path, error)| TlsError::Watch {
+            path,
+            reason: error.to_string(),
+        })?;
     }
-    watch::spawn_sighup(Arc::clone(server), state);
+    let signalled = Arc::clone(server);
+    crate::reload::on_sighup(
+        "TLS certificate",
+        state,
+        Arc::new(move || {
+            let _ = signalled.reload();
+        }),
+    );
     Ok(())
 }
 

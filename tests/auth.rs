@@ -243,6 +243,155 @@ async fn a_jwks_key_is_chosen_by_kid_and_an_unknown_kid_is_refused() {
     gateway.shutdown(WAIT).await;
 }
 
+/// Replaces `path` the way a Secret update or `mv` does: write aside, rename.
+fn replace_file(path: &std::path::Path, contents: &str) {
+    let aside = path.with_extension("new");
+    std::fs::write(&aside, contents).expect("write");
+    std::fs::rename(&aside, path).expect("rename");
+}
+
+/// Polls until a connection with `token` opens (`true`) or is refused
+/// with `refused` (`false`), for up to 5 s.
+async fn wait_for_acceptance(addr: std::net::SocketAddr, token: &str, accepted: bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = connect_bearer(addr, token).await.is_ok();
+        if now == accepted {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "token still {} after 5 s",
+            if now { "accepted" } else { "refused" }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_old_keys() {
+    install_crypto();
+    let keys = Keys::new();
+    let next = Keys::new();
+    let jwks = keys.dir.join("jwks.json");
+    let mut config = test_config();
+    config.auth.mode = tickgate::config::AuthMode::Required;
+    config.auth.jwks_file = Some(jwks.clone());
+    config.auth.first_message = false;
+    let gateway = gateway_without_feeds(config).await;
+    let addr = gateway.client_addr();
+    let good = claims(&["*"], 60);
+    let old_token = keys.sign(Algorithm::ES256, Some("ec-1"), &good);
+    let new_token = next.sign(Algorithm::ES256, Some("ec-2"), &good);
+    let mut open = connect_bearer(addr, &old_token).await.expect("old key");
+    assert_eq!(connect_bearer(addr, &new_token).await.err(), Some(401));
+
+    // The issuer publishes its next key beside the current one.
+    let successes = r#"tickgate_auth_key_reloads_total{result="success"}"#;
+    let before = metric(&gateway, successes).await;
+    let both = json!({"keys":[keys.ec_jwk("ec-1"), next.ec_jwk("ec-2")]});
+    replace_file(&jwks, &both.to_string());
+    wait_for_acceptance(addr, &new_token, true).await;
+    assert!(
+        connect_bearer(addr, &old_token).await.is_ok(),
+        "the old key still verifies"
+    );
+    assert!(metric(&gateway, successes).await > before);
+    open.assert_usable().await;
+
+    // A broken file: the keys in use stay, the failure is counted.
+    let failures = r#"tickgate_auth_key_reloads_total{result="failure"}"#;
+    replace_file(&jwks, "{\"keys\": [ not json");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while metric(&gateway, failures).await < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failed reload counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(connect_bearer(addr, &new_token).await.is_ok());
+    assert!(connect_bearer(addr, &old_token).await.is_ok());
+
+    // The old key retired: its tokens are refused, the new one's are not.
+    replace_file(&jwks, &json!({"keys":[next.ec_jwk("ec-2")]}).to_string());
+    wait_for_acceptance(addr, &old_token, false).await;
+    assert!(connect_bearer(addr, &new_token).await.is_ok());
+    open.assert_usable().await;
+    gateway.shutdown(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reloads_its_jwt_keys_on_sighup() {
+    install_crypto();
+    let keys = Keys::new();
+    let next = Keys::new();
+    let jwks = keys.dir.join("jwks.json");
+    let config_file = keys.dir.join("tickgate.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[auth]\nmode = \"required\"\njwks_file = \"{}\"\nwatch = false\nfirst_message = false\n",
+            jwks.display()
+        ),
+    )
+    .expect("config");
+    let config_arg = config_file.to_string_lossy().into_owned();
+    let (mut child, addr, _) = spawn_binary(&["--config", &config_arg, "--sim-rate", "10"]);
+    let good = claims(&["*"], 60);
+    let new_token = next.sign(Algorithm::ES256, Some("ec-2"), &good);
+    assert!(
+        connect_bearer(addr, &keys.sign(Algorithm::ES256, Some("ec-1"), &good))
+            .await
+            .is_ok()
+    );
+    assert_eq!(connect_bearer(addr, &new_token).await.err(), Some(401));
+
+    replace_file(&jwks, &json!({"keys":[next.ec_jwk("ec-2")]}).to_string());
+    // watch = false: nothing changes until the signal.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(connect_bearer(addr, &new_token).await.err(), Some(401));
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    wait_for_acceptance(addr, &new_token, true).await;
+    assert!(
+        child.0.try_wait().expect("wait").is_none(),
+        "SIGHUP does not stop it"
+    );
+}
+
+#[tokio::test]
+async fn reload_reads_rotated_pem_keys_and_refuses_a_file_that_is_not_a_key() {
+    install_crypto();
+    let keys = Keys::new();
+    let next = Keys::new();
+    let mut config = keys.config(test_config());
+    config.auth.watch = false;
+    let authenticator = tickgate::auth::Authenticator::from_config(&config.auth)
+        .expect("keys")
+        .expect("auth on");
+    let old_token = keys.sign(Algorithm::ES256, None, &claims(&["*"], 60));
+    let new_token = next.sign(Algorithm::ES256, None, &claims(&["*"], 60));
+    let verifies = |token: &str| authenticator.verify(token).is_ok();
+    assert!(verifies(&old_token));
+    assert!(!verifies(&new_token));
+    std::fs::write(keys.dir.join("ec.pem"), next.ec.public_key_pem()).expect("pem");
+    assert_eq!(
+        authenticator.reload().expect("reload"),
+        3,
+        "secret, EC and RSA keys"
+    );
+    assert!(verifies(&new_token));
+    assert!(!verifies(&old_token));
+    std::fs::write(keys.dir.join("ec.pem"), "not a key").expect("garbage");
+    let error = authenticator.reload().expect_err("not a key");
+    assert!(error.to_string().contains("ec.pem"), "{error}");
+    assert!(verifies(&new_token), "the previous keys stay in use");
+}
+
 #[tokio::test]
 async fn no_byte_of_an_unentitled_symbol_reaches_the_client() {
     install_crypto();

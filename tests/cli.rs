@@ -3,49 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{Client, WAIT, quotes};
+use common::{Client, WAIT, quotes, spawn_binary};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickgate");
-
-/// Starts the binary on ephemeral ports; returns it with (client, admin).
-fn spawn(
-    args: &[&str],
-) -> (
-    common::KillOnDrop,
-    std::net::SocketAddr,
-    std::net::SocketAddr,
-) {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("listening line");
-    let event: serde_json::Value = serde_json::from_str(&line).expect("listening line is JSON");
-    assert_eq!(event["event"], "listening");
-    let client = event["client"]
-        .as_str()
-        .expect("client")
-        .parse()
-        .expect("addr");
-    let admin = event["admin"]
-        .as_str()
-        .expect("admin")
-        .parse()
-        .expect("addr");
-    (common::KillOnDrop(child), client, admin)
-}
 
 fn sigterm(child: &Child) {
     let status = Command::new("kill")
@@ -182,7 +147,7 @@ fn a_port_in_use_is_a_clear_start_up_error() {
 
 #[tokio::test]
 async fn default_run_streams_the_simulator_and_sigterm_closes_clients_with_1001() {
-    let (mut child, client_addr, admin_addr) = spawn(&[]);
+    let (mut child, client_addr, admin_addr) = spawn_binary(&[]);
     // Listening starts at once; data follows. /readyz says when it flows.
     let deadline = Instant::now() + WAIT;
     while common::http_get(admin_addr, "/readyz").await.0 != 200 {

@@ -50,6 +50,7 @@ NOT_FROM_GATEWAY = {
 NOT_DRIVEN = {
     "tickgate_ticks_rejected_total": "the simulator only produces valid ticks; rejection is covered by the Rust tests",
     "tickgate_tls_reloads_total": "exported only while the wss listener is on; reloads are covered by tests/tls.rs",
+    "tickgate_auth_key_reloads_total": "exported only once JWT keys are reloaded; covered by tests/auth.rs",
 }
 
 PASSED = 0

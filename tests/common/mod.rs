@@ -258,6 +258,34 @@ pub async fn http_raw(addr: SocketAddr, request: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Starts the binary on ephemeral ports; returns it with (client, admin).
+pub fn spawn_binary(args: &[&str]) -> (KillOnDrop, std::net::SocketAddr, std::net::SocketAddr) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tickgate"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("listening line");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("listening line is JSON");
+    assert_eq!(event["event"], "listening");
+    let client = event["client"]
+        .as_str()
+        .expect("client")
+        .parse()
+        .expect("addr");
+    let admin = event["admin"]
+        .as_str()
+        .expect("admin")
+        .parse()
+        .expect("addr");
+    (KillOnDrop(child), client, admin)
+}
+
 /// Kills the child process when dropped, so a failing test never leaves a
 /// gateway running.
 pub struct KillOnDrop(pub std::process::Child);

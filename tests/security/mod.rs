@@ -46,13 +46,19 @@ impl Keys {
         std::fs::write(dir.join("secret"), format!("{SECRET}\n")).expect("secret");
         std::fs::write(dir.join("ec.pem"), ec.public_key_pem()).expect("ec pem");
         std::fs::write(dir.join("rsa.pem"), rsa.public_key_pem()).expect("rsa pem");
-        let raw = ec.public_key_raw();
+        let keys = Self { dir, ec, rsa };
+        let jwks = json!({"keys":[keys.ec_jwk("ec-1")]});
+        std::fs::write(keys.dir.join("jwks.json"), jwks.to_string()).expect("jwks");
+        keys
+    }
+
+    /// The public half of the EC key as a JWK named `kid`.
+    pub fn ec_jwk(&self, kid: &str) -> Value {
+        let raw = self.ec.public_key_raw();
         // Uncompressed point: 0x04 || x || y.
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        let jwks = json!({"keys":[{"kty":"EC","crv":"P-256","kid":"ec-1","alg":"ES256","use":"sig",
-            "x": b64(&raw[1..33]), "y": b64(&raw[33..65])}]});
-        std::fs::write(dir.join("jwks.json"), jwks.to_string()).expect("jwks");
-        Self { dir, ec, rsa }
+        json!({"kty":"EC","crv":"P-256","kid":kid,"alg":"ES256","use":"sig",
+            "x": b64(&raw[1..33]), "y": b64(&raw[33..65])})
     }
 
     /// A config with auth required: HS256 secret file, both PEM keys,

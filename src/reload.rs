@@ -1,11 +1,12 @@
-//! What makes a running TLS listener reload its certificate: SIGHUP, and
-//! changes in the directories holding the certificate and key.
+//! What makes running files-backed settings (the TLS certificate, the JWT
+//! verification keys) reload: SIGHUP, and changes in the directories that
+//! hold their files.
 //!
 //! The *directories* are watched, not the files: secret updates (cert-manager,
 //! Kubernetes projected volumes, `mv new.pem server.pem`) replace a file or a
 //! `..data` symlink by an atomic rename, which a watch on the old file would
-//! never see. Events are debounced, and a reload whose files hold what was
-//! last tried does nothing, so reading the files ourselves causes no loop.
+//! never see. Events are debounced, and the reload callbacks skip files that
+//! hold what was last tried, so reading the files ourselves causes no loop.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -18,25 +19,29 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{TlsError, TlsServer};
 use crate::state::AppState;
 
 /// Quiet time after the last change before reloading: a rotation usually
-/// replaces the certificate and the key one after the other.
+/// replaces several files one after the other.
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// Watches the certificate's and key's directories; reloads on a change.
-pub(super) fn spawn_file_watcher(server: Arc<TlsServer>, state: &AppState) -> Result<(), TlsError> {
-    let names: BTreeSet<OsString> = server
-        .files()
+/// A reload, run on the blocking pool (it reads files).
+pub(crate) type Reload = Arc<dyn Fn() + Send + Sync>;
+
+/// Watches the directories of `files`; runs `reload` after a change to one
+/// of them. `what` names the files in logs. On error, the path that could
+/// not be watched.
+pub(crate) fn watch_directories(
+    files: &[PathBuf],
+    what: &'static str,
+    state: &AppState,
+    reload: Reload,
+) -> Result<(), (PathBuf, notify::Error)> {
+    let names: BTreeSet<OsString> = files
         .iter()
         .filter_map(|path| path.file_name().map(ToOwned::to_owned))
         .collect();
-    let directories: BTreeSet<PathBuf> = server
-        .files()
-        .iter()
-        .map(|path| directory_of(path))
-        .collect();
+    let directories: BTreeSet<PathBuf> = files.iter().map(|path| directory_of(path)).collect();
     // Capacity 1: one pending "something changed" is all the reloader needs;
     // further events while it is pending are dropped.
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
@@ -46,13 +51,13 @@ pub(super) fn spawn_file_watcher(server: Arc<TlsServer>, state: &AppState) -> Re
                 let _ = changed_tx.try_send(());
             }
             Ok(_) => {}
-            Err(error) => warn!(%error, "certificate directory watch error"),
+            Err(error) => warn!(%error, what, "directory watch error"),
         })
-        .map_err(|error| watch_error(&server.cert_path, &error))?;
+        .map_err(|error| (files.first().cloned().unwrap_or_default(), error))?;
     for directory in &directories {
         watcher
             .watch(directory, RecursiveMode::NonRecursive)
-            .map_err(|error| watch_error(directory, &error))?;
+            .map_err(|error| (directory.clone(), error))?;
     }
     let shutdown = state.shutdown.clone();
     state.tracker.spawn(async move {
@@ -70,15 +75,15 @@ pub(super) fn spawn_file_watcher(server: Arc<TlsServer>, state: &AppState) -> Re
                     changed = changed_rx.recv() => if changed.is_none() { return },
                 }
             }
-            let server = Arc::clone(&server);
-            let _ = tokio::task::spawn_blocking(move || server.reload_if_changed()).await;
+            let reload = Arc::clone(&reload);
+            let _ = tokio::task::spawn_blocking(move || reload()).await;
         }
     });
     Ok(())
 }
 
-/// Reloads on every SIGHUP, whatever the files hold.
-pub(super) fn spawn_sighup(server: Arc<TlsServer>, state: &AppState) {
+/// Runs `reload` on every SIGHUP, whatever the files hold.
+pub(crate) fn on_sighup(what: &'static str, state: &AppState, reload: Reload) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -87,7 +92,7 @@ pub(super) fn spawn_sighup(server: Arc<TlsServer>, state: &AppState) {
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(hangup) => hangup,
             Err(error) => {
-                warn!(%error, "cannot listen for SIGHUP; certificate reload on SIGHUP is off");
+                warn!(%error, what, "cannot listen for SIGHUP; reload on SIGHUP is off");
                 return;
             }
         };
@@ -98,14 +103,14 @@ pub(super) fn spawn_sighup(server: Arc<TlsServer>, state: &AppState) {
                     () = shutdown.cancelled() => return,
                     received = hangup.recv() => if received.is_none() { return },
                 }
-                info!("SIGHUP: reloading the TLS certificate");
-                let server = Arc::clone(&server);
-                let _ = tokio::task::spawn_blocking(move || server.reload()).await;
+                info!(what, "SIGHUP: reloading");
+                let reload = Arc::clone(&reload);
+                let _ = tokio::task::spawn_blocking(move || reload()).await;
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = (server, state);
+    let _ = (what, state, reload);
 }
 
 /// A change that may concern our files: creation, write, rename, removal of
@@ -130,12 +135,5 @@ fn directory_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
-    }
-}
-
-fn watch_error(path: &Path, error: &notify::Error) -> TlsError {
-    TlsError::Watch {
-        path: path.to_owned(),
-        reason: error.to_string(),
     }
 }
