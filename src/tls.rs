@@ -46,11 +46,13 @@ const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 /// A loaded TLS listener configuration: certificate store, rustls settings
 /// and the files to reload from.
 pub struct TlsServer {
-    acceptor: TlsAcceptor,
+    /// What new handshakes use; replaced when the client CA bundle changes.
+    config: ArcSwap<ServerConfig>,
     certificate: Arc<CurrentCertificate>,
     provider: Arc<CryptoProvider>,
     cert_path: PathBuf,
     key_path: PathBuf,
+    client_ca: Option<PathBuf>,
     handshake_timeout: Duration,
     /// Fingerprint of the file contents last tried, so a change event that
     /// leaves the files as they were does not reload (or count) again.
@@ -135,36 +137,20 @@ impl TlsServer {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let cert_pem = load::read(cert_path);
         let key_pem = load::read(key_path);
-        let fingerprint = fingerprint(&cert_pem, &key_pem);
+        let client_ca_pem = tls.client_ca.as_deref().map(load::read);
+        let fingerprint = fingerprint(&[&cert_pem, &key_pem], client_ca_pem.as_ref());
         let certified = load::certified_key(cert_path, &cert_pem?, key_path, &key_pem?, &provider)?;
         warn_about_validity(&certified, cert_path);
         let certificate = Arc::new(CurrentCertificate(ArcSwap::from_pointee(certified)));
-
-        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-        let builder = match &tls.client_ca {
-            Some(ca_path) => {
-                let roots = load::client_roots(ca_path)?;
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
-                        .build()
-                        .map_err(|error| TlsError::ClientCa {
-                            path: ca_path.clone(),
-                            reason: error.to_string(),
-                        })?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder.with_cert_resolver(Arc::clone(&certificate) as _);
-        config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+        let config = server_config(&provider, tls.client_ca.as_deref(), &certificate)?;
 
         let server = Self {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            config: ArcSwap::from_pointee(config),
             certificate,
             provider,
             cert_path: cert_path.clone(),
             key_path: key_path.clone(),
+            client_ca: tls.client_ca.clone(),
             handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
             last_files: Mutex::new(fingerprint),
         };
@@ -191,16 +177,25 @@ impl TlsServer {
         self.certificate.0.load().cert.clone()
     }
 
-    /// The certificate and key files, watched for changes.
-    pub fn files(&self) -> [&Path; 2] {
-        [self.cert_path.as_path(), self.key_path.as_path()]
+    /// The certificate, key and client CA files, watched for changes.
+    pub fn files(&self) -> Vec<PathBuf> {
+        [
+            Some(&self.cert_path),
+            Some(&self.key_path),
+            self.client_ca.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
     }
 
     /// `None` when `force` is off and the files are unchanged.
     fn reload_files(&self, force: bool) -> Option<Result<(), TlsError>> {
         let cert_pem = load::read(&self.cert_path);
         let key_pem = load::read(&self.key_path);
-        let fingerprint = fingerprint(&cert_pem, &key_pem);
+        let client_ca_pem = self.client_ca.as_deref().map(load::read);
+        let fingerprint = fingerprint(&[&cert_pem, &key_pem], client_ca_pem.as_ref());
         {
             let mut last = self
                 .last_files
@@ -219,8 +214,17 @@ impl TlsServer {
                 &key_pem?,
                 &self.provider,
             )?;
+            // A new client CA bundle needs a new server config; build it
+            // before swapping anything, so a bad bundle changes nothing.
+            let config = match &self.client_ca {
+                Some(ca) => Some(server_config(&self.provider, Some(ca), &self.certificate)?),
+                None => None,
+            };
             warn_about_validity(&certified, &self.cert_path);
             self.certificate.0.store(Arc::new(certified));
+            if let Some(config) = config {
+                self.config.store(Arc::new(config));
+            }
             Ok(())
         });
         match &outcome {
@@ -290,7 +294,10 @@ impl TlsServer {
         state: Arc<AppState>,
         metrics: PrometheusHandle,
     ) {
-        let handshake = tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream));
+        let handshake = tokio::time::timeout(
+            self.handshake_timeout,
+            TlsAcceptor::from(self.config.load_full()).accept(stream),
+        );
         let outcome = tokio::select! {
             () = state.shutdown.cancelled() => return,
             outcome = handshake => outcome,
@@ -323,7 +330,7 @@ pub(crate) fn spawn_reloaders(
     state: &AppState,
 ) -> Result<(), TlsError> {
     if watch_files {
-        let files = server.files().map(Path::to_path_buf);
+        let files = server.files();
         let watched = Arc::clone(server);
         crate::reload::watch_directories(
             &files,
@@ -348,15 +355,45 @@ pub(crate) fn spawn_reloaders(
 }
 
 /// A cheap identity of what the files held (or why they could not be read).
-fn fingerprint(cert: &Result<Vec<u8>, TlsError>, key: &Result<Vec<u8>, TlsError>) -> u64 {
+fn fingerprint(
+    files: &[&Result<Vec<u8>, TlsError>],
+    client_ca: Option<&Result<Vec<u8>, TlsError>>,
+) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
-    for file in [cert, key] {
+    for file in files.iter().copied().chain(client_ca) {
         match file {
             Ok(bytes) => bytes.hash(&mut hasher),
             Err(error) => error.to_string().hash(&mut hasher),
         }
     }
     hasher.finish()
+}
+
+/// The rustls server config: TLS 1.3 and 1.2, ALPN http/1.1, the current
+/// certificate, and client certificates checked against `client_ca` when set.
+fn server_config(
+    provider: &Arc<CryptoProvider>,
+    client_ca: Option<&Path>,
+    certificate: &Arc<CurrentCertificate>,
+) -> Result<ServerConfig, TlsError> {
+    let builder = ServerConfig::builder_with_provider(Arc::clone(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_ca {
+        Some(ca_path) => {
+            let roots = load::client_roots(ca_path)?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(provider))
+                .build()
+                .map_err(|error| TlsError::ClientCa {
+                    path: ca_path.to_owned(),
+                    reason: error.to_string(),
+                })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::clone(certificate) as _);
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Ok(config)
 }
 
 fn warn_about_validity(certified: &CertifiedKey, path: &Path) {

@@ -699,6 +699,63 @@ async fn mutual_tls_admits_clients_with_a_certificate_from_the_ca_and_refuses_ot
     assert!(gateway.shutdown(WAIT).await);
 }
 
+#[tokio::test]
+async fn a_rotated_client_ca_bundle_decides_from_the_next_handshake() {
+    init();
+    let pki = Pki::new("ca-rotation");
+    pki.install_server(0x9001);
+    let old_clients = Pki::new("ca-rotation-old");
+    let new_clients = Pki::new("ca-rotation-new");
+    let bundle = pki.write("client-ca.pem", &old_clients.ca_pem());
+    let mut config = tls_config(&pki);
+    config.tls.client_ca = Some(bundle.clone());
+    let gateway = start(config).await;
+    inject(&gateway, vec![quote_tick("AAPL", 200.0)]).await;
+    wait_for_seq(&gateway, "AAPL", 1).await;
+    let addr = tls_addr(&gateway);
+    let roots = std::slice::from_ref(&pki.ca);
+    let identity = |who: &Pki| client_config(roots, rustls::ALL_VERSIONS, Some(who.client()));
+    let mut open = wss_connect(addr, identity(&old_clients))
+        .await
+        .expect("a client of the old CA");
+    subscribe_aapl(&mut open).await;
+    assert!(wss_connect(addr, identity(&new_clients)).await.is_err());
+
+    // Overlap: both CAs in the bundle.
+    pki.replace(&bundle, &(old_clients.ca_pem() + &new_clients.ca_pem()));
+    admitted_within(addr, identity(&new_clients), true).await;
+    assert!(wss_connect(addr, identity(&old_clients)).await.is_ok());
+
+    // The old CA retired: its clients are refused from the next handshake,
+    // and the connection already open keeps its session.
+    pki.replace(&bundle, &new_clients.ca_pem());
+    admitted_within(addr, identity(&old_clients), false).await;
+    assert!(wss_connect(addr, identity(&new_clients)).await.is_ok());
+    tick_reaches(&gateway, &mut open, 2).await;
+
+    // A bundle without a certificate keeps the last good one.
+    let failures = r#"tickgate_tls_reloads_total{result="failure"}"#;
+    let before = metric(&gateway, failures).await;
+    pki.replace(&bundle, "no certificate here\n");
+    wait_for_metric_above(&gateway, failures, before).await;
+    assert!(wss_connect(addr, identity(&new_clients)).await.is_ok());
+    assert!(wss_connect(addr, identity(&old_clients)).await.is_err());
+    assert!(gateway.shutdown(WAIT).await);
+}
+
+/// Polls until a handshake with `config` is admitted (or refused) as `want`.
+async fn admitted_within(addr: SocketAddr, config: Arc<ClientConfig>, want: bool) {
+    let deadline = Instant::now() + WAIT;
+    while wss_connect(addr, Arc::clone(&config)).await.is_ok() != want {
+        assert!(
+            Instant::now() < deadline,
+            "handshake still {} after the bundle changed",
+            if want { "refused" } else { "admitted" }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_plain_http_and_stalled_handshakes_do_not_disturb_a_connected_client() {
     init();
