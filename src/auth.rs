@@ -12,7 +12,7 @@
 //! (`jwk`, `jku`) are never used.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -23,6 +23,7 @@ use tickgate_feeds::Symbol;
 use tracing::{info, warn};
 
 use crate::metrics as m;
+use crate::reload::LastTried;
 
 /// Longest token accepted anywhere (header, query, `auth` message).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -198,7 +199,7 @@ pub struct Authenticator {
     /// Where the keys come from, for reloads.
     sources: AuthConfig,
     /// What the key files held at the last load or reload attempt.
-    last_files: Mutex<u64>,
+    last_files: LastTried,
     issuers: Vec<String>,
     audiences: Vec<String>,
     leeway: u64,
@@ -219,12 +220,12 @@ impl Authenticator {
         if config.mode == AuthMode::Off {
             return Ok(None);
         }
-        let last_files = key_files_fingerprint(config);
+        let last_files = LastTried::new(contents(&read_all(&key_files(config))));
         let keys = Self::load_keys(config)?;
         Ok(Some(Self {
             keys: ArcSwap::from_pointee(keys),
             sources: config.clone(),
-            last_files: Mutex::new(last_files),
+            last_files,
             issuers: config.issuers.clone(),
             audiences: config.audiences.clone(),
             leeway: config.leeway_seconds,
@@ -254,16 +255,9 @@ impl Authenticator {
 
     /// `None` when `force` is off and the files are unchanged.
     fn reload_files(&self, force: bool) -> Option<Result<usize, KeyError>> {
-        let fingerprint = key_files_fingerprint(&self.sources);
-        {
-            let mut last = self
-                .last_files
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if !force && *last == fingerprint {
-                return None;
-            }
-            *last = fingerprint;
+        let files = read_all(&key_files(&self.sources));
+        if !self.last_files.should_reload(contents(&files), force) {
+            return None;
         }
         let outcome = Self::load_keys(&self.sources).map(|keys| {
             let count = keys.len();
@@ -613,17 +607,13 @@ fn key_files(config: &AuthConfig) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A cheap identity of what the key files hold (or why they cannot be read).
-fn key_files_fingerprint(config: &AuthConfig) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::hash::DefaultHasher::new();
-    for path in key_files(config) {
-        match std::fs::read(&path) {
-            Ok(bytes) => bytes.hash(&mut hasher),
-            Err(error) => error.kind().hash(&mut hasher),
-        }
-    }
-    hasher.finish()
+fn read_all(paths: &[PathBuf]) -> Vec<std::io::Result<Vec<u8>>> {
+    paths.iter().map(std::fs::read).collect()
+}
+
+/// What the key files held, for [`LastTried`].
+fn contents(files: &[std::io::Result<Vec<u8>>]) -> impl Iterator<Item = Option<&[u8]>> {
+    files.iter().map(|file| file.as_deref().ok())
 }
 
 fn jwks_keys(text: &str) -> Result<Vec<VerifyKey>, String> {

@@ -10,8 +10,9 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
@@ -27,6 +28,40 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// A reload, run on the blocking pool (it reads files).
 pub(crate) type Reload = Arc<dyn Fn() + Send + Sync>;
+
+/// What a set of files held when they were last tried, so a change event
+/// that leaves them as they were does not reload (or count) again.
+pub(crate) struct LastTried(Mutex<u64>);
+
+impl LastTried {
+    /// Remembers `files`: their contents, `None` for one that could not be read.
+    pub(crate) fn new<'a>(files: impl IntoIterator<Item = Option<&'a [u8]>>) -> Self {
+        Self(Mutex::new(fingerprint(files)))
+    }
+
+    /// Whether to reload now: always when `force`, else only when `files`
+    /// differ from what was last tried. Remembers them either way.
+    pub(crate) fn should_reload<'a>(
+        &self,
+        files: impl IntoIterator<Item = Option<&'a [u8]>>,
+        force: bool,
+    ) -> bool {
+        let now = fingerprint(files);
+        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let changed = *last != now;
+        *last = now;
+        force || changed
+    }
+}
+
+/// A cheap identity of file contents.
+fn fingerprint<'a>(files: impl IntoIterator<Item = Option<&'a [u8]>>) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for file in files {
+        file.hash(&mut hasher);
+    }
+    hasher.finish()
+}
 
 /// Watches the directories of `files`; runs `reload` after a change to one
 /// of them. `what` names the files in logs. On error, the path that could

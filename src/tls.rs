@@ -16,11 +16,10 @@ pub mod dev_cert;
 mod load;
 pub mod x509;
 
-use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -37,6 +36,7 @@ pub use self::load::TlsError;
 use self::x509::{CertificateSummary, Validity};
 use crate::config::TlsConfig;
 use crate::metrics as m;
+use crate::reload::LastTried;
 use crate::server::{self, Listener};
 use crate::state::AppState;
 
@@ -54,9 +54,8 @@ pub struct TlsServer {
     key_path: PathBuf,
     client_ca: Option<PathBuf>,
     handshake_timeout: Duration,
-    /// Fingerprint of the file contents last tried, so a change event that
-    /// leaves the files as they were does not reload (or count) again.
-    last_files: Mutex<u64>,
+    /// What the files held when last tried.
+    last_files: LastTried,
 }
 
 /// The certificate every new handshake is served.
@@ -138,7 +137,7 @@ impl TlsServer {
         let cert_pem = load::read(cert_path);
         let key_pem = load::read(key_path);
         let client_ca_pem = tls.client_ca.as_deref().map(load::read);
-        let fingerprint = fingerprint(&[&cert_pem, &key_pem], client_ca_pem.as_ref());
+        let last_files = LastTried::new(contents(&cert_pem, &key_pem, client_ca_pem.as_ref()));
         let certified = load::certified_key(cert_path, &cert_pem?, key_path, &key_pem?, &provider)?;
         warn_about_validity(&certified, cert_path);
         let certificate = Arc::new(CurrentCertificate(ArcSwap::from_pointee(certified)));
@@ -152,7 +151,7 @@ impl TlsServer {
             key_path: key_path.clone(),
             client_ca: tls.client_ca.clone(),
             handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
-            last_files: Mutex::new(fingerprint),
+            last_files,
         };
         server.publish_expiry();
         Ok(server)
@@ -195,16 +194,11 @@ impl TlsServer {
         let cert_pem = load::read(&self.cert_path);
         let key_pem = load::read(&self.key_path);
         let client_ca_pem = self.client_ca.as_deref().map(load::read);
-        let fingerprint = fingerprint(&[&cert_pem, &key_pem], client_ca_pem.as_ref());
+        if !self
+            .last_files
+            .should_reload(contents(&cert_pem, &key_pem, client_ca_pem.as_ref()), force)
         {
-            let mut last = self
-                .last_files
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if !force && *last == fingerprint {
-                return None;
-            }
-            *last = fingerprint;
+            return None;
         }
         let outcome = cert_pem.and_then(|cert_pem| {
             let certified = load::certified_key(
@@ -354,19 +348,16 @@ pub(crate) fn spawn_reloaders(
     Ok(())
 }
 
-/// A cheap identity of what the files held (or why they could not be read).
-fn fingerprint(
-    files: &[&Result<Vec<u8>, TlsError>],
-    client_ca: Option<&Result<Vec<u8>, TlsError>>,
-) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    for file in files.iter().copied().chain(client_ca) {
-        match file {
-            Ok(bytes) => bytes.hash(&mut hasher),
-            Err(error) => error.to_string().hash(&mut hasher),
-        }
-    }
-    hasher.finish()
+/// What the certificate, key and client CA files held, for [`LastTried`].
+fn contents<'a>(
+    cert: &'a Result<Vec<u8>, TlsError>,
+    key: &'a Result<Vec<u8>, TlsError>,
+    client_ca: Option<&'a Result<Vec<u8>, TlsError>>,
+) -> impl Iterator<Item = Option<&'a [u8]>> {
+    [Some(cert), Some(key), client_ca]
+        .into_iter()
+        .flatten()
+        .map(|file| file.as_deref().ok())
 }
 
 /// The rustls server config: TLS 1.3 and 1.2, ALPN http/1.1, the current

@@ -2,8 +2,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Client, http_get};
@@ -25,30 +25,9 @@ async fn sigterm_flips_readiness_then_closes_clients_with_1001_spread_over_the_w
             )
         })
         .expect("write config");
-    let child = Command::new(env!("CARGO_BIN_EXE_tickgate"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let mut child = common::KillOnDrop(child);
+    let config = config.to_string_lossy().into_owned();
+    let (mut child, client_addr, admin_addr) = common::spawn_binary(&["--config", &config]);
     let child = &mut child.0;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let event: serde_json::Value = serde_json::from_str(&line).expect("JSON");
-    let client_addr = event["client"]
-        .as_str()
-        .expect("client")
-        .parse()
-        .expect("addr");
-    let admin_addr = event["admin"]
-        .as_str()
-        .expect("admin")
-        .parse()
-        .expect("addr");
     while http_get(admin_addr, "/readyz").await.0 != 200 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
