@@ -320,10 +320,12 @@ fn start_feeds(state: &Arc<AppState>, feed_tx: &FeedSender) -> Result<(), StartE
     })
 }
 
-/// Pending connections the kernel queues per listener. A reconnect storm
-/// of thousands of clients overflows the usual 128 and the overflow retries
-/// only after 1 s and 3 s.
-const LISTEN_BACKLOG: u32 = 4096;
+/// Pending connections the kernel queues per listener, as asked; the kernel
+/// caps it at `net.core.somaxconn` (4096 by default). A reconnect storm of
+/// thousands of clients overflows a short queue, and a dropped SYN is
+/// retried only after 1 s and 3 s, so asking for more lets an operator who
+/// raises `somaxconn` get it without a new build.
+const LISTEN_BACKLOG: u32 = 65_535;
 
 async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     let bind = || -> std::io::Result<TcpListener> {
