@@ -114,7 +114,9 @@ describe('viewport priority through the client library', { timeout: 120_000 }, (
 
 describe('the slow-consumer ladder through the client library', { timeout: 120_000 }, () => {
   let gateway;
-  let client;
+  const clients = [];
+  const visible = UNIVERSE.slice(0, 5);
+  const background = UNIVERSE.slice(5);
 
   before(async () => {
     // Thresholds short enough for a test; a small socket send buffer keeps
@@ -134,38 +136,52 @@ describe('the slow-consumer ladder through the client library', { timeout: 120_0
   });
 
   after(async () => {
-    client?.close();
+    for (const client of clients) client.close();
     await gateway?.stop();
   });
 
-  test('slowed while it stops reading, restored once it reads, closed 4008 when it stops for good, then reconnected and ranked again', async () => {
-    client = new TickgateClient(gateway.wsUrl, { WebSocket, ...FAST });
-    const notices = [];
-    const disconnects = [];
-    const states = [];
-    const errors = [];
-    client.on('slow', (notice, state) => notices.push({ notice, state }));
-    client.on('disconnect', (event) => disconnects.push(event));
-    client.on('state', (event) => states.push(event));
-    client.on('error', (err) => errors.push(err));
+  // A fresh connection holding every symbol, ranked, with what it is told
+  // recorded. Fresh matters: the kernel grows a socket's receive buffer (up
+  // to tcp_rmem's 32 MiB here) only while the client reads fast, and a
+  // paused socket must fill that buffer before the gateway's writes block.
+  async function rankedClient() {
+    const client = new TickgateClient(gateway.wsUrl, { WebSocket, ...FAST });
+    clients.push(client);
+    const seen = { notices: [], disconnects: [], states: [], errors: [] };
+    client.on('slow', (notice, state) => seen.notices.push({ notice, state }));
+    client.on('disconnect', (event) => seen.disconnects.push(event));
+    client.on('state', (event) => seen.states.push(event));
+    client.on('error', (err) => seen.errors.push(err));
     await client.connect();
-    const visible = UNIVERSE.slice(0, 5);
-    const background = UNIVERSE.slice(5);
     await client.subscribe(UNIVERSE);
     await client.setPriority({ visible, background });
     await waitFor(() => client.get('AAPL')?.seq !== undefined, { what: 'quotes' });
+    return { client, ...seen };
+  }
+
+  // Stops reading until the gateway's count of `step` moves (how long the
+  // socket takes to block depends on buffers the kernel sizes, so no fixed
+  // time), then reads again; returns how long it stalled.
+  async function stallUntil(client, step, timeoutMs) {
+    const before = await slowSteps(gateway, step);
+    const stalledAt = Date.now();
+    client._socket.pause();
+    await waitFor(async () => (await slowSteps(gateway, step)) > before, {
+      timeoutMs,
+      intervalMs: 100,
+      what: `the gateway's "${step}" step for the stalled connection`,
+    });
+    const stalled = Date.now() - stalledAt;
+    client._socket.resume();
+    return stalled;
+  }
+
+  test('slowed while it stops reading, restored once it reads again', async () => {
+    const { client, notices } = await rankedClient();
 
     // 1. Stop reading for a while: the gateway's writes block, it slows the
     //    background symbols and says so. The notice is read once reading resumes.
-    //    As below, wait for the gateway's step count rather than a fixed time.
-    const slowedBefore = await slowSteps(gateway, 'slowed');
-    client._socket.pause();
-    await waitFor(async () => (await slowSteps(gateway, 'slowed')) > slowedBefore, {
-      timeoutMs: 30_000,
-      intervalMs: 100,
-      what: 'the gateway slowing the stalled connection',
-    });
-    client._socket.resume();
+    await stallUntil(client, 'slowed', 30_000);
     await waitFor(() => notices.some((n) => n.notice.state === 'slowed'), { what: 'a slowed notice' });
     const first = notices.find((n) => n.notice.state === 'slowed');
     assert.equal(first.notice.priority, 'background');
@@ -180,24 +196,17 @@ describe('the slow-consumer ladder through the client library', { timeout: 120_0
     assert.equal(client.slow, null);
     assert.equal(notices.at(-1).state, null);
     assert.equal(client.state, 'open');
+    client.close();
+  });
+
+  test('closed 4008 when it stops for good, then reconnected and ranked again', async () => {
+    const { client, disconnects, states, errors } = await rankedClient();
 
     // 3. Stop reading for longer than close_after_ms: close 4008, surfaced,
     //    then a reconnect like after any other close.
-    //    How long the socket takes to block depends on the client's receive
-    //    buffer, which the kernel sizes; so wait for the gateway's decision
-    //    (its `closed` step count) rather than a fixed time, and check that
-    //    no less than close_after_ms went by.
     const before = client.stats.reconnects;
-    const closedBefore = await slowSteps(gateway, 'closed');
-    const stalledAt = Date.now();
-    client._socket.pause();
-    await waitFor(async () => (await slowSteps(gateway, 'closed')) > closedBefore, {
-      timeoutMs: 60_000,
-      intervalMs: 100,
-      what: 'the gateway closing the stalled connection',
-    });
-    assert.ok(Date.now() - stalledAt >= 6000, `closed after ${Date.now() - stalledAt} ms, before close_after_ms`);
-    client._socket.resume();
+    const stalled = await stallUntil(client, 'closed', 60_000);
+    assert.ok(stalled >= 6000, `closed after ${stalled} ms, before close_after_ms`);
     await waitFor(() => disconnects.length > 0, { timeoutMs: 10_000, what: 'the 4008 close' });
     assert.equal(disconnects[0].code, 4008);
     assert.match(disconnects[0].reason, /^slow consumer/);
