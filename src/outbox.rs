@@ -958,6 +958,12 @@ mod tests {
         }
     }
 
+    fn slot(store: &SnapshotStore, name: &str) -> Arc<Slot> {
+        store
+            .get_or_create(Symbol::parse(name).expect("valid"))
+            .expect("room")
+    }
+
     fn quotes_of(frame: &str) -> Vec<(String, u64, f64)> {
         let value: serde_json::Value = serde_json::from_str(frame).expect("valid JSON frame");
         value["quotes"]
@@ -977,9 +983,7 @@ mod tests {
     #[test]
     fn slow_reader_gets_latest_price_not_every_tick() {
         let store = SnapshotStore::new(10);
-        let aapl = store
-            .get_or_create(Symbol::parse("AAPL").expect("valid"))
-            .expect("room");
+        let aapl = slot(&store, "AAPL");
         let mut outbox = Outbox::default();
         assert!(
             outbox
@@ -1005,9 +1009,7 @@ mod tests {
     #[test]
     fn snapshot_seq_is_not_resent_as_update() {
         let store = SnapshotStore::new(10);
-        let msft = store
-            .get_or_create(Symbol::parse("MSFT").expect("valid"))
-            .expect("room");
+        let msft = slot(&store, "MSFT");
         store.apply(&msft, &tick(msft.symbol, 1.0), 1);
         let mut outbox = Outbox::default();
         // A tick marked dirty before the subscription existed is ignored...
@@ -1024,12 +1026,8 @@ mod tests {
     #[test]
     fn control_frames_come_before_updates_and_unsubscribed_symbols_are_skipped() {
         let store = SnapshotStore::new(10);
-        let a = store
-            .get_or_create(Symbol::parse("A").expect("valid"))
-            .expect("room");
-        let b = store
-            .get_or_create(Symbol::parse("B").expect("valid"))
-            .expect("room");
+        let a = slot(&store, "A");
+        let b = slot(&store, "B");
         let mut outbox = Outbox::default();
         outbox.subscribe(Arc::clone(&a), Delivery::default(), None);
         outbox.subscribe(Arc::clone(&b), Delivery::default(), None);
@@ -1050,9 +1048,7 @@ mod tests {
     #[test]
     fn a_rate_cap_sends_the_latest_value_once_per_slot() {
         let store = SnapshotStore::new(10);
-        let aapl = store
-            .get_or_create(Symbol::parse("AAPL").expect("valid"))
-            .expect("room");
+        let aapl = slot(&store, "AAPL");
         let mut outbox = Outbox::default();
         let capped = Delivery {
             min_interval: Some(Duration::from_millis(250)),
@@ -1085,9 +1081,7 @@ mod tests {
     #[test]
     fn meta_adds_conflated_and_receive_time() {
         let store = SnapshotStore::new(10);
-        let msft = store
-            .get_or_create(Symbol::parse("MSFT").expect("valid"))
-            .expect("room");
+        let msft = slot(&store, "MSFT");
         let mut outbox = Outbox::default();
         let meta = Delivery {
             meta: true,
@@ -1113,9 +1107,7 @@ mod tests {
     #[test]
     fn resume_skips_the_snapshot_only_while_the_clients_seq_is_current() {
         let store = SnapshotStore::new(10);
-        let a = store
-            .get_or_create(Symbol::parse("A").expect("valid"))
-            .expect("room");
+        let a = slot(&store, "A");
         store.apply(&a, &tick(a.symbol, 1.0), 1);
         store.apply(&a, &tick(a.symbol, 2.0), 1);
         assert!(
@@ -1162,12 +1154,8 @@ mod tests {
     #[test]
     fn trades_arrive_in_order_after_the_quote_they_moved_and_overflow_is_announced() {
         let store = SnapshotStore::new(10);
-        let a = store
-            .get_or_create(Symbol::parse("A").expect("valid"))
-            .expect("room");
-        let b = store
-            .get_or_create(Symbol::parse("B").expect("valid"))
-            .expect("room");
+        let a = slot(&store, "A");
+        let b = slot(&store, "B");
         let mut outbox = Outbox::new(4);
         let with_trades = Delivery {
             trades: true,
@@ -1237,12 +1225,8 @@ mod tests {
     #[test]
     fn a_stale_index_from_a_subscriber_set_is_ignored_after_reuse() {
         let store = SnapshotStore::new(10);
-        let a = store
-            .get_or_create(Symbol::parse("A").expect("valid"))
-            .expect("room");
-        let b = store
-            .get_or_create(Symbol::parse("B").expect("valid"))
-            .expect("room");
+        let a = slot(&store, "A");
+        let b = slot(&store, "B");
         let mut outbox = Outbox::default();
         outbox.subscribe(Arc::clone(&a), Delivery::default(), None);
         let index = outbox.index_of(a.id).expect("held");
@@ -1266,14 +1250,7 @@ mod tests {
     #[test]
     fn the_ladder_slows_background_first_and_visible_last() {
         let store = SnapshotStore::new(10);
-        let slots: Vec<_> = ["V", "N", "B"]
-            .iter()
-            .map(|s| {
-                store
-                    .get_or_create(Symbol::parse(s).expect("valid"))
-                    .expect("room")
-            })
-            .collect();
+        let slots: Vec<_> = ["V", "N", "B"].iter().map(|s| slot(&store, s)).collect();
         let mut outbox = Outbox::default();
         assert!(
             outbox.slow_down(Duration::from_secs(1)).is_none(),
@@ -1362,7 +1339,7 @@ mod tests {
             steps in proptest::collection::vec((any::<u8>(), 0..500u16, any::<bool>()), 1..120)
         ) {
             let store = SnapshotStore::new(10);
-            let slot = store.get_or_create(Symbol::parse("D").expect("valid")).expect("room");
+            let slot = slot(&store, "D");
             store.apply(&slot, &random_tick(slot.symbol, 0xff, 7), 1);
             let mut outbox = Outbox::default();
             let snapshot = outbox
@@ -1414,7 +1391,7 @@ mod tests {
         fn conflation_keeps_seq_order_and_delivers_the_last_value(steps in proptest::collection::vec(step(), 1..300)) {
             let store = SnapshotStore::new(10);
             let slots: Vec<_> = (0..5)
-                .map(|i| store.get_or_create(Symbol::parse(&format!("S{i}")).expect("valid")).expect("room"))
+                .map(|i| slot(&store, &format!("S{i}")))
                 .collect();
             let mut outbox = Outbox::default();
             let mut held: HashMap<String, (u64, f64)> = HashMap::new();

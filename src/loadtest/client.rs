@@ -171,16 +171,9 @@ async fn subscribe(
     let mut request = String::with_capacity(32 + plan.symbols.len() * 10);
     match shared.mode {
         PeerMode::Tickgate => {
-            request.push_str(r#"{"op":"subscribe","id":1,"symbols":["#);
-            for (i, &s) in plan.symbols.iter().enumerate() {
-                if i > 0 {
-                    request.push(',');
-                }
-                request.push('"');
-                request.push_str(shared.universe.name(s as usize));
-                request.push('"');
-            }
-            request.push_str("]}");
+            request.push_str(r#"{"op":"subscribe","id":1,"symbols":"#);
+            push_symbol_list(&mut request, plan, shared);
+            request.push('}');
             client.send(1, request.as_bytes()).await
         }
         PeerMode::Nats => {
@@ -205,7 +198,15 @@ async fn subscribe(
 /// (2) on the main namespace, no ack id.
 fn socketio_subscribe(plan: &ClientPlan, shared: &Shared) -> String {
     let mut request = String::with_capacity(32 + plan.symbols.len() * 10);
-    request.push_str(r#"42["subscribe",{"symbols":["#);
+    request.push_str(r#"42["subscribe",{"symbols":"#);
+    push_symbol_list(&mut request, plan, shared);
+    request.push_str("}]");
+    request
+}
+
+/// Appends the client's symbols as a JSON array of strings.
+fn push_symbol_list(request: &mut String, plan: &ClientPlan, shared: &Shared) {
+    request.push('[');
     for (i, &s) in plan.symbols.iter().enumerate() {
         if i > 0 {
             request.push(',');
@@ -214,8 +215,7 @@ fn socketio_subscribe(plan: &ClientPlan, shared: &Shared) -> String {
         request.push_str(shared.universe.name(s as usize));
         request.push('"');
     }
-    request.push_str("]}]");
-    request
+    request.push(']');
 }
 
 #[allow(clippy::too_many_arguments)]
