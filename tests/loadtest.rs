@@ -84,35 +84,13 @@ async fn loadtest_as_the_tcp_feed_sees_every_latest_quote_delivered() {
         .expect("starts");
     // A free port for the load tester's feed listener; the gateway's TCP feed
     // retries until the load tester listens there.
-    let feed_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
+    let feed_addr = free_addr();
     let feed = tickgate_feeds::FeedSpec::parse(&format!("tcp://{feed_addr}")).expect("spec");
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     tickgate_feeds::spawn(&feed, gateway.feed_sender(), stop.clone(), &tracker).expect("feed");
     let url = format!("ws://{}/ws", gateway.client_addr());
-    let report = loadtest(
-        [
-            "--url",
-            &url,
-            "--clients",
-            "20",
-            "--symbols-per-client",
-            "10",
-            "--universe",
-            "30",
-            "--feed-listen",
-            &feed_addr.to_string(),
-            "--feed-rate",
-            "500",
-            "--duration",
-            "1500ms",
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
-    .await;
+    let report = loadtest_feeding(&url, feed_addr, &[]).await;
     assert_eq!(report["connections"]["subscribed"], 20, "{report}");
     assert!(
         report["feed"]["ticks_published"].as_u64() > Some(100),
@@ -160,6 +138,41 @@ impl Drop for Child {
     }
 }
 
+/// A 1.5 s run of 20 clients × 10 of 30 symbols against `url`, the load
+/// tester being the server's 500 ticks/s TCP feed at `feed`; `extra` flags
+/// come first.
+async fn loadtest_feeding(
+    url: &str,
+    feed: std::net::SocketAddr,
+    extra: &[&str],
+) -> serde_json::Value {
+    let feed = feed.to_string();
+    let common = [
+        "--url",
+        url,
+        "--clients",
+        "20",
+        "--symbols-per-client",
+        "10",
+        "--universe",
+        "30",
+        "--feed-listen",
+        &feed,
+        "--feed-rate",
+        "500",
+        "--duration",
+        "1500ms",
+    ];
+    loadtest(
+        extra
+            .iter()
+            .chain(&common)
+            .map(|a| (*a).to_owned())
+            .collect(),
+    )
+    .await
+}
+
 fn free_addr() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -194,29 +207,7 @@ async fn loadtest_speaks_socket_io_to_the_node_peer_and_answers_its_pings() {
     .expect("peer prints a line");
     assert!(line.contains("listening"), "peer said {line:?}");
     let url = format!("ws://{listen}/socket.io/?EIO=4&transport=websocket");
-    let report = loadtest(
-        [
-            "--mode",
-            "socketio",
-            "--url",
-            &url,
-            "--clients",
-            "20",
-            "--symbols-per-client",
-            "10",
-            "--universe",
-            "30",
-            "--feed-listen",
-            &feed.to_string(),
-            "--feed-rate",
-            "500",
-            "--duration",
-            "1500ms",
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
-    .await;
+    let report = loadtest_feeding(&url, feed, &["--mode", "socketio"]).await;
     assert_eq!(report["connections"]["subscribed"], 20, "{report}");
     assert!(
         report["feed"]["ticks_published"].as_u64() > Some(100),
