@@ -2,6 +2,24 @@
 // client opens is pushed to `sockets`; the test opens it, feeds it frames,
 // reads what the client sent and drops it with any close code.
 
+import { TickgateClient } from '../tickgate.js';
+
+/** A client on scripted sockets, its first connection open; fast reconnects,
+ *  no heartbeat timeout. `options` override the client's. */
+export async function connectedClient(options = {}) {
+  const { sockets, ScriptedSocket } = scriptedSockets();
+  const client = new TickgateClient('ws://gateway.test/ws', {
+    WebSocket: ScriptedSocket,
+    reconnect: { initialDelayMs: 1, maxDelayMs: 1, jitter: 0 },
+    heartbeatTimeoutMs: 0,
+    ...options,
+  });
+  const opened = client.connect();
+  sockets[0].open();
+  await opened;
+  return { client, sockets };
+}
+
 export function scriptedSockets() {
   const sockets = [];
   class ScriptedSocket {

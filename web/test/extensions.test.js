@@ -7,26 +7,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { CLOSE_SLOW_CONSUMER, TickgateClient } from '../tickgate.js';
-import { scriptedSockets } from '../test-support/scripted-socket.js';
+import { CLOSE_SLOW_CONSUMER } from '../tickgate.js';
+import { connectedClient as connected } from '../test-support/scripted-socket.js';
 
 const quote = (symbol, seq, extra = {}) => ({ symbol, seq, ts: 1_764_000_000_000_000 + seq, bid: 1, ask: 2, last: 1.5, ...extra });
 const trade = (symbol, seq, price) => ({ symbol, seq, price, size: 100, ts: 1_764_000_000_000_000 + seq });
 const settle = () => new Promise((done) => setTimeout(done, 10));
-
-async function connected(options = {}) {
-  const { sockets, ScriptedSocket } = scriptedSockets();
-  const client = new TickgateClient('ws://gateway.test/ws', {
-    WebSocket: ScriptedSocket,
-    reconnect: { initialDelayMs: 1, maxDelayMs: 1, jitter: 0 },
-    heartbeatTimeoutMs: 0,
-    ...options,
-  });
-  const opened = client.connect();
-  sockets[0].open();
-  await opened;
-  return { client, sockets };
-}
 
 /** Subscribes and answers like the gateway. */
 async function subscribed(client, socket, symbols, options) {

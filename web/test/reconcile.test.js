@@ -5,25 +5,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { TickgateClient, backoffDelay, symbolError } from '../tickgate.js';
-import { scriptedSockets } from '../test-support/scripted-socket.js';
+import { backoffDelay, symbolError } from '../tickgate.js';
+import { connectedClient as connected } from '../test-support/scripted-socket.js';
 
 const quote = (symbol, seq, ts, extra = {}) => ({ symbol, seq, ts, bid: 1, ask: 2, last: 1.5, ...extra });
 const tick = () => new Promise((done) => setImmediate(done));
-
-async function connected(options = {}) {
-  const { sockets, ScriptedSocket } = scriptedSockets();
-  const client = new TickgateClient('ws://gateway.test/ws', {
-    WebSocket: ScriptedSocket,
-    reconnect: { initialDelayMs: 1, maxDelayMs: 1, jitter: 0 },
-    heartbeatTimeoutMs: 0,
-    ...options,
-  });
-  const opened = client.connect();
-  sockets[0].open();
-  await opened;
-  return { client, sockets };
-}
 
 async function subscribeAll(client, socket, symbols, quotes) {
   const pending = client.subscribe(symbols);
