@@ -486,12 +486,11 @@ fn authenticate(
         subscriptions::unsubscribe(&state.store, mailbox, &revoked);
         let removed = before - mailbox.lock().subscription_count();
         metrics::gauge!(m::SUBSCRIPTIONS).decrement(removed as f64);
-        let names: Vec<&str> = revoked.iter().map(|s| s.as_str()).collect();
-        replies.push(protocol::error(
+        replies.push(symbols_error(
             id,
             ErrorCode::NotEntitled,
             "the new token does not cover these symbols; they were unsubscribed",
-            &names,
+            &revoked,
         ));
     }
     replies.push(session.adopt(grant, id));
@@ -558,12 +557,11 @@ fn set_priority(
     if !missing.is_empty() {
         metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::NotSubscribed.as_str())
             .increment(1);
-        let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-        replies.push(protocol::error(
+        replies.push(symbols_error(
             id,
             ErrorCode::NotSubscribed,
             "subscribe to these symbols before ranking them",
-            &names,
+            &missing,
         ));
     }
     let [background, normal, visible] = &set;
@@ -595,12 +593,11 @@ fn subscribe(
     list.valid = entitled;
     if !refused.is_empty() {
         metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::NotEntitled.as_str()).increment(1);
-        let names: Vec<&str> = refused.iter().map(|s| s.as_str()).collect();
-        replies.push(protocol::error(
+        replies.push(symbols_error(
             id,
             ErrorCode::NotEntitled,
             "your token does not entitle you to these symbols",
-            &names,
+            &refused,
         ));
     }
     let configured = state.config.limits.max_subscriptions_per_connection;
@@ -693,6 +690,17 @@ fn troubled_feeds(symbols: &[tickgate_feeds::Symbol], state: &AppState) -> Vec<S
             .then(|| protocol::status(&name, feed_state.as_str(), &symbols))
         })
         .collect()
+}
+
+/// An error reply naming `symbols`.
+fn symbols_error(
+    id: Option<&RequestId>,
+    code: ErrorCode,
+    message: &str,
+    symbols: &[Symbol],
+) -> String {
+    let names: Vec<&str> = symbols.iter().map(Symbol::as_str).collect();
+    protocol::error(id, code, message, &names)
 }
 
 fn invalid_symbols(id: Option<&RequestId>, invalid: &[String]) -> String {
