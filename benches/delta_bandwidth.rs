@@ -20,8 +20,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tickgate::outbox::{Delivery, Outbox};
-use tickgate::store::{Slot, SnapshotStore};
+use tickgate::fanout::{Delivery, Outbox};
+use tickgate::fanout::{Slot, SnapshotStore};
 use tickgate_feeds::json::parse_ticks;
 use tickgate_feeds::parse::JsonScratch;
 use tickgate_feeds::sim::{SimConfig, Simulator};

@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the gateway's hot path, one tick at a time:
 //! tick → store (merge + encode once), quote encoding alone, and the fan-out
-//! step (mark dirty on every subscriber, then each subscriber's writer drains
-//! its outbox into one update frame) for 1, 100 and 10,000 subscribers.
+//! step as the gateway runs it (`Fanout::apply`: validate, merge, mark dirty
+//! on every subscriber; then each subscriber's writer drains its outbox into
+//! one update frame) for 1, 100 and 10,000 subscribers.
 //!
 //! Run: `cargo bench --bench hot_path` (add `-- --quick` for a fast pass).
 
@@ -10,9 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use tickgate::outbox::{Delivery, Mailbox, Outbox};
-use tickgate::store::SnapshotStore;
-use tickgate::subscriptions::{self, lock_subscribers};
+use tickgate::fanout::{Delivery, Fanout, Mailbox, Outbox, SnapshotStore, subscriptions};
 use tickgate_feeds::{Quote, Symbol, Tick};
 
 fn tick(symbol: Symbol, i: u64) -> Tick {
@@ -50,8 +49,9 @@ fn quote_encode(c: &mut Criterion) {
     });
 }
 
-/// One tick of one symbol reaching `subscribers` connections: apply, mark
-/// dirty on each subscriber, and each subscriber's drain (batch encode).
+/// One tick of one symbol reaching `subscribers` connections: the real
+/// fan-out step (`Fanout::apply` with a one-tick batch), and each
+/// subscriber's drain (batch encode).
 fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout_one_tick");
     for subscribers in [1usize, 100, 10_000] {
@@ -59,7 +59,7 @@ fn fanout(c: &mut Criterion) {
         let symbol = Symbol::parse("AAPL").expect("valid");
         let mailboxes: Vec<Arc<Mailbox>> = (0..subscribers as u64)
             .map(|id| {
-                let mailbox = Arc::new(Mailbox::new(id, 1024));
+                let mailbox = Arc::new(Mailbox::new(id, 1024, Instant::now()));
                 subscriptions::subscribe(
                     &store,
                     &mailbox,
@@ -72,16 +72,15 @@ fn fanout(c: &mut Criterion) {
                 mailbox
             })
             .collect();
-        let slot = store.get(&symbol).expect("subscribed");
+        let mut fanout = Fanout::default();
+        let mut batch = vec![tick(symbol, 0)];
         let mut i = 0u64;
         group.throughput(Throughput::Elements(subscribers as u64));
         group.bench_function(format!("{subscribers}_subscribers"), |b| {
             b.iter(|| {
                 i += 1;
-                store.apply(&slot, &tick(symbol, i), 1_764_000_000_000_000 + i);
-                for (mailbox, index) in lock_subscribers(&slot).iter() {
-                    mailbox.mark_dirty_at(index, slot.id);
-                }
+                batch[0] = tick(symbol, i);
+                fanout.apply(&store, 0, &batch, 1_764_000_000_000_000 + i);
                 let mut bytes = 0;
                 for mailbox in &mailboxes {
                     if let Some(frame) = mailbox.drain(Instant::now()).update {

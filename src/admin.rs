@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::outbox::{Kick, ModeCounts};
+use crate::fanout::Kick;
+use crate::fanout::outbox::ModeCounts;
+use crate::fanout::subscriptions::lock_subscribers;
 use crate::state::AppState;
-use crate::subscriptions::lock_subscribers;
 
 /// One row of `GET /connections`.
 #[derive(Debug, Serialize)]
@@ -41,6 +42,7 @@ pub struct ConnectionInfo {
 /// Every open connection, oldest first.
 pub fn connections(state: &AppState) -> Vec<ConnectionInfo> {
     let slow_after = Duration::from_millis(state.config.connection.slow_consumer_ms);
+    let now = std::time::Instant::now();
     let mut rows: Vec<ConnectionInfo> = state
         .connections()
         .iter()
@@ -54,7 +56,7 @@ pub fn connections(state: &AppState) -> Vec<ConnectionInfo> {
                     outbox.trades_waiting(),
                 )
             };
-            let blocked = mailbox.stats.blocked_for().unwrap_or_default();
+            let blocked = mailbox.stats.blocked_for(now).unwrap_or_default();
             ConnectionInfo {
                 id: mailbox.id,
                 age_seconds: mailbox.stats.opened.elapsed().as_secs_f64(),

@@ -25,14 +25,14 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 
 use crate::auth::Grant;
+use crate::fanout::outbox::MAX_CONTROL_FRAMES;
+use crate::fanout::subscriptions;
+use crate::fanout::{Delivery, Kick, Mailbox};
 use crate::ladder::{Ladder, Step};
 use crate::limits::{RateVerdict, RequestRate};
 use crate::metrics as m;
-use crate::outbox::{Delivery, Kick};
-use crate::outbox::{MAX_CONTROL_FRAMES, Mailbox};
 use crate::protocol::{self, ErrorCode, Request, RequestId, SubscribeOptions};
 use crate::state::AppState;
-use crate::subscriptions;
 use rustc_hash::FxHashMap;
 use tickgate_feeds::Symbol;
 
@@ -135,6 +135,7 @@ pub async fn serve<S>(
     let mailbox = Arc::new(Mailbox::new(
         state.next_connection_id(),
         state.config.connection.trade_buffer,
+        std::time::Instant::now(),
     ));
     let conn_id = mailbox.id;
     metrics::gauge!(m::CONNECTIONS, "transport" => transport).increment(1.0);
@@ -161,7 +162,7 @@ pub async fn serve<S>(
             reason = writer => reason,
             () = state.shutdown.cancelled() => CloseReason::Shutdown,
             () = drained(&state) => CloseReason::Shutdown,
-            why = mailbox.kicked() => match why {
+            why = kicked(&mailbox) => match why {
                 Kick::Rebalance => CloseReason::Rebalance,
                 Kick::Operator => CloseReason::Operator,
             },
@@ -220,6 +221,17 @@ pub async fn serve<S>(
 }
 
 /// Resolves at this connection's place in the drain schedule.
+/// Resolves when the gateway asked this connection to close, with why.
+async fn kicked(mailbox: &Mailbox) -> Kick {
+    loop {
+        let notified = mailbox.kicked.notified();
+        if let Some(why) = mailbox.kick_reason() {
+            return why;
+        }
+        notified.await;
+    }
+}
+
 async fn drained(state: &AppState) {
     state.drain.cancelled().await;
     tokio::time::sleep(state.drain_delay()).await;
@@ -791,7 +803,9 @@ where
         let (sent_frames, sent_bytes) = drain.size();
         let (quotes, gaps, trades) = (drain.quotes, drain.conflated, drain.trade_count);
         let oldest_received = drain.oldest_received_micros;
-        mailbox.stats.write_started(sent_bytes);
+        mailbox
+            .stats
+            .write_started(sent_bytes, Instant::now().into_std());
         let write_started = Instant::now();
         {
             let sink = &mut *sink;

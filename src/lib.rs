@@ -32,22 +32,21 @@
 
 pub mod admin;
 pub mod auth;
+pub mod board;
 pub mod config;
 pub mod connection;
+pub mod fanout;
 pub mod ingest;
 pub mod ladder;
 pub mod limits;
 pub mod loadtest;
 pub mod metrics;
-pub mod outbox;
 pub mod protocol;
 pub mod publish;
 mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod state;
-pub mod store;
-pub mod subscriptions;
 pub mod tls;
 pub mod watch;
 

@@ -247,11 +247,16 @@ fn register_core_series() {
 /// buffered bytes, process figures. Called on every scrape.
 pub fn observe(state: &crate::state::AppState) {
     let threshold = std::time::Duration::from_millis(state.config.connection.slow_consumer_ms);
+    let now = std::time::Instant::now();
     let queue = metrics::histogram!(WRITE_QUEUE_BYTES);
     let mut slow = 0u64;
     let mut slowed = 0u64;
     for mailbox in state.connections() {
-        if mailbox.stats.blocked_for().is_some_and(|d| d >= threshold) {
+        if mailbox
+            .stats
+            .blocked_for(now)
+            .is_some_and(|d| d >= threshold)
+        {
             slow += 1;
         }
         if mailbox

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tickgate_feeds::Symbol;
 
-pub use crate::outbox::Priority;
+pub use crate::fanout::Priority;
 
 /// Longest `id` string echoed back; longer ones are refused.
 const MAX_ID_STRING: usize = 128;

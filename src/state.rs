@@ -11,10 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
+use crate::board::FeedBoard;
 use crate::config::Config;
-use crate::ingest::FeedBoard;
-use crate::outbox::{ConnId, Mailbox};
-use crate::store::SnapshotStore;
+use crate::fanout::{ConnId, Mailbox, SnapshotStore};
 
 /// Shared by the servers, connections and the ingest task.
 pub struct AppState {

@@ -455,7 +455,10 @@ async fn no_byte_of_an_unentitled_symbol_reaches_the_client() {
     assert_eq!(errors, 1, "exactly one error names MSFT: {frames:?}");
     assert!(aapl_updates > 0, "AAPL updates still flow: {frames:?}");
     let msft = gateway.state().store.get(&sym("MSFT")).expect("MSFT known");
-    assert_eq!(tickgate::subscriptions::lock_subscribers(&msft).len(), 0);
+    assert_eq!(
+        tickgate::fanout::subscriptions::lock_subscribers(&msft).len(),
+        0
+    );
     gateway.shutdown(WAIT).await;
 }
 

@@ -524,7 +524,7 @@ async fn a_thousand_clients_on_one_process_all_get_snapshots_and_updates() {
     // Wait until every subscription is in place, then tick.
     let msft = gateway.state().store.get(&sym("MSFT")).expect("MSFT known");
     let deadline = tokio::time::Instant::now() + WAIT;
-    while tickgate::subscriptions::lock_subscribers(&msft).len() < 1000 {
+    while tickgate::fanout::subscriptions::lock_subscribers(&msft).len() < 1000 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "not every client subscribed"

@@ -3,7 +3,7 @@
 //! The index is kept per symbol, inside the store's [`Slot`]: the ingest task
 //! looks up a symbol once and finds both its quote and its subscribers. This
 //! module owns the set type and the operations that keep a slot's subscriber
-//! set and a connection's [`Outbox`](crate::outbox::Outbox) in agreement.
+//! set and a connection's [`Outbox`](super::outbox::Outbox) in agreement.
 //!
 //! Ordering rules that make "snapshot before any update, and no tick
 //! missed" hold: the outbox records the subscription, reads the snapshot and
@@ -19,8 +19,10 @@ use indexmap::IndexMap;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use tickgate_feeds::Symbol;
 
-use crate::outbox::{ConnId, Delivery, Mailbox, SubIndex};
-use crate::store::{Slot, SnapshotStore, StoreFull};
+use super::delivery::Delivery;
+use super::mailbox::Mailbox;
+use super::outbox::{ConnId, SubIndex};
+use super::store::{Slot, SnapshotStore, StoreFull};
 
 /// Subscribers of one symbol, each with the index of this symbol's
 /// subscription in its outbox. Dense, so the fan-out loop is a slice walk;
@@ -97,7 +99,7 @@ pub fn subscribe(
     replies: impl FnOnce(&Subscribed) -> Vec<String>,
 ) -> Subscribed {
     let mut result = Subscribed::default();
-    let mut joined: Vec<(Arc<crate::store::Slot>, SubIndex)> = Vec::new();
+    let mut joined: Vec<(Arc<Slot>, SubIndex)> = Vec::new();
     let mut wake = false;
     {
         let mut outbox = mailbox.lock();

@@ -6,21 +6,22 @@
 //! subscription count however slowly the client reads: a newer tick simply
 //! leaves the entry dirty, and the writer reads the *latest* snapshot when it
 //! finally sends. Trades, which are events and never conflate, wait in a
-//! bounded queue whose overflow is announced. Nothing here awaits;
-//! [`Mailbox`] adds the lock and the wake-up.
+//! bounded queue whose overflow is announced ([`super::trades`]). Nothing
+//! here awaits and nothing reads the clock: `now` is a parameter.
+//! [`Mailbox`](super::mailbox::Mailbox) adds the lock and the wake-up.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use tickgate_feeds::{Quote, Symbol};
-
 use rustc_hash::FxHashMap;
-use tokio::sync::Notify;
+use tickgate_feeds::Symbol;
 
-use crate::store::{Slot, Snapshot, SymbolId};
+use super::delivery::{Delivery, Priority, Slowdown, interval_of};
+use super::encode::{self, UpdateFrame};
+use super::store::{Slot, Snapshot, SymbolId};
+pub use super::trades::SubIndex;
+use super::trades::TradeQueue;
 
 /// Identifies a connection for the lifetime of the process.
 pub type ConnId = u64;
@@ -52,59 +53,6 @@ struct Subscription {
     seen_in: u64,
     /// Rank for the slow-consumer ladder.
     priority: Priority,
-}
-
-/// How a symbol ranks when its connection falls behind: the slow-consumer
-/// ladder slows `Background` first and `Visible` last.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Priority {
-    Background = 0,
-    #[default]
-    Normal = 1,
-    Visible = 2,
-}
-
-impl Priority {
-    /// The wire name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Background => "background",
-            Self::Normal => "normal",
-            Self::Visible => "visible",
-        }
-    }
-
-    /// Every rank, lowest first.
-    pub const ALL: [Priority; 3] = [Self::Background, Self::Normal, Self::Visible];
-}
-
-/// How one subscription is delivered. The default is the contract
-/// behaviour: every change, as soon as the socket takes it, full quotes.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Delivery {
-    /// Rate cap: at most one update of the symbol per interval; the latest
-    /// value is what goes out at each slot.
-    pub min_interval: Option<Duration>,
-    /// Updates carry only the fields that changed since the quote this
-    /// client last received (plus `symbol`, `seq`, `ts`).
-    pub delta: bool,
-    /// Updates carry `conflated` (ticks skipped for this client since its
-    /// previous update of the symbol) and `received_ts` (gateway receive
-    /// time, µs).
-    pub meta: bool,
-    /// Every trade of the symbol is delivered, in order, in `trades` frames.
-    pub trades: bool,
-    /// Rank for the slow-consumer ladder: `None` keeps the rank of a held
-    /// symbol (`Normal` for a new one); giving one opts the connection into
-    /// step 2 of the ladder.
-    pub priority: Option<Priority>,
-}
-
-impl Delivery {
-    /// Whether quotes must be encoded for this connection alone.
-    fn personal(&self) -> bool {
-        self.delta || self.meta
-    }
 }
 
 /// What a writer takes out of the outbox in one go.
@@ -188,21 +136,6 @@ pub struct TradePush {
     pub dropped: bool,
 }
 
-/// The slow-consumer ladder's hold on this connection: symbols ranked below
-/// `level` go out at most once per `interval`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Slowdown {
-    /// 0 = full rate; 1 slows `Background`, 2 also `Normal`, 3 everything.
-    level: u8,
-    interval: Duration,
-}
-
-/// Where a subscription lives in its connection's outbox. Subscriber sets
-/// keep it beside the mailbox, so marking a symbol dirty indexes straight
-/// into the outbox instead of hashing the symbol (the fan-out's hottest
-/// step).
-pub type SubIndex = u32;
-
 /// The pending state of one connection. See the module docs.
 pub struct Outbox {
     /// Subscriptions in a slab: a removed one leaves a hole for the next.
@@ -220,11 +153,9 @@ pub struct Outbox {
     /// At most [`MAX_CONTROL_FRAMES`] frames in normal operation (the reader
     /// waits when full).
     control: VecDeque<String>,
-    /// Trades waiting, oldest first, each encoded once for every connection.
-    trades: VecDeque<(SubIndex, Arc<str>)>,
-    trade_capacity: usize,
-    /// Trades dropped from the front of `trades` since the last drain.
-    lost: BTreeMap<Symbol, u64>,
+    /// Trades waiting, oldest first, each encoded once for every
+    /// connection; at most `connection.trade_buffer`.
+    trades: TradeQueue,
     slowdown: Slowdown,
     /// The client ranked its symbols (a `priority` request or option): it
     /// takes part in step 2 of the ladder. Others keep the contract
@@ -250,9 +181,7 @@ impl Outbox {
             dirty: Vec::new(),
             waiting: Vec::new(),
             control: VecDeque::new(),
-            trades: VecDeque::new(),
-            trade_capacity: trade_capacity.max(1),
-            lost: BTreeMap::new(),
+            trades: TradeQueue::new(trade_capacity),
             slowdown: Slowdown::default(),
             ranked: false,
             epoch: 0,
@@ -317,15 +246,13 @@ impl Outbox {
             Some(Some(sub)) if sub.delivery.trades && sub.slot.id == id => sub.trades_queued += 1,
             _ => return TradePush::default(),
         }
-        if self.trades.len() >= self.trade_capacity
-            && let Some((oldest, _)) = self.trades.pop_front()
+        if let Some(oldest) = self.trades.push(index, trade)
             && let Some(Some(sub)) = self.subs.get_mut(oldest as usize)
         {
             sub.trades_queued -= 1;
-            *self.lost.entry(sub.slot.symbol).or_default() += 1;
+            self.trades.record_lost(sub.slot.symbol);
             push.dropped = true;
         }
-        self.trades.push_back((index, Arc::clone(trade)));
         push
     }
 
@@ -362,7 +289,7 @@ impl Outbox {
             }
             self.ranked |= delivery.priority.is_some();
             if dropped_trades {
-                self.trades.retain(|(t, _)| *t != index);
+                self.trades.remove(index);
             }
             return None;
         }
@@ -426,12 +353,12 @@ impl Outbox {
             self.waiting.retain(|&d| d != index);
         }
         if sub.trades_queued > 0 {
-            self.trades.retain(|(t, _)| *t != index);
+            self.trades.remove(index);
         }
         if sub.delivery.trades {
             sub.slot.trade_interest(false);
         }
-        self.lost.remove(&sub.slot.symbol);
+        self.trades.forget_lost(&sub.slot.symbol);
         Some(sub.slot)
     }
 
@@ -440,7 +367,6 @@ impl Outbox {
         self.dirty.clear();
         self.waiting.clear();
         self.trades.clear();
-        self.lost.clear();
         self.by_id.clear();
         self.free.clear();
         self.subs
@@ -568,10 +494,7 @@ impl Outbox {
     }
 
     fn is_empty(&self) -> bool {
-        self.dirty.is_empty()
-            && self.control.is_empty()
-            && self.trades.is_empty()
-            && self.lost.is_empty()
+        self.dirty.is_empty() && self.control.is_empty() && self.trades.is_empty()
     }
 
     /// Takes everything owed: queued replies first, then one `update` frame
@@ -587,18 +510,13 @@ impl Outbox {
             control: self.control.drain(..).collect(),
             ..Drain::default()
         };
-        if self.dirty.is_empty()
-            && self.waiting.is_empty()
-            && self.trades.is_empty()
-            && self.lost.is_empty()
-        {
+        if self.dirty.is_empty() && self.waiting.is_empty() && self.trades.is_empty() {
             return drain;
         }
         self.epoch += 1;
         let epoch = self.epoch;
         let slowdown = self.slowdown;
-        let mut frame = String::with_capacity(32 + self.dirty.len() * 192);
-        frame.push_str(r#"{"type":"update","quotes":["#);
+        let mut frame = UpdateFrame::with_capacity(self.dirty.len());
         // Reuse the dirty list's allocation; held-back symbols go back to
         // `waiting`.
         let mut candidates = std::mem::take(&mut self.dirty);
@@ -608,7 +526,10 @@ impl Outbox {
                 continue;
             };
             if sub.trades_queued == 0
-                && let (Some(interval), Some(at)) = (interval_of(sub, slowdown), sub.last_sent_at)
+                && let (Some(interval), Some(at)) = (
+                    interval_of(&sub.delivery, sub.priority, slowdown),
+                    sub.last_sent_at,
+                )
                 && now < at + interval
             {
                 let due = at + interval;
@@ -623,65 +544,39 @@ impl Outbox {
         self.dirty = candidates;
         // Symbols with a trade waiting whose newest quote is not marked dirty
         // yet (the ingest task marks after its whole batch): flush it too.
-        for (index, _) in &self.trades {
-            if let Some(Some(sub)) = self.subs.get_mut(*index as usize)
+        for index in self.trades.indices() {
+            if let Some(Some(sub)) = self.subs.get_mut(index as usize)
                 && sub.seen_in != epoch
             {
                 sub.seen_in = epoch;
                 emit(&mut frame, &mut drain, sub, now);
             }
         }
-        frame.push_str("]}");
-        if drain.quotes > 0 {
-            drain.update = Some(frame);
+        drain.quotes = frame.quotes();
+        drain.update = frame.finish();
+        if let Some(lost) = self.trades.take_lost() {
+            let (count, frame) = encode::trades_lost(lost);
+            drain.lost_count = count;
+            drain.trades_lost = Some(frame);
         }
-        if !self.lost.is_empty() {
-            let lost = std::mem::take(&mut self.lost);
-            drain.lost_count = lost.values().sum();
-            let symbols: serde_json::Map<String, Value> = lost
-                .into_iter()
-                .map(|(symbol, n)| (symbol.to_string(), Value::from(n)))
-                .collect();
-            drain.trades_lost = Some(
-                serde_json::json!({
-                    "type": "trades_lost",
-                    "lost": drain.lost_count,
-                    "symbols": symbols,
-                })
-                .to_string(),
-            );
-        }
-        if !self.trades.is_empty() {
-            let mut frame = String::with_capacity(32 + self.trades.len() * 112);
-            frame.push_str(r#"{"type":"trades","trades":["#);
-            for (i, (index, trade)) in self.trades.drain(..).enumerate() {
-                if i > 0 {
-                    frame.push(',');
-                }
-                frame.push_str(&trade);
-                if let Some(Some(sub)) = self.subs.get_mut(index as usize) {
+        let trades = self.trades.take();
+        if !trades.is_empty() {
+            for (index, _) in &trades {
+                if let Some(Some(sub)) = self.subs.get_mut(*index as usize) {
                     sub.trades_queued -= 1;
                 }
-                drain.trade_count += 1;
             }
-            frame.push_str("]}");
-            drain.trades = Some(frame);
+            drain.trade_count = trades.len() as u64;
+            drain.trades = Some(encode::trades(trades.iter().map(|(_, t)| &**t)));
         }
         drain
     }
 }
 
-/// The interval a symbol may not be sent more often than: its rate cap, or
-/// the ladder's when that is longer and the symbol ranks below its level.
-fn interval_of(sub: &Subscription, slowdown: Slowdown) -> Option<Duration> {
-    let ladder = (sub.priority as u8) < slowdown.level;
-    let slowed = ladder.then_some(slowdown.interval);
-    sub.delivery.min_interval.max(slowed)
-}
-
 /// Appends the latest quote of `sub` to the update frame if it is newer
-/// than what the client holds.
-fn emit(frame: &mut String, drain: &mut Drain, sub: &mut Subscription, now: Instant) {
+/// than what the client holds: the shared encoding, or one for this
+/// connection alone in delta and meta modes.
+fn emit(frame: &mut UpdateFrame, drain: &mut Drain, sub: &mut Subscription, now: Instant) {
     let Some(snapshot) = sub.slot.latest() else {
         return;
     };
@@ -693,251 +588,26 @@ fn emit(frame: &mut String, drain: &mut Drain, sub: &mut Subscription, now: Inst
     drain.conflated += conflated;
     sub.last_seq = seq;
     sub.last_sent_at = Some(now);
-    if drain.quotes > 0 {
-        frame.push(',');
-    }
     if sub.delivery.personal() {
-        encode_personal(frame, &snapshot, sub, conflated);
+        let previous = sub.last_sent.as_deref().filter(|_| sub.delivery.delta);
+        let body = encode::personal_quote(&snapshot, previous);
+        if sub.delivery.delta {
+            sub.last_sent = Some(Arc::clone(&snapshot));
+        }
+        if sub.delivery.meta {
+            frame.push_with_meta(&body, conflated, snapshot.received_micros);
+        } else {
+            frame.push(&body);
+        }
     } else {
-        frame.push_str(&snapshot.json);
+        frame.push(&snapshot.json);
     }
-    drain.quotes += 1;
     let received = snapshot.received_micros;
     drain.oldest_received_micros = Some(
         drain
             .oldest_received_micros
             .map_or(received, |o| o.min(received)),
     );
-}
-
-/// Appends a quote encoded for one connection: only changed fields in delta
-/// mode, plus freshness fields in meta mode.
-fn encode_personal(
-    frame: &mut String,
-    snapshot: &Arc<Snapshot>,
-    sub: &mut Subscription,
-    conflated: u64,
-) {
-    let body = match sub.last_sent.as_ref().filter(|_| sub.delivery.delta) {
-        Some(previous) => delta_json(&previous.quote, &snapshot.quote),
-        None => snapshot.json.clone(),
-    };
-    if sub.delivery.delta {
-        sub.last_sent = Some(Arc::clone(snapshot));
-    }
-    if sub.delivery.meta {
-        // `body` is a JSON object: splice the extra fields before its `}`.
-        frame.push_str(&body[..body.len() - 1]);
-        frame.push_str(&format!(
-            r#","conflated":{conflated},"received_ts":{}}}"#,
-            snapshot.received_micros
-        ));
-    } else {
-        frame.push_str(&body);
-    }
-}
-
-/// `current` as a Quote object holding `symbol`, `seq`, `ts` and only the
-/// fields whose value differs from `previous` (a field that became unknown
-/// is sent as `null`).
-pub fn delta_json(previous: &Quote, current: &Quote) -> String {
-    let (Ok(Value::Object(before)), Ok(Value::Object(mut after))) = (
-        serde_json::to_value(previous),
-        serde_json::to_value(current),
-    ) else {
-        return String::new();
-    };
-    for (key, old) in &before {
-        match after.get(key) {
-            Some(new) if new == old && !matches!(key.as_str(), "symbol" | "seq" | "ts") => {
-                after.remove(key);
-            }
-            None => {
-                after.insert(key.clone(), Value::Null);
-            }
-            _ => {}
-        }
-    }
-    Value::Object(after).to_string()
-}
-
-/// An [`Outbox`] shared between the ingest task and a connection, with the
-/// wake-ups both sides need.
-pub struct Mailbox {
-    pub id: ConnId,
-    outbox: Mutex<Outbox>,
-    /// Wakes the writer: something was queued into an empty outbox.
-    pub wake: Notify,
-    /// Wakes the reader: the writer took the queued control frames.
-    pub drained: Notify,
-    /// What the connection is doing, for metrics and introspection.
-    pub stats: ConnStats,
-    /// Set when the gateway asks this connection to close (rebalancing, an
-    /// operator via the admin API); the reason decides the close frame.
-    kick: std::sync::OnceLock<Kick>,
-    kicked: Notify,
-}
-
-/// Why the gateway itself asks a connection to close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kick {
-    /// Shed to rebalance load after scale-out (close 1013, try again later).
-    Rebalance,
-    /// Closed by an operator through the admin API (close 1008).
-    Operator,
-}
-
-/// Counters a connection updates as it works; read by `/metrics` and the
-/// admin introspection endpoints. Relaxed atomics: figures, not fences.
-#[derive(Debug)]
-pub struct ConnStats {
-    pub opened: std::time::Instant,
-    /// Milliseconds after `opened` when the write in progress started, plus
-    /// one; 0 when the writer is idle.
-    writing_since: AtomicU64,
-    /// Bytes of the batch being written (0 when idle).
-    inflight_bytes: AtomicU64,
-    /// Quotes delivered in updates.
-    pub updates_sent: AtomicU64,
-    /// Ticks this client never saw because newer values replaced them.
-    pub conflated: AtomicU64,
-    /// Trades delivered, and trades lost to a full trade buffer.
-    pub trades_sent: AtomicU64,
-    pub trades_lost: AtomicU64,
-    /// Slow-consumer ladder: 0 = full rate, 1 to 3 = priority classes
-    /// slowed (see [`Outbox::slow_down`]).
-    pub ladder_level: AtomicU8,
-}
-
-impl ConnStats {
-    fn new() -> Self {
-        Self {
-            opened: std::time::Instant::now(),
-            writing_since: AtomicU64::new(0),
-            inflight_bytes: AtomicU64::new(0),
-            updates_sent: AtomicU64::new(0),
-            conflated: AtomicU64::new(0),
-            trades_sent: AtomicU64::new(0),
-            trades_lost: AtomicU64::new(0),
-            ladder_level: AtomicU8::new(0),
-        }
-    }
-
-    /// A write of `bytes` starts.
-    pub fn write_started(&self, bytes: usize) {
-        let since = self.opened.elapsed().as_millis() as u64 + 1;
-        self.writing_since.store(since, Ordering::Relaxed);
-        self.inflight_bytes.store(bytes as u64, Ordering::Relaxed);
-    }
-
-    /// The write finished (the socket took everything).
-    pub fn write_finished(&self) {
-        self.writing_since.store(0, Ordering::Relaxed);
-        self.inflight_bytes.store(0, Ordering::Relaxed);
-    }
-
-    /// How long the current write has been blocked, if one is in progress.
-    pub fn blocked_for(&self) -> Option<std::time::Duration> {
-        let since = self.writing_since.load(Ordering::Relaxed);
-        (since > 0).then(|| {
-            self.opened
-                .elapsed()
-                .saturating_sub(std::time::Duration::from_millis(since - 1))
-        })
-    }
-
-    /// Bytes queued for this client's socket right now.
-    pub fn inflight_bytes(&self) -> u64 {
-        self.inflight_bytes.load(Ordering::Relaxed)
-    }
-}
-
-impl Mailbox {
-    /// An empty mailbox for connection `id` holding at most `trade_buffer`
-    /// waiting trades.
-    pub fn new(id: ConnId, trade_buffer: usize) -> Self {
-        Self {
-            id,
-            outbox: Mutex::new(Outbox::new(trade_buffer)),
-            wake: Notify::new(),
-            drained: Notify::new(),
-            stats: ConnStats::new(),
-            kick: std::sync::OnceLock::new(),
-            kicked: Notify::new(),
-        }
-    }
-
-    /// Asks the connection to close; the first reason given wins.
-    pub fn kick(&self, why: Kick) {
-        if self.kick.set(why).is_ok() {
-            self.kicked.notify_one();
-        }
-    }
-
-    /// Resolves when the gateway asked this connection to close.
-    pub async fn kicked(&self) -> Kick {
-        loop {
-            if let Some(why) = self.kick.get() {
-                return *why;
-            }
-            self.kicked.notified().await;
-        }
-    }
-
-    /// Locks the outbox. Never hold the guard across an await.
-    pub fn lock(&self) -> MutexGuard<'_, Outbox> {
-        // A panic while holding this lock leaves plain data behind; keep going.
-        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Marks the subscription at `index` (symbol `id`) dirty and wakes the
-    /// writer if needed: the fan-out's path, without hashing the symbol.
-    pub fn mark_dirty_at(&self, index: SubIndex, id: SymbolId) {
-        let wake = self.lock().mark_dirty_at(index, id);
-        if wake {
-            self.wake.notify_one();
-        }
-    }
-
-    /// Queues a trade of `id` if this connection wants it, waking the writer
-    /// if needed.
-    /// A dropped trade is counted at once (`trades_lost` here and in
-    /// metrics), so a client that stopped reading shows its losses before
-    /// the announcement can reach it.
-    pub fn push_trade(&self, index: SubIndex, id: SymbolId, trade: &Arc<str>) {
-        let push = self.lock().push_trade(index, id, trade);
-        if push.dropped {
-            self.stats.trades_lost.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(crate::metrics::TRADES_LOST).increment(1);
-        }
-        if push.wake {
-            self.wake.notify_one();
-        }
-    }
-
-    /// Queues replies (in order) and wakes the writer if needed.
-    pub fn push_control(&self, frames: impl IntoIterator<Item = String>) {
-        let mut wake = false;
-        {
-            let mut outbox = self.lock();
-            for frame in frames {
-                wake |= outbox.push_control(frame);
-            }
-        }
-        if wake {
-            self.wake.notify_one();
-        }
-    }
-
-    /// Takes everything owed (see [`Outbox::drain`]) and lets a waiting reader
-    /// go on.
-    pub fn drain(&self, now: Instant) -> Drain {
-        let drain = self.lock().drain(now);
-        if !drain.control.is_empty() {
-            self.drained.notify_one();
-        }
-        drain
-    }
 }
 
 #[cfg(test)]
@@ -948,7 +618,8 @@ mod tests {
     use tickgate_feeds::{Symbol, Tick};
 
     use super::*;
-    use crate::store::SnapshotStore;
+    use crate::fanout::delivery::{Delivery, Priority};
+    use crate::fanout::store::SnapshotStore;
 
     fn tick(symbol: Symbol, price: f64) -> Tick {
         Tick {

@@ -5,7 +5,7 @@
 //! subscribing to it) has one [`Slot`] with a stable [`SymbolId`]. A slot holds
 //! the latest [`Snapshot`] behind an `ArcSwapOption`, so a writer reads it
 //! without a lock while the ingest task swaps in the next one, and the set of
-//! connections interested in the symbol (see [`crate::subscriptions`]).
+//! connections interested in the symbol (see [`super::subscriptions`]).
 //!
 //! The slot table itself is read-mostly: it lives behind one `ArcSwap` and is
 //! copied only when a new symbol appears (bounded by `max_symbols`).
@@ -17,13 +17,16 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use rustc_hash::FxHashMap;
 use tickgate_feeds::{Quote, Symbol, Tick};
 
-use crate::subscriptions::SubscriberSet;
+use super::subscriptions::SubscriberSet;
 
 /// Dense index of a symbol in the store, stable for the life of the process.
 pub type SymbolId = u32;
 
+/// Dense index of a feed, stored on each slot it updates.
+pub type FeedId = u32;
+
 /// `Slot::feed` of a symbol no feed has updated yet.
-pub const NO_FEED: u32 = u32::MAX;
+pub const NO_FEED: FeedId = FeedId::MAX;
 
 /// A symbol's latest quote, with its JSON encoded once and shared by every
 /// connection that sends it.

@@ -1,0 +1,37 @@
+//! The fan-out core: latest quote per symbol, who wants which symbol, and
+//! what each connection still owes its client.
+//!
+//! ```text
+//! ingest ─► apply ─► store (quote + JSON, once per tick)
+//!                 └► subscriptions ─► mailbox/outbox (dirty set, trades) ─► connection writer
+//! ```
+//!
+//! - [`store`]: latest quote per symbol behind arc-swap, encoded once.
+//! - [`subscriptions`]: symbol → interested connections, and the subscribe
+//!   rules that keep "snapshot before update" true.
+//! - [`outbox`]: per-connection conflation, at most one pending entry per
+//!   subscribed symbol; [`delivery`] is its policy (rate caps, delta, meta,
+//!   priority), [`trades`] its bounded trade queue, [`encode`] the data
+//!   frames it writes.
+//! - [`mailbox`]: an outbox shared between the ingest task and one
+//!   connection, with its wake-ups and counters.
+//! - [`apply`]: one feed batch into the store and onto the outboxes.
+//!
+//! Everything here is synchronous: no `async`, no clock reads (time is a
+//! parameter), no metrics calls (functions return counts; callers record
+//! them once per batch), no sockets. See docs/architecture.md.
+
+pub mod apply;
+pub mod delivery;
+pub mod encode;
+pub mod mailbox;
+pub mod outbox;
+pub mod store;
+pub mod subscriptions;
+pub mod trades;
+
+pub use apply::{ApplyReport, Fanout, REJECT_REASONS};
+pub use delivery::{Delivery, Priority};
+pub use mailbox::{ConnStats, Kick, Mailbox};
+pub use outbox::{ConnId, Drain, Outbox, SubIndex};
+pub use store::{FeedId, NO_FEED, Slot, Snapshot, SnapshotStore, StoreFull, SymbolId};
