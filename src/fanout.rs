@@ -23,6 +23,7 @@
 
 pub mod apply;
 pub mod delivery;
+pub mod drain;
 pub mod encode;
 pub mod mailbox;
 pub mod outbox;
@@ -32,6 +33,7 @@ pub mod trades;
 
 pub use apply::{ApplyReport, Fanout, REJECT_REASONS};
 pub use delivery::{Delivery, Priority};
+pub use drain::Drain;
 pub use mailbox::{ConnStats, Kick, Mailbox};
-pub use outbox::{ConnId, Drain, Outbox, SubIndex};
+pub use outbox::{ConnId, Outbox, SubIndex};
 pub use store::{FeedId, NO_FEED, Slot, Snapshot, SnapshotStore, StoreFull, SymbolId};

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::outbox::{ConnId, Drain, Outbox, SubIndex};
+use super::drain::Drain;
+use super::outbox::{ConnId, Outbox, SubIndex};
 use super::store::SymbolId;
 
 /// An [`Outbox`] shared between the ingest task and a connection, with the

@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 use tickgate_feeds::Symbol;
 
-use super::delivery::{Delivery, Priority, Slowdown, interval_of};
-use super::encode::{self, UpdateFrame};
+use super::delivery::{Delivery, Priority, Slowdown};
 use super::store::{Slot, Snapshot, SymbolId};
 pub use super::trades::SubIndex;
 use super::trades::TradeQueue;
@@ -35,85 +34,24 @@ pub const MAX_CONTROL_FRAMES: usize = 32;
 /// (`connection.trade_buffer`).
 pub const DEFAULT_TRADE_BUFFER: usize = 1024;
 
-struct Subscription {
-    slot: Arc<Slot>,
+pub(super) struct Subscription {
+    pub(super) slot: Arc<Slot>,
     /// Highest seq this client has been sent (0 before any data).
-    last_seq: u64,
+    pub(super) last_seq: u64,
     /// Whether `id` is already in `Outbox::dirty`.
-    dirty: bool,
-    delivery: Delivery,
+    pub(super) dirty: bool,
+    pub(super) delivery: Delivery,
     /// When the last update of this symbol went out.
-    last_sent_at: Option<Instant>,
+    pub(super) last_sent_at: Option<Instant>,
     /// The quote this client holds (delta mode only): deltas are computed
     /// against it.
-    last_sent: Option<Arc<Snapshot>>,
+    pub(super) last_sent: Option<Arc<Snapshot>>,
     /// Trades of this symbol waiting in `Outbox::trades`.
-    trades_queued: u32,
+    pub(super) trades_queued: u32,
     /// The drain that last looked at this symbol (see `Outbox::epoch`).
-    seen_in: u64,
+    pub(super) seen_in: u64,
     /// Rank for the slow-consumer ladder.
-    priority: Priority,
-}
-
-/// What a writer takes out of the outbox in one go.
-#[derive(Debug, Default)]
-pub struct Drain {
-    /// Replies to requests, in order; sent before `update`.
-    pub control: Vec<String>,
-    /// One `update` frame holding each changed symbol at most once.
-    pub update: Option<String>,
-    /// `{"type":"trades_lost"}`: trades dropped since the last drain because
-    /// the trade buffer was full; sent after `update`, before `trades`.
-    pub trades_lost: Option<String>,
-    /// One `trades` frame with every waiting trade, oldest first; the latest
-    /// quote of each of their symbols is in `update` (or was sent before).
-    pub trades: Option<String>,
-    /// Quotes in `update`.
-    pub quotes: u64,
-    /// Trades in `trades`.
-    pub trade_count: u64,
-    /// Trades announced as lost in `trades_lost`.
-    pub lost_count: u64,
-    /// Ticks this client will never see because a newer value replaced them
-    /// (sum of seq gaps in `update`).
-    pub conflated: u64,
-    /// Oldest gateway receive time (µs) among the quotes in `update`.
-    pub oldest_received_micros: Option<u64>,
-    /// Earliest time a rate-capped symbol still pending may be sent.
-    pub next_due: Option<Instant>,
-}
-
-impl Drain {
-    /// Nothing to send.
-    pub fn is_empty(&self) -> bool {
-        self.control.is_empty()
-            && self.update.is_none()
-            && self.trades.is_none()
-            && self.trades_lost.is_none()
-    }
-
-    /// The frames in the order they must be written.
-    pub fn into_frames(self) -> impl Iterator<Item = String> {
-        self.control
-            .into_iter()
-            .chain(self.update)
-            .chain(self.trades_lost)
-            .chain(self.trades)
-    }
-
-    /// Number of frames and bytes to write.
-    pub fn size(&self) -> (u64, usize) {
-        let mut frames = self.control.len() as u64;
-        let mut bytes: usize = self.control.iter().map(String::len).sum();
-        for frame in [&self.update, &self.trades_lost, &self.trades]
-            .into_iter()
-            .flatten()
-        {
-            frames += 1;
-            bytes += frame.len();
-        }
-        (frames, bytes)
-    }
+    pub(super) priority: Priority,
 }
 
 /// How a connection's subscriptions are delivered, counted per option.
@@ -139,30 +77,30 @@ pub struct TradePush {
 /// The pending state of one connection. See the module docs.
 pub struct Outbox {
     /// Subscriptions in a slab: a removed one leaves a hole for the next.
-    subs: Vec<Option<Subscription>>,
+    pub(super) subs: Vec<Option<Subscription>>,
     /// Free holes of `subs`.
-    free: Vec<SubIndex>,
+    pub(super) free: Vec<SubIndex>,
     /// Symbol → its index in `subs`.
-    by_id: FxHashMap<SymbolId, SubIndex>,
+    pub(super) by_id: FxHashMap<SymbolId, SubIndex>,
     /// Subscriptions changed since the last drain; at most one entry each.
-    dirty: Vec<SubIndex>,
+    pub(super) dirty: Vec<SubIndex>,
     /// Dirty subscriptions held back by a rate cap or the ladder until their
     /// next slot. Kept apart from `dirty`, so a change of another symbol
     /// still wakes the writer.
-    waiting: Vec<SubIndex>,
+    pub(super) waiting: Vec<SubIndex>,
     /// At most [`MAX_CONTROL_FRAMES`] frames in normal operation (the reader
     /// waits when full).
-    control: VecDeque<String>,
+    pub(super) control: VecDeque<String>,
     /// Trades waiting, oldest first, each encoded once for every
     /// connection; at most `connection.trade_buffer`.
-    trades: TradeQueue,
-    slowdown: Slowdown,
+    pub(super) trades: TradeQueue,
+    pub(super) slowdown: Slowdown,
     /// The client ranked its symbols (a `priority` request or option): it
     /// takes part in step 2 of the ladder. Others keep the contract
     /// behaviour, conflation only.
-    ranked: bool,
+    pub(super) ranked: bool,
     /// Counts drains, so one drain never sends a symbol twice.
-    epoch: u64,
+    pub(super) epoch: u64,
 }
 
 impl Default for Outbox {
@@ -493,121 +431,9 @@ impl Outbox {
         self.control.len()
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.dirty.is_empty() && self.control.is_empty() && self.trades.is_empty()
     }
-
-    /// Takes everything owed: queued replies first, then one `update` frame
-    /// with the latest quote of each dirty symbol whose seq is newer than what
-    /// the client already holds, then the trades.
-    ///
-    /// A rate-capped (or ladder-slowed) symbol whose slot has not come yet
-    /// stays pending, and `next_due` says when to drain again, unless a trade
-    /// of it is waiting: then its latest quote goes first, so a trade never
-    /// arrives after a quote older than itself.
-    pub fn drain(&mut self, now: Instant) -> Drain {
-        let mut drain = Drain {
-            control: self.control.drain(..).collect(),
-            ..Drain::default()
-        };
-        if self.dirty.is_empty() && self.waiting.is_empty() && self.trades.is_empty() {
-            return drain;
-        }
-        self.epoch += 1;
-        let epoch = self.epoch;
-        let slowdown = self.slowdown;
-        let mut frame = UpdateFrame::with_capacity(self.dirty.len());
-        // Reuse the dirty list's allocation; held-back symbols go back to
-        // `waiting`.
-        let mut candidates = std::mem::take(&mut self.dirty);
-        candidates.append(&mut self.waiting);
-        for index in candidates.drain(..) {
-            let Some(Some(sub)) = self.subs.get_mut(index as usize) else {
-                continue;
-            };
-            if sub.trades_queued == 0
-                && let (Some(interval), Some(at)) = (
-                    interval_of(&sub.delivery, sub.priority, slowdown),
-                    sub.last_sent_at,
-                )
-                && now < at + interval
-            {
-                let due = at + interval;
-                drain.next_due = Some(drain.next_due.map_or(due, |d| d.min(due)));
-                self.waiting.push(index);
-                continue;
-            }
-            sub.dirty = false;
-            sub.seen_in = epoch;
-            emit(&mut frame, &mut drain, sub, now);
-        }
-        self.dirty = candidates;
-        // Symbols with a trade waiting whose newest quote is not marked dirty
-        // yet (the ingest task marks after its whole batch): flush it too.
-        for index in self.trades.indices() {
-            if let Some(Some(sub)) = self.subs.get_mut(index as usize)
-                && sub.seen_in != epoch
-            {
-                sub.seen_in = epoch;
-                emit(&mut frame, &mut drain, sub, now);
-            }
-        }
-        drain.quotes = frame.quotes();
-        drain.update = frame.finish();
-        if let Some(lost) = self.trades.take_lost() {
-            let (count, frame) = encode::trades_lost(lost);
-            drain.lost_count = count;
-            drain.trades_lost = Some(frame);
-        }
-        let trades = self.trades.take();
-        if !trades.is_empty() {
-            for (index, _) in &trades {
-                if let Some(Some(sub)) = self.subs.get_mut(*index as usize) {
-                    sub.trades_queued -= 1;
-                }
-            }
-            drain.trade_count = trades.len() as u64;
-            drain.trades = Some(encode::trades(trades.iter().map(|(_, t)| &**t)));
-        }
-        drain
-    }
-}
-
-/// Appends the latest quote of `sub` to the update frame if it is newer
-/// than what the client holds: the shared encoding, or one for this
-/// connection alone in delta and meta modes.
-fn emit(frame: &mut UpdateFrame, drain: &mut Drain, sub: &mut Subscription, now: Instant) {
-    let Some(snapshot) = sub.slot.latest() else {
-        return;
-    };
-    let seq = snapshot.quote.seq;
-    if seq <= sub.last_seq {
-        return;
-    }
-    let conflated = seq - sub.last_seq - 1;
-    drain.conflated += conflated;
-    sub.last_seq = seq;
-    sub.last_sent_at = Some(now);
-    if sub.delivery.personal() {
-        let previous = sub.last_sent.as_deref().filter(|_| sub.delivery.delta);
-        let body = encode::personal_quote(&snapshot, previous);
-        if sub.delivery.delta {
-            sub.last_sent = Some(Arc::clone(&snapshot));
-        }
-        if sub.delivery.meta {
-            frame.push_with_meta(&body, conflated, snapshot.received_micros);
-        } else {
-            frame.push(&body);
-        }
-    } else {
-        frame.push(&snapshot.json);
-    }
-    let received = snapshot.received_micros;
-    drain.oldest_received_micros = Some(
-        drain
-            .oldest_received_micros
-            .map_or(received, |o| o.min(received)),
-    );
 }
 
 #[cfg(test)]
