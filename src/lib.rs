@@ -43,6 +43,7 @@ pub mod loadtest;
 pub mod metrics;
 pub mod protocol;
 pub mod publish;
+pub mod registry;
 mod reload;
 pub mod server;
 pub mod shutdown;
