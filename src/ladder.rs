@@ -12,12 +12,20 @@
 //! "Behind" starts with a write the socket has not taken within
 //! `blocked_write` and lasts until `recover_after` passes without another.
 //! A further class is slowed only while writes still block, so the backlog
-//! queued before a slow-down gets the chance to drain first. This type only
-//! keeps time; the writer applies what it decides.
+//! queued before a slow-down gets the chance to drain first. [`Ladder`]
+//! only keeps time; [`climb`] applies its decision to the connection's
+//! mailbox; the writer calls it with the time and performs the close.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use tracing::debug;
+
 use crate::config::SlowConsumerConfig;
+use crate::metrics as m;
+use crate::outbox::Mailbox;
+use crate::protocol;
+use crate::session::CloseReason;
 
 /// What the writer must do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +139,62 @@ impl Ladder {
         match (slow, close) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Takes the ladder's next step at `now`: slows the next priority class to
+/// `reduced_rate_hz`, restores full rate, or says the connection must close.
+/// `writing_since` is the start of a write still in progress. Notices are
+/// queued as control frames, which go out before any data.
+pub fn climb(
+    ladder: &mut Ladder,
+    now: Instant,
+    writing_since: Option<Instant>,
+    mailbox: &Mailbox,
+    reduced_rate_hz: f64,
+) -> Option<CloseReason> {
+    let behind_ms = ladder.behind_for(now).as_millis() as u64;
+    match ladder.poll(now, writing_since) {
+        Step::Stay => None,
+        Step::SlowDown => {
+            let slowed = {
+                let mut outbox = mailbox.lock();
+                let slowed = outbox.slow_down(Duration::from_secs_f64(1.0 / reduced_rate_hz));
+                mailbox
+                    .stats
+                    .ladder_level
+                    .store(outbox.slowdown_level(), Ordering::Relaxed);
+                slowed
+            };
+            if let Some((class, symbols)) = slowed {
+                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "slowed").increment(1);
+                debug!(
+                    conn_id = mailbox.id,
+                    class = class.as_str(),
+                    "slow consumer slowed"
+                );
+                mailbox.push_control([protocol::slowed(
+                    class,
+                    reduced_rate_hz,
+                    &symbols,
+                    behind_ms,
+                )]);
+            }
+            None
+        }
+        Step::Restore => {
+            let was_slowed = mailbox.lock().restore();
+            mailbox.stats.ladder_level.store(0, Ordering::Relaxed);
+            if was_slowed {
+                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "restored").increment(1);
+                mailbox.push_control([protocol::restored(behind_ms)]);
+            }
+            None
+        }
+        Step::Close => {
+            metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "closed").increment(1);
+            Some(CloseReason::SlowConsumer)
         }
     }
 }
