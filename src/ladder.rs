@@ -289,4 +289,75 @@ mod tests {
         assert!(ladder.is_behind());
         assert_eq!(ladder.next_deadline(t0), None);
     }
+    /// A mailbox holding `BG` (background) and `VIS` (visible).
+    fn ranked_mailbox(store: &crate::store::SnapshotStore) -> std::sync::Arc<Mailbox> {
+        use crate::outbox::{Delivery, Priority};
+        let mailbox = std::sync::Arc::new(Mailbox::new(1, 16));
+        for (symbol, priority) in [("BG", Priority::Background), ("VIS", Priority::Visible)] {
+            let delivery = Delivery {
+                priority: Some(priority),
+                ..Delivery::default()
+            };
+            let symbol = tickgate_feeds::Symbol::parse(symbol).expect("symbol");
+            crate::subscriptions::subscribe(
+                store,
+                &mailbox,
+                &[symbol],
+                10,
+                delivery,
+                &Default::default(),
+                |_| Vec::new(),
+            );
+        }
+        mailbox
+    }
+
+    fn notices(mailbox: &Mailbox, now: Instant) -> Vec<serde_json::Value> {
+        mailbox
+            .drain(now)
+            .control
+            .iter()
+            .map(|frame| serde_json::from_str(frame).expect("json"))
+            .collect()
+    }
+
+    #[test]
+    fn climb_tells_the_client_what_it_slowed_restores_and_finally_closes() {
+        let store = crate::store::SnapshotStore::new(10);
+        let mailbox = ranked_mailbox(&store);
+        let mut ladder = Ladder::new(&config());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+
+        // A write blocked past notice_after: background symbols slow first.
+        assert_eq!(
+            climb(&mut ladder, t0 + ms(1_000), Some(t0), &mailbox, 2.0),
+            None
+        );
+        let sent = notices(&mailbox, t0);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0]["type"], "slow");
+        assert_eq!(sent[0]["state"], "slowed");
+        assert_eq!(sent[0]["priority"], "background");
+        assert_eq!(sent[0]["symbols"], serde_json::json!(["BG"]));
+        assert_eq!(sent[0]["rate_hz"], 2.0);
+        assert_eq!(mailbox.stats.ladder_level.load(Ordering::Relaxed), 1);
+
+        // The write goes through; no blocked write for recover_after.
+        ladder.observe_write(t0, t0 + ms(1_500));
+        assert_eq!(
+            climb(&mut ladder, t0 + ms(3_500), None, &mailbox, 2.0),
+            None
+        );
+        let sent = notices(&mailbox, t0);
+        assert_eq!(sent[0]["state"], "restored");
+        assert_eq!(mailbox.stats.ladder_level.load(Ordering::Relaxed), 0);
+
+        // A write stuck for close_after ends the connection.
+        let t1 = t0 + ms(10_000);
+        assert_eq!(
+            climb(&mut ladder, t1 + ms(5_000), Some(t1), &mailbox, 2.0),
+            Some(CloseReason::SlowConsumer)
+        );
+    }
 }
