@@ -1,17 +1,19 @@
-//! One client WebSocket connection: a reader that answers requests and a
-//! writer that drains the connection's [`Mailbox`], run side by side in one
-//! task.
+//! One client WebSocket connection: the driver around a [`Session`]. A
+//! reader hands each received frame to the session and performs what it
+//! decides; a writer drains the connection's [`Mailbox`]; both run side by
+//! side in one task.
 //!
-//! The reader parses requests, updates subscriptions and queues replies; it
-//! never writes to the socket itself. The writer wakes when the mailbox goes
-//! from empty to non-empty, takes everything owed in one go and writes it
-//! with a single flush, so a busy connection gets one write per wake-up and a
-//! slow one simply finds more symbols dirty (never more than one entry each)
-//! the next time its socket drains. Keep-alive (WebSocket pings, JSON
-//! heartbeats) and the idle timeout live in the writer.
+//! The reader never writes to the socket itself: the session queues its
+//! replies in the mailbox. The writer wakes when the mailbox goes from empty
+//! to non-empty, takes everything owed in one go and writes it with a single
+//! flush, so a busy connection gets one write per wake-up and a slow one
+//! simply finds more symbols dirty (never more than one entry each) the next
+//! time its socket drains. Keep-alive (WebSocket pings, JSON heartbeats),
+//! the idle timeout, the slow-consumer ladder's clock and the closing
+//! handshake live here.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -26,99 +28,17 @@ use tracing::debug;
 
 use crate::auth::Grant;
 use crate::fanout::outbox::MAX_CONTROL_FRAMES;
-use crate::fanout::subscriptions;
-use crate::fanout::{Delivery, Kick, Mailbox};
-use crate::ladder::{Ladder, Step};
-use crate::limits::{RateVerdict, RequestRate};
+use crate::fanout::{Kick, Mailbox};
+use crate::ladder::{Ladder, climb};
 use crate::metrics as m;
-use crate::protocol::{self, ErrorCode, Request, RequestId, SubscribeOptions};
+use crate::protocol;
+use crate::session::{CloseReason, Inbound, Outcome, Session, SessionLimits};
 use crate::state::AppState;
-use rustc_hash::FxHashMap;
-use tickgate_feeds::Symbol;
 
 /// Longest wait for the client's side of the closing handshake.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
 /// The same for a slow consumer, whose close frame waits behind its backlog.
 const SLOW_CLOSE_HANDSHAKE: Duration = Duration::from_secs(5);
-
-/// Why a connection ended; decides the close frame and the metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client sent a close frame or the TCP stream ended.
-    ClientClosed,
-    /// The gateway is shutting down (close 1001).
-    Shutdown,
-    /// Nothing received for longer than the idle timeout (close 1000).
-    IdleTimeout,
-    /// A frame or message above the size limit (close 1009).
-    TooBig,
-    /// A WebSocket protocol violation, such as an unmasked client frame (1002).
-    ProtocolError,
-    /// Writing to the socket failed: the peer is gone.
-    WriteFailed,
-    /// No valid first `auth` message, or a request before it (close 1008).
-    Unauthorized,
-    /// The token expired and was not refreshed in time (close 1008).
-    TokenExpired,
-    /// Kept sending faster than the request rate (close 1008).
-    RateLimited,
-    /// Shed to rebalance connections across instances (close 1013).
-    Rebalance,
-    /// Closed by an operator through the admin API (close 1008).
-    Operator,
-    /// Stopped reading for longer than `slow_consumer.close_after_ms`
-    /// (close 4008).
-    SlowConsumer,
-}
-
-/// Close code of a slow consumer (step 3 of the ladder).
-pub const SLOW_CONSUMER_CLOSE: u16 = 4008;
-
-impl CloseReason {
-    /// Metric label.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::ClientClosed => "client_closed",
-            Self::Shutdown => "shutdown",
-            Self::IdleTimeout => "idle_timeout",
-            Self::TooBig => "message_too_big",
-            Self::ProtocolError => "protocol_error",
-            Self::WriteFailed => "write_failed",
-            Self::Unauthorized => "unauthorized",
-            Self::TokenExpired => "token_expired",
-            Self::RateLimited => "rate_limited",
-            Self::Rebalance => "rebalance",
-            Self::Operator => "operator",
-            Self::SlowConsumer => "slow_consumer",
-        }
-    }
-
-    fn close_frame(&self) -> Option<CloseFrame> {
-        let (code, reason) = match self {
-            Self::ClientClosed | Self::WriteFailed => return None,
-            Self::Shutdown => (CloseCode::Away, "server shutting down"),
-            Self::IdleTimeout => (CloseCode::Normal, "idle timeout"),
-            Self::TooBig => (CloseCode::Size, "message too big"),
-            Self::ProtocolError => (CloseCode::Protocol, "protocol error"),
-            Self::Unauthorized => (CloseCode::Policy, "unauthorized"),
-            Self::TokenExpired => (CloseCode::Policy, "token expired"),
-            Self::RateLimited => (CloseCode::Policy, "rate limit exceeded"),
-            Self::Rebalance => (
-                CloseCode::Again,
-                "rebalancing: reconnect, another instance has room",
-            ),
-            Self::Operator => (CloseCode::Policy, "closed by the operator"),
-            Self::SlowConsumer => (
-                CloseCode::from(SLOW_CONSUMER_CLOSE),
-                "slow consumer: stopped reading for longer than the gateway allows",
-            ),
-        };
-        Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })
-    }
-}
 
 /// Serves one upgraded WebSocket until it closes or the gateway shuts down.
 ///
@@ -146,16 +66,17 @@ pub async fn serve<S>(
     let (mut sink, mut stream) = ws.split();
     let started = Instant::now();
     let last_seen_ms = AtomicU64::new(0);
-    let mut session = Session::new(grant, &state);
+    let mut session = Session::new(
+        &state.store,
+        &state.feeds,
+        state.authenticator.as_ref(),
+        Arc::clone(&mailbox),
+        SessionLimits::from_config(&state.config),
+        grant,
+        started.into_std(),
+    );
     let reason = {
-        let reader = read_loop(
-            &mut stream,
-            &mailbox,
-            &state,
-            started,
-            &last_seen_ms,
-            &mut session,
-        );
+        let reader = read_loop(&mut stream, &mailbox, started, &last_seen_ms, &mut session);
         let writer = write_loop(&mut sink, &mailbox, &state, started, &last_seen_ms);
         tokio::select! {
             reason = reader => reason,
@@ -169,21 +90,14 @@ pub async fn serve<S>(
         }
     };
 
-    let dropped = subscriptions::unsubscribe_all(&mailbox);
-    metrics::gauge!(m::SUBSCRIPTIONS).decrement(dropped as f64);
-    if let Some(frame) = reason.close_frame() {
+    session.end();
+    if let Some((code, why)) = reason.close_frame() {
         // Closing handshake, bounded: send our close, then read until the
         // peer's close or EOF. Dropping the socket with unread input would
         // make the kernel send a reset, which can destroy the close frame
         // before the client reads it. A policy close says why first.
         // Replies already queued still go out.
-        let last_words = session
-            .last_words
-            .lock()
-            .map(|mut w| w.take())
-            .ok()
-            .flatten();
-        let owed = match (last_words, reason) {
+        let owed = match (session.take_last_words(), reason) {
             (Some(words), _) => {
                 let mut owed = mailbox.drain(Instant::now().into_std()).control;
                 owed.push(words);
@@ -199,6 +113,10 @@ pub async fn serve<S>(
             SLOW_CLOSE_HANDSHAKE
         } else {
             CLOSE_HANDSHAKE
+        };
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: why.into(),
         };
         let _ = tokio::time::timeout(handshake, async {
             for frame in owed {
@@ -237,63 +155,15 @@ async fn drained(state: &AppState) {
     tokio::time::sleep(state.drain_delay()).await;
 }
 
-/// What this connection may do and how fast: its grant (`None` until a
-/// first `auth` message when the upgrade carried no token), the moment it
-/// must end (first-message timeout or token expiry) and its request rate.
-struct Session {
-    grant: Option<Grant>,
-    deadline: Option<Instant>,
-    rate: RequestRate,
-    /// An error frame sent just before a policy close (1008).
-    last_words: Mutex<Option<String>>,
-}
-
-impl Session {
-    fn new(grant: Option<Grant>, state: &AppState) -> Self {
-        let limits = &state.config.limits;
-        let deadline = match &grant {
-            Some(grant) => grant.remaining().map(|left| Instant::now() + left),
-            None => Some(
-                Instant::now() + Duration::from_millis(state.config.auth.first_message_timeout_ms),
-            ),
-        };
-        Self {
-            grant,
-            deadline,
-            rate: RequestRate::new(
-                limits.max_requests_per_second,
-                limits.request_burst,
-                limits.max_rate_limited,
-                Instant::now().into_std(),
-            ),
-            last_words: Mutex::new(None),
-        }
-    }
-
-    /// Ends the connection with `reason`, sending `code`/`message` first.
-    fn close(&self, reason: CloseReason, code: ErrorCode, message: &str) -> CloseReason {
-        if let Ok(mut words) = self.last_words.lock() {
-            *words = Some(protocol::error(None, code, message, &[]));
-        }
-        reason
-    }
-
-    /// Adopts a newly verified grant; returns the `authenticated` reply.
-    fn adopt(&mut self, grant: Grant, id: Option<&RequestId>) -> String {
-        self.deadline = grant.remaining().map(|left| Instant::now() + left);
-        let reply = protocol::authenticated(id, grant.subject.as_deref(), grant.expires_at);
-        self.grant = Some(grant);
-        reply
-    }
-}
-
+/// Reads frames and hands each to the session, with the time it arrived,
+/// until the session or the socket ends the connection; calls the session
+/// back at its deadline.
 async fn read_loop<S>(
     stream: &mut futures_util::stream::SplitStream<WebSocketStream<S>>,
-    mailbox: &Arc<Mailbox>,
-    state: &AppState,
+    mailbox: &Mailbox,
     started: Instant,
     last_seen_ms: &AtomicU64,
-    session: &mut Session,
+    session: &mut Session<'_>,
 ) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -307,10 +177,10 @@ where
             }
             stream.next().await
         };
-        let deadline = session.deadline;
+        let deadline = session.deadline();
         let expired = async {
             match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
+                Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
                 None => std::future::pending().await,
             }
         };
@@ -320,68 +190,23 @@ where
                 Some(Ok(message)) => message,
                 Some(Err(error)) => return classify_read_error(&error),
             },
-            () = expired => {
-                return if session.grant.is_some() {
-                    metrics::counter!(m::AUTH_FAILURES, "reason" => "expired").increment(1);
-                    session.close(CloseReason::TokenExpired, ErrorCode::Unauthorized, "token expired")
-                } else {
-                    metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
-                    session.close(
-                        CloseReason::Unauthorized,
-                        ErrorCode::Unauthorized,
-                        "no {\"op\":\"auth\"} message in time",
-                    )
-                };
-            }
+            () = expired => match session.on_deadline(Instant::now().into_std()) {
+                Outcome::Close(reason) => return reason,
+                Outcome::Continue => continue,
+            },
         };
         last_seen_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        if matches!(message, Message::Close(_)) {
-            return CloseReason::ClientClosed;
-        }
-        match session.rate.check(Instant::now().into_std()) {
-            RateVerdict::Allow => {}
-            RateVerdict::Refuse => {
-                metrics::counter!(m::RATE_LIMITED).increment(1);
-                if matches!(message, Message::Text(_) | Message::Binary(_)) {
-                    metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::RateLimited.as_str())
-                        .increment(1);
-                    mailbox.push_control([protocol::error(
-                        None,
-                        ErrorCode::RateLimited,
-                        "too many requests; this one was ignored, slow down",
-                        &[],
-                    )]);
-                }
-                continue;
-            }
-            RateVerdict::Close => {
-                metrics::counter!(m::RATE_LIMITED).increment(1);
-                return session.close(
-                    CloseReason::RateLimited,
-                    ErrorCode::RateLimited,
-                    "too many requests; closing",
-                );
-            }
-        }
-        match message {
-            Message::Text(text) => {
-                if let Some(reason) = handle_request(text.as_str(), mailbox, state, session) {
-                    return reason;
-                }
-            }
-            Message::Binary(_) => {
-                metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::BadRequest.as_str())
-                    .increment(1);
-                mailbox.push_control([protocol::error(
-                    None,
-                    ErrorCode::BadRequest,
-                    "binary frames are not supported; send JSON text frames",
-                    &[],
-                )]);
-            }
-            Message::Close(_) => return CloseReason::ClientClosed,
-            // Pings are answered by the WebSocket layer; pongs only prove liveness.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        let frame = match &message {
+            Message::Text(text) => Inbound::Text(text.as_str()),
+            Message::Binary(_) => Inbound::Binary,
+            Message::Ping(_) => Inbound::Ping,
+            // A raw frame is never yielded by a read; like a pong it only
+            // proves liveness.
+            Message::Pong(_) | Message::Frame(_) => Inbound::Pong,
+            Message::Close(_) => Inbound::Close,
+        };
+        if let Outcome::Close(reason) = session.handle(frame, Instant::now().into_std()) {
+            return reason;
         }
     }
 }
@@ -392,338 +217,6 @@ fn classify_read_error(error: &WsError) -> CloseReason {
         WsError::Protocol(_) | WsError::Utf8(_) => CloseReason::ProtocolError,
         _ => CloseReason::ClientClosed,
     }
-}
-
-/// Applies one request and queues its replies; returns a reason when the
-/// connection must close (authentication failed before any grant).
-fn handle_request(
-    text: &str,
-    mailbox: &Arc<Mailbox>,
-    state: &AppState,
-    session: &mut Session,
-) -> Option<CloseReason> {
-    let request = match protocol::parse_request(text) {
-        Ok(request) => request,
-        Err(error) => {
-            metrics::counter!(m::BAD_REQUESTS, "code" => error.code.as_str()).increment(1);
-            mailbox.push_control([error.to_frame()]);
-            return None;
-        }
-    };
-    if let Request::Auth { id, token } = &request {
-        return authenticate(id.as_ref(), token, mailbox, state, session);
-    }
-    let Some(grant) = &session.grant else {
-        metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
-        return Some(session.close(
-            CloseReason::Unauthorized,
-            ErrorCode::Unauthorized,
-            "authenticate first: send {\"op\":\"auth\",\"token\":\"<JWT>\"}",
-        ));
-    };
-    match request {
-        Request::Auth { .. } => {}
-        Request::Ping { id } => mailbox.push_control([protocol::pong(id.as_ref(), now_micros())]),
-        Request::Subscribe {
-            id,
-            symbols,
-            options,
-        } => subscribe(id.as_ref(), &symbols, &options, grant, mailbox, state),
-        Request::Priority { id, classes } => {
-            set_priority(id.as_ref(), &classes, mailbox, state);
-        }
-        Request::Unsubscribe { id, symbols } => {
-            let list = protocol::parse_symbols(&symbols);
-            let before = mailbox.lock().subscription_count();
-            subscriptions::unsubscribe(&state.store, mailbox, &list.valid);
-            let removed = before - mailbox.lock().subscription_count();
-            metrics::gauge!(m::SUBSCRIPTIONS).decrement(removed as f64);
-            let mut replies = Vec::with_capacity(2);
-            if !list.invalid.is_empty() {
-                replies.push(invalid_symbols(id.as_ref(), &list.invalid));
-            }
-            if !list.valid.is_empty() {
-                replies.push(protocol::unsubscribed(id.as_ref(), &list.valid));
-            }
-            mailbox.push_control(replies);
-        }
-    }
-    None
-}
-
-/// `{"op":"auth"}`: a first token, or a fresh one before the current one
-/// expires. A failure closes an unauthenticated connection and leaves an
-/// authenticated one on its current token. Subscriptions the new token no
-/// longer covers are dropped and named in a `not_entitled` error.
-fn authenticate(
-    id: Option<&RequestId>,
-    token: &str,
-    mailbox: &Arc<Mailbox>,
-    state: &AppState,
-    session: &mut Session,
-) -> Option<CloseReason> {
-    let Some(authenticator) = &state.authenticator else {
-        mailbox.push_control([protocol::error(
-            id,
-            ErrorCode::BadRequest,
-            "authentication is off on this gateway; no token is needed",
-            &[],
-        )]);
-        return None;
-    };
-    let grant = match authenticator.verify(token) {
-        Ok(grant) => grant,
-        Err(error) => {
-            metrics::counter!(m::AUTH_FAILURES, "reason" => error.kind()).increment(1);
-            metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::Unauthorized.as_str())
-                .increment(1);
-            let message = format!("authentication failed: {error}");
-            if session.grant.is_none() {
-                return Some(session.close(
-                    CloseReason::Unauthorized,
-                    ErrorCode::Unauthorized,
-                    &message,
-                ));
-            }
-            mailbox.push_control([protocol::error(id, ErrorCode::Unauthorized, &message, &[])]);
-            return None;
-        }
-    };
-    let revoked = mailbox
-        .lock()
-        .symbols_where(|slot| !grant.entitlement.allows(&slot.symbol));
-    let mut replies = Vec::with_capacity(2);
-    if !revoked.is_empty() {
-        let before = mailbox.lock().subscription_count();
-        subscriptions::unsubscribe(&state.store, mailbox, &revoked);
-        let removed = before - mailbox.lock().subscription_count();
-        metrics::gauge!(m::SUBSCRIPTIONS).decrement(removed as f64);
-        replies.push(symbols_error(
-            id,
-            ErrorCode::NotEntitled,
-            "the new token does not cover these symbols; they were unsubscribed",
-            &revoked,
-        ));
-    }
-    replies.push(session.adopt(grant, id));
-    mailbox.push_control(replies);
-    None
-}
-
-/// How a subscription with these options is delivered, within the
-/// configured rate ceiling and the token's `max_rate`.
-fn delivery_for(options: &SubscribeOptions, grant: &Grant, state: &AppState) -> Delivery {
-    let configured = state.config.connection.max_update_rate_hz;
-    let ceiling = match grant.max_rate {
-        Some(claim) if configured > 0.0 => claim.min(configured),
-        Some(claim) => claim,
-        None => configured,
-    };
-    let rate = match (options.max_rate, ceiling > 0.0) {
-        (Some(asked), true) => Some(asked.min(ceiling)),
-        (Some(asked), false) => Some(asked),
-        (None, true) => Some(ceiling),
-        (None, false) => None,
-    };
-    Delivery {
-        min_interval: rate.map(|hz| Duration::from_secs_f64(1.0 / hz)),
-        delta: options.delta,
-        meta: options.meta,
-        trades: options.trades,
-        priority: options.priority,
-    }
-}
-
-/// `{"op":"priority"}`: ranks subscribed symbols for the slow-consumer
-/// ladder. Symbols the connection does not hold are named in a
-/// `not_subscribed` error; the others take effect at once.
-fn set_priority(
-    id: Option<&RequestId>,
-    classes: &[(protocol::Priority, Vec<String>)],
-    mailbox: &Mailbox,
-    state: &AppState,
-) {
-    let mut replies = Vec::with_capacity(3);
-    let mut set: [Vec<Symbol>; 3] = Default::default();
-    let mut missing = Vec::new();
-    let mut invalid = Vec::new();
-    for (priority, texts) in classes {
-        let list = protocol::parse_symbols(texts);
-        invalid.extend(list.invalid);
-        let mut outbox = mailbox.lock();
-        for symbol in list.valid {
-            let held = state
-                .store
-                .get(&symbol)
-                .is_some_and(|slot| outbox.set_priority(slot.id, *priority));
-            if held {
-                set[*priority as usize].push(symbol);
-            } else {
-                missing.push(symbol);
-            }
-        }
-    }
-    if !invalid.is_empty() {
-        replies.push(invalid_symbols(id, &invalid));
-    }
-    if !missing.is_empty() {
-        metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::NotSubscribed.as_str())
-            .increment(1);
-        replies.push(symbols_error(
-            id,
-            ErrorCode::NotSubscribed,
-            "subscribe to these symbols before ranking them",
-            &missing,
-        ));
-    }
-    let [background, normal, visible] = &set;
-    if !(background.is_empty() && normal.is_empty() && visible.is_empty()) {
-        replies.push(protocol::priority(id, visible, normal, background));
-    }
-    mailbox.push_control(replies);
-}
-
-fn subscribe(
-    id: Option<&RequestId>,
-    texts: &[String],
-    options: &SubscribeOptions,
-    grant: &Grant,
-    mailbox: &Arc<Mailbox>,
-    state: &AppState,
-) {
-    let mut list = protocol::parse_symbols(texts);
-    let mut replies = Vec::with_capacity(5);
-    if !list.invalid.is_empty() {
-        replies.push(invalid_symbols(id, &list.invalid));
-    }
-    // Entitlement first: a refused symbol never reaches the store, the
-    // subscriber sets or this connection's outbox.
-    let (entitled, refused): (Vec<Symbol>, Vec<Symbol>) = list
-        .valid
-        .into_iter()
-        .partition(|symbol| grant.entitlement.allows(symbol));
-    list.valid = entitled;
-    if !refused.is_empty() {
-        metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::NotEntitled.as_str()).increment(1);
-        replies.push(symbols_error(
-            id,
-            ErrorCode::NotEntitled,
-            "your token does not entitle you to these symbols",
-            &refused,
-        ));
-    }
-    let configured = state.config.limits.max_subscriptions_per_connection;
-    let limit = grant
-        .max_subscriptions
-        .map_or(configured, |own| own.min(configured));
-    let before = mailbox.lock().subscription_count();
-    let resume: FxHashMap<Symbol, u64> = options
-        .resume
-        .iter()
-        .filter_map(|(text, seq)| Symbol::parse(text).ok().map(|symbol| (symbol, *seq)))
-        .collect();
-    let delivery = delivery_for(options, grant, state);
-    // The replies are queued under the lock that records the subscriptions:
-    // the writer drains control frames before building an update, so the
-    // snapshot precedes any update of these symbols.
-    let answer = |result: &subscriptions::Subscribed| {
-        if !result.over_limit.is_empty() {
-            let refused: Vec<&str> = result.over_limit.iter().map(|s| s.as_str()).collect();
-            metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::TooManySubscriptions.as_str())
-                .increment(1);
-            let message = format!(
-                "at most {limit} subscriptions per connection; these symbols were not subscribed"
-            );
-            replies.push(protocol::error(
-                id,
-                ErrorCode::TooManySubscriptions,
-                &message,
-                &refused,
-            ));
-        }
-        if !result.table_full.is_empty() {
-            let refused: Vec<&str> = result.table_full.iter().map(|s| s.as_str()).collect();
-            let message = "the gateway's symbol table is full; only symbols it already knows can be subscribed";
-            replies.push(protocol::error(
-                id,
-                ErrorCode::InvalidSymbol,
-                message,
-                &refused,
-            ));
-        }
-        if !result.symbols.is_empty() {
-            replies.push(protocol::subscribed(id, &result.symbols, &result.no_data));
-            replies.push(if options.resume.is_empty() {
-                protocol::snapshot(&result.snapshot)
-            } else {
-                protocol::snapshot_resumed(&result.snapshot, result.unchanged)
-            });
-        }
-        replies
-    };
-    let result = subscriptions::subscribe(
-        &state.store,
-        mailbox,
-        &list.valid,
-        limit,
-        delivery,
-        &resume,
-        answer,
-    );
-    let added = mailbox.lock().subscription_count() - before;
-    metrics::gauge!(m::SUBSCRIPTIONS).increment(added as f64);
-    metrics::gauge!(m::SYMBOLS).set(state.store.symbol_count() as f64);
-    if !result.symbols.is_empty() {
-        mailbox.push_control(troubled_feeds(&result.symbols, state));
-    }
-}
-
-/// Status frames for subscribed symbols whose feed is stale or down right
-/// now, so a new subscriber learns it at once, not at the next change.
-fn troubled_feeds(symbols: &[tickgate_feeds::Symbol], state: &AppState) -> Vec<String> {
-    let mut by_feed: std::collections::BTreeMap<u32, Vec<tickgate_feeds::Symbol>> =
-        Default::default();
-    for symbol in symbols {
-        if let Some(slot) = state.store.get(symbol) {
-            by_feed
-                .entry(slot.feed.load(Ordering::Relaxed))
-                .or_default()
-                .push(*symbol);
-        }
-    }
-    by_feed
-        .into_iter()
-        .filter_map(|(feed, symbols)| {
-            let (name, feed_state) = state.feeds.state_of(feed)?;
-            matches!(
-                feed_state,
-                tickgate_feeds::FeedState::Stale | tickgate_feeds::FeedState::Down
-            )
-            .then(|| protocol::status(&name, feed_state.as_str(), &symbols))
-        })
-        .collect()
-}
-
-/// An error reply naming `symbols`.
-fn symbols_error(
-    id: Option<&RequestId>,
-    code: ErrorCode,
-    message: &str,
-    symbols: &[Symbol],
-) -> String {
-    let names: Vec<&str> = symbols.iter().map(Symbol::as_str).collect();
-    protocol::error(id, code, message, &names)
-}
-
-fn invalid_symbols(id: Option<&RequestId>, invalid: &[String]) -> String {
-    metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::InvalidSymbol.as_str()).increment(1);
-    let refused: Vec<&str> = invalid.iter().map(String::as_str).collect();
-    protocol::error(
-        id,
-        ErrorCode::InvalidSymbol,
-        "symbols are 1 to 32 characters of A-Z a-z 0-9 . - _ / : ^",
-        &refused,
-    )
 }
 
 async fn write_loop<S>(
@@ -752,6 +245,7 @@ where
     let latency = metrics::histogram!(m::TICK_TO_SEND);
     let min_write_interval = Duration::from_millis(settings.min_write_interval_ms);
     let mut ladder = Ladder::new(&state.config.slow_consumer);
+    let reduced_rate_hz = state.config.slow_consumer.reduced_rate_hz;
     // When rate-capped symbols are pending, the next slot at which one may go.
     let mut next_due: Option<Instant> = None;
     loop {
@@ -791,7 +285,13 @@ where
             }
         }
         if ladder.is_behind()
-            && let Some(reason) = climb(&mut ladder, None, mailbox, state)
+            && let Some(reason) = climb(
+                &mut ladder,
+                Instant::now().into_std(),
+                None,
+                mailbox,
+                reduced_rate_hz,
+            )
         {
             return reason;
         }
@@ -837,9 +337,10 @@ where
                         () = timer => {
                             if let Some(reason) = climb(
                                 &mut ladder,
+                                Instant::now().into_std(),
                                 Some(write_started.into_std()),
                                 mailbox,
-                                state,
+                                reduced_rate_hz,
                             ) {
                                 return reason;
                             }
@@ -875,57 +376,6 @@ where
         }
         if let Some(received) = oldest_received {
             latency.record(now_micros().saturating_sub(received) as f64 / 1e6);
-        }
-    }
-}
-
-/// Takes the ladder's next step (see [`crate::ladder`]): slows the next
-/// priority class, restores full rate, or says the connection must close.
-/// Notices are queued as control frames, which go out before any data.
-fn climb(
-    ladder: &mut Ladder,
-    writing_since: Option<std::time::Instant>,
-    mailbox: &Mailbox,
-    state: &AppState,
-) -> Option<CloseReason> {
-    let now = std::time::Instant::now();
-    let behind_ms = ladder.behind_for(now).as_millis() as u64;
-    match ladder.poll(now, writing_since) {
-        Step::Stay => None,
-        Step::SlowDown => {
-            let hz = state.config.slow_consumer.reduced_rate_hz;
-            let slowed = {
-                let mut outbox = mailbox.lock();
-                let slowed = outbox.slow_down(Duration::from_secs_f64(1.0 / hz));
-                mailbox
-                    .stats
-                    .ladder_level
-                    .store(outbox.slowdown_level(), Ordering::Relaxed);
-                slowed
-            };
-            if let Some((class, symbols)) = slowed {
-                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "slowed").increment(1);
-                debug!(
-                    conn_id = mailbox.id,
-                    class = class.as_str(),
-                    "slow consumer slowed"
-                );
-                mailbox.push_control([protocol::slowed(class, hz, &symbols, behind_ms)]);
-            }
-            None
-        }
-        Step::Restore => {
-            let was_slowed = mailbox.lock().restore();
-            mailbox.stats.ladder_level.store(0, Ordering::Relaxed);
-            if was_slowed {
-                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "restored").increment(1);
-                mailbox.push_control([protocol::restored(behind_ms)]);
-            }
-            None
-        }
-        Step::Close => {
-            metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "closed").increment(1);
-            Some(CloseReason::SlowConsumer)
         }
     }
 }

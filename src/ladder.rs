@@ -12,12 +12,20 @@
 //! "Behind" starts with a write the socket has not taken within
 //! `blocked_write` and lasts until `recover_after` passes without another.
 //! A further class is slowed only while writes still block, so the backlog
-//! queued before a slow-down gets the chance to drain first. This type only
-//! keeps time; the writer applies what it decides.
+//! queued before a slow-down gets the chance to drain first. [`Ladder`]
+//! only keeps time; [`climb`] applies its decision to the connection's
+//! mailbox; the writer calls it with the time and performs the close.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use tracing::debug;
+
 use crate::config::SlowConsumerConfig;
+use crate::fanout::Mailbox;
+use crate::metrics as m;
+use crate::protocol;
+use crate::session::CloseReason;
 
 /// What the writer must do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +143,62 @@ impl Ladder {
     }
 }
 
+/// Takes the ladder's next step at `now`: slows the next priority class to
+/// `reduced_rate_hz`, restores full rate, or says the connection must close.
+/// `writing_since` is the start of a write still in progress. Notices are
+/// queued as control frames, which go out before any data.
+pub fn climb(
+    ladder: &mut Ladder,
+    now: Instant,
+    writing_since: Option<Instant>,
+    mailbox: &Mailbox,
+    reduced_rate_hz: f64,
+) -> Option<CloseReason> {
+    let behind_ms = ladder.behind_for(now).as_millis() as u64;
+    match ladder.poll(now, writing_since) {
+        Step::Stay => None,
+        Step::SlowDown => {
+            let slowed = {
+                let mut outbox = mailbox.lock();
+                let slowed = outbox.slow_down(Duration::from_secs_f64(1.0 / reduced_rate_hz));
+                mailbox
+                    .stats
+                    .ladder_level
+                    .store(outbox.slowdown_level(), Ordering::Relaxed);
+                slowed
+            };
+            if let Some((class, symbols)) = slowed {
+                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "slowed").increment(1);
+                debug!(
+                    conn_id = mailbox.id,
+                    class = class.as_str(),
+                    "slow consumer slowed"
+                );
+                mailbox.push_control([protocol::slowed(
+                    class,
+                    reduced_rate_hz,
+                    &symbols,
+                    behind_ms,
+                )]);
+            }
+            None
+        }
+        Step::Restore => {
+            let was_slowed = mailbox.lock().restore();
+            mailbox.stats.ladder_level.store(0, Ordering::Relaxed);
+            if was_slowed {
+                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "restored").increment(1);
+                mailbox.push_control([protocol::restored(behind_ms)]);
+            }
+            None
+        }
+        Step::Close => {
+            metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "closed").increment(1);
+            Some(CloseReason::SlowConsumer)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +288,76 @@ mod tests {
         assert_eq!(ladder.poll(t0 + ms(60_000), Some(t0)), Step::Stay);
         assert!(ladder.is_behind());
         assert_eq!(ladder.next_deadline(t0), None);
+    }
+    /// A mailbox holding `BG` (background) and `VIS` (visible).
+    fn ranked_mailbox(store: &crate::fanout::store::SnapshotStore) -> std::sync::Arc<Mailbox> {
+        use crate::fanout::{Delivery, Priority};
+        let mailbox = std::sync::Arc::new(Mailbox::new(1, 16, std::time::Instant::now()));
+        for (symbol, priority) in [("BG", Priority::Background), ("VIS", Priority::Visible)] {
+            let delivery = Delivery {
+                priority: Some(priority),
+                ..Delivery::default()
+            };
+            let symbol = tickgate_feeds::Symbol::parse(symbol).expect("symbol");
+            crate::fanout::subscriptions::subscribe(
+                store,
+                &mailbox,
+                &[symbol],
+                10,
+                delivery,
+                &Default::default(),
+                |_| Vec::new(),
+            );
+        }
+        mailbox
+    }
+
+    fn notices(mailbox: &Mailbox, now: Instant) -> Vec<serde_json::Value> {
+        mailbox
+            .drain(now)
+            .control
+            .iter()
+            .map(|frame| serde_json::from_str(frame).expect("json"))
+            .collect()
+    }
+
+    #[test]
+    fn climb_tells_the_client_what_it_slowed_restores_and_finally_closes() {
+        let store = crate::fanout::store::SnapshotStore::new(10);
+        let mailbox = ranked_mailbox(&store);
+        let mut ladder = Ladder::new(&config());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+
+        // A write blocked past notice_after: background symbols slow first.
+        assert_eq!(
+            climb(&mut ladder, t0 + ms(1_000), Some(t0), &mailbox, 2.0),
+            None
+        );
+        let sent = notices(&mailbox, t0);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0]["type"], "slow");
+        assert_eq!(sent[0]["state"], "slowed");
+        assert_eq!(sent[0]["priority"], "background");
+        assert_eq!(sent[0]["symbols"], serde_json::json!(["BG"]));
+        assert_eq!(sent[0]["rate_hz"], 2.0);
+        assert_eq!(mailbox.stats.ladder_level.load(Ordering::Relaxed), 1);
+
+        // The write goes through; no blocked write for recover_after.
+        ladder.observe_write(t0, t0 + ms(1_500));
+        assert_eq!(
+            climb(&mut ladder, t0 + ms(3_500), None, &mailbox, 2.0),
+            None
+        );
+        let sent = notices(&mailbox, t0);
+        assert_eq!(sent[0]["state"], "restored");
+        assert_eq!(mailbox.stats.ladder_level.load(Ordering::Relaxed), 0);
+
+        // A write stuck for close_after ends the connection.
+        let t1 = t0 + ms(10_000);
+        assert_eq!(
+            climb(&mut ladder, t1 + ms(5_000), Some(t1), &mailbox, 2.0),
+            Some(CloseReason::SlowConsumer)
+        );
     }
 }

@@ -14,8 +14,12 @@
 //!   rules that keep "snapshot before update" true.
 //! - [`outbox`]: per-connection conflation; at most one pending entry per
 //!   subscribed symbol.
-//! - [`connection`]: one WebSocket: a reader for requests and a writer that
-//!   drains the outbox into one frame per wake-up.
+//! - [`session`]: everything a connection decides (requests, entitlements,
+//!   limits, auth refresh, close decisions), synchronous and without a
+//!   socket: a frame and the time in, replies in the mailbox, a close out.
+//! - [`connection`]: the driver of one WebSocket: a reader that hands
+//!   frames to its session and a writer that drains the outbox into one
+//!   frame per wake-up.
 //! - [`protocol`]: the client protocol codec, pure.
 //! - [`server`]: HTTP on the client and admin listeners, the `/ws` upgrade.
 //! - [`watch`]: the `tickgate watch` command-line subscriber.
@@ -46,6 +50,7 @@ pub mod publish;
 pub mod registry;
 mod reload;
 pub mod server;
+pub mod session;
 pub mod shutdown;
 pub mod state;
 pub mod tls;
