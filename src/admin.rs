@@ -12,7 +12,10 @@ use serde::Serialize;
 use crate::fanout::Kick;
 use crate::fanout::outbox::ModeCounts;
 use crate::fanout::subscriptions::lock_subscribers;
-use crate::state::AppState;
+use crate::config::RebalanceConfig;
+use crate::fanout::SnapshotStore;
+use crate::registry::Connections;
+use crate::shutdown::Shutdown;
 
 /// One row of `GET /connections`.
 #[derive(Debug, Serialize)]
@@ -39,12 +42,12 @@ pub struct ConnectionInfo {
     pub trades_waiting: usize,
 }
 
-/// Every open connection, oldest first.
-pub fn connections(state: &AppState) -> Vec<ConnectionInfo> {
-    let slow_after = Duration::from_millis(state.config.connection.slow_consumer_ms);
+/// Every open connection, oldest first; `slow_after` is how long a blocked
+/// write makes a connection count as slow.
+pub fn connections(connections: &Connections, slow_after: Duration) -> Vec<ConnectionInfo> {
     let now = std::time::Instant::now();
-    let mut rows: Vec<ConnectionInfo> = state
-        .connections()
+    let mut rows: Vec<ConnectionInfo> = connections
+        .all()
         .iter()
         .map(|mailbox| {
             let (subscriptions, pending, mode, trades_waiting) = {
@@ -89,9 +92,8 @@ pub struct SymbolInfo {
 }
 
 /// The `top` symbols with the most subscribers.
-pub fn top_symbols(state: &AppState, top: usize) -> Vec<SymbolInfo> {
-    let mut rows: Vec<SymbolInfo> = state
-        .store
+pub fn top_symbols(store: &SnapshotStore, top: usize) -> Vec<SymbolInfo> {
+    let mut rows: Vec<SymbolInfo> = store
         .slots()
         .iter()
         .map(|slot| SymbolInfo {
@@ -112,8 +114,8 @@ pub fn top_symbols(state: &AppState, top: usize) -> Vec<SymbolInfo> {
 
 /// Asks connection `id` to close (1008, "closed by the operator"). Returns
 /// whether it was open.
-pub fn close(state: &AppState, id: u64) -> bool {
-    match state.connections().into_iter().find(|m| m.id == id) {
+pub fn close(connections: &Connections, id: u64) -> bool {
+    match connections.get(id) {
         Some(mailbox) => {
             mailbox.kick(Kick::Operator);
             true
@@ -127,8 +129,11 @@ pub fn close(state: &AppState, id: u64) -> bool {
 /// `shed_per_second` of its oldest connections each second with 1013 (try
 /// again later), so they reconnect through the load balancer and land on
 /// the emptier instances. Off when `target_connections` is 0.
-pub async fn rebalance(state: Arc<AppState>) {
-    let settings = state.config.rebalance.clone();
+pub async fn rebalance(
+    connections: Arc<Connections>,
+    settings: RebalanceConfig,
+    shutdown: Shutdown,
+) {
     if settings.target_connections == 0 {
         return;
     }
@@ -137,15 +142,15 @@ pub async fn rebalance(state: Arc<AppState>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            () = state.drain.cancelled() => return,
+            () = shutdown.draining() => return,
             _ = every.tick() => {}
         }
-        let open = state.open_connections();
+        let open = connections.count();
         if open <= ceiling {
             continue;
         }
         let shed = (open - ceiling).min(u64::from(settings.shed_per_second)) as usize;
-        let mut oldest = state.connections();
+        let mut oldest = connections.all();
         oldest.sort_by_key(|m| m.id);
         for mailbox in oldest.into_iter().take(shed) {
             mailbox.kick(Kick::Rebalance);

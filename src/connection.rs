@@ -33,12 +33,28 @@ use crate::ladder::{Ladder, climb};
 use crate::metrics as m;
 use crate::protocol;
 use crate::session::{CloseReason, Inbound, Outcome, Session, SessionLimits};
-use crate::state::AppState;
+use crate::auth::Authenticator;
+use crate::board::FeedBoard;
+use crate::config::Config;
+use crate::fanout::SnapshotStore;
+use crate::registry::Connections;
+use crate::shutdown::Shutdown;
 
 /// Longest wait for the client's side of the closing handshake.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
 /// The same for a slow consumer, whose close frame waits behind its backlog.
 const SLOW_CLOSE_HANDSHAKE: Duration = Duration::from_secs(5);
+
+/// What a connection needs from the rest of the gateway, one handle per
+/// owner.
+pub struct Context {
+    pub store: Arc<SnapshotStore>,
+    pub feeds: Arc<FeedBoard>,
+    pub connections: Arc<Connections>,
+    pub auth: Option<Arc<Authenticator>>,
+    pub config: Arc<Config>,
+    pub shutdown: Shutdown,
+}
 
 /// Serves one upgraded WebSocket until it closes or the gateway shuts down.
 ///
@@ -46,15 +62,23 @@ const SLOW_CLOSE_HANDSHAKE: Duration = Duration::from_secs(5);
 /// no token and the first message must be `{"op":"auth"}`.
 pub async fn serve<S>(
     ws: WebSocketStream<S>,
-    state: Arc<AppState>,
+    context: Context,
     transport: &'static str,
     grant: Option<Grant>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Context {
+        store,
+        feeds,
+        connections,
+        auth,
+        config,
+        shutdown,
+    } = context;
     let mailbox = Arc::new(Mailbox::new(
-        state.next_connection_id(),
-        state.config.connection.trade_buffer,
+        connections.next_id(),
+        config.connection.trade_buffer,
         std::time::Instant::now(),
     ));
     let conn_id = mailbox.id;
@@ -62,27 +86,28 @@ pub async fn serve<S>(
     metrics::counter!(m::CONNECTIONS_OPENED, "transport" => transport).increment(1);
     debug!(conn_id, "connection opened");
 
-    state.connection_opened(&mailbox);
+    connections.opened(&mailbox);
     let (mut sink, mut stream) = ws.split();
     let started = Instant::now();
     let last_seen_ms = AtomicU64::new(0);
     let mut session = Session::new(
-        &state.store,
-        &state.feeds,
-        state.authenticator.as_ref(),
+        &store,
+        &feeds,
+        auth.as_deref(),
         Arc::clone(&mailbox),
-        SessionLimits::from_config(&state.config),
+        SessionLimits::from_config(&config),
         grant,
         started.into_std(),
     );
     let reason = {
         let reader = read_loop(&mut stream, &mailbox, started, &last_seen_ms, &mut session);
-        let writer = write_loop(&mut sink, &mailbox, &state, started, &last_seen_ms);
+        let writer = write_loop(&mut sink, &mailbox, &config, started, &last_seen_ms);
+        let drain_window = Duration::from_millis(config.shutdown.drain_window_ms);
         tokio::select! {
             reason = reader => reason,
             reason = writer => reason,
-            () = state.shutdown.cancelled() => CloseReason::Shutdown,
-            () = drained(&state) => CloseReason::Shutdown,
+            () = shutdown.stopped() => CloseReason::Shutdown,
+            () = drained(&shutdown, &connections, drain_window) => CloseReason::Shutdown,
             why = kicked(&mailbox) => match why {
                 Kick::Rebalance => CloseReason::Rebalance,
                 Kick::Operator => CloseReason::Operator,
@@ -134,11 +159,10 @@ pub async fn serve<S>(
     // connection fewer also sees why it closed.
     metrics::counter!(m::CONNECTIONS_CLOSED, "reason" => reason.as_str()).increment(1);
     metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
-    state.connection_closed(conn_id);
+    connections.closed(conn_id);
     debug!(conn_id, reason = reason.as_str(), "connection closed");
 }
 
-/// Resolves at this connection's place in the drain schedule.
 /// Resolves when the gateway asked this connection to close, with why.
 async fn kicked(mailbox: &Mailbox) -> Kick {
     loop {
@@ -150,9 +174,10 @@ async fn kicked(mailbox: &Mailbox) -> Kick {
     }
 }
 
-async fn drained(state: &AppState) {
-    state.drain.cancelled().await;
-    tokio::time::sleep(state.drain_delay()).await;
+/// Resolves at this connection's place in the drain schedule.
+async fn drained(shutdown: &Shutdown, connections: &Connections, window: Duration) {
+    shutdown.draining().await;
+    tokio::time::sleep(connections.drain_delay(window)).await;
 }
 
 /// Reads frames and hands each to the session, with the time it arrived,
@@ -222,14 +247,14 @@ fn classify_read_error(error: &WsError) -> CloseReason {
 async fn write_loop<S>(
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     mailbox: &Mailbox,
-    state: &AppState,
+    config: &Config,
     started: Instant,
     last_seen_ms: &AtomicU64,
 ) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let settings = &state.config.connection;
+    let settings = &config.connection;
     let heartbeat = Duration::from_millis(settings.heartbeat_interval_ms);
     let ping_every = Duration::from_millis(settings.ping_interval_ms);
     let idle_timeout = Duration::from_millis(settings.idle_timeout_ms);
@@ -244,8 +269,8 @@ where
     let trades_sent = metrics::counter!(m::TRADES_SENT);
     let latency = metrics::histogram!(m::TICK_TO_SEND);
     let min_write_interval = Duration::from_millis(settings.min_write_interval_ms);
-    let mut ladder = Ladder::new(&state.config.slow_consumer);
-    let reduced_rate_hz = state.config.slow_consumer.reduced_rate_hz;
+    let mut ladder = Ladder::new(&config.slow_consumer);
+    let reduced_rate_hz = config.slow_consumer.reduced_rate_hz;
     // When rate-capped symbols are pending, the next slot at which one may go.
     let mut next_due: Option<Instant> = None;
     loop {

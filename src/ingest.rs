@@ -15,7 +15,10 @@ use tracing::{info, warn};
 use crate::fanout::{Fanout, FeedId};
 use crate::metrics as m;
 use crate::protocol;
-use crate::state::AppState;
+use crate::board::FeedBoard;
+use crate::fanout::SnapshotStore;
+use crate::registry::Connections;
+use crate::shutdown::Shutdown;
 
 /// Feed events waiting for the ingest task. A full queue makes feeds wait.
 pub const FEED_QUEUE: usize = 1024;
@@ -23,25 +26,41 @@ pub const FEED_QUEUE: usize = 1024;
 /// How often a rejected-tick warning may be logged per feed and reason.
 const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// What the ingest task writes to and reads from, one handle per owner.
+pub struct Ingest {
+    /// The task is the store's only writer.
+    pub store: Arc<SnapshotStore>,
+    pub feeds: Arc<FeedBoard>,
+    /// Whom to tell when a feed goes stale or recovers.
+    pub connections: Arc<Connections>,
+    pub shutdown: Shutdown,
+}
+
 /// Runs until every feed sender is gone or the gateway shuts down.
-pub async fn run(state: Arc<AppState>, mut events: mpsc::Receiver<FeedEvent>) {
+pub async fn run(ingest: Ingest, mut events: mpsc::Receiver<FeedEvent>) {
+    let Ingest {
+        store,
+        feeds,
+        connections,
+        shutdown,
+    } = ingest;
     let mut batcher = Batcher::default();
     loop {
         let event = tokio::select! {
-            () = state.shutdown.cancelled() => break,
+            () = shutdown.stopped() => break,
             event = events.recv() => match event {
                 Some(event) => event,
                 None => break,
             },
         };
         match event {
-            FeedEvent::Ticks(batch) => batcher.apply(&state, &batch),
+            FeedEvent::Ticks(batch) => batcher.apply(&store, &feeds, &batch),
             FeedEvent::State {
                 feed,
                 state: feed_state,
             } => {
-                let id = state.feeds.id(&feed);
-                let previous = state.feeds.set_state(id, feed_state);
+                let id = feeds.id(&feed);
+                let previous = feeds.set_state(id, feed_state);
                 if previous != feed_state {
                     info!(
                         feed = &*feed,
@@ -49,9 +68,9 @@ pub async fn run(state: Arc<AppState>, mut events: mpsc::Receiver<FeedEvent>) {
                         to = feed_state.as_str(),
                         "feed state"
                     );
-                    announce(&state, id, &feed, previous, feed_state);
+                    announce(&connections, id, &feed, previous, feed_state);
                 }
-                state.feeds.publish_gauges();
+                feeds.publish_gauges();
             }
         }
     }
@@ -60,12 +79,18 @@ pub async fn run(state: Arc<AppState>, mut events: mpsc::Receiver<FeedEvent>) {
 /// Tells clients holding symbols of `feed` that it went stale or down, or
 /// recovered. Feed state changes are rare, so walking every connection is
 /// fine.
-fn announce(state: &AppState, id: FeedId, feed: &str, previous: FeedState, now: FeedState) {
+fn announce(
+    connections: &Connections,
+    id: FeedId,
+    feed: &str,
+    previous: FeedState,
+    now: FeedState,
+) {
     let troubled = |s: FeedState| matches!(s, FeedState::Stale | FeedState::Down);
     if !(troubled(now) || (troubled(previous) && now == FeedState::Live)) {
         return;
     }
-    for mailbox in state.connections() {
+    for mailbox in connections.all() {
         let symbols = mailbox
             .lock()
             .symbols_where(|slot| slot.feed.load(Ordering::Relaxed) == id);
@@ -85,15 +110,15 @@ struct Batcher {
 }
 
 impl Batcher {
-    fn apply(&mut self, state: &AppState, batch: &TickBatch) {
-        let feed_id = state.feeds.id(&batch.feed);
+    fn apply(&mut self, store: &SnapshotStore, feeds: &FeedBoard, batch: &TickBatch) {
+        let feed_id = feeds.id(&batch.feed);
         let report = self
             .fanout
-            .apply(&state.store, feed_id, &batch.ticks, now_micros());
+            .apply(store, feed_id, &batch.ticks, now_micros());
         let feed = batch.feed.to_string();
         if report.accepted > 0 {
             metrics::counter!(m::TICKS_RECEIVED, "feed" => feed.clone()).increment(report.accepted);
-            state.feeds.ticked(feed_id, Instant::now());
+            feeds.ticked(feed_id, Instant::now());
         }
         if !report.lag_seconds.is_empty() {
             let lag = metrics::histogram!(m::FEED_LAG, "feed" => feed.clone());
@@ -122,6 +147,6 @@ impl Batcher {
                 );
             }
         }
-        metrics::gauge!(m::SYMBOLS).set(state.store.symbol_count() as f64);
+        metrics::gauge!(m::SYMBOLS).set(store.symbol_count() as f64);
     }
 }

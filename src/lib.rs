@@ -52,7 +52,6 @@ mod reload;
 pub mod server;
 pub mod session;
 pub mod shutdown;
-pub mod state;
 pub mod tls;
 pub mod watch;
 
@@ -63,11 +62,14 @@ use std::time::Duration;
 use tickgate_feeds::FeedSender;
 use tickgate_feeds::sim::{SimConfig, Simulator};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
+use crate::board::FeedBoard;
 use crate::config::Config;
-use crate::server::Listener;
-use crate::state::AppState;
+use crate::fanout::SnapshotStore;
+use crate::registry::Connections;
+use crate::server::{Listener, Services};
+use crate::shutdown::Shutdown;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +111,10 @@ pub enum FeedSetup {
 /// A running gateway. Dropping it does not stop it; call
 /// [`Gateway::shutdown`].
 pub struct Gateway {
-    state: Arc<AppState>,
+    config: Arc<Config>,
+    store: Arc<SnapshotStore>,
+    connections: Arc<Connections>,
+    shutdown: Shutdown,
     client_addr: SocketAddr,
     admin_addr: SocketAddr,
     tls: Option<(Arc<tls::TlsServer>, SocketAddr)>,
@@ -119,11 +124,17 @@ pub struct Gateway {
 impl Gateway {
     /// Binds both listeners and starts serving. Listening begins before any
     /// feed has delivered data; `/readyz` says when data flows.
+    ///
+    /// Each piece of state has one owner created here, and each task gets
+    /// the handles it needs: the ingest task is the store's only writer,
+    /// connections register in the registry, and every task is spawned
+    /// through the shutdown handle so that [`Gateway::shutdown`] can wait
+    /// for it.
     pub async fn start(config: Config, feeds: FeedSetup) -> Result<Self, StartError> {
         let metrics = metrics::install();
         // Keys before anything listens: a gateway that must authenticate
         // never serves without them.
-        let authenticator = auth::Authenticator::from_config(&config.auth)?;
+        let auth = auth::Authenticator::from_config(&config.auth)?.map(Arc::new);
         // TLS files first: a bad certificate fails start-up before anything listens.
         let tls_server = match config.tls.listen_addr() {
             Some(addr) => Some((Arc::new(tls::TlsServer::new(&config.tls)?), addr)),
@@ -131,103 +142,83 @@ impl Gateway {
         };
         let client = bind("client", config.server.listen).await?;
         let admin = bind("admin", config.server.admin_listen).await?;
-        let client_addr = client.local_addr().map_err(|source| StartError::Bind {
-            listener: "client",
-            addr: config.server.listen,
-            source,
-        })?;
-        let admin_addr = admin.local_addr().map_err(|source| StartError::Bind {
-            listener: "admin",
-            addr: config.server.admin_listen,
-            source,
-        })?;
+        let client_addr = local_addr("client", &client, config.server.listen)?;
+        let admin_addr = local_addr("admin", &admin, config.server.admin_listen)?;
         let tls_listener = match tls_server {
             Some((server, addr)) => {
                 let listener = bind("tls", addr).await?;
-                let local = listener.local_addr().map_err(|source| StartError::Bind {
-                    listener: "tls",
-                    addr,
-                    source,
-                })?;
+                let local = local_addr("tls", &listener, addr)?;
                 Some((server, listener, local))
             }
             None => None,
         };
-        let state = Arc::new(AppState::new(config).with_authenticator(authenticator));
+
+        let config = Arc::new(config);
+        let shutdown = Shutdown::default();
+        let store = Arc::new(SnapshotStore::new(config.limits.max_symbols));
+        let board = Arc::new(FeedBoard::default());
+        let connections = Arc::new(Connections::default());
+        let services = Services {
+            config: Arc::clone(&config),
+            store: Arc::clone(&store),
+            feeds: Arc::clone(&board),
+            connections: Arc::clone(&connections),
+            auth: auth.clone(),
+            connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+            ip_slots: Arc::new(limits::IpSlots::default()),
+            shutdown: shutdown.clone(),
+            metrics: metrics.clone(),
+        };
+
         let (feed_tx, feed_rx) = mpsc::channel(ingest::FEED_QUEUE);
-        state
-            .tracker
-            .spawn(ingest::run(Arc::clone(&state), feed_rx));
-        state.tracker.spawn(server::accept_loop(
+        let ingest = ingest::Ingest {
+            store: Arc::clone(&store),
+            feeds: Arc::clone(&board),
+            connections: Arc::clone(&connections),
+            shutdown: shutdown.clone(),
+        };
+        shutdown.spawn(ingest::run(ingest, feed_rx));
+        shutdown.spawn(server::accept_loop(
             client,
             Listener::Client { transport: "ws" },
-            Arc::clone(&state),
-            metrics.clone(),
+            services.clone(),
         ));
-        state.tracker.spawn(server::accept_loop(
-            admin,
-            Listener::Admin,
-            Arc::clone(&state),
-            metrics.clone(),
-        ));
+        shutdown.spawn(server::accept_loop(admin, Listener::Admin, services.clone()));
         let tls = match tls_listener {
             Some((server, listener, local)) => {
-                if let Err(error) = tls::spawn_reloaders(&server, state.config.tls.watch, &state) {
-                    state.drain.cancel();
-                    state.shutdown.cancel();
+                if let Err(error) = tls::spawn_reloaders(&server, config.tls.watch, &shutdown) {
+                    shutdown.stop();
                     return Err(error.into());
                 }
-                state.tracker.spawn(Arc::clone(&server).accept_loop(
-                    listener,
-                    Arc::clone(&state),
-                    metrics.clone(),
-                ));
+                shutdown.spawn(Arc::clone(&server).accept_loop(listener, services.clone()));
                 Some((server, local))
             }
             None => None,
         };
-        if let Some(authenticator) = &state.authenticator {
-            let files = authenticator.key_files();
-            if !files.is_empty() {
-                if state.config.auth.watch {
-                    let watched = Arc::clone(&state);
-                    reload::watch_directories(
-                        &files,
-                        "JWT keys",
-                        &state,
-                        Arc::new(move || {
-                            if let Some(auth) = &watched.authenticator {
-                                auth.reload_if_changed();
-                            }
-                        }),
-                    )
-                    .map_err(|(path, error)| StartError::Watch {
-                        path,
-                        reason: error.to_string(),
-                    })?;
-                }
-                let signalled = Arc::clone(&state);
-                reload::on_sighup(
-                    "JWT keys",
-                    &state,
-                    Arc::new(move || {
-                        if let Some(auth) = &signalled.authenticator {
-                            let _ = auth.reload();
-                        }
-                    }),
-                );
-            }
+        if let Some(authenticator) = &auth {
+            watch_auth_keys(authenticator, config.auth.watch, &shutdown)?;
         }
-        state.tracker.spawn(publish_feed_gauges(Arc::clone(&state)));
-        state
-            .tracker
-            .spawn(metrics_upkeep(Arc::clone(&state), metrics.clone()));
-        state.tracker.spawn(admin::rebalance(Arc::clone(&state)));
+        shutdown.spawn(every_second(shutdown.clone(), {
+            let board = Arc::clone(&board);
+            move || board.publish_gauges()
+        }));
+        // The recorder keeps every histogram sample until it folds them into
+        // buckets (at a scrape or here), so a gateway nobody scrapes grew by
+        // megabytes a minute under load.
+        shutdown.spawn(every_second(shutdown.clone(), move || metrics.run_upkeep()));
+        shutdown.spawn(admin::rebalance(
+            Arc::clone(&connections),
+            config.rebalance.clone(),
+            shutdown.clone(),
+        ));
         if feeds == FeedSetup::Configured {
-            start_feeds(&state, &feed_tx)?;
+            start_feeds(&config, &board, &shutdown, &feed_tx)?;
         }
         Ok(Self {
-            state,
+            config,
+            store,
+            connections,
+            shutdown,
             client_addr,
             admin_addr,
             tls,
@@ -261,9 +252,15 @@ impl Gateway {
         self.feed_tx.clone()
     }
 
-    /// The shared state, for introspection.
-    pub fn state(&self) -> &Arc<AppState> {
-        &self.state
+    /// The snapshot store, for introspection (read-only use: the ingest
+    /// task is its only writer).
+    pub fn store(&self) -> &SnapshotStore {
+        &self.store
+    }
+
+    /// The open client connections, for introspection.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
     }
 
     /// Drains and stops: `/readyz` turns 503 and the listeners stop accepting
@@ -271,48 +268,83 @@ impl Gateway {
     /// `shutdown.drain_window_ms`; then every task gets `grace_period` to
     /// finish. Returns whether they all did.
     pub async fn shutdown(self, grace_period: Duration) -> bool {
-        self.state.start_draining();
-        let window = Duration::from_millis(self.state.config.shutdown.drain_window_ms);
+        self.connections.start_draining();
+        self.shutdown.begin_drain();
+        let window = Duration::from_millis(self.config.shutdown.drain_window_ms);
         let drain_end = tokio::time::Instant::now() + window;
-        while self.state.open_connections() > 0 && tokio::time::Instant::now() < drain_end {
+        while self.connections.count() > 0 && tokio::time::Instant::now() < drain_end {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.state.shutdown.cancel();
-        self.state.tracker.close();
         drop(self.feed_tx);
-        tokio::time::timeout(grace_period, self.state.tracker.wait())
-            .await
-            .is_ok()
+        self.shutdown.wait(grace_period).await
     }
 }
 
+/// Reloads the JWT keys when their files change (unless `watch` is off) and
+/// on SIGHUP.
+fn watch_auth_keys(
+    authenticator: &Arc<auth::Authenticator>,
+    watch: bool,
+    shutdown: &Shutdown,
+) -> Result<(), StartError> {
+    let files = authenticator.key_files();
+    if files.is_empty() {
+        return Ok(());
+    }
+    if watch {
+        let watched = Arc::clone(authenticator);
+        reload::watch_directories(
+            &files,
+            "JWT keys",
+            shutdown,
+            Arc::new(move || watched.reload_if_changed()),
+        )
+        .map_err(|(path, error)| StartError::Watch {
+            path,
+            reason: error.to_string(),
+        })?;
+    }
+    let signalled = Arc::clone(authenticator);
+    reload::on_sighup(
+        "JWT keys",
+        shutdown,
+        Arc::new(move || {
+            let _ = signalled.reload();
+        }),
+    );
+    Ok(())
+}
+
 /// Starts the configured feeds, or the simulator when there are none.
-fn start_feeds(state: &Arc<AppState>, feed_tx: &FeedSender) -> Result<(), StartError> {
-    let configs = &state.config.feeds;
+fn start_feeds(
+    config: &Config,
+    board: &FeedBoard,
+    shutdown: &Shutdown,
+    feed_tx: &FeedSender,
+) -> Result<(), StartError> {
+    let configs = &config.feeds;
     if configs.is_empty() {
-        let sim = &state.config.simulator;
+        let sim = &config.simulator;
         let simulator = Simulator::new(SimConfig {
             ticks_per_second: sim.ticks_per_second,
             seed: sim.seed,
             symbols: sim.symbols,
             bursts: sim.bursts,
         });
-        state.feeds.expect(&[("sim".into(), false)]);
-        state
-            .tracker
-            .spawn(simulator.run("sim".into(), feed_tx.clone(), state.shutdown.clone()));
+        board.expect(&[("sim".into(), false)]);
+        shutdown.spawn(simulator.run("sim".into(), feed_tx.clone(), shutdown.stop_token()));
         return Ok(());
     }
     let expected: Vec<(Arc<str>, bool)> = configs
         .iter()
         .map(|c| (Arc::from(c.name.as_str()), c.required))
         .collect();
-    state.feeds.expect(&expected);
+    board.expect(&expected);
     tickgate_feeds::spawn_all(
         configs,
         feed_tx.clone(),
-        state.shutdown.clone(),
-        &state.tracker,
+        shutdown.stop_token(),
+        shutdown.tracker(),
     )
     .map_err(|errors| {
         StartError::Feeds(
@@ -350,28 +382,25 @@ async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, S
     })
 }
 
-/// Folds the histogram samples recorded since the last pass into their
-/// buckets. The recorder keeps every sample until then (or until a scrape),
-/// so a gateway nobody scrapes grew by megabytes a minute under load.
-async fn metrics_upkeep(
-    state: Arc<AppState>,
-    handle: metrics_exporter_prometheus::PrometheusHandle,
-) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = state.shutdown.cancelled() => return,
-            _ = every.tick() => handle.run_upkeep(),
-        }
-    }
+fn local_addr(
+    listener: &'static str,
+    bound: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    bound.local_addr().map_err(|source| StartError::Bind {
+        listener,
+        addr,
+        source,
+    })
 }
 
-async fn publish_feed_gauges(state: Arc<AppState>) {
+/// Runs `job` once a second until the gateway stops.
+async fn every_second(shutdown: Shutdown, job: impl Fn()) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            () = state.shutdown.cancelled() => return,
-            _ = every.tick() => state.feeds.publish_gauges(),
+            () = shutdown.stopped() => return,
+            _ = every.tick() => job(),
         }
     }
 }

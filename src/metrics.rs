@@ -245,13 +245,17 @@ fn register_core_series() {
 
 /// Samples what is only known by walking state: slow consumers, per-connection
 /// buffered bytes, process figures. Called on every scrape.
-pub fn observe(state: &crate::state::AppState) {
-    let threshold = std::time::Duration::from_millis(state.config.connection.slow_consumer_ms);
+pub fn observe(
+    connections: &crate::registry::Connections,
+    feeds: &crate::board::FeedBoard,
+    config: &crate::config::Config,
+) {
+    let threshold = std::time::Duration::from_millis(config.connection.slow_consumer_ms);
     let now = std::time::Instant::now();
     let queue = metrics::histogram!(WRITE_QUEUE_BYTES);
     let mut slow = 0u64;
     let mut slowed = 0u64;
-    for mailbox in state.connections() {
+    for mailbox in connections.all() {
         if mailbox
             .stats
             .blocked_for(now)
@@ -271,7 +275,7 @@ pub fn observe(state: &crate::state::AppState) {
     }
     metrics::gauge!(SLOW_CONSUMERS).set(slow as f64);
     metrics::gauge!(SLOWED_CONNECTIONS).set(slowed as f64);
-    state.feeds.publish_gauges();
+    feeds.publish_gauges();
     observe_process();
 }
 

@@ -20,7 +20,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::state::AppState;
+use crate::shutdown::Shutdown;
 
 /// Quiet time after the last change before reloading: a rotation usually
 /// replaces several files one after the other.
@@ -69,7 +69,7 @@ fn fingerprint<'a>(files: impl IntoIterator<Item = Option<&'a [u8]>>) -> u64 {
 pub(crate) fn watch_directories(
     files: &[PathBuf],
     what: &'static str,
-    state: &AppState,
+    shutdown: &Shutdown,
     reload: Reload,
 ) -> Result<(), (PathBuf, notify::Error)> {
     let names: BTreeSet<OsString> = files
@@ -94,18 +94,18 @@ pub(crate) fn watch_directories(
             .watch(directory, RecursiveMode::NonRecursive)
             .map_err(|error| (directory.clone(), error))?;
     }
-    let shutdown = state.shutdown.clone();
-    state.tracker.spawn(async move {
+    let stop = shutdown.clone();
+    shutdown.spawn(async move {
         // The watcher stops when dropped: keep it for the life of this task.
         let _watcher = watcher;
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = stop.stopped() => return,
                 changed = changed_rx.recv() => if changed.is_none() { return },
             }
             loop {
                 tokio::select! {
-                    () = shutdown.cancelled() => return,
+                    () = stop.stopped() => return,
                     () = tokio::time::sleep(DEBOUNCE) => break,
                     changed = changed_rx.recv() => if changed.is_none() { return },
                 }
@@ -118,7 +118,7 @@ pub(crate) fn watch_directories(
 }
 
 /// Runs `reload` on every SIGHUP, whatever the files hold.
-pub(crate) fn on_sighup(what: &'static str, state: &AppState, reload: Reload) {
+pub(crate) fn on_sighup(what: &'static str, shutdown: &Shutdown, reload: Reload) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -131,11 +131,11 @@ pub(crate) fn on_sighup(what: &'static str, state: &AppState, reload: Reload) {
                 return;
             }
         };
-        let shutdown = state.shutdown.clone();
-        state.tracker.spawn(async move {
+        let stop = shutdown.clone();
+        shutdown.spawn(async move {
             loop {
                 tokio::select! {
-                    () = shutdown.cancelled() => return,
+                    () = stop.stopped() => return,
                     received = hangup.recv() => if received.is_none() { return },
                 }
                 info!(what, "SIGHUP: reloading");
@@ -145,7 +145,7 @@ pub(crate) fn on_sighup(what: &'static str, state: &AppState, reload: Reload) {
         });
     }
     #[cfg(not(unix))]
-    let _ = (what, state, reload);
+    let _ = (what, shutdown, reload);
 }
 
 /// A change that may concern our files: creation, write, rename, removal of

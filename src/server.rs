@@ -26,11 +26,17 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::{debug, warn};
 
-use crate::auth::{self, AuthError, Grant};
+use tokio::sync::Semaphore;
+
+use crate::auth::{self, AuthError, Authenticator, Grant};
+use crate::board::FeedBoard;
+use crate::config::Config;
 use crate::connection;
-use crate::limits;
+use crate::fanout::SnapshotStore;
+use crate::limits::{self, IpSlots};
 use crate::metrics as m;
-use crate::state::AppState;
+use crate::registry::Connections;
+use crate::shutdown::Shutdown;
 
 type Body = Full<Bytes>;
 
@@ -68,6 +74,53 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// What the HTTP service hands out: one handle per owner. Cloned into each
+/// HTTP connection's task (every field is shared); each handler takes only
+/// the handles it needs from it.
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Arc<SnapshotStore>,
+    pub feeds: Arc<FeedBoard>,
+    pub connections: Arc<Connections>,
+    /// Token verification; `None` when `auth.mode = "off"`.
+    pub auth: Option<Arc<Authenticator>>,
+    /// One permit per open client connection (`limits.max_connections`).
+    pub connection_slots: Arc<Semaphore>,
+    /// Open connections per client IP (`limits.max_connections_per_ip`).
+    pub ip_slots: Arc<IpSlots>,
+    pub shutdown: Shutdown,
+    pub metrics: PrometheusHandle,
+}
+
+impl Services {
+    /// Why the gateway is not ready, or `None` when it is: draining, a
+    /// required feed not live, or no data from any feed yet.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if self.connections.is_draining() {
+            return Some("draining".into());
+        }
+        if let Some(feed) = self.feeds.not_ready() {
+            return Some(feed);
+        }
+        if self.store.ticks_applied() == 0 {
+            return Some("no data received from any feed yet".into());
+        }
+        None
+    }
+
+    fn connection_context(&self) -> connection::Context {
+        connection::Context {
+            store: Arc::clone(&self.store),
+            feeds: Arc::clone(&self.feeds),
+            connections: Arc::clone(&self.connections),
+            auth: self.auth.clone(),
+            config: Arc::clone(&self.config),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
 /// Which listener a connection arrived on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Listener {
@@ -79,19 +132,20 @@ pub enum Listener {
 pub async fn accept_loop(
     listener: TcpListener,
     kind: Listener,
-    state: Arc<AppState>,
-    metrics: PrometheusHandle,
+    services: Services,
 ) {
     loop {
         // The client listener closes as soon as draining starts (new
         // clients go to other instances); the admin listener keeps serving
         // /readyz and /metrics until the end.
-        let stop = match kind {
-            Listener::Client { .. } => &state.drain,
-            Listener::Admin => &state.shutdown,
+        let stop = async {
+            match kind {
+                Listener::Client { .. } => services.shutdown.draining().await,
+                Listener::Admin => services.shutdown.stopped().await,
+            }
         };
         let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -106,7 +160,7 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         if let Listener::Client { .. } = kind {
             let socket = socket2::SockRef::from(&stream);
-            let connection = &state.config.connection;
+            let connection = &services.config.connection;
             // A small kernel send buffer, and little of it unsent, keep a
             // stalled client's backlog in its outbox, where it conflates,
             // instead of seconds of stale frames queued in the kernel.
@@ -117,11 +171,9 @@ pub async fn accept_loop(
                 let _ = socket.set_tcp_notsent_lowat(bytes);
             }
         }
-        let state_for_conn = Arc::clone(&state);
-        let metrics = metrics.clone();
-        state
-            .tracker
-            .spawn(serve_http(stream, peer, kind, state_for_conn, metrics));
+        services
+            .shutdown
+            .spawn(serve_http(stream, peer, kind, services.clone()));
     }
 }
 
@@ -130,17 +182,15 @@ pub async fn serve_http<S>(
     io: S,
     peer: SocketAddr,
     kind: Listener,
-    state: Arc<AppState>,
-    metrics: PrometheusHandle,
+    services: Services,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let handshake_timeout = Duration::from_millis(state.config.limits.handshake_timeout_ms);
-    let service_state = Arc::clone(&state);
+    let handshake_timeout = Duration::from_millis(services.config.limits.handshake_timeout_ms);
+    let shutdown = services.shutdown.clone();
     let service = service_fn(move |request| {
-        let state = Arc::clone(&service_state);
-        let metrics = metrics.clone();
-        async move { Ok::<_, Infallible>(route(request, kind, state, &metrics, peer)) }
+        let services = services.clone();
+        async move { Ok::<_, Infallible>(route(request, kind, services, peer)) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -155,20 +205,19 @@ pub async fn serve_http<S>(
                 debug!(%peer, %error, "http connection ended with an error");
             }
         }
-        () = state.shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+        () = shutdown.stopped() => connection.as_mut().graceful_shutdown(),
     }
 }
 
 fn route(
     request: Request<Incoming>,
     kind: Listener,
-    state: Arc<AppState>,
-    metrics: &PrometheusHandle,
+    services: Services,
     peer: SocketAddr,
 ) -> Response<Body> {
     let path = request.uri().path().to_owned();
     match (kind, path.as_str()) {
-        (Listener::Client { transport }, "/ws") => upgrade(request, transport, state, peer),
+        (Listener::Client { transport }, "/ws") => upgrade(request, transport, services, peer),
         (Listener::Client { .. }, _) => match ASSETS.iter().find(|(p, _, _)| *p == path) {
             Some((_, content_type, body))
                 if request.method() == Method::GET || request.method() == Method::HEAD =>
@@ -186,7 +235,7 @@ fn route(
             None => not_found(),
         },
         (Listener::Admin, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (Listener::Admin, "/readyz") => match state.not_ready_reason() {
+        (Listener::Admin, "/readyz") => match services.not_ready_reason() {
             None => text(StatusCode::OK, "ready\n"),
             Some(reason) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -194,8 +243,8 @@ fn route(
             ),
         },
         (Listener::Admin, "/metrics") => {
-            crate::metrics::observe(&state);
-            let mut response = text(StatusCode::OK, &metrics.render());
+            crate::metrics::observe(&services.connections, &services.feeds, &services.config);
+            let mut response = text(StatusCode::OK, &services.metrics.render());
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -203,7 +252,10 @@ fn route(
             response
         }
         (Listener::Admin, "/connections") if request.method() == Method::GET => {
-            json(&crate::admin::connections(&state))
+            json(&crate::admin::connections(
+                &services.connections,
+                Duration::from_millis(services.config.connection.slow_consumer_ms),
+            ))
         }
         (Listener::Admin, "/symbols") if request.method() == Method::GET => {
             let top = request
@@ -213,7 +265,7 @@ fn route(
                 .and_then(|n| n.parse::<usize>().ok())
                 .unwrap_or(20)
                 .min(10_000);
-            json(&crate::admin::top_symbols(&state, top))
+            json(&crate::admin::top_symbols(&services.store, top))
         }
         (Listener::Admin, p) if p.starts_with("/connections/") && p.ends_with("/close") => {
             if request.method() != Method::POST {
@@ -223,7 +275,7 @@ fn route(
                 .trim_start_matches("/connections/")
                 .trim_end_matches("/close");
             match id.parse::<u64>() {
-                Ok(id) if crate::admin::close(&state, id) => {
+                Ok(id) if crate::admin::close(&services.connections, id) => {
                     text(StatusCode::ACCEPTED, "closing\n")
                 }
                 Ok(_) => text(StatusCode::NOT_FOUND, "no such connection\n"),
@@ -254,7 +306,7 @@ fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
 fn upgrade(
     mut request: Request<Incoming>,
     transport: &'static str,
-    state: Arc<AppState>,
+    services: Services,
     peer: SocketAddr,
 ) -> Response<Body> {
     if request.method() != Method::GET {
@@ -297,14 +349,14 @@ fn upgrade(
         return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
     };
     let accept = derive_accept_key(key.as_bytes());
-    if state.is_draining() {
+    if services.connections.is_draining() {
         metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "draining").increment(1);
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "gateway is shutting down; connect to another instance\n",
         );
     }
-    let limits = &state.config.limits;
+    let limits = &services.config.limits;
     if let Some(origin) = headers.get(header::ORIGIN)
         && !limits::origin_allowed(&limits.allowed_origins, origin.as_bytes())
     {
@@ -320,7 +372,7 @@ fn upgrade(
         .and_then(|name| headers.get(name))
         .map(HeaderValue::as_bytes);
     let client_ip = limits::client_ip(peer.ip(), proxy_header);
-    let Some(ip_slot) = state
+    let Some(ip_slot) = services
         .ip_slots
         .try_acquire(client_ip, limits.max_connections_per_ip)
     else {
@@ -335,14 +387,14 @@ fn upgrade(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return response;
     };
-    let Ok(permit) = Arc::clone(&state.connection_slots).try_acquire_owned() else {
+    let Ok(permit) = Arc::clone(&services.connection_slots).try_acquire_owned() else {
         metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "max_connections").increment(1);
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many connections; try again later\n",
         );
     };
-    let grant = match authenticate(&request, &state) {
+    let grant = match authenticate(&request, &services) {
         Ok(grant) => grant,
         Err(error) => {
             metrics::counter!(m::AUTH_FAILURES, "reason" => error.kind()).increment(1);
@@ -351,7 +403,7 @@ fn upgrade(
                 StatusCode::UNAUTHORIZED,
                 &format!(
                     "unauthorized: {error}; send a JWT as \"Authorization: Bearer <token>\"{}\n",
-                    if state.config.auth.query_token {
+                    if services.config.auth.query_token {
                         " or ?token=<token>"
                     } else {
                         ""
@@ -366,9 +418,9 @@ fn upgrade(
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
-    let ws_config = websocket_config(&state);
-    let task_state = Arc::clone(&state);
-    state.tracker.spawn(async move {
+    let ws_config = websocket_config(&services.config);
+    let context = services.connection_context();
+    services.shutdown.spawn(async move {
         let _permit = permit;
         let _ip_slot = ip_slot;
         match on_upgrade.await {
@@ -379,7 +431,7 @@ fn upgrade(
                     Some(ws_config),
                 )
                 .await;
-                connection::serve(ws, task_state, transport, grant).await;
+                connection::serve(ws, context, transport, grant).await;
             }
             Err(error) => debug!(%error, "websocket upgrade failed"),
         }
@@ -398,11 +450,14 @@ fn upgrade(
 /// The grant an upgrade request carries: everything when auth is off; the
 /// verified token's grant; or `None` when there is no token and a first
 /// `auth` message is allowed instead.
-fn authenticate(request: &Request<Incoming>, state: &AppState) -> Result<Option<Grant>, AuthError> {
-    let Some(authenticator) = &state.authenticator else {
+fn authenticate(
+    request: &Request<Incoming>,
+    services: &Services,
+) -> Result<Option<Grant>, AuthError> {
+    let Some(authenticator) = &services.auth else {
         return Ok(Some(Grant::unrestricted()));
     };
-    let settings = &state.config.auth;
+    let settings = &services.config.auth;
     let token = auth::token_from_request(
         request
             .headers()
@@ -424,12 +479,12 @@ fn authenticate(request: &Request<Incoming>, state: &AppState) -> Result<Option<
 /// reader is polled on each of the writer's wake-ups), so 1 KiB rather than
 /// 4 KiB took that from 3 % of a busy core; a large request simply takes a
 /// few more reads.
-fn websocket_config(state: &AppState) -> WebSocketConfig {
-    let max_message = state.config.limits.max_message_bytes;
+fn websocket_config(config: &Config) -> WebSocketConfig {
+    let max_message = config.limits.max_message_bytes;
     WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(0)
-        .max_write_buffer_size(state.config.connection.max_write_buffer_bytes)
+        .max_write_buffer_size(config.connection.max_write_buffer_bytes)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
 }

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use metrics_exporter_prometheus::PrometheusHandle;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -37,8 +36,8 @@ use self::x509::{CertificateSummary, Validity};
 use crate::config::TlsConfig;
 use crate::metrics as m;
 use crate::reload::LastTried;
-use crate::server::{self, Listener};
-use crate::state::AppState;
+use crate::server::{self, Listener, Services};
+use crate::shutdown::Shutdown;
 
 /// ALPN: WebSocket upgrades are HTTP/1.1 requests.
 const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
@@ -257,12 +256,11 @@ impl TlsServer {
     pub async fn accept_loop(
         self: Arc<Self>,
         listener: TcpListener,
-        state: Arc<AppState>,
-        metrics: PrometheusHandle,
+        services: Services,
     ) {
         loop {
             let (stream, peer) = tokio::select! {
-                () = state.drain.cancelled() => return,
+                () = services.shutdown.draining() => return,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -275,9 +273,8 @@ impl TlsServer {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let connection =
-                Arc::clone(&self).serve(stream, peer, Arc::clone(&state), metrics.clone());
-            state.tracker.spawn(connection);
+            let connection = Arc::clone(&self).serve(stream, peer, services.clone());
+            services.shutdown.spawn(connection);
         }
     }
 
@@ -285,22 +282,21 @@ impl TlsServer {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        state: Arc<AppState>,
-        metrics: PrometheusHandle,
+        services: Services,
     ) {
         let handshake = tokio::time::timeout(
             self.handshake_timeout,
             TlsAcceptor::from(self.config.load_full()).accept(stream),
         );
         let outcome = tokio::select! {
-            () = state.shutdown.cancelled() => return,
+            () = services.shutdown.stopped() => return,
             outcome = handshake => outcome,
         };
         let failure = match outcome {
             Ok(Ok(tls)) => {
                 drop(self);
                 let transport = Listener::Client { transport: "wss" };
-                return server::serve_http(tls, peer, transport, state, metrics).await;
+                return server::serve_http(tls, peer, transport, services).await;
             }
             Ok(Err(error)) => {
                 let failure = HandshakeFailure::of(&error);
@@ -321,7 +317,7 @@ impl TlsServer {
 pub(crate) fn spawn_reloaders(
     server: &Arc<TlsServer>,
     watch_files: bool,
-    state: &AppState,
+    shutdown: &Shutdown,
 ) -> Result<(), TlsError> {
     if watch_files {
         let files = server.files();
@@ -329,7 +325,7 @@ pub(crate) fn spawn_reloaders(
         crate::reload::watch_directories(
             &files,
             "TLS certificate",
-            state,
+            shutdown,
             Arc::new(move || watched.reload_if_changed()),
         )
         .map_err(|(path, error)| TlsError::Watch {
@@ -340,7 +336,7 @@ pub(crate) fn spawn_reloaders(
     let signalled = Arc::clone(server);
     crate::reload::on_sighup(
         "TLS certificate",
-        state,
+        shutdown,
         Arc::new(move || {
             let _ = signalled.reload();
         }),
