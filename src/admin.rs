@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::config::RebalanceConfig;
 use crate::fanout::Kick;
+use crate::fanout::SnapshotStore;
 use crate::fanout::outbox::ModeCounts;
 use crate::fanout::subscriptions::lock_subscribers;
-use crate::config::RebalanceConfig;
-use crate::fanout::SnapshotStore;
 use crate::registry::Connections;
 use crate::shutdown::Shutdown;
 

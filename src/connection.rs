@@ -26,18 +26,18 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 
+use crate::auth::Authenticator;
 use crate::auth::Grant;
+use crate::board::FeedBoard;
+use crate::config::Config;
+use crate::fanout::SnapshotStore;
 use crate::fanout::outbox::MAX_CONTROL_FRAMES;
 use crate::fanout::{Kick, Mailbox};
 use crate::ladder::{Ladder, climb};
 use crate::metrics as m;
 use crate::protocol;
-use crate::session::{CloseReason, Inbound, Outcome, Session, SessionLimits};
-use crate::auth::Authenticator;
-use crate::board::FeedBoard;
-use crate::config::Config;
-use crate::fanout::SnapshotStore;
 use crate::registry::Connections;
+use crate::session::{CloseReason, Inbound, Outcome, Session, SessionLimits};
 use crate::shutdown::Shutdown;
 
 /// Longest wait for the client's side of the closing handshake.

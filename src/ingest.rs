@@ -12,11 +12,11 @@ use tickgate_feeds::{FeedEvent, FeedState, TickBatch, now_micros};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::board::FeedBoard;
+use crate::fanout::SnapshotStore;
 use crate::fanout::{Fanout, FeedId};
 use crate::metrics as m;
 use crate::protocol;
-use crate::board::FeedBoard;
-use crate::fanout::SnapshotStore;
 use crate::registry::Connections;
 use crate::shutdown::Shutdown;
 

@@ -183,7 +183,11 @@ impl Gateway {
             Listener::Client { transport: "ws" },
             services.clone(),
         ));
-        shutdown.spawn(server::accept_loop(admin, Listener::Admin, services.clone()));
+        shutdown.spawn(server::accept_loop(
+            admin,
+            Listener::Admin,
+            services.clone(),
+        ));
         let tls = match tls_listener {
             Some((server, listener, local)) => {
                 if let Err(error) = tls::spawn_reloaders(&server, config.tls.watch, &shutdown) {

@@ -129,11 +129,7 @@ pub enum Listener {
 }
 
 /// Accepts connections on `listener` until shutdown.
-pub async fn accept_loop(
-    listener: TcpListener,
-    kind: Listener,
-    services: Services,
-) {
+pub async fn accept_loop(listener: TcpListener, kind: Listener, services: Services) {
     loop {
         // The client listener closes as soon as draining starts (new
         // clients go to other instances); the admin listener keeps serving
@@ -178,12 +174,8 @@ pub async fn accept_loop(
 }
 
 /// Serves HTTP/1.1 on one connection (plain or already TLS-wrapped).
-pub async fn serve_http<S>(
-    io: S,
-    peer: SocketAddr,
-    kind: Listener,
-    services: Services,
-) where
+pub async fn serve_http<S>(io: S, peer: SocketAddr, kind: Listener, services: Services)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let handshake_timeout = Duration::from_millis(services.config.limits.handshake_timeout_ms);

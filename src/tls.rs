@@ -253,11 +253,7 @@ impl TlsServer {
 
     /// Accepts TCP connections until draining starts; each gets its own task
     /// for the handshake and then the HTTP/WebSocket service.
-    pub async fn accept_loop(
-        self: Arc<Self>,
-        listener: TcpListener,
-        services: Services,
-    ) {
+    pub async fn accept_loop(self: Arc<Self>, listener: TcpListener, services: Services) {
         loop {
             let (stream, peer) = tokio::select! {
                 () = services.shutdown.draining() => return,
@@ -278,12 +274,7 @@ impl TlsServer {
         }
     }
 
-    async fn serve(
-        self: Arc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        services: Services,
-    ) {
+    async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, services: Services) {
         let handshake = tokio::time::timeout(
             self.handshake_timeout,
             TlsAcceptor::from(self.config.load_full()).accept(stream),

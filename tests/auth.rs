@@ -251,21 +251,13 @@ fn replace_file(path: &std::path::Path, contents: &str) {
 }
 
 /// Polls until a connection with `token` opens (`true`) or is refused
-/// with `refused` (`false`), for up to 5 s.
+/// (`false`), for up to [`WAIT`].
 async fn wait_for_acceptance(addr: std::net::SocketAddr, token: &str, accepted: bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = connect_bearer(addr, token).await.is_ok();
-        if now == accepted {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "token still {} after 5 s",
-            if now { "accepted" } else { "refused" }
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = if accepted { "accepted" } else { "refused" };
+    wait_until(&format!("the token is {what}"), WAIT, || async {
+        connect_bearer(addr, token).await.is_ok() == accepted
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,14 +294,10 @@ async fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_old_keys() 
     // A broken file: the keys in use stay, the failure is counted.
     let failures = r#"tickgate_auth_key_reloads_total{result="failure"}"#;
     replace_file(&jwks, "{\"keys\": [ not json");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while metric(&gateway, failures).await < 1.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no failed reload counted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("a failed reload is counted", WAIT, || async {
+        metric(&gateway, failures).await >= 1.0
+    })
+    .await;
     assert!(connect_bearer(addr, &new_token).await.is_ok());
     assert!(connect_bearer(addr, &old_token).await.is_ok());
 
@@ -348,7 +336,8 @@ async fn the_binary_reloads_its_jwt_keys_on_sighup() {
     assert_eq!(connect_bearer(addr, &new_token).await.err(), Some(401));
 
     replace_file(&jwks, &json!({"keys":[next.ec_jwk("ec-2")]}).to_string());
-    // watch = false: nothing changes until the signal.
+    // watch = false: nothing changes until the signal. A negative check:
+    // give a (wrongly) running watcher time to act before looking.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(connect_bearer(addr, &new_token).await.err(), Some(401));
     let status = std::process::Command::new("kill")
@@ -417,6 +406,7 @@ async fn no_byte_of_an_unentitled_symbol_reaches_the_client() {
                 ticks.push(quote_tick("AAPL", 230.0 + f64::from(i)));
             }
             inject(&gateway, ticks).await;
+            // Paces the feed over the watch below, not a wait for an event.
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     };
@@ -454,11 +444,7 @@ async fn no_byte_of_an_unentitled_symbol_reaches_the_client() {
     }
     assert_eq!(errors, 1, "exactly one error names MSFT: {frames:?}");
     assert!(aapl_updates > 0, "AAPL updates still flow: {frames:?}");
-    let msft = gateway.state().store.get(&sym("MSFT")).expect("MSFT known");
-    assert_eq!(
-        tickgate::fanout::subscriptions::lock_subscribers(&msft).len(),
-        0
-    );
+    assert_eq!(subscriber_count(&gateway, "MSFT"), 0);
     gateway.shutdown(WAIT).await;
 }
 
@@ -532,6 +518,8 @@ async fn an_auth_message_refreshes_the_token_in_time() {
     let refused = client.next_json().await;
     assert_eq!(refused["code"], "unauthorized");
     assert_eq!(refused["id"], 6);
+    // The behaviour under test: the connection outlives its first
+    // token's 2 s because the refresh replaced it.
     tokio::time::sleep(Duration::from_secs(3)).await;
     client.assert_usable().await;
     gateway.shutdown(WAIT).await;
@@ -669,18 +657,16 @@ async fn connections_per_ip_are_limited_and_the_proxy_header_is_honoured_only_wh
     assert_eq!(refused.err(), Some(429));
     drop(first);
     // The slot comes back when the connection ends.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let mut freed = None;
+    wait_until("the slot is freed", WAIT, async || {
         match connect_with(addr, "", &[]).await {
-            Ok(mut client) => {
-                client.assert_usable().await;
-                break;
-            }
+            Ok(client) => freed = Some(client),
             Err(status) => assert_eq!(status, 429),
         }
-        assert!(tokio::time::Instant::now() < deadline, "slot never freed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        freed.is_some()
+    })
+    .await;
+    freed.expect("freed").assert_usable().await;
     gateway.shutdown(WAIT).await;
 
     let mut config = test_config();

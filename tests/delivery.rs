@@ -28,6 +28,8 @@ async fn a_4_hz_cap_sends_at_most_4_updates_a_second_each_the_latest() {
                     ticks: vec![quote_tick("AAPL", 2.0 + f64::from(i))],
                 };
                 let _ = sender.send(tickgate_feeds::FeedEvent::Ticks(batch)).await;
+                // Paces the feed (50 ticks/s against a 4 Hz limit): the
+                // time between ticks is the behaviour under test.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -65,12 +67,7 @@ async fn a_4_hz_cap_sends_at_most_4_updates_a_second_each_the_latest() {
         "each slot skips to the latest: {arrivals:?}"
     );
     // The last slot delivered the final value.
-    let final_seq = gateway
-        .state()
-        .store
-        .get(&sym("AAPL"))
-        .and_then(|s| s.latest())
-        .map(|s| s.quote.seq);
+    let final_seq = latest_seq(&gateway, "AAPL");
     assert_eq!(arrivals.last().map(|a| a.1), final_seq, "{arrivals:?}");
     gateway.shutdown(WAIT).await;
 }
@@ -113,16 +110,8 @@ async fn delta_updates_merge_into_the_full_quote_and_meta_reports_freshness() {
             held.insert(key, value);
         }
     }
-    let full: Value = serde_json::from_str(
-        &gateway
-            .state()
-            .store
-            .get(&sym("MSFT"))
-            .and_then(|s| s.latest())
-            .expect("data")
-            .json,
-    )
-    .expect("JSON");
+    let full: Value =
+        serde_json::from_str(&latest_quote_json(&gateway, "MSFT").expect("data")).expect("JSON");
     assert_eq!(Value::Object(held), full);
     gateway.shutdown(WAIT).await;
 }
@@ -239,6 +228,7 @@ async fn every_trade_arrives_in_order_after_its_quote_while_quotes_conflate() {
             }
         }
         inject(&gateway, ticks).await;
+        // Paces the feed, not a wait for an event.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let frames = collect_until(&mut client, |frame| {
@@ -312,7 +302,12 @@ async fn a_full_trade_buffer_announces_exactly_what_was_lost() {
         inject(&gateway, ticks).await;
     }
     wait_for_seq(&gateway, "FX", 1 + u64::from(TRADES)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A dropped trade is counted the moment it is dropped: read only once
+    // the buffer has overflowed.
+    wait_until("the trade buffer overflows", WAIT, || async {
+        metric_value(gateway.admin_addr(), "tickgate_trades_lost_total").await > 0.0
+    })
+    .await;
     let mut received = Vec::new();
     let mut lost = 0u64;
     let frames = collect_until(&mut client, |frame| {

@@ -28,9 +28,10 @@ async fn sigterm_flips_readiness_then_closes_clients_with_1001_spread_over_the_w
     let config = config.to_string_lossy().into_owned();
     let (mut child, client_addr, admin_addr) = common::spawn_binary(&["--config", &config]);
     let child = &mut child.0;
-    while http_get(admin_addr, "/readyz").await.0 != 200 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_until("ready", common::WAIT, || async {
+        http_get(admin_addr, "/readyz").await.0 == 200
+    })
+    .await;
 
     let mut clients = Vec::with_capacity(CLIENTS);
     for _ in 0..CLIENTS {
@@ -63,27 +64,23 @@ async fn sigterm_flips_readiness_then_closes_clients_with_1001_spread_over_the_w
         .collect();
     // Readiness flips as soon as the signal is handled (before the first
     // close), while most clients are still connected.
-    let body = loop {
-        let (status, body) = http_get(admin_addr, "/readyz").await;
-        if status == 503 {
-            break body;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_millis(500),
-            "still ready {:?} after SIGTERM",
-            signalled.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let mut body = String::new();
+    common::wait_until("unready after SIGTERM", common::WAIT, async || {
+        let (status, text) = http_get(admin_addr, "/readyz").await;
+        body = text;
+        status == 503
+    })
+    .await;
     assert!(body.contains("draining"), "{body}");
-    let refused_by = Instant::now() + Duration::from_secs(1);
-    while tokio::net::TcpStream::connect(client_addr).await.is_ok() {
-        assert!(
-            Instant::now() < refused_by,
-            "the client listener kept accepting"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let closed = watchers.iter().filter(|w| w.is_finished()).count();
+    assert!(
+        closed < CLIENTS / 2,
+        "{closed} of {CLIENTS} clients already closed when readiness flipped"
+    );
+    common::wait_until("the client listener refuses", common::WAIT, || async {
+        tokio::net::TcpStream::connect(client_addr).await.is_err()
+    })
+    .await;
 
     let mut close_times = Vec::with_capacity(CLIENTS);
     for watcher in watchers {
@@ -112,14 +109,13 @@ async fn sigterm_flips_readiness_then_closes_clients_with_1001_spread_over_the_w
         "closes ran past the window ({last:?})"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "did not exit in time");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut status = None;
+    common::wait_until("the gateway exits", Duration::from_secs(10), || {
+        status = child.try_wait().expect("wait");
+        std::future::ready(status.is_some())
+    })
+    .await;
+    let status = status.expect("exited");
     assert!(status.success(), "{status:?}");
     assert!(
         signalled.elapsed() < window + Duration::from_secs(5),

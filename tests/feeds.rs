@@ -62,11 +62,10 @@ required = true
         .write_all(line("AAPL", 100.0).as_bytes())
         .await
         .expect("write");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while http_get(admin, "/readyz").await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("ready once the feed delivers", WAIT, || async {
+        http_get(admin, "/readyz").await.0 == 200
+    })
+    .await;
 
     let mut client = Client::connect(gateway.client_addr()).await;
     client
@@ -82,6 +81,7 @@ required = true
             .write_all(line("AAPL", 100.0 + f64::from(i)).as_bytes())
             .await
             .expect("write");
+        // Paces the lines so they arrive as separate ticks.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let update = client.next_of_type("update").await;

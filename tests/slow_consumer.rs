@@ -67,6 +67,7 @@ async fn read_for(
         };
         log.push((Instant::now(), seen));
         if let Some(speed) = bytes_per_second {
+            // Reading slowly is the behaviour under test.
             tokio::time::sleep(Duration::from_secs_f64(size as f64 / speed)).await;
         }
     }
@@ -135,6 +136,7 @@ async fn the_ladder_slows_background_first_restores_and_finally_closes_4008() {
                 if sender.send(FeedEvent::Ticks(batch)).await.is_err() {
                     return;
                 }
+                // Paces the feed, not a wait for an event.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
@@ -270,6 +272,8 @@ async fn the_ladder_slows_background_first_restores_and_finally_closes_4008() {
     // gateway closes with 4008; the close frame waits behind what the socket
     // holds, so read on after the deadline.
     let stalled_at = Instant::now();
+    // The stall is the behaviour under test: not reading for longer than
+    // close_after.
     tokio::time::sleep(Duration::from_millis(7_000)).await;
     let mut tail = Vec::new();
     read_for(&mut client, Duration::from_secs(8), None, &mut tail).await;
@@ -300,15 +304,13 @@ async fn the_ladder_slows_background_first_restores_and_finally_closes_4008() {
     // The gateway counts the close once its closing handshake ends.
     drop(client);
     let closed = "tickgate_connections_closed_total{reason=\"slow_consumer\"} 1";
-    let deadline = Instant::now() + WAIT;
-    while !http_get(gateway.admin_addr(), "/metrics")
-        .await
-        .1
-        .contains(closed)
-    {
-        assert!(Instant::now() < deadline, "{closed} never appeared");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(closed, WAIT, || async {
+        http_get(gateway.admin_addr(), "/metrics")
+            .await
+            .1
+            .contains(closed)
+    })
+    .await;
     gateway.shutdown(WAIT).await;
 }
 

@@ -189,15 +189,13 @@ async fn metric(gateway: &Gateway, series: &str) -> f64 {
 
 /// Waits until `series` exceeds `before`.
 async fn wait_for_metric_above(gateway: &Gateway, series: &str, before: f64) -> f64 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let now = metric(gateway, series).await;
-        if now > before {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "{series} stayed at {now}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut now = before;
+    common::wait_until(&format!("{series} above {before}"), WAIT, async || {
+        now = metric(gateway, series).await;
+        now > before
+    })
+    .await;
+    now
 }
 
 // -------------------------------------------------------------- the client
@@ -249,18 +247,10 @@ async fn served_serial(addr: SocketAddr, config: Arc<ClientConfig>) -> String {
 
 /// Polls fresh handshakes until the served serial is `serial`.
 async fn wait_for_serial(addr: SocketAddr, config: &Arc<ClientConfig>, serial: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let now = served_serial(addr, Arc::clone(config)).await;
-        if now == serial {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still served serial {now}, not {serial}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_until(&format!("serial {serial} served"), WAIT, || async {
+        served_serial(addr, Arc::clone(config)).await == serial
+    })
+    .await;
 }
 
 async fn wss_connect(addr: SocketAddr, config: Arc<ClientConfig>) -> Result<Wss, String> {
@@ -522,7 +512,8 @@ async fn a_bad_rotation_keeps_serving_the_old_certificate_and_counts_a_failure()
     let (cert, _) = pki.server(0x5002);
     pki.replace(&pki.cert_path(), &cert);
     wait_for_metric_above(&gateway, series, before).await;
-    // (The counter is process-wide: give our own watcher time to act too.)
+    // (The counter is process-wide: give our own watcher time to act too.
+    // A negative check: nothing to wait for but time.)
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(served_serial(addr, Arc::clone(&client)).await, "5001");
 
@@ -530,7 +521,8 @@ async fn a_bad_rotation_keeps_serving_the_old_certificate_and_counts_a_failure()
     let before = metric(&gateway, series).await;
     pki.replace(&pki.cert_path(), "this is not a certificate\n");
     wait_for_metric_above(&gateway, series, before).await;
-    // (The counter is process-wide: give our own watcher time to act too.)
+    // (The counter is process-wide: give our own watcher time to act too.
+    // A negative check: nothing to wait for but time.)
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(served_serial(addr, Arc::clone(&client)).await, "5001");
     tick_reaches(&gateway, &mut ws, 2).await;
@@ -554,6 +546,7 @@ async fn the_reload_sighup_triggers_swaps_the_certificate_and_refuses_bad_files(
     let tls = gateway.tls().expect("TLS on");
 
     pki.install_server(0x6002);
+    // A negative check: give a (wrongly) running watcher time to act.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         served_serial(addr, Arc::clone(&client)).await,
@@ -607,7 +600,7 @@ async fn the_binary_reloads_its_certificate_on_sighup() {
     wait_for_serial(addr, &client, "7002").await;
 
     signal(guard.0, "-TERM");
-    let status = wait_exit(guard.0);
+    let status = wait_exit(guard.0).await;
     assert!(status.success(), "{status:?}");
 }
 
@@ -643,15 +636,14 @@ fn signal(child: &Child, which: &str) {
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(start.elapsed() < WAIT, "the process did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let mut status = None;
+    common::wait_until("the process exits", WAIT, || {
+        status = child.try_wait().expect("wait");
+        std::future::ready(status.is_some())
+    })
+    .await;
+    status.expect("exited")
 }
 
 #[tokio::test]
@@ -745,15 +737,11 @@ async fn a_rotated_client_ca_bundle_decides_from_the_next_handshake() {
 
 /// Polls until a handshake with `config` is admitted (or refused) as `want`.
 async fn admitted_within(addr: SocketAddr, config: Arc<ClientConfig>, want: bool) {
-    let deadline = Instant::now() + WAIT;
-    while wss_connect(addr, Arc::clone(&config)).await.is_ok() != want {
-        assert!(
-            Instant::now() < deadline,
-            "handshake still {} after the bundle changed",
-            if want { "refused" } else { "admitted" }
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = if want { "admitted" } else { "refused" };
+    common::wait_until(&format!("handshake {what}"), WAIT, || async {
+        wss_connect(addr, Arc::clone(&config)).await.is_ok() == want
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -799,6 +787,7 @@ async fn garbage_plain_http_and_stalled_handshakes_do_not_disturb_a_connected_cl
             "update {seq} took {:?}",
             sent.elapsed()
         );
+        // Spreads the updates over the stalled handshakes' lifetime.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -949,6 +938,21 @@ async fn memory_per_connection_plain_and_tls() {
             .expect("addr")
             .parse()
             .expect("addr");
+        let admin: SocketAddr = event["admin"]
+            .as_str()
+            .expect("admin")
+            .parse()
+            .expect("addr");
+        // Every connection counted open on the gateway's side: nothing of
+        // its setup is still under way when RSS is read.
+        let all_open = |n: usize| {
+            common::wait_until("every connection counted open", WAIT, move || async move {
+                let series = |t: &str| format!("tickgate_connections{{transport=\"{t}\"}}");
+                let open = common::metric_value(admin, &series("ws")).await
+                    + common::metric_value(admin, &series("wss")).await;
+                open as usize == n
+            })
+        };
         let pid = guard.0.id();
         let client = trusting(&pki);
         let mut plain = Vec::new();
@@ -957,7 +961,7 @@ async fn memory_per_connection_plain_and_tls() {
         for i in 0..WARM_UP + CLIENTS {
             if i == WARM_UP {
                 // Allocator arenas and lazy statics are warm now.
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                all_open(WARM_UP).await;
                 baseline = rss_of(pid);
             }
             if tls {
@@ -977,7 +981,7 @@ async fn memory_per_connection_plain_and_tls() {
                 plain.push(ws);
             }
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        all_open(WARM_UP + CLIENTS).await;
         let grown = rss_of(pid).saturating_sub(baseline);
         eprintln!(
             "{}: {CLIENTS} idle clients add {:.1} MiB to the gateway: {:.1} KiB per connection",
@@ -988,6 +992,6 @@ async fn memory_per_connection_plain_and_tls() {
         drop(plain);
         drop(secure);
         signal(guard.0, "-TERM");
-        let _ = wait_exit(guard.0);
+        let _ = wait_exit(guard.0).await;
     }
 }

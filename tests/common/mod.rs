@@ -61,25 +61,61 @@ pub async fn inject(gateway: &Gateway, ticks: Vec<Tick>) {
         .expect("ingest running");
 }
 
+/// Polls `condition` every few milliseconds until it holds; panics naming
+/// `what` if it still does not after `deadline`. The way to wait for
+/// something to have happened: no fixed sleep, and a loaded machine only
+/// makes it slower, never wrong.
+pub async fn wait_until(what: &str, deadline: Duration, mut condition: impl AsyncFnMut() -> bool) {
+    let give_up = tokio::time::Instant::now() + deadline;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "{what}: still not the case after {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits until the store holds `seq` for `symbol` (the ingest task is async).
 pub async fn wait_for_seq(gateway: &Gateway, symbol: &str, seq: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let current = gateway
-            .state()
-            .store
-            .get(&sym(symbol))
-            .and_then(|slot| slot.latest())
-            .map_or(0, |s| s.quote.seq);
-        if current >= seq {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{symbol} never reached seq {seq}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(&format!("{symbol} reaches seq {seq}"), WAIT, || {
+        std::future::ready(latest_seq(gateway, symbol).unwrap_or(0) >= seq)
+    })
+    .await;
+}
+
+// ---- the gateway's inside, seen only through these helpers ---------------
+// Tests that must look past the protocol do it here, so a change to the
+// gateway's internal layout touches this one place.
+
+/// The `seq` of the latest quote the store holds for `symbol`, if any.
+pub fn latest_seq(gateway: &Gateway, symbol: &str) -> Option<u64> {
+    gateway
+        .store()
+        .get(&sym(symbol))
+        .and_then(|slot| slot.latest())
+        .map(|snapshot| snapshot.quote.seq)
+}
+
+/// The latest quote the store holds for `symbol`, as the protocol's JSON.
+pub fn latest_quote_json(gateway: &Gateway, symbol: &str) -> Option<String> {
+    gateway
+        .store()
+        .get(&sym(symbol))
+        .and_then(|slot| slot.latest())
+        .map(|snapshot| snapshot.json.clone())
+}
+
+/// How many connections are subscribed to `symbol` (0 if it is unknown).
+pub fn subscriber_count(gateway: &Gateway, symbol: &str) -> usize {
+    gateway.store().get(&sym(symbol)).map_or(0, |slot| {
+        tickgate::fanout::subscriptions::lock_subscribers(&slot).len()
+    })
+}
+
+/// Client connections the gateway counts as open.
+pub fn open_connections(gateway: &Gateway) -> u64 {
+    gateway.connections().count()
 }
 
 pub struct Client {
@@ -256,6 +292,16 @@ pub async fn http_raw(addr: SocketAddr, request: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Current value of one Prometheus series on `admin`'s `/metrics` (0 when
+/// absent). `series` is the name with its labels, as the line starts.
+pub async fn metric_value(admin: SocketAddr, series: &str) -> f64 {
+    let (status, body) = http_get(admin, "/metrics").await;
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Starts the binary on ephemeral ports; returns it with (client, admin).
