@@ -194,7 +194,7 @@ impl Gateway {
                     shutdown.stop();
                     return Err(error.into());
                 }
-                shutdown.spawn(Arc::clone(&server).accept_loop(listener, services.clone()));
+                shutdown.spawn(Arc::clone(&server).accept_loop(listener, services));
                 Some((server, local))
             }
             None => None,
