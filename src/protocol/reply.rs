@@ -5,7 +5,7 @@
 use serde::Serialize;
 use tickgate_feeds::Symbol;
 
-use super::request::{ErrorCode, RequestId};
+use super::request::{ErrorCode, RequestError, RequestId};
 use crate::fanout::Priority;
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -197,4 +197,11 @@ pub fn snapshot(quotes: &[String]) -> String {
     }
     frame.push_str("]}");
     frame
+}
+
+impl RequestError {
+    /// The `error` frame for this failure.
+    pub fn to_frame(&self) -> String {
+        error(self.id.as_ref(), self.code, &self.message, &[])
+    }
 }

@@ -7,7 +7,6 @@ use serde::Serialize;
 use serde_json::Value;
 use tickgate_feeds::Symbol;
 
-use super::reply::error;
 use crate::fanout::Priority;
 
 /// Longest `id` string echoed back; longer ones are refused.
@@ -192,11 +191,6 @@ impl RequestError {
             code: ErrorCode::BadRequest,
             message: message.into(),
         }
-    }
-
-    /// The `error` frame for this failure.
-    pub fn to_frame(&self) -> String {
-        error(self.id.as_ref(), self.code, &self.message, &[])
     }
 }
 
