@@ -7,7 +7,7 @@
 //! not a timed benchmark. Sources:
 //! - the embedded simulator (seed 42, 547 symbols, 200,000 ticks at its
 //!   default 2,000 ticks/s of simulated time);
-//! - recordings in the generic feed format (DESIGN §4, one JSON object or
+//! - recordings in the generic feed format (docs/feeds.md, one JSON object or
 //!   array per line, the replay feed's format): `feeds/testdata/generic.jsonl`
 //!   by default, or any files given after `--`.
 //!

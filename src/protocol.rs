@@ -1,4 +1,4 @@
-//! The client protocol codec (DESIGN.md §3): parse client requests
+//! The client protocol codec (docs/protocol.md): parse client requests
 //! ([`request`]), encode server replies ([`reply`]). Pure functions: no
 //! sockets, no clock.
 

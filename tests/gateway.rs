@@ -1,5 +1,5 @@
 //! End-to-end behaviour of the gateway core with real WebSocket clients on
-//! real sockets: the client protocol of DESIGN.md §3, conflation, limits and
+//! real sockets: the client protocol of docs/protocol.md, conflation, limits and
 //! shutdown.
 
 mod common;

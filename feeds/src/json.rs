@@ -1,4 +1,4 @@
-//! The generic ingest format of DESIGN §4: one JSON object with the Quote
+//! The generic ingest format (docs/feeds.md): one JSON object with the Quote
 //! fields, or an array of them.
 //!
 //! `symbol` is required; `bid ask bid_size ask_size last last_size volume

@@ -10,7 +10,7 @@
 //! - [`sim`]: the embedded simulator, the default feed.
 //! - [`parse`]: what every parser shares — [`ParseError`] (its `kind()` is the
 //!   `reason` label), the [`Decoded`](parse::Decoded) output, simd-json scratch.
-//! - [`json`]: the generic ingest format (DESIGN §4).
+//! - [`json`]: the generic ingest format (docs/feeds.md).
 //! - [`venue`]: Polygon, Alpaca, Coinbase and Binance formats and handshakes.
 //! - [`config`]: the `[[feeds]]` table ([`FeedConfig`]) and its validation.
 //! - [`spec`]: `--feed SPEC` parsing into a [`FeedConfig`].

@@ -1,5 +1,5 @@
 //! NATS JetStream: the bus between one `tickgate publish` process and many
-//! gateway replicas (DESIGN.md §6, docs/nats.md).
+//! gateway replicas (docs/nats.md).
 //!
 //! What lives here, shared by both roles:
 //! - [`NatsSettings`]: the `nats` table (servers, stream, subject prefix,
