@@ -13,17 +13,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use tickgate_feeds::Symbol;
 use tracing::{info, warn};
 
 use crate::metrics as m;
 use crate::reload::LastTried;
+
+mod grant;
+mod keys;
+
+use grant::{Claims, SymbolsClaim};
+pub use grant::{Entitlement, Grant, Pattern, token_from_request};
+use keys::{contents, header_names_unknown_alg, jwks_keys, key_files, map_error, read_all};
 
 /// Longest token accepted anywhere (header, query, `auth` message).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -441,241 +445,6 @@ impl Authenticator {
             max_rate: claims.max_rate,
         })
     }
-}
-
-/// The claims tickgate reads; others are ignored.
-#[derive(Debug, Deserialize)]
-struct Claims {
-    exp: u64,
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    symbols: Option<SymbolsClaim>,
-    #[serde(default)]
-    max_subscriptions: Option<usize>,
-    #[serde(default)]
-    max_rate: Option<f64>,
-}
-
-/// `symbols`: an array of patterns, or one space-separated string.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum SymbolsClaim {
-    List(Vec<String>),
-    Spaced(String),
-}
-
-/// What a verified token allows one connection.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Grant {
-    /// `sub`, for logs.
-    pub subject: Option<String>,
-    /// `exp`, seconds since the Unix epoch.
-    pub expires_at: u64,
-    leeway: u64,
-    /// Which symbols may be subscribed.
-    pub entitlement: Entitlement,
-    /// `max_subscriptions` claim: the connection's own subscription limit
-    /// (the configured limit still applies when it is lower).
-    pub max_subscriptions: Option<usize>,
-    /// `max_rate` claim: ceiling on updates per second per symbol.
-    pub max_rate: Option<f64>,
-}
-
-impl Grant {
-    /// Everything, for gateways with authentication off.
-    pub fn unrestricted() -> Self {
-        Self {
-            subject: None,
-            expires_at: u64::MAX,
-            leeway: 0,
-            entitlement: Entitlement::Everything,
-            max_subscriptions: None,
-            max_rate: None,
-        }
-    }
-
-    /// Time left until the connection must end, leeway included; `None`
-    /// for a grant that never expires.
-    pub fn remaining(&self) -> Option<Duration> {
-        if self.expires_at == u64::MAX {
-            return None;
-        }
-        let end = self.expires_at.saturating_add(self.leeway);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Some(Duration::from_secs(end).saturating_sub(now))
-    }
-}
-
-/// Which symbols a client may see.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Entitlement {
-    /// Every symbol (authentication off).
-    Everything,
-    /// Symbols matching at least one pattern.
-    Patterns(Vec<Pattern>),
-}
-
-impl Entitlement {
-    /// Whether `symbol` may be subscribed.
-    pub fn allows(&self, symbol: &Symbol) -> bool {
-        match self {
-            Self::Everything => true,
-            Self::Patterns(patterns) => patterns.iter().any(|p| p.matches(symbol.as_str())),
-        }
-    }
-}
-
-/// A symbol pattern: symbol characters, where `*` matches any run of them
-/// (`AAPL`, `BTC-*`, `*-USD`, `*`). Matching is case-sensitive, like symbols.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern(String);
-
-impl Pattern {
-    /// A pattern from its text; `None` when it holds other characters or is
-    /// empty or longer than 64 bytes.
-    pub fn parse(text: &str) -> Option<Self> {
-        let ok = !text.is_empty()
-            && text.len() <= 64
-            && text
-                .bytes()
-                .all(|b| b == b'*' || b.is_ascii_alphanumeric() || b".-_/:^".contains(&b));
-        ok.then(|| Self(text.to_owned()))
-    }
-
-    /// Glob match with `*` only; linear in the input for each star.
-    pub fn matches(&self, symbol: &str) -> bool {
-        let (p, s) = (self.0.as_bytes(), symbol.as_bytes());
-        let (mut pi, mut si) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while si < s.len() {
-            if pi < p.len() && p[pi] == b'*' {
-                star = Some((pi, si));
-                pi += 1;
-            } else if pi < p.len() && p[pi] == s[si] {
-                pi += 1;
-                si += 1;
-            } else if let Some((star_p, star_s)) = star {
-                pi = star_p + 1;
-                si = star_s + 1;
-                star = Some((star_p, star_s + 1));
-            } else {
-                return false;
-            }
-        }
-        p[pi..].iter().all(|&b| b == b'*')
-    }
-}
-
-/// The bearer token of an upgrade request: the `Authorization: Bearer`
-/// header, else (when allowed) the `token` query parameter.
-pub fn token_from_request(
-    authorization: Option<&[u8]>,
-    query: Option<&str>,
-    query_allowed: bool,
-) -> Option<String> {
-    // A present but unusable header is an (empty, refused) token, never
-    // "no token": it must not fall through to first-message auth.
-    if let Some(value) = authorization {
-        let text = std::str::from_utf8(value).unwrap_or_default().trim();
-        let token = match text.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => "",
-        };
-        return Some(token.to_owned());
-    }
-    if !query_allowed {
-        return None;
-    }
-    query?.split('&').find_map(|pair| {
-        let value = pair.strip_prefix("token=")?;
-        // JWTs are base64url and dots; nothing to percent-decode.
-        Some(value.to_owned())
-    })
-}
-
-/// The files the keys of `config` are read from.
-fn key_files(config: &AuthConfig) -> Vec<PathBuf> {
-    config
-        .hs256_secret_file
-        .iter()
-        .chain(&config.public_key_files)
-        .chain(&config.jwks_file)
-        .cloned()
-        .collect()
-}
-
-fn read_all(paths: &[PathBuf]) -> Vec<std::io::Result<Vec<u8>>> {
-    paths.iter().map(std::fs::read).collect()
-}
-
-/// What the key files held, for [`LastTried`].
-fn contents(files: &[std::io::Result<Vec<u8>>]) -> impl Iterator<Item = Option<&[u8]>> {
-    files.iter().map(|file| file.as_deref().ok())
-}
-
-fn jwks_keys(text: &str) -> Result<Vec<VerifyKey>, String> {
-    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
-    let mut keys = Vec::new();
-    for jwk in &set.keys {
-        let implied = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-            AlgorithmParameters::OctetKey(_) => Algorithm::HS256,
-            AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
-            _ => return Err(format!("key {:?}: unsupported key type", jwk.common.key_id)),
-        };
-        let algorithm = match jwk.common.key_algorithm {
-            Some(alg) => Algorithm::try_from(alg)
-                .map_err(|_| format!("key {:?}: unsupported alg", jwk.common.key_id))?,
-            None => implied,
-        };
-        let key =
-            DecodingKey::from_jwk(jwk).map_err(|e| format!("key {:?}: {e}", jwk.common.key_id))?;
-        if key.family() != algorithm.family() {
-            return Err(format!(
-                "key {:?}: alg {algorithm:?} does not fit the key type",
-                jwk.common.key_id
-            ));
-        }
-        keys.push(VerifyKey {
-            kid: jwk.common.key_id.clone(),
-            algorithm,
-            key,
-        });
-    }
-    Ok(keys)
-}
-
-fn map_error(error: &jsonwebtoken::errors::Error) -> AuthError {
-    use jsonwebtoken::errors::ErrorKind as K;
-    match error.kind() {
-        K::InvalidSignature => AuthError::Signature,
-        K::ExpiredSignature => AuthError::Expired,
-        K::ImmatureSignature => AuthError::NotYetValid,
-        K::InvalidIssuer | K::InvalidAudience | K::InvalidSubject => AuthError::Claims,
-        K::MissingRequiredClaim(claim) if claim == "iss" || claim == "aud" => AuthError::Claims,
-        K::InvalidAlgorithm | K::MissingAlgorithm | K::UnsupportedAlgorithm => AuthError::Algorithm,
-        K::InvalidEcdsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat => AuthError::Signature,
-        _ => AuthError::Malformed,
-    }
-}
-
-/// Whether the token's header parses as JSON but names an algorithm that
-/// `jsonwebtoken` does not know (`none`, `HS1`, …).
-fn header_names_unknown_alg(token: &str) -> bool {
-    use base64::Engine as _;
-    let Some(first) = token.split('.').next() else {
-        return false;
-    };
-    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(first) else {
-        return false;
-    };
-    serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .is_some_and(|v| v.get("alg").is_some_and(|alg| alg.is_string()))
 }
 
 #[cfg(test)]
