@@ -24,6 +24,9 @@ PEERS = BENCHES / "peers"
 TICKGATE = ROOT / "target" / "release" / "tickgate"
 BENCH_GATEWAY = ROOT / "target" / "release" / "examples" / "bench-gateway"
 PEER_BIN = PEERS / "rust" / "target" / "release"
+# Server kind "tickgate-baseline": another tickgate build (a release binary of
+# an earlier commit) measured in the same run, for before/after comparisons.
+TICKGATE_BASELINE = os.environ.get("TICKGATE_BASELINE")
 
 SERVER_CORE = os.environ.get("SERVER_CORE", "0")
 LOADTEST_CORE = os.environ.get("LOADTEST_CORE", "1")
@@ -121,6 +124,11 @@ class Server:
             if tickgate_has_feed_flag():
                 return [TICKGATE, "--listen", listen, "--admin-listen", "127.0.0.1:0", "--feed", f"tcp://{feed}"]
             return [BENCH_GATEWAY, listen, feed, "60000"]
+        if self.kind == "tickgate-baseline":
+            if not TICKGATE_BASELINE:
+                raise SystemExit("tickgate-baseline needs TICKGATE_BASELINE=/path/to/an/earlier/tickgate")
+            return [TICKGATE_BASELINE, "--listen", listen, "--admin-listen", "127.0.0.1:0",
+                    "--feed", f"tcp://{feed}"]
         if self.kind == "tickgate-wss":
             # The same gateway, measured on its wss listener (dev certificate).
             self.tmp = tempfile.mkdtemp(prefix="tickgate-bench-tls-")
