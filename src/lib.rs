@@ -18,7 +18,6 @@
 //!   drains the outbox into one frame per wake-up.
 //! - [`protocol`]: the client protocol codec, pure.
 //! - [`server`]: HTTP on the client and admin listeners, the `/ws` upgrade.
-//! - [`watch`]: the `tickgate watch` command-line subscriber.
 //! - [`tls`]: the `wss` listener in front of the same service: rustls,
 //!   certificate reload, mutual TLS, `tickgate dev-cert`.
 //! - [`auth`], [`limits`]: JWT verification and symbol entitlements; the
@@ -26,7 +25,6 @@
 //!   every client frame (docs/security.md).
 //! - [`config`], [`metrics`], [`shutdown`], [`state`]: settings, metric
 //!   names, signals, shared state.
-//! - [`loadtest`]: the `tickgate loadtest` client (not used by the gateway).
 //! - [`publish`]: the `tickgate publish` role: feeds in, one quote per
 //!   symbol out to a NATS JetStream stream that gateway replicas load.
 
@@ -37,7 +35,6 @@ pub mod connection;
 pub mod ingest;
 pub mod ladder;
 pub mod limits;
-pub mod loadtest;
 pub mod metrics;
 pub mod outbox;
 pub mod protocol;
@@ -49,7 +46,6 @@ pub mod state;
 pub mod store;
 pub mod subscriptions;
 pub mod tls;
-pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
