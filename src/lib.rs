@@ -22,7 +22,6 @@
 //!   frame per wake-up.
 //! - [`protocol`]: the client protocol codec, pure.
 //! - [`server`]: HTTP on the client and admin listeners, the `/ws` upgrade.
-//! - [`watch`]: the `tickgate watch` command-line subscriber.
 //! - [`tls`]: the `wss` listener in front of the same service: rustls,
 //!   certificate reload, mutual TLS, `tickgate dev-cert`.
 //! - [`auth`], [`limits`]: JWT verification and symbol entitlements; the
@@ -30,7 +29,6 @@
 //!   every client frame (docs/security.md).
 //! - [`config`], [`metrics`], [`shutdown`], [`state`]: settings, metric
 //!   names, signals, shared state.
-//! - [`loadtest`]: the `tickgate loadtest` client (not used by the gateway).
 //! - [`publish`]: the `tickgate publish` role: feeds in, one quote per
 //!   symbol out to a NATS JetStream stream that gateway replicas load.
 
@@ -43,7 +41,6 @@ pub mod fanout;
 pub mod ingest;
 pub mod ladder;
 pub mod limits;
-pub mod loadtest;
 pub mod metrics;
 pub mod protocol;
 pub mod publish;
@@ -53,7 +50,6 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod tls;
-pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

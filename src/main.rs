@@ -76,13 +76,13 @@ enum Command {
     /// Open many WebSocket clients against a gateway (or a peer server),
     /// optionally act as its TCP feed, and report throughput, tick-to-client
     /// latency and delivery. Bounded in clients and time.
-    Loadtest(tickgate::loadtest::LoadtestArgs),
+    Loadtest(tickgate_clients::loadtest::LoadtestArgs),
     /// Write a development CA and a server certificate for localhost,
     /// 127.0.0.1 and ::1 signed by it, for trying wss:// locally.
     DevCert(DevCertArgs),
     /// Subscribe to symbols on a gateway and print a live table (or JSON
     /// lines with --json): a quick check of a deployment from a shell or pod.
-    Watch(tickgate::watch::WatchArgs),
+    Watch(tickgate_clients::watch::WatchArgs),
     /// Run the configured feeds and publish one quote per symbol to a NATS
     /// JetStream stream (the [publish] section) that gateway replicas load
     /// with a `kind = "nats"` feed. Serves /metrics, /healthz, /readyz on
@@ -172,12 +172,12 @@ struct DevCertArgs {
 
 /// Runs `tickgate watch`; exit status 1 when the gateway cannot be reached,
 /// refuses the connection, or refuses every symbol.
-fn watch(args: tickgate::watch::WatchArgs) -> ExitCode {
+fn watch(args: tickgate_clients::watch::WatchArgs) -> ExitCode {
     let runtime = match runtime("tickgate watch", Threads::One) {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(tickgate::watch::run(args)) {
+    match runtime.block_on(tickgate_clients::watch::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tickgate watch: {error}");
@@ -212,7 +212,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Loadtest(args)) => return tickgate::loadtest::main(args),
+        Some(Command::Loadtest(args)) => return tickgate_clients::loadtest::main(args),
         Some(Command::DevCert(args)) => return dev_cert(&args),
         Some(Command::Watch(args)) => return watch(args),
         Some(Command::Publish(args)) => return publish(&args),

@@ -1,0 +1,11 @@
+//! tickgate's client programs: they speak to a gateway from the outside and
+//! are not used by it. The `tickgate` binary runs them as subcommands.
+//!
+//! - [`loadtest`]: `tickgate loadtest`: many WebSocket clients against a
+//!   gateway (or a peer server), optionally its TCP feed, and a report of
+//!   throughput, tick-to-client latency and delivery.
+//! - [`watch`]: `tickgate watch`: a command-line subscriber that prints a
+//!   live table or JSON lines.
+
+pub mod loadtest;
+pub mod watch;

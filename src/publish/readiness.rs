@@ -1,0 +1,63 @@
+//! What `/readyz` reports for the publisher: the publish loop sets three
+//! flags, the admin listener reads them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Ready once the stream's last quotes are loaded, NATS is connected and the
+/// upstream feeds are live.
+#[derive(Debug, Default)]
+pub(super) struct Readiness {
+    pub(super) connected: AtomicBool,
+    pub(super) loaded: AtomicBool,
+    pub(super) upstream_live: AtomicBool,
+}
+
+impl Readiness {
+    /// `None` when ready; otherwise the first missing condition, in start-up
+    /// order.
+    pub(super) fn not_ready(&self) -> Option<&'static str> {
+        if !self.loaded.load(Ordering::Relaxed) {
+            Some("the stream's last quotes are not loaded yet")
+        } else if !self.connected.load(Ordering::Relaxed) {
+            Some("not connected to NATS")
+        } else if !self.upstream_live.load(Ordering::Relaxed) {
+            Some("upstream feeds are not live")
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readiness(loaded: bool, connected: bool, upstream_live: bool) -> Readiness {
+        Readiness {
+            connected: AtomicBool::new(connected),
+            loaded: AtomicBool::new(loaded),
+            upstream_live: AtomicBool::new(upstream_live),
+        }
+    }
+
+    #[test]
+    fn ready_only_when_loaded_connected_and_live() {
+        assert_eq!(readiness(true, true, true).not_ready(), None);
+    }
+
+    #[test]
+    fn the_first_missing_step_is_named() {
+        assert_eq!(
+            Readiness::default().not_ready(),
+            Some("the stream's last quotes are not loaded yet")
+        );
+        assert_eq!(
+            readiness(true, false, false).not_ready(),
+            Some("not connected to NATS")
+        );
+        assert_eq!(
+            readiness(true, true, false).not_ready(),
+            Some("upstream feeds are not live")
+        );
+    }
+}

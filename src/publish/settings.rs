@@ -1,0 +1,207 @@
+//! The `[publish]` section: where `tickgate publish` publishes to and how,
+//! checked once at load so the publisher can trust every value.
+
+use serde::Deserialize;
+use tickgate_feeds::nats::{NatsSettings, SettingsProblem};
+
+/// The `[publish]` section: what `tickgate publish` publishes to, and how.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// NATS servers, stream, subject prefix, credentials and TLS; the same
+    /// table as a `kind = "nats"` feed's `nats`.
+    pub nats: NatsSettings,
+    /// Stream storage: `file` (survives a NATS restart) or `memory`.
+    pub storage: StreamStorage,
+    /// Stream replicas in a NATS cluster (1 to 5; 3 is the usual choice).
+    pub replicas: usize,
+    /// How often the publisher heartbeat goes out on `<prefix>.$hb`.
+    pub heartbeat_interval_ms: u64,
+    /// Time JetStream has to acknowledge a publish before it is retried.
+    pub publish_timeout_ms: u64,
+    /// Most quotes published (and awaiting acknowledgement) at once.
+    pub max_in_flight: usize,
+    /// Time allowed for one connection attempt to NATS.
+    pub connect_timeout_ms: u64,
+    /// First reconnect / retry delay; doubles per failure.
+    pub backoff_min_ms: u64,
+    /// Cap of the reconnect / retry delay.
+    pub backoff_max_ms: u64,
+}
+
+/// Where the stream keeps its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamStorage {
+    File,
+    Memory,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            nats: NatsSettings::default(),
+            storage: StreamStorage::File,
+            replicas: 1,
+            heartbeat_interval_ms: 1_000,
+            publish_timeout_ms: 2_000,
+            max_in_flight: 1_024,
+            connect_timeout_ms: 5_000,
+            backoff_min_ms: 250,
+            backoff_max_ms: 5_000,
+        }
+    }
+}
+
+impl PublishConfig {
+    /// Every problem, each naming its key (`publish.…`).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(errors) = self.nats.validate() {
+            problems.extend(nats_problems(&errors));
+        }
+        let mut check = |ok: bool, problem: &str| {
+            if !ok {
+                problems.push(problem.to_owned());
+            }
+        };
+        check(
+            (1..=5).contains(&self.replicas),
+            "publish.replicas must be between 1 and 5",
+        );
+        check(
+            (50..=60_000).contains(&self.heartbeat_interval_ms),
+            "publish.heartbeat_interval_ms must be between 50 and 60000",
+        );
+        check(
+            self.publish_timeout_ms >= 100,
+            "publish.publish_timeout_ms must be at least 100",
+        );
+        check(
+            (1..=100_000).contains(&self.max_in_flight),
+            "publish.max_in_flight must be between 1 and 100000",
+        );
+        check(
+            self.connect_timeout_ms >= 100,
+            "publish.connect_timeout_ms must be at least 100",
+        );
+        check(
+            self.backoff_min_ms >= 1 && self.backoff_min_ms <= self.backoff_max_ms,
+            "publish.backoff_min_ms must be at least 1 and not exceed publish.backoff_max_ms",
+        );
+        problems
+    }
+}
+
+/// The `nats` table's problems, each naming its key under `publish.`.
+pub(super) fn nats_problems(errors: &[SettingsProblem]) -> impl Iterator<Item = String> + '_ {
+    errors
+        .iter()
+        .map(|(key, problem)| format!("publish.{key} {problem}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<PublishConfig, toml::de::Error> {
+        toml::from_str(toml_text)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(PublishConfig::default().problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_empty_section_means_the_defaults() {
+        assert_eq!(parse("").expect("parses"), PublishConfig::default());
+    }
+
+    #[test]
+    fn storage_is_spelled_in_lowercase() {
+        let config = parse("storage = \"memory\"").expect("parses");
+        assert_eq!(config.storage, StreamStorage::Memory);
+        assert!(parse("storage = \"Memory\"").is_err());
+        assert!(parse("storage = \"disk\"").is_err());
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let error = parse("replica = 3").expect_err("unknown key");
+        assert!(error.to_string().contains("replica"), "{error}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once_naming_its_key() {
+        let config = PublishConfig {
+            replicas: 0,
+            heartbeat_interval_ms: 10,
+            publish_timeout_ms: 99,
+            max_in_flight: 0,
+            connect_timeout_ms: 0,
+            backoff_min_ms: 0,
+            ..PublishConfig::default()
+        };
+        let problems = config.problems();
+        let keys = [
+            "publish.replicas",
+            "publish.heartbeat_interval_ms",
+            "publish.publish_timeout_ms",
+            "publish.max_in_flight",
+            "publish.connect_timeout_ms",
+            "publish.backoff_min_ms",
+        ];
+        assert_eq!(problems.len(), keys.len(), "{problems:?}");
+        for (problem, key) in problems.iter().zip(keys) {
+            assert!(problem.starts_with(key), "{problem} names {key}");
+        }
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        let config = PublishConfig {
+            replicas: 5,
+            heartbeat_interval_ms: 60_000,
+            publish_timeout_ms: 100,
+            max_in_flight: 100_000,
+            connect_timeout_ms: 100,
+            backoff_min_ms: 5_000,
+            backoff_max_ms: 5_000,
+            ..PublishConfig::default()
+        };
+        assert_eq!(config.problems(), Vec::<String>::new());
+        let too_many = PublishConfig {
+            replicas: 6,
+            ..PublishConfig::default()
+        };
+        assert_eq!(
+            too_many.problems(),
+            ["publish.replicas must be between 1 and 5"]
+        );
+    }
+
+    #[test]
+    fn a_backoff_floor_above_its_cap_is_refused() {
+        let config = PublishConfig {
+            backoff_min_ms: 6_000,
+            backoff_max_ms: 5_000,
+            ..PublishConfig::default()
+        };
+        assert_eq!(
+            config.problems(),
+            ["publish.backoff_min_ms must be at least 1 and not exceed publish.backoff_max_ms"]
+        );
+    }
+
+    #[test]
+    fn nats_problems_are_named_under_publish() {
+        let mut config = PublishConfig::default();
+        config.nats.urls.clear();
+        let problems = config.problems();
+        assert!(
+            problems.iter().any(|p| p.starts_with("publish.nats.urls ")),
+            "{problems:?}"
+        );
+    }
+}
