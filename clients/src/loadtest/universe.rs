@@ -114,7 +114,7 @@ impl Universe {
         }
     }
 
-    /// One generic-format JSON tick (DESIGN §4) plus its `seq`.
+    /// One generic-format JSON tick (docs/feeds.md) plus its `seq`.
     pub(crate) fn write_tick(&self, out: &mut Vec<u8>, index: usize, seq: u64, ts: u64) {
         // A deterministic walk: prices move every tick, sizes cycle.
         let cents = 10_000 + (index as u64 * 37 + seq * 7) % 2_000;
