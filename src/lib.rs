@@ -1,36 +1,43 @@
 //! tickgate: a market-data fan-out gateway.
 //!
-//! Data flows one way through the modules:
+//! The modules are the pipeline, each the one owner of its state
+//! (docs/architecture.md):
 //!
 //! ```text
-//! feeds (tickgate-feeds) ─► ingest ─► store ─► subscriptions ─► outbox ─► connection ─► server
+//! feeds (tickgate-feeds) ─► ingest ─► fanout (store · subscriptions · outbox) ─► connection ─► server
+//!                                                                     ▲             │
+//!                                                                     └── session ◄─┘
 //! ```
 //!
-//! - [`ingest`]: the single writer of the store; validates ticks, merges
-//!   them, marks touched symbols dirty on their subscribers.
-//! - [`store`]: latest quote per symbol behind arc-swap, with its JSON
-//!   encoded once per tick.
-//! - [`subscriptions`]: symbol → interested connections, and the subscribe
-//!   rules that keep "snapshot before update" true.
-//! - [`outbox`]: per-connection conflation; at most one pending entry per
-//!   subscribed symbol.
+//! - [`ingest`]: the async shell around the fan-out core: applies feed
+//!   batches, counts them once per batch, keeps the feed [`board`] and
+//!   announces feed states to clients.
+//! - [`fanout`]: the pure core: the snapshot store (latest quote per
+//!   symbol, JSON encoded once), symbol → subscribers, and per-connection
+//!   conflation (at most one pending entry per subscribed symbol). No
+//!   `async`, no clock reads, no metrics calls.
 //! - [`session`]: everything a connection decides (requests, entitlements,
 //!   limits, auth refresh, close decisions), synchronous and without a
 //!   socket: a frame and the time in, replies in the mailbox, a close out.
 //! - [`connection`]: the driver of one WebSocket: a reader that hands
 //!   frames to its session and a writer that drains the outbox into one
-//!   frame per wake-up.
-//! - [`protocol`]: the client protocol codec, pure.
-//! - [`server`]: HTTP on the client and admin listeners, the `/ws` upgrade.
+//!   frame per wake-up; [`ladder`] decides when a stuck writer is slowed.
+//! - [`registry`]: the open connections and the drain schedule.
+//! - [`protocol`]: the client wire format, pure.
+//! - [`server`]: HTTP on the client and admin listeners, the `/ws` upgrade
+//!   and its admission checks; [`admin`] answers the introspection routes.
 //! - [`tls`]: the `wss` listener in front of the same service: rustls,
 //!   certificate reload, mutual TLS, `tickgate dev-cert`.
 //! - [`auth`], [`limits`]: JWT verification and symbol entitlements; the
 //!   request rate, per-IP and `Origin` limits checked at the upgrade and on
 //!   every client frame (docs/security.md).
-//! - [`config`], [`metrics`], [`shutdown`], [`state`]: settings, metric
-//!   names, signals, shared state.
+//! - [`config`], [`metrics`], [`shutdown`]: typed settings, metric names
+//!   and recording, the two-phase stop every task is spawned through.
 //! - [`publish`]: the `tickgate publish` role: feeds in, one quote per
 //!   symbol out to a NATS JetStream stream that gateway replicas load.
+//!
+//! [`Gateway::start`] creates each owner and hands every task the handles
+//! it needs.
 
 pub mod admin;
 pub mod auth;
