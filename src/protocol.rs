@@ -2,8 +2,8 @@
 //! ([`request`]), encode server replies ([`reply`]). Pure functions: no
 //! sockets, no clock.
 
-mod reply;
-mod request;
+pub mod reply;
+pub mod request;
 
 pub use crate::fanout::Priority;
 pub use reply::*;
