@@ -158,9 +158,16 @@ impl Client {
 
     /// Next frame of any kind.
     pub async fn next_message(&mut self) -> Message {
-        tokio::time::timeout(WAIT, self.ws.next())
+        tokio::time::timeout(WAIT, self.next_message_unbounded())
             .await
             .expect("a frame within the wait")
+    }
+
+    /// Next frame of any kind; the caller bounds the wait.
+    async fn next_message_unbounded(&mut self) -> Message {
+        self.ws
+            .next()
+            .await
             .expect("stream open")
             .expect("no websocket error")
     }
@@ -172,9 +179,17 @@ impl Client {
             .expect("a JSON frame within the wait")
     }
 
+    /// Next JSON text frame, skipping heartbeats; at most `limit` in all.
+    /// For the few replies that are slow by nature in a debug build.
+    pub async fn next_json_within(&mut self, limit: Duration) -> Value {
+        tokio::time::timeout(limit, self.next_json_unbounded())
+            .await
+            .expect("a JSON frame within the limit")
+    }
+
     async fn next_json_unbounded(&mut self) -> Value {
         loop {
-            match self.next_message().await {
+            match self.next_message_unbounded().await {
                 Message::Text(text) => {
                     let value: Value =
                         serde_json::from_str(text.as_str()).expect("server sends JSON");
