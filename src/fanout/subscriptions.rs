@@ -105,19 +105,24 @@ pub fn subscribe(
         let mut outbox = mailbox.lock();
         let mut room = max_subscriptions.saturating_sub(outbox.subscription_count());
         for &symbol in symbols {
-            let slot = match store.get_or_create(symbol) {
+            // The limit first: a symbol refused for it must not take a
+            // permanent place in the symbol table.
+            let known = store.get(&symbol);
+            let held_already = known
+                .as_ref()
+                .is_some_and(|slot| outbox.is_subscribed(slot.id));
+            if !held_already && room == 0 {
+                result.over_limit.push(symbol);
+                continue;
+            }
+            let slot = match known.map_or_else(|| store.get_or_create(symbol), Ok) {
                 Ok(slot) => slot,
                 Err(StoreFull(_)) => {
                     result.table_full.push(symbol);
                     continue;
                 }
             };
-            let held_already = outbox.is_subscribed(slot.id);
             if !held_already {
-                if room == 0 {
-                    result.over_limit.push(symbol);
-                    continue;
-                }
                 room -= 1;
             }
             result.symbols.push(slot.symbol);
@@ -175,4 +180,46 @@ pub fn unsubscribe_all(mailbox: &Mailbox) -> usize {
 /// Locks a slot's subscriber set; a poisoned lock still holds valid data.
 pub fn lock_subscribers(slot: &Slot) -> std::sync::MutexGuard<'_, SubscriberSet> {
     slot.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn sym(name: &str) -> Symbol {
+        Symbol::parse(name).expect("valid")
+    }
+
+    #[test]
+    fn symbols_refused_over_the_limit_take_no_place_in_the_symbol_table() {
+        let store = SnapshotStore::new(16);
+        let mailbox = Arc::new(Mailbox::new(1, 8, Instant::now()));
+        let names: Vec<Symbol> = ["A", "B", "C", "D"].map(sym).to_vec();
+        let result = subscribe(
+            &store,
+            &mailbox,
+            &names,
+            2,
+            Delivery::default(),
+            &FxHashMap::default(),
+            |_| Vec::new(),
+        );
+        assert_eq!(result.symbols, vec![sym("A"), sym("B")]);
+        assert_eq!(result.over_limit, vec![sym("C"), sym("D")]);
+        assert_eq!(store.symbol_count(), 2, "C and D must not enter the table");
+        // A symbol already held is still fine at the limit.
+        let again = subscribe(
+            &store,
+            &mailbox,
+            &[sym("A")],
+            2,
+            Delivery::default(),
+            &FxHashMap::default(),
+            |_| Vec::new(),
+        );
+        assert_eq!(again.symbols, vec![sym("A")]);
+        assert!(again.over_limit.is_empty());
+    }
 }
