@@ -8,7 +8,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{LoadtestArgs, PeerMode, Popularity, Shared, lock};
+use super::shared::{Shared, lock};
+use super::{LoadtestArgs, PeerMode, Popularity};
 
 /// CPU time and memory of one process, read from /proc.
 #[derive(Debug, Clone, Copy, Default)]
