@@ -22,8 +22,8 @@ use serde::Deserialize;
 use tickgate_feeds::Symbol;
 use tracing::{info, warn};
 
-use crate::metrics as m;
 use crate::reload::LastTried;
+use crate::telemetry;
 
 /// Longest token accepted anywhere (header, query, `auth` message).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -266,14 +266,14 @@ impl Authenticator {
         });
         match &outcome {
             Ok(count) => {
-                metrics::counter!(m::AUTH_KEY_RELOADS, "result" => "success").increment(1);
+                telemetry::auth_keys_reloaded(true);
                 info!(
                     keys = count,
                     "JWT verification keys reloaded; new tokens are checked against them"
                 );
             }
             Err(error) => {
-                metrics::counter!(m::AUTH_KEY_RELOADS, "result" => "failure").increment(1);
+                telemetry::auth_keys_reloaded(false);
                 warn!(%error, "JWT key reload failed; still verifying with the previous keys");
             }
         }

@@ -27,12 +27,12 @@ use tracing::debug;
 use crate::auth::Grant;
 use crate::ladder::{Ladder, Step};
 use crate::limits::{RateVerdict, RequestRate};
-use crate::metrics as m;
 use crate::outbox::{Delivery, Kick};
 use crate::outbox::{MAX_CONTROL_FRAMES, Mailbox};
 use crate::protocol::{self, ErrorCode, Request, RequestId, SubscribeOptions};
 use crate::state::AppState;
 use crate::subscriptions;
+use crate::telemetry;
 use rustc_hash::FxHashMap;
 use tickgate_feeds::Symbol;
 
@@ -137,8 +137,7 @@ pub async fn serve<S>(
         state.config.connection.trade_buffer,
     ));
     let conn_id = mailbox.id;
-    metrics::gauge!(m::CONNECTIONS, "transport" => transport).increment(1.0);
-    metrics::counter!(m::CONNECTIONS_OPENED, "transport" => transport).increment(1);
+    telemetry::connection_opened(transport);
     debug!(conn_id, "connection opened");
 
     state.connection_opened(&mailbox);
@@ -169,7 +168,7 @@ pub async fn serve<S>(
     };
 
     let dropped = subscriptions::unsubscribe_all(&mailbox);
-    metrics::gauge!(m::SUBSCRIPTIONS).decrement(dropped as f64);
+    telemetry::subscriptions_removed(dropped);
     if let Some(frame) = reason.close_frame() {
         // Closing handshake, bounded: send our close, then read until the
         // peer's close or EOF. Dropping the socket with unread input would
@@ -211,10 +210,7 @@ pub async fn serve<S>(
         })
         .await;
     }
-    // Count the close before the gauge drops, so a scrape that sees one
-    // connection fewer also sees why it closed.
-    metrics::counter!(m::CONNECTIONS_CLOSED, "reason" => reason.as_str()).increment(1);
-    metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
+    telemetry::connection_closed(transport, reason.as_str());
     state.connection_closed(conn_id);
     debug!(conn_id, reason = reason.as_str(), "connection closed");
 }
@@ -310,10 +306,10 @@ where
             },
             () = expired => {
                 return if session.grant.is_some() {
-                    metrics::counter!(m::AUTH_FAILURES, "reason" => "expired").increment(1);
+                    telemetry::auth_failure("expired");
                     session.close(CloseReason::TokenExpired, ErrorCode::Unauthorized, "token expired")
                 } else {
-                    metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
+                    telemetry::auth_failure("missing");
                     session.close(
                         CloseReason::Unauthorized,
                         ErrorCode::Unauthorized,
@@ -329,10 +325,9 @@ where
         match session.rate.check(Instant::now().into_std()) {
             RateVerdict::Allow => {}
             RateVerdict::Refuse => {
-                metrics::counter!(m::RATE_LIMITED).increment(1);
+                telemetry::rate_limited();
                 if matches!(message, Message::Text(_) | Message::Binary(_)) {
-                    metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::RateLimited.as_str())
-                        .increment(1);
+                    telemetry::bad_request(ErrorCode::RateLimited.as_str());
                     mailbox.push_control([protocol::error(
                         None,
                         ErrorCode::RateLimited,
@@ -343,7 +338,7 @@ where
                 continue;
             }
             RateVerdict::Close => {
-                metrics::counter!(m::RATE_LIMITED).increment(1);
+                telemetry::rate_limited();
                 return session.close(
                     CloseReason::RateLimited,
                     ErrorCode::RateLimited,
@@ -358,8 +353,7 @@ where
                 }
             }
             Message::Binary(_) => {
-                metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::BadRequest.as_str())
-                    .increment(1);
+                telemetry::bad_request(ErrorCode::BadRequest.as_str());
                 mailbox.push_control([protocol::error(
                     None,
                     ErrorCode::BadRequest,
@@ -393,7 +387,7 @@ fn handle_request(
     let request = match protocol::parse_request(text) {
         Ok(request) => request,
         Err(error) => {
-            metrics::counter!(m::BAD_REQUESTS, "code" => error.code.as_str()).increment(1);
+            telemetry::bad_request(error.code.as_str());
             mailbox.push_control([error.to_frame()]);
             return None;
         }
@@ -402,7 +396,7 @@ fn handle_request(
         return authenticate(id.as_ref(), token, mailbox, state, session);
     }
     let Some(grant) = &session.grant else {
-        metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
+        telemetry::auth_failure("missing");
         return Some(session.close(
             CloseReason::Unauthorized,
             ErrorCode::Unauthorized,
@@ -425,7 +419,7 @@ fn handle_request(
             let before = mailbox.lock().subscription_count();
             subscriptions::unsubscribe(&state.store, mailbox, &list.valid);
             let removed = before - mailbox.lock().subscription_count();
-            metrics::gauge!(m::SUBSCRIPTIONS).decrement(removed as f64);
+            telemetry::subscriptions_removed(removed);
             let mut replies = Vec::with_capacity(2);
             if !list.invalid.is_empty() {
                 replies.push(invalid_symbols(id.as_ref(), &list.invalid));
@@ -462,9 +456,8 @@ fn authenticate(
     let grant = match authenticator.verify(token) {
         Ok(grant) => grant,
         Err(error) => {
-            metrics::counter!(m::AUTH_FAILURES, "reason" => error.kind()).increment(1);
-            metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::Unauthorized.as_str())
-                .increment(1);
+            telemetry::auth_failure(error.kind());
+            telemetry::bad_request(ErrorCode::Unauthorized.as_str());
             let message = format!("authentication failed: {error}");
             if session.grant.is_none() {
                 return Some(session.close(
@@ -485,7 +478,7 @@ fn authenticate(
         let before = mailbox.lock().subscription_count();
         subscriptions::unsubscribe(&state.store, mailbox, &revoked);
         let removed = before - mailbox.lock().subscription_count();
-        metrics::gauge!(m::SUBSCRIPTIONS).decrement(removed as f64);
+        telemetry::subscriptions_removed(removed);
         replies.push(symbols_error(
             id,
             ErrorCode::NotEntitled,
@@ -555,8 +548,7 @@ fn set_priority(
         replies.push(invalid_symbols(id, &invalid));
     }
     if !missing.is_empty() {
-        metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::NotSubscribed.as_str())
-            .increment(1);
+        telemetry::bad_request(ErrorCode::NotSubscribed.as_str());
         replies.push(symbols_error(
             id,
             ErrorCode::NotSubscribed,
@@ -592,7 +584,7 @@ fn subscribe(
         .partition(|symbol| grant.entitlement.allows(symbol));
     list.valid = entitled;
     if !refused.is_empty() {
-        metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::NotEntitled.as_str()).increment(1);
+        telemetry::bad_request(ErrorCode::NotEntitled.as_str());
         replies.push(symbols_error(
             id,
             ErrorCode::NotEntitled,
@@ -617,8 +609,7 @@ fn subscribe(
     let answer = |result: &subscriptions::Subscribed| {
         if !result.over_limit.is_empty() {
             let refused: Vec<&str> = result.over_limit.iter().map(|s| s.as_str()).collect();
-            metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::TooManySubscriptions.as_str())
-                .increment(1);
+            telemetry::bad_request(ErrorCode::TooManySubscriptions.as_str());
             let message = format!(
                 "at most {limit} subscriptions per connection; these symbols were not subscribed"
             );
@@ -659,8 +650,8 @@ fn subscribe(
         answer,
     );
     let added = mailbox.lock().subscription_count() - before;
-    metrics::gauge!(m::SUBSCRIPTIONS).increment(added as f64);
-    metrics::gauge!(m::SYMBOLS).set(state.store.symbol_count() as f64);
+    telemetry::subscriptions_added(added);
+    telemetry::symbols(state.store.symbol_count());
     if !result.symbols.is_empty() {
         mailbox.push_control(troubled_feeds(&result.symbols, state));
     }
@@ -704,7 +695,7 @@ fn symbols_error(
 }
 
 fn invalid_symbols(id: Option<&RequestId>, invalid: &[String]) -> String {
-    metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::InvalidSymbol.as_str()).increment(1);
+    telemetry::bad_request(ErrorCode::InvalidSymbol.as_str());
     let refused: Vec<&str> = invalid.iter().map(String::as_str).collect();
     protocol::error(
         id,
@@ -732,12 +723,14 @@ where
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_write = Instant::now();
     let mut last_ping = Instant::now();
-    let updates = metrics::counter!(m::UPDATES_SENT);
-    let frames = metrics::counter!(m::FRAMES_SENT);
-    let bytes = metrics::counter!(m::BYTES_SENT);
-    let conflated = metrics::counter!(m::UPDATES_CONFLATED);
-    let trades_sent = metrics::counter!(m::TRADES_SENT);
-    let latency = metrics::histogram!(m::TICK_TO_SEND);
+    let telemetry::DeliveryHandles {
+        updates,
+        frames,
+        bytes,
+        conflated,
+        trades_sent,
+        latency,
+    } = telemetry::delivery_handles();
     let min_write_interval = Duration::from_millis(settings.min_write_interval_ms);
     let mut ladder = Ladder::new(&state.config.slow_consumer);
     // When rate-capped symbols are pending, the next slot at which one may go.
@@ -890,7 +883,7 @@ fn climb(
                 slowed
             };
             if let Some((class, symbols)) = slowed {
-                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "slowed").increment(1);
+                telemetry::slow_consumer_step("slowed");
                 debug!(
                     conn_id = mailbox.id,
                     class = class.as_str(),
@@ -904,13 +897,13 @@ fn climb(
             let was_slowed = mailbox.lock().restore();
             mailbox.stats.ladder_level.store(0, Ordering::Relaxed);
             if was_slowed {
-                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "restored").increment(1);
+                telemetry::slow_consumer_step("restored");
                 mailbox.push_control([protocol::restored(behind_ms)]);
             }
             None
         }
         Step::Close => {
-            metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "closed").increment(1);
+            telemetry::slow_consumer_step("closed");
             Some(CloseReason::SlowConsumer)
         }
     }

@@ -16,11 +16,11 @@ use tickgate_feeds::{FeedEvent, FeedState, TickBatch, TickKind, now_micros};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::metrics as m;
 use crate::protocol;
 use crate::state::AppState;
 use crate::store::{Slot, StoreFull};
 use crate::subscriptions::lock_subscribers;
+use crate::telemetry;
 
 /// Feed events waiting for the ingest task. A full queue makes feeds wait.
 pub const FEED_QUEUE: usize = 1024;
@@ -115,28 +115,12 @@ impl FeedBoard {
             .map(|f| format!("required feed {} is {}", f.name, f.state.as_str()))
     }
 
-    /// Publishes `tickgate_feed_up` and `tickgate_feed_last_tick_age_seconds`.
+    /// Publishes `tickgate_feed_up`, `tickgate_feed_state` and
+    /// `tickgate_feed_last_tick_age_seconds`.
     pub fn publish_gauges(&self) {
         for feed in self.snapshot() {
-            let up = if feed.state == FeedState::Live {
-                1.0
-            } else {
-                0.0
-            };
-            metrics::gauge!(m::FEED_UP, "feed" => feed.name.to_string()).set(up);
-            for state in [
-                FeedState::Connecting,
-                FeedState::Live,
-                FeedState::Stale,
-                FeedState::Down,
-            ] {
-                let now = if feed.state == state { 1.0 } else { 0.0 };
-                metrics::gauge!(m::FEED_STATE, "feed" => feed.name.to_string(), "state" => state.as_str()).set(now);
-            }
-            if let Some(last) = feed.last_tick {
-                metrics::gauge!(m::FEED_LAST_TICK_AGE, "feed" => feed.name.to_string())
-                    .set(last.elapsed().as_secs_f64());
-            }
+            let age = feed.last_tick.map(|last| last.elapsed());
+            telemetry::feed_status(&feed.name, feed.state, age);
         }
     }
 }
@@ -243,7 +227,7 @@ impl Batcher {
         let feed_id = state.feeds.id(&batch.feed);
         let mut accepted = 0u64;
         let mut rejected: HashMap<&'static str, u64> = HashMap::new();
-        let lag = metrics::histogram!(m::FEED_LAG, "feed" => batch.feed.to_string());
+        let lag = telemetry::FeedLag::of(&batch.feed);
         for tick in &batch.ticks {
             let symbol = match tick.validate(now) {
                 Ok(symbol) => symbol,
@@ -269,7 +253,7 @@ impl Batcher {
             accepted += 1;
             slot.feed.store(feed_id, Ordering::Relaxed);
             if let Some(ts) = tick.ts {
-                lag.record(now.saturating_sub(ts) as f64 / 1e6);
+                lag.record_micros(now.saturating_sub(ts));
             }
             let id = slot.id as usize;
             if self.touched_flag.len() <= id {
@@ -286,14 +270,12 @@ impl Batcher {
                 mailbox.mark_dirty_at(index, slot.id);
             }
         }
-        let feed = batch.feed.to_string();
         if accepted > 0 {
-            metrics::counter!(m::TICKS_RECEIVED, "feed" => feed.clone()).increment(accepted);
+            telemetry::ticks_received(&batch.feed, accepted);
             state.feeds.ticked(feed_id);
         }
         for (reason, count) in rejected {
-            metrics::counter!(m::TICKS_REJECTED, "feed" => feed.clone(), "reason" => reason)
-                .increment(count);
+            telemetry::ticks_rejected(&batch.feed, reason, count);
             let key = (Arc::clone(&batch.feed), reason);
             if self
                 .last_warning
@@ -309,6 +291,6 @@ impl Batcher {
                 );
             }
         }
-        metrics::gauge!(m::SYMBOLS).set(state.store.symbol_count() as f64);
+        telemetry::symbols(state.store.symbol_count());
     }
 }

@@ -24,8 +24,8 @@
 //! - [`auth`], [`limits`]: JWT verification and symbol entitlements; the
 //!   request rate, per-IP and `Origin` limits checked at the upgrade and on
 //!   every client frame (docs/security.md).
-//! - [`config`], [`metrics`], [`shutdown`], [`state`]: settings, metric
-//!   names, signals, shared state.
+//! - [`config`], [`telemetry`], [`shutdown`], [`state`]: settings, every
+//!   metric (names, HELP, recording), signals, shared state.
 //! - [`loadtest`]: the `tickgate loadtest` client (not used by the gateway).
 //! - [`publish`]: the `tickgate publish` role: feeds in, one quote per
 //!   symbol out to a NATS JetStream stream that gateway replicas load.
@@ -37,10 +37,16 @@ pub mod connection;
 pub mod ingest;
 pub mod ladder;
 pub mod limits;
+// A client program, not part of the gateway: its plain generator threads
+// sleep, and its own runtime's tasks end with the run.
+#[allow(clippy::disallowed_methods)]
 pub mod loadtest;
-pub mod metrics;
 pub mod outbox;
 pub mod protocol;
+// The `publish` role runs in its own process with its own recorder and
+// metrics (docs/metrics.md, "NATS scale-out"); it does not share the
+// gateway's telemetry module or task tracker yet.
+#[allow(clippy::disallowed_macros, clippy::disallowed_methods)]
 pub mod publish;
 mod reload;
 pub mod server;
@@ -48,6 +54,7 @@ pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
+pub mod telemetry;
 pub mod tls;
 pub mod watch;
 
@@ -115,7 +122,7 @@ impl Gateway {
     /// Binds both listeners and starts serving. Listening begins before any
     /// feed has delivered data; `/readyz` says when data flows.
     pub async fn start(config: Config, feeds: FeedSetup) -> Result<Self, StartError> {
-        let metrics = metrics::install();
+        let metrics = telemetry::install();
         // Keys before anything listens: a gateway that must authenticate
         // never serves without them.
         let authenticator = auth::Authenticator::from_config(&config.auth)?;
@@ -149,6 +156,7 @@ impl Gateway {
             None => None,
         };
         let state = Arc::new(AppState::new(config).with_authenticator(authenticator));
+        register_series(&state, feeds, tls_listener.is_some());
         let (feed_tx, feed_rx) = mpsc::channel(ingest::FEED_QUEUE);
         state
             .tracker
@@ -318,6 +326,27 @@ fn start_feeds(state: &Arc<AppState>, feed_tx: &FeedSender) -> Result<(), StartE
                 .join("; "),
         )
     })
+}
+
+/// Exports the series of this gateway's feeds and listeners at zero, so
+/// alerts see 0 rather than no data before the first event.
+fn register_series(state: &AppState, feeds: FeedSetup, tls: bool) {
+    let config = &state.config;
+    if config.feeds.is_empty() {
+        if feeds == FeedSetup::Configured {
+            telemetry::register_feeds(["sim"]);
+        }
+    } else {
+        telemetry::register_feeds(config.feeds.iter().map(|feed| feed.name.as_str()));
+    }
+    if tls {
+        telemetry::register_tls();
+    }
+    if let Some(authenticator) = &state.authenticator
+        && !authenticator.key_files().is_empty()
+    {
+        telemetry::register_auth_key_reloads();
+    }
 }
 
 /// Pending connections the kernel queues per listener, as asked; the kernel

@@ -908,7 +908,7 @@ impl Mailbox {
         let push = self.lock().push_trade(index, id, trade);
         if push.dropped {
             self.stats.trades_lost.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(crate::metrics::TRADES_LOST).increment(1);
+            crate::telemetry::trades_lost(1);
         }
         if push.wake {
             self.wake.notify_one();

@@ -54,7 +54,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::metrics as gateway_metrics;
+use crate::telemetry as gateway_metrics;
 
 /// Counter: quotes acknowledged by JetStream.
 pub const PUBLISHED: &str = "tickgate_publish_quotes_total";

@@ -29,8 +29,8 @@ use tracing::{debug, warn};
 use crate::auth::{self, AuthError, Grant};
 use crate::connection;
 use crate::limits;
-use crate::metrics as m;
 use crate::state::AppState;
+use crate::telemetry;
 
 type Body = Full<Bytes>;
 
@@ -194,7 +194,7 @@ fn route(
             ),
         },
         (Listener::Admin, "/metrics") => {
-            crate::metrics::observe(&state);
+            observe(&state);
             let mut response = text(StatusCode::OK, &metrics.render());
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -232,6 +232,31 @@ fn route(
         }
         (Listener::Admin, _) => not_found(),
     }
+}
+
+/// Samples what is only known by walking the open connections (slow
+/// consumers, buffered bytes), the feed gauges and the process figures, for
+/// the scrape about to be rendered.
+fn observe(state: &AppState) {
+    let threshold = Duration::from_millis(state.config.connection.slow_consumer_ms);
+    let connections = state.connections();
+    let slow = connections
+        .iter()
+        .filter(|m| m.stats.blocked_for().is_some_and(|d| d >= threshold))
+        .count();
+    let slowed = connections
+        .iter()
+        .filter(|m| {
+            m.stats
+                .ladder_level
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        })
+        .count();
+    let queued = connections.iter().map(|m| m.stats.inflight_bytes());
+    telemetry::connections_sampled(slow, slowed, queued);
+    state.feeds.publish_gauges();
+    telemetry::observe_process();
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
@@ -298,7 +323,7 @@ fn upgrade(
     };
     let accept = derive_accept_key(key.as_bytes());
     if state.is_draining() {
-        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "draining").increment(1);
+        telemetry::connection_refused("draining");
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "gateway is shutting down; connect to another instance\n",
@@ -308,7 +333,7 @@ fn upgrade(
     if let Some(origin) = headers.get(header::ORIGIN)
         && !limits::origin_allowed(&limits.allowed_origins, origin.as_bytes())
     {
-        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "origin").increment(1);
+        telemetry::connection_refused("origin");
         return text(
             StatusCode::FORBIDDEN,
             "origin not allowed to connect to this gateway\n",
@@ -324,8 +349,7 @@ fn upgrade(
         .ip_slots
         .try_acquire(client_ip, limits.max_connections_per_ip)
     else {
-        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "max_connections_per_ip")
-            .increment(1);
+        telemetry::connection_refused("max_connections_per_ip");
         let mut response = text(
             StatusCode::TOO_MANY_REQUESTS,
             "too many connections from this address; close some first\n",
@@ -336,7 +360,7 @@ fn upgrade(
         return response;
     };
     let Ok(permit) = Arc::clone(&state.connection_slots).try_acquire_owned() else {
-        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "max_connections").increment(1);
+        telemetry::connection_refused("max_connections");
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many connections; try again later\n",
@@ -345,8 +369,8 @@ fn upgrade(
     let grant = match authenticate(&request, &state) {
         Ok(grant) => grant,
         Err(error) => {
-            metrics::counter!(m::AUTH_FAILURES, "reason" => error.kind()).increment(1);
-            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "unauthorized").increment(1);
+            telemetry::auth_failure(error.kind());
+            telemetry::connection_refused("unauthorized");
             let mut response = text(
                 StatusCode::UNAUTHORIZED,
                 &format!(

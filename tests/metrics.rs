@@ -204,7 +204,7 @@ async fn histogram_samples_are_folded_into_buckets_without_a_scrape() {
     // chunk's.
     let gateway = gateway_without_feeds(test_config()).await;
     let record = |n: u32| {
-        let latency = metrics::histogram!(tickgate::metrics::TICK_TO_SEND);
+        let latency = tickgate::telemetry::delivery_handles().latency;
         for i in 0..n {
             latency.record(f64::from(i % 1000) / 1e6);
         }
