@@ -143,6 +143,8 @@ fn publish(args: &PublishArgs) -> ExitCode {
         );
         let shutdown = tokio_util::sync::CancellationToken::new();
         let on_signal = shutdown.clone();
+        // Lives until the process exits; the publisher has no task tracker.
+        #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             tickgate::shutdown::signal().await;
             tracing::info!("shutting down: publishing what is pending");

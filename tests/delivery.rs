@@ -1,6 +1,10 @@
 //! Opt-in delivery options of `subscribe` with real clients: rate caps,
 //! delta mode, freshness metadata and resume.
 
+// Test peers and helper tasks belong to the test and end with it; no
+// gateway shutdown waits for them.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::HashMap;

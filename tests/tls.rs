@@ -2,6 +2,9 @@
 //! made here, a rustls WebSocket client, certificate rotation and reload,
 //! mutual TLS, and peers that misbehave during the handshake.
 
+// Waiting for a child process or a port from plain (not async) helpers.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};
