@@ -40,7 +40,7 @@ pub struct ConnectionInfo {
 
 /// Every open connection, oldest first.
 pub fn connections(state: &AppState) -> Vec<ConnectionInfo> {
-    let slow_after = Duration::from_millis(state.config.connection.slow_consumer_ms);
+    let slow_after = state.config.connection.slow_consumer;
     let mut rows: Vec<ConnectionInfo> = state
         .connections()
         .iter()

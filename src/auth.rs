@@ -62,8 +62,10 @@ pub struct AuthConfig {
     /// Accept an upgrade without a token and expect `{"op":"auth"}` as the
     /// first message instead.
     pub first_message: bool,
-    /// Time an unauthenticated connection has to send that first message.
-    pub first_message_timeout_ms: u64,
+    /// Time an unauthenticated connection has to send that first message
+    /// (`first_message_timeout_ms`).
+    #[serde(rename = "first_message_timeout_ms", with = "crate::config::millis")]
+    pub first_message_timeout: Duration,
     /// Symbol patterns granted to a token without a `symbols` claim.
     pub default_symbols: Vec<String>,
 }
@@ -92,7 +94,7 @@ impl Default for AuthConfig {
             leeway_seconds: 30,
             query_token: true,
             first_message: true,
-            first_message_timeout_ms: 5_000,
+            first_message_timeout: Duration::from_secs(5),
             default_symbols: Vec::new(),
         }
     }
@@ -121,7 +123,9 @@ impl AuthConfig {
         if self.leeway_seconds > 300 {
             problems.push("auth.leeway_seconds must be at most 300".to_owned());
         }
-        if !(100..=60_000).contains(&self.first_message_timeout_ms) {
+        if !(Duration::from_millis(100)..=Duration::from_secs(60))
+            .contains(&self.first_message_timeout)
+        {
             problems.push("auth.first_message_timeout_ms must be between 100 and 60000".to_owned());
         }
         for pattern in &self.default_symbols {

@@ -1,13 +1,19 @@
 //! Gateway configuration: defaults (DESIGN.md §5), the TOML file, and the
 //! checks that turn it into values the rest of the code can trust.
 //!
+//! Settings are typed at load: a key such as `idle_timeout_ms` is read into
+//! `idle_timeout: Duration` (a `0` that means "off" into `None`), addresses
+//! into `SocketAddr`, so the running code never converts units. The TOML
+//! keys stay as documented in `docs/config.md`.
+//!
 //! Unknown keys are errors. Every problem found is reported at once, each
 //! naming its key; the binary then exits with status 64.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use tickgate_feeds::FeedConfig;
 
 pub use crate::auth::{AuthConfig, AuthMode};
@@ -45,30 +51,36 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct SlowConsumerConfig {
     /// A write the socket has not taken after this long marks the
-    /// connection as behind.
-    pub blocked_write_ms: u64,
+    /// connection as behind (`blocked_write_ms`).
+    #[serde(rename = "blocked_write_ms", with = "millis")]
+    pub blocked_write: Duration,
     /// Step 2: behind for this long, the client gets a `slow` notice and its
     /// lowest-priority symbols are limited to `reduced_rate_hz`; each further
-    /// period still behind slows the next priority class. 0 turns step 2 off.
-    pub notice_after_ms: u64,
+    /// period still behind slows the next priority class
+    /// (`notice_after_ms`; 0 turns step 2 off: `None`).
+    #[serde(rename = "notice_after_ms", with = "millis_or_off")]
+    pub notice_after: Option<Duration>,
     /// Updates per second per symbol of a slowed symbol.
     pub reduced_rate_hz: f64,
     /// No blocked write for this long: full rate is restored (`slow` notice
-    /// with `state: restored`).
-    pub recover_after_ms: u64,
+    /// with `state: restored`; `recover_after_ms`).
+    #[serde(rename = "recover_after_ms", with = "millis")]
+    pub recover_after: Duration,
     /// Step 3: a write the socket has not taken for this long (the client
-    /// stopped reading) closes the connection with 4008. 0 = never.
-    pub close_after_ms: u64,
+    /// stopped reading) closes the connection with 4008
+    /// (`close_after_ms`; 0 = never: `None`).
+    #[serde(rename = "close_after_ms", with = "millis_or_off")]
+    pub close_after: Option<Duration>,
 }
 
 impl Default for SlowConsumerConfig {
     fn default() -> Self {
         Self {
-            blocked_write_ms: 100,
-            notice_after_ms: 2_000,
+            blocked_write: Duration::from_millis(100),
+            notice_after: Some(Duration::from_secs(2)),
             reduced_rate_hz: 1.0,
-            recover_after_ms: 3_000,
-            close_after_ms: 45_000,
+            recover_after: Duration::from_secs(3),
+            close_after: Some(Duration::from_secs(45)),
         }
     }
 }
@@ -118,8 +130,10 @@ pub struct LimitsConfig {
     /// Distinct symbols the store will track (feeds and client subscriptions
     /// to not-yet-seen symbols both count).
     pub max_symbols: usize,
-    /// Time a client has to send its HTTP request headers.
-    pub handshake_timeout_ms: u64,
+    /// Time a client has to send its HTTP request headers
+    /// (`handshake_timeout_ms`).
+    #[serde(rename = "handshake_timeout_ms", with = "millis")]
+    pub handshake_timeout: Duration,
     /// Open WebSocket connections per client IP; more are refused with
     /// HTTP 429. 0 = no per-IP limit.
     pub max_connections_per_ip: u32,
@@ -145,17 +159,23 @@ pub struct LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectionConfig {
-    /// A `{"type":"heartbeat"}` frame is sent after this long without any frame.
-    pub heartbeat_interval_ms: u64,
-    /// A WebSocket ping is sent this often.
-    pub ping_interval_ms: u64,
-    /// A connection that sends nothing (not even a pong) for this long is closed.
-    pub idle_timeout_ms: u64,
+    /// A `{"type":"heartbeat"}` frame is sent after this long without any
+    /// frame (`heartbeat_interval_ms`).
+    #[serde(rename = "heartbeat_interval_ms", with = "millis")]
+    pub heartbeat_interval: Duration,
+    /// A WebSocket ping is sent this often (`ping_interval_ms`).
+    #[serde(rename = "ping_interval_ms", with = "millis")]
+    pub ping_interval: Duration,
+    /// A connection that sends nothing (not even a pong) for this long is
+    /// closed (`idle_timeout_ms`).
+    #[serde(rename = "idle_timeout_ms", with = "millis")]
+    pub idle_timeout: Duration,
     /// Upper bound of a connection's outgoing WebSocket buffer.
     pub max_write_buffer_bytes: usize,
     /// A connection whose socket has not taken a batch for this long counts
-    /// as a slow consumer (`tickgate_slow_consumers`).
-    pub slow_consumer_ms: u64,
+    /// as a slow consumer (`tickgate_slow_consumers`; `slow_consumer_ms`).
+    #[serde(rename = "slow_consumer_ms", with = "millis")]
+    pub slow_consumer: Duration,
     /// Kernel send buffer of each client socket (0: the system default,
     /// which grows to megabytes). Smaller keeps a slow client's backlog in
     /// the gateway, where it conflates to the latest values.
@@ -168,8 +188,9 @@ pub struct ConnectionConfig {
     /// After a write, a connection waits at least this long before the next
     /// one, so a busy connection sends fewer, fuller frames (0 = write as
     /// soon as anything changes). The first change after a quiet spell goes
-    /// out at once.
-    pub min_write_interval_ms: u64,
+    /// out at once (`min_write_interval_ms`).
+    #[serde(rename = "min_write_interval_ms", with = "millis")]
+    pub min_write_interval: Duration,
     /// Ceiling on updates per second per symbol for every subscription
     /// (clients may ask for less with `max_rate`); 0 = no ceiling.
     pub max_update_rate_hz: f64,
@@ -199,10 +220,13 @@ pub struct SimulatorConfig {
 pub struct ShutdownConfig {
     /// After SIGTERM/Ctrl-C, client connections are closed (1001) spread
     /// evenly over this window, so they reconnect elsewhere gradually.
-    /// 0 closes them all at once.
-    pub drain_window_ms: u64,
-    /// After SIGTERM/Ctrl-C, time allowed for closing connections before exit.
-    pub grace_period_ms: u64,
+    /// 0 closes them all at once (`drain_window_ms`).
+    #[serde(rename = "drain_window_ms", with = "millis")]
+    pub drain_window: Duration,
+    /// After SIGTERM/Ctrl-C, time allowed for closing connections before
+    /// exit (`grace_period_ms`).
+    #[serde(rename = "grace_period_ms", with = "millis")]
+    pub grace_period: Duration,
 }
 
 /// The TLS (`wss`) client listener, beside the plain one. On when `cert`
@@ -220,8 +244,10 @@ pub struct TlsConfig {
     /// PEM bundle of the CAs whose client certificates are accepted. When
     /// set, a client without a valid certificate is refused (mutual TLS).
     pub client_ca: Option<PathBuf>,
-    /// Time a client has to complete the TLS handshake.
-    pub handshake_timeout_ms: u64,
+    /// Time a client has to complete the TLS handshake
+    /// (`handshake_timeout_ms`).
+    #[serde(rename = "handshake_timeout_ms", with = "millis")]
+    pub handshake_timeout: Duration,
     /// Reload the certificate and key when their files change. SIGHUP
     /// reloads them either way.
     pub watch: bool,
@@ -275,7 +301,7 @@ impl Default for LimitsConfig {
             max_subscriptions_per_connection: 1_000,
             max_message_bytes: 256 * 1024,
             max_symbols: 100_000,
-            handshake_timeout_ms: 10_000,
+            handshake_timeout: Duration::from_secs(10),
             max_connections_per_ip: 0,
             client_ip_header: None,
             allowed_origins: Vec::new(),
@@ -289,15 +315,15 @@ impl Default for LimitsConfig {
 impl Default for ConnectionConfig {
     fn default() -> Self {
         Self {
-            heartbeat_interval_ms: 5_000,
-            ping_interval_ms: 20_000,
-            idle_timeout_ms: 60_000,
+            heartbeat_interval: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
             max_write_buffer_bytes: 16 * 1024 * 1024,
-            slow_consumer_ms: 1_000,
+            slow_consumer: Duration::from_secs(1),
             max_update_rate_hz: 0.0,
             send_buffer_bytes: 64 * 1024,
             notsent_lowat_bytes: 16 * 1024,
-            min_write_interval_ms: 2,
+            min_write_interval: Duration::from_millis(2),
             trade_buffer: 1024,
         }
     }
@@ -317,8 +343,8 @@ impl Default for SimulatorConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
-            drain_window_ms: 0,
-            grace_period_ms: 5_000,
+            drain_window: Duration::ZERO,
+            grace_period: Duration::from_secs(5),
         }
     }
 }
@@ -330,7 +356,7 @@ impl Default for TlsConfig {
             cert: None,
             key: None,
             client_ca: None,
-            handshake_timeout_ms: 10_000,
+            handshake_timeout: Duration::from_secs(10),
             watch: true,
         }
     }
@@ -342,6 +368,27 @@ impl Default for LogConfig {
             format: LogFormat::Text,
             level: "info".into(),
         }
+    }
+}
+
+/// A duration written in whole milliseconds (keys ending in `_ms`).
+pub(crate) mod millis {
+    use super::{Deserialize, Deserializer, Duration};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// A duration in whole milliseconds where `0` turns the feature off.
+pub(crate) mod millis_or_off {
+    use super::{Deserialize, Deserializer, Duration};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let ms = u64::deserialize(d)?;
+        Ok((ms > 0).then(|| Duration::from_millis(ms)))
     }
 }
 
@@ -405,7 +452,7 @@ impl Config {
             "limits.max_symbols must be between 1 and 10000000",
         );
         check(
-            l.handshake_timeout_ms >= 100,
+            l.handshake_timeout >= Duration::from_millis(100),
             "limits.handshake_timeout_ms must be at least 100",
         );
         check(
@@ -429,15 +476,15 @@ impl Config {
         );
         let c = &self.connection;
         check(
-            c.heartbeat_interval_ms >= 100,
+            c.heartbeat_interval >= Duration::from_millis(100),
             "connection.heartbeat_interval_ms must be at least 100",
         );
         check(
-            c.ping_interval_ms >= 100,
+            c.ping_interval >= Duration::from_millis(100),
             "connection.ping_interval_ms must be at least 100",
         );
         check(
-            c.idle_timeout_ms > c.ping_interval_ms,
+            c.idle_timeout > c.ping_interval,
             "connection.idle_timeout_ms must be greater than connection.ping_interval_ms (pongs keep a connection alive)",
         );
         check(
@@ -445,7 +492,7 @@ impl Config {
             "connection.max_write_buffer_bytes must be at least 65536",
         );
         check(
-            c.slow_consumer_ms >= 10,
+            c.slow_consumer >= Duration::from_millis(10),
             "connection.slow_consumer_ms must be at least 10",
         );
         check(
@@ -458,7 +505,7 @@ impl Config {
             "connection.notsent_lowat_bytes must be 0 (no limit) or between 1024 and 67108864",
         );
         check(
-            c.min_write_interval_ms <= 1000,
+            c.min_write_interval <= Duration::from_secs(1),
             "connection.min_write_interval_ms must be at most 1000",
         );
         check(
@@ -471,7 +518,7 @@ impl Config {
         );
         let l = &self.slow_consumer;
         check(
-            (1..=60_000).contains(&l.blocked_write_ms),
+            (Duration::from_millis(1)..=Duration::from_secs(60)).contains(&l.blocked_write),
             "slow_consumer.blocked_write_ms must be between 1 and 60000",
         );
         check(
@@ -479,11 +526,12 @@ impl Config {
             "slow_consumer.reduced_rate_hz must be above 0 and at most 1000",
         );
         check(
-            l.recover_after_ms >= 1,
+            l.recover_after >= Duration::from_millis(1),
             "slow_consumer.recover_after_ms must be at least 1",
         );
         check(
-            l.close_after_ms == 0 || l.close_after_ms > l.notice_after_ms,
+            l.close_after
+                .is_none_or(|close| close > l.notice_after.unwrap_or(Duration::ZERO)),
             "slow_consumer.close_after_ms must be 0 (never) or greater than slow_consumer.notice_after_ms",
         );
         let r = &self.rebalance;
@@ -502,11 +550,11 @@ impl Config {
         );
         check(s.symbols != Some(0), "simulator.symbols must be at least 1");
         check(
-            self.shutdown.drain_window_ms <= 3_600_000,
+            self.shutdown.drain_window <= Duration::from_secs(3600),
             "shutdown.drain_window_ms must be at most 3600000 (one hour)",
         );
         check(
-            self.shutdown.grace_period_ms <= 3_600_000,
+            self.shutdown.grace_period <= Duration::from_secs(3600),
             "shutdown.grace_period_ms must be at most 3600000 (one hour)",
         );
         check(
@@ -527,7 +575,7 @@ impl Config {
             "tls.client_ca needs tls.cert and tls.key (--tls-cert, --tls-key)",
         );
         check(
-            t.handshake_timeout_ms >= 100,
+            t.handshake_timeout >= Duration::from_millis(100),
             "tls.handshake_timeout_ms must be at least 100",
         );
         if let Some(addr) = t.listen_addr().filter(|addr| addr.port() != 0) {
@@ -605,6 +653,28 @@ mod tests {
         ] {
             assert!(all.contains(key), "{key} missing from {all}");
         }
+    }
+
+    #[test]
+    fn millisecond_keys_load_as_durations_and_zero_turns_a_step_off() {
+        let text = "[connection]\nidle_timeout_ms = 61500\nmin_write_interval_ms = 0\n[slow_consumer]\nnotice_after_ms = 0\nclose_after_ms = 0\n[shutdown]\ndrain_window_ms = 250\n[auth]\nfirst_message_timeout_ms = 750";
+        let config = Config::from_toml(text, "test").expect("valid");
+        assert_eq!(
+            config.connection.idle_timeout,
+            Duration::from_millis(61_500)
+        );
+        assert_eq!(config.connection.min_write_interval, Duration::ZERO);
+        assert_eq!(config.slow_consumer.notice_after, None);
+        assert_eq!(config.slow_consumer.close_after, None);
+        assert_eq!(config.shutdown.drain_window, Duration::from_millis(250));
+        assert_eq!(
+            config.auth.first_message_timeout,
+            Duration::from_millis(750)
+        );
+        let err = Config::from_toml("[connection]\nidle_timeout_ms = -1", "test")
+            .expect_err("negative")
+            .to_string();
+        assert!(err.contains("idle_timeout_ms"), "{err}");
     }
 
     #[test]

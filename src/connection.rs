@@ -237,9 +237,7 @@ impl Session {
         let limits = &state.config.limits;
         let deadline = match &grant {
             Some(grant) => grant.remaining().map(|left| Instant::now() + left),
-            None => Some(
-                Instant::now() + Duration::from_millis(state.config.auth.first_message_timeout_ms),
-            ),
+            None => Some(Instant::now() + state.config.auth.first_message_timeout),
         };
         Self {
             grant,
@@ -716,9 +714,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let settings = &state.config.connection;
-    let heartbeat = Duration::from_millis(settings.heartbeat_interval_ms);
-    let ping_every = Duration::from_millis(settings.ping_interval_ms);
-    let idle_timeout = Duration::from_millis(settings.idle_timeout_ms);
+    let heartbeat = settings.heartbeat_interval;
+    let ping_every = settings.ping_interval;
+    let idle_timeout = settings.idle_timeout;
     let mut keepalive = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_write = Instant::now();
@@ -731,7 +729,7 @@ where
         trades_sent,
         latency,
     } = telemetry::delivery_handles();
-    let min_write_interval = Duration::from_millis(settings.min_write_interval_ms);
+    let min_write_interval = settings.min_write_interval;
     let mut ladder = Ladder::new(&state.config.slow_consumer);
     // When rate-capped symbols are pending, the next slot at which one may go.
     let mut next_due: Option<Instant> = None;

@@ -50,12 +50,11 @@ pub struct Ladder {
 impl Ladder {
     /// A ladder with the configured thresholds.
     pub fn new(config: &SlowConsumerConfig) -> Self {
-        let ms = Duration::from_millis;
         Self {
-            blocked_write: ms(config.blocked_write_ms),
-            notice_after: (config.notice_after_ms > 0).then(|| ms(config.notice_after_ms)),
-            recover_after: ms(config.recover_after_ms),
-            close_after: (config.close_after_ms > 0).then(|| ms(config.close_after_ms)),
+            blocked_write: config.blocked_write,
+            notice_after: config.notice_after,
+            recover_after: config.recover_after,
+            close_after: config.close_after,
             behind_since: None,
             last_blocked: None,
             slowed: 0,
@@ -141,11 +140,11 @@ mod tests {
 
     fn config() -> SlowConsumerConfig {
         SlowConsumerConfig {
-            blocked_write_ms: 100,
-            notice_after_ms: 1_000,
+            blocked_write: Duration::from_millis(100),
+            notice_after: Some(Duration::from_millis(1_000)),
             reduced_rate_hz: 1.0,
-            recover_after_ms: 2_000,
-            close_after_ms: 5_000,
+            recover_after: Duration::from_millis(2_000),
+            close_after: Some(Duration::from_millis(5_000)),
         }
     }
 
@@ -215,8 +214,8 @@ mod tests {
     #[test]
     fn zero_turns_notices_and_the_close_off() {
         let mut ladder = Ladder::new(&SlowConsumerConfig {
-            notice_after_ms: 0,
-            close_after_ms: 0,
+            notice_after: None,
+            close_after: None,
             ..config()
         });
         let t0 = Instant::now();

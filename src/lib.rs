@@ -275,7 +275,7 @@ impl Gateway {
     /// finish. Returns whether they all did.
     pub async fn shutdown(self, grace_period: Duration) -> bool {
         self.state.start_draining();
-        let window = Duration::from_millis(self.state.config.shutdown.drain_window_ms);
+        let window = self.state.config.shutdown.drain_window;
         let drain_end = tokio::time::Instant::now() + window;
         while self.state.open_connections() > 0 && tokio::time::Instant::now() < drain_end {
             tokio::time::sleep(Duration::from_millis(20)).await;

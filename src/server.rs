@@ -135,7 +135,7 @@ pub async fn serve_http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let handshake_timeout = Duration::from_millis(state.config.limits.handshake_timeout_ms);
+    let handshake_timeout = state.config.limits.handshake_timeout;
     let service_state = Arc::clone(&state);
     let service = service_fn(move |request| {
         let state = Arc::clone(&service_state);
@@ -238,7 +238,7 @@ fn route(
 /// consumers, buffered bytes), the feed gauges and the process figures, for
 /// the scrape about to be rendered.
 fn observe(state: &AppState) {
-    let threshold = Duration::from_millis(state.config.connection.slow_consumer_ms);
+    let threshold = state.config.connection.slow_consumer;
     let connections = state.connections();
     let slow = connections
         .iter()

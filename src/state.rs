@@ -94,7 +94,7 @@ impl AppState {
     /// When, after draining started, this connection should close: the
     /// drain window divided evenly among the connections open at the time.
     pub fn drain_delay(&self) -> std::time::Duration {
-        let window = std::time::Duration::from_millis(self.config.shutdown.drain_window_ms);
+        let window = self.config.shutdown.drain_window;
         let population = self.drain_population.load(Ordering::SeqCst).max(1);
         let position = self
             .drain_position

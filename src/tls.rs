@@ -150,7 +150,7 @@ impl TlsServer {
             cert_path: cert_path.clone(),
             key_path: key_path.clone(),
             client_ca: tls.client_ca.clone(),
-            handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
+            handshake_timeout: tls.handshake_timeout,
             last_files,
         };
         server.publish_expiry();

@@ -575,7 +575,7 @@ async fn a_first_auth_message_authenticates_an_upgrade_without_a_token() {
     let keys = Keys::new();
     let mut config = keys.config(test_config());
     config.auth.first_message = true;
-    config.auth.first_message_timeout_ms = 500;
+    config.auth.first_message_timeout = Duration::from_millis(500);
     let gateway = gateway_without_feeds(config).await;
     let addr = gateway.client_addr();
 

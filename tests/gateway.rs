@@ -614,9 +614,9 @@ async fn http_routes_answer_properly() {
 #[tokio::test]
 async fn heartbeats_flow_and_a_silent_client_is_closed_after_the_idle_timeout() {
     let mut config = test_config();
-    config.connection.heartbeat_interval_ms = 100;
-    config.connection.ping_interval_ms = 100;
-    config.connection.idle_timeout_ms = 600;
+    config.connection.heartbeat_interval = Duration::from_millis(100);
+    config.connection.ping_interval = Duration::from_millis(100);
+    config.connection.idle_timeout = Duration::from_millis(600);
     let gateway = gateway_without_feeds(config).await;
     let mut client = Client::connect(gateway.client_addr()).await;
     // While the client reads, its WebSocket layer answers pings: it stays.

@@ -41,7 +41,7 @@ fn value(series: &HashMap<String, f64>, key: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_is_exported_with_its_type_and_moves_with_traffic() {
     let mut config = test_config();
-    config.connection.slow_consumer_ms = 200;
+    config.connection.slow_consumer = Duration::from_millis(200);
     let gateway = gateway_without_feeds(config).await;
     let (before, _) = scrape(&gateway).await;
 

@@ -766,7 +766,7 @@ async fn garbage_plain_http_and_stalled_handshakes_do_not_disturb_a_connected_cl
     pki.install_server(0x9001);
     let mut config = tls_config(&pki);
     let timeout = Duration::from_millis(800);
-    config.tls.handshake_timeout_ms = timeout.as_millis() as u64;
+    config.tls.handshake_timeout = timeout;
     let (gateway, mut ws) = gateway_with_subscriber(&pki, config).await;
     let addr = tls_addr(&gateway);
     let timeouts = r#"tickgate_tls_handshake_failures_total{reason="timeout"}"#;
