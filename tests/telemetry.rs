@@ -98,3 +98,33 @@ fn every_close_reason_of_the_docs_is_registered() {
         );
     }
 }
+
+/// The metric names a module declares as `pub const NAME: &str = "…";`.
+fn declared(source: &str) -> Vec<&str> {
+    source
+        .lines()
+        .filter_map(|line| {
+            line.trim()
+                .strip_prefix("pub const ")?
+                .split_once(": &str = \"")
+        })
+        .filter_map(|(_, rest)| rest.strip_suffix("\";"))
+        .collect()
+}
+
+#[test]
+fn each_metric_name_is_defined_once_across_the_two_crates() {
+    let gateway = declared(include_str!("../src/telemetry.rs"));
+    let feeds = declared(include_str!("../feeds/src/telemetry.rs"));
+    assert!(gateway.contains(&"tickgate_connections_closed_total"));
+    assert!(feeds.contains(&"tickgate_ticks_rejected_total"));
+    let mut all: Vec<&str> = gateway.iter().chain(&feeds).copied().collect();
+    let count = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        count,
+        "a name is defined twice: {gateway:?} {feeds:?}"
+    );
+}
