@@ -10,6 +10,7 @@
 //! naming its key; the binary then exits with status 64.
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,8 +22,7 @@ pub use crate::publish::{PublishConfig, StreamStorage};
 
 /// Everything a gateway needs to run. Every section and key is optional in
 /// the file; missing ones take the defaults shown in `docs/config.md`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     pub server: ServerConfig,
     pub limits: LimitsConfig,
@@ -118,21 +118,19 @@ pub struct ServerConfig {
 }
 
 /// Bounds on what clients may use.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
     /// Open WebSocket connections in total; more are refused with HTTP 503.
-    pub max_connections: usize,
+    pub max_connections: NonZeroUsize,
     /// Symbols one connection may hold; more get `too_many_subscriptions`.
-    pub max_subscriptions_per_connection: usize,
+    pub max_subscriptions_per_connection: NonZeroUsize,
     /// Largest client message (and frame) in bytes; larger closes with 1009.
-    pub max_message_bytes: usize,
+    pub max_message_bytes: NonZeroUsize,
     /// Distinct symbols the store will track (feeds and client subscriptions
     /// to not-yet-seen symbols both count).
-    pub max_symbols: usize,
+    pub max_symbols: NonZeroUsize,
     /// Time a client has to send its HTTP request headers
     /// (`handshake_timeout_ms`).
-    #[serde(rename = "handshake_timeout_ms", with = "millis")]
     pub handshake_timeout: Duration,
     /// Open WebSocket connections per client IP; more are refused with
     /// HTTP 429. 0 = no per-IP limit.
@@ -149,10 +147,10 @@ pub struct LimitsConfig {
     /// more get `rate_limited`. 0 = no limit.
     pub max_requests_per_second: f64,
     /// Frames a connection may send at once before the rate applies.
-    pub request_burst: u32,
+    pub request_burst: NonZeroU32,
     /// Refused (`rate_limited`) frames within 10 s that close the
     /// connection with 1008.
-    pub max_rate_limited: u32,
+    pub max_rate_limited: NonZeroU32,
 }
 
 /// Per-connection timers and buffers.
@@ -294,20 +292,36 @@ impl Default for ServerConfig {
     }
 }
 
+/// `n`, which the caller knows is not zero.
+const fn nonzero(n: usize) -> NonZeroUsize {
+    match NonZeroUsize::new(n) {
+        Some(n) => n,
+        None => panic!("zero"),
+    }
+}
+
+/// `n`, which the caller knows is not zero.
+const fn nonzero_u32(n: u32) -> NonZeroU32 {
+    match NonZeroU32::new(n) {
+        Some(n) => n,
+        None => panic!("zero"),
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            max_connections: 10_000,
-            max_subscriptions_per_connection: 1_000,
-            max_message_bytes: 256 * 1024,
-            max_symbols: 100_000,
+            max_connections: const { nonzero(10_000) },
+            max_subscriptions_per_connection: const { nonzero(1_000) },
+            max_message_bytes: const { nonzero(256 * 1024) },
+            max_symbols: const { nonzero(100_000) },
             handshake_timeout: Duration::from_secs(10),
             max_connections_per_ip: 0,
             client_ip_header: None,
             allowed_origins: Vec::new(),
             max_requests_per_second: 50.0,
-            request_burst: 100,
-            max_rate_limited: 20,
+            request_burst: const { nonzero_u32(100) },
+            max_rate_limited: const { nonzero_u32(20) },
         }
     }
 }
@@ -371,6 +385,144 @@ impl Default for LogConfig {
     }
 }
 
+const MAX_MESSAGE_BYTES_RANGE: &str = "limits.max_message_bytes must be between 1024 and 67108864";
+const MAX_SYMBOLS_RANGE: &str = "limits.max_symbols must be between 1 and 10000000";
+
+/// The file as written: [`Config`] with the counts that must be positive
+/// still plain numbers, so a zero is reported with every other problem
+/// instead of stopping the parse.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ConfigFile {
+    server: ServerConfig,
+    limits: LimitsFile,
+    connection: ConnectionConfig,
+    simulator: SimulatorConfig,
+    shutdown: ShutdownConfig,
+    log: LogConfig,
+    tls: TlsConfig,
+    auth: AuthConfig,
+    slow_consumer: SlowConsumerConfig,
+    rebalance: RebalanceConfig,
+    feeds: Vec<FeedConfig>,
+    publish: PublishConfig,
+}
+
+/// `[limits]` as written; see [`LimitsConfig`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsFile {
+    max_connections: usize,
+    max_subscriptions_per_connection: usize,
+    max_message_bytes: usize,
+    max_symbols: usize,
+    #[serde(with = "millis")]
+    handshake_timeout_ms: Duration,
+    max_connections_per_ip: u32,
+    client_ip_header: Option<String>,
+    allowed_origins: Vec<String>,
+    max_requests_per_second: f64,
+    request_burst: u32,
+    max_rate_limited: u32,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        let d = LimitsConfig::default();
+        Self {
+            max_connections: d.max_connections.get(),
+            max_subscriptions_per_connection: d.max_subscriptions_per_connection.get(),
+            max_message_bytes: d.max_message_bytes.get(),
+            max_symbols: d.max_symbols.get(),
+            handshake_timeout_ms: d.handshake_timeout,
+            max_connections_per_ip: d.max_connections_per_ip,
+            client_ip_header: d.client_ip_header,
+            allowed_origins: d.allowed_origins,
+            max_requests_per_second: d.max_requests_per_second,
+            request_burst: d.request_burst.get(),
+            max_rate_limited: d.max_rate_limited.get(),
+        }
+    }
+}
+
+impl ConfigFile {
+    /// The typed configuration and the zero counts found on the way, each
+    /// named by its key. A zero is replaced by its default so the other
+    /// checks can still run; the caller refuses the result if any problem
+    /// was found.
+    fn into_config(self) -> (Config, Vec<String>) {
+        let mut problems = Vec::new();
+        let d = LimitsConfig::default();
+        let l = self.limits;
+        let mut positive = |n: usize, default: NonZeroUsize, problem: &str| {
+            NonZeroUsize::new(n).unwrap_or_else(|| {
+                problems.push(problem.to_owned());
+                default
+            })
+        };
+        let max_connections = positive(
+            l.max_connections,
+            d.max_connections,
+            "limits.max_connections must be at least 1",
+        );
+        let max_subscriptions_per_connection = positive(
+            l.max_subscriptions_per_connection,
+            d.max_subscriptions_per_connection,
+            "limits.max_subscriptions_per_connection must be at least 1",
+        );
+        let max_message_bytes = positive(
+            l.max_message_bytes,
+            d.max_message_bytes,
+            MAX_MESSAGE_BYTES_RANGE,
+        );
+        let max_symbols = positive(l.max_symbols, d.max_symbols, MAX_SYMBOLS_RANGE);
+        let mut positive_u32 = |n: u32, default: NonZeroU32, problem: &str| {
+            NonZeroU32::new(n).unwrap_or_else(|| {
+                problems.push(problem.to_owned());
+                default
+            })
+        };
+        let request_burst = positive_u32(
+            l.request_burst,
+            d.request_burst,
+            "limits.request_burst must be at least 1",
+        );
+        let max_rate_limited = positive_u32(
+            l.max_rate_limited,
+            d.max_rate_limited,
+            "limits.max_rate_limited must be at least 1",
+        );
+        let limits = LimitsConfig {
+            max_connections,
+            max_subscriptions_per_connection,
+            max_message_bytes,
+            max_symbols,
+            handshake_timeout: l.handshake_timeout_ms,
+            max_connections_per_ip: l.max_connections_per_ip,
+            client_ip_header: l.client_ip_header,
+            allowed_origins: l.allowed_origins,
+            max_requests_per_second: l.max_requests_per_second,
+            request_burst,
+            max_rate_limited,
+        };
+        let config = Config {
+            server: self.server,
+            limits,
+            connection: self.connection,
+            simulator: self.simulator,
+            shutdown: self.shutdown,
+            log: self.log,
+            tls: self.tls,
+            auth: self.auth,
+            slow_consumer: self.slow_consumer,
+            rebalance: self.rebalance,
+            feeds: self.feeds,
+            publish: self.publish,
+        };
+        (config, problems)
+    }
+}
+
 /// A duration written in whole milliseconds (keys ending in `_ms`).
 pub(crate) mod millis {
     use super::{Deserialize, Deserializer, Duration};
@@ -418,12 +570,23 @@ impl Config {
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: origin.to_owned(),
             reason: e.to_string().trim_end().to_owned(),
         })?;
-        config.validate()?;
-        Ok(config)
+        let (config, mut problems) = file.into_config();
+        if let Err(ConfigError::Invalid(more)) = config.validate() {
+            for problem in more {
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
     }
 
     /// Checks every value; reports all problems together.
@@ -434,23 +597,13 @@ impl Config {
                 problems.push(problem.to_owned());
             }
         };
+        // Zero counts were refused when the file was read (LimitsFile).
         let l = &self.limits;
         check(
-            l.max_connections >= 1,
-            "limits.max_connections must be at least 1",
+            (1024..=64 * 1024 * 1024).contains(&l.max_message_bytes.get()),
+            MAX_MESSAGE_BYTES_RANGE,
         );
-        check(
-            l.max_subscriptions_per_connection >= 1,
-            "limits.max_subscriptions_per_connection must be at least 1",
-        );
-        check(
-            (1024..=64 * 1024 * 1024).contains(&l.max_message_bytes),
-            "limits.max_message_bytes must be between 1024 and 67108864",
-        );
-        check(
-            (1..=10_000_000).contains(&l.max_symbols),
-            "limits.max_symbols must be between 1 and 10000000",
-        );
+        check(l.max_symbols.get() <= 10_000_000, MAX_SYMBOLS_RANGE);
         check(
             l.handshake_timeout >= Duration::from_millis(100),
             "limits.handshake_timeout_ms must be at least 100",
@@ -459,14 +612,6 @@ impl Config {
             l.max_requests_per_second.is_finite()
                 && (0.0..=100_000.0).contains(&l.max_requests_per_second),
             "limits.max_requests_per_second must be between 0 (no limit) and 100000",
-        );
-        check(
-            l.request_burst >= 1,
-            "limits.request_burst must be at least 1",
-        );
-        check(
-            l.max_rate_limited >= 1,
-            "limits.max_rate_limited must be at least 1",
         );
         check(
             l.client_ip_header
@@ -608,7 +753,7 @@ mod tests {
         assert_eq!(config, Config::default());
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.server.admin_listen.to_string(), "127.0.0.1:9090");
-        assert_eq!(config.limits.max_subscriptions_per_connection, 1000);
+        assert_eq!(config.limits.max_subscriptions_per_connection.get(), 1000);
     }
 
     #[test]
@@ -675,6 +820,30 @@ mod tests {
             .expect_err("negative")
             .to_string();
         assert!(err.contains("idle_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn zero_counts_are_reported_with_every_other_problem() {
+        let text = "[limits]\nmax_connections = 0\nmax_symbols = 0\nrequest_burst = 0\nmax_rate_limited = 0\nmax_subscriptions_per_connection = 0\n[connection]\nslow_consumer_ms = 1";
+        let Err(ConfigError::Invalid(problems)) = Config::from_toml(text, "test") else {
+            panic!("expected Invalid");
+        };
+        assert_eq!(
+            problems,
+            [
+                "limits.max_connections must be at least 1",
+                "limits.max_subscriptions_per_connection must be at least 1",
+                "limits.max_symbols must be between 1 and 10000000",
+                "limits.request_burst must be at least 1",
+                "limits.max_rate_limited must be at least 1",
+                "connection.slow_consumer_ms must be at least 10",
+            ]
+        );
+        let text = "[limits]\nmax_message_bytes = 0";
+        let Err(ConfigError::Invalid(problems)) = Config::from_toml(text, "test") else {
+            panic!("expected Invalid");
+        };
+        assert_eq!(problems, [MAX_MESSAGE_BYTES_RANGE], "reported once");
     }
 
     #[test]

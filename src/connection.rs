@@ -244,8 +244,8 @@ impl Session {
             deadline,
             rate: RequestRate::new(
                 limits.max_requests_per_second,
-                limits.request_burst,
-                limits.max_rate_limited,
+                limits.request_burst.get(),
+                limits.max_rate_limited.get(),
                 Instant::now().into_std(),
             ),
             last_words: Mutex::new(None),
@@ -590,7 +590,7 @@ fn subscribe(
             &refused,
         ));
     }
-    let configured = state.config.limits.max_subscriptions_per_connection;
+    let configured = state.config.limits.max_subscriptions_per_connection.get();
     let limit = grant
         .max_subscriptions
         .map_or(configured, |own| own.min(configured));

@@ -449,7 +449,7 @@ fn authenticate(request: &Request<Incoming>, state: &AppState) -> Result<Option<
 /// 4 KiB took that from 3 % of a busy core; a large request simply takes a
 /// few more reads.
 fn websocket_config(state: &AppState) -> WebSocketConfig {
-    let max_message = state.config.limits.max_message_bytes;
+    let max_message = state.config.limits.max_message_bytes.get();
     WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(0)

@@ -50,11 +50,11 @@ impl AppState {
     /// Fresh state for `config`.
     pub fn new(config: Config) -> Self {
         Self {
-            store: SnapshotStore::new(config.limits.max_symbols),
+            store: SnapshotStore::new(config.limits.max_symbols.get()),
             feeds: FeedBoard::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
-            connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+            connection_slots: Arc::new(Semaphore::new(config.limits.max_connections.get())),
             drain: CancellationToken::new(),
             drain_population: AtomicU64::new(0),
             drain_position: AtomicU64::new(0),

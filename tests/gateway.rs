@@ -155,7 +155,8 @@ async fn unsubscribe_stops_that_symbol_only() {
 #[tokio::test]
 async fn every_error_code_leaves_the_connection_usable() {
     let mut config = test_config();
-    config.limits.max_subscriptions_per_connection = 3;
+    config.limits.max_subscriptions_per_connection =
+        std::num::NonZeroUsize::new(3).expect("positive");
     let gateway = gateway_without_feeds(config).await;
     let mut client = Client::connect(gateway.client_addr()).await;
     let cases = [
@@ -221,7 +222,7 @@ async fn invalid_symbols_are_refused_by_name_while_the_rest_subscribe() {
 #[tokio::test]
 async fn hostile_frames_get_errors_or_a_size_close_and_others_are_unaffected() {
     let mut config = test_config();
-    config.limits.max_message_bytes = 128 * 1024;
+    config.limits.max_message_bytes = std::num::NonZeroUsize::new(128 * 1024).expect("positive");
     let gateway = gateway_without_feeds(config).await;
     let mut bystander = Client::connect(gateway.client_addr()).await;
     bystander
