@@ -86,15 +86,14 @@ impl Default for SlowConsumerConfig {
 }
 
 /// Optional rebalancing: shed connections above a per-instance target.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RebalanceConfig {
     /// Connections this instance should hold; 0 turns rebalancing off.
     pub target_connections: usize,
     /// Shed only above the target plus this many percent.
     pub tolerance_pct: f64,
     /// At most this many connections closed (1013) per second.
-    pub shed_per_second: u32,
+    pub shed_per_second: NonZeroU32,
 }
 
 impl Default for RebalanceConfig {
@@ -102,7 +101,7 @@ impl Default for RebalanceConfig {
         Self {
             target_connections: 0,
             tolerance_pct: 10.0,
-            shed_per_second: 10,
+            shed_per_second: const { nonzero_u32(10) },
         }
     }
 }
@@ -154,25 +153,20 @@ pub struct LimitsConfig {
 }
 
 /// Per-connection timers and buffers.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionConfig {
     /// A `{"type":"heartbeat"}` frame is sent after this long without any
     /// frame (`heartbeat_interval_ms`).
-    #[serde(rename = "heartbeat_interval_ms", with = "millis")]
     pub heartbeat_interval: Duration,
     /// A WebSocket ping is sent this often (`ping_interval_ms`).
-    #[serde(rename = "ping_interval_ms", with = "millis")]
     pub ping_interval: Duration,
     /// A connection that sends nothing (not even a pong) for this long is
     /// closed (`idle_timeout_ms`).
-    #[serde(rename = "idle_timeout_ms", with = "millis")]
     pub idle_timeout: Duration,
     /// Upper bound of a connection's outgoing WebSocket buffer.
     pub max_write_buffer_bytes: usize,
     /// A connection whose socket has not taken a batch for this long counts
     /// as a slow consumer (`tickgate_slow_consumers`; `slow_consumer_ms`).
-    #[serde(rename = "slow_consumer_ms", with = "millis")]
     pub slow_consumer: Duration,
     /// Kernel send buffer of each client socket (0: the system default,
     /// which grows to megabytes). Smaller keeps a slow client's backlog in
@@ -187,7 +181,6 @@ pub struct ConnectionConfig {
     /// one, so a busy connection sends fewer, fuller frames (0 = write as
     /// soon as anything changes). The first change after a quiet spell goes
     /// out at once (`min_write_interval_ms`).
-    #[serde(rename = "min_write_interval_ms", with = "millis")]
     pub min_write_interval: Duration,
     /// Ceiling on updates per second per symbol for every subscription
     /// (clients may ask for less with `max_rate`); 0 = no ceiling.
@@ -195,7 +188,7 @@ pub struct ConnectionConfig {
     /// Trades one connection may have waiting (subscriptions with
     /// `trades: true`); beyond it the oldest are dropped and announced in a
     /// `trades_lost` message.
-    pub trade_buffer: usize,
+    pub trade_buffer: NonZeroUsize,
 }
 
 /// The embedded simulator feed, used when no other feed is configured.
@@ -338,7 +331,7 @@ impl Default for ConnectionConfig {
             send_buffer_bytes: 64 * 1024,
             notsent_lowat_bytes: 16 * 1024,
             min_write_interval: Duration::from_millis(2),
-            trade_buffer: 1024,
+            trade_buffer: const { nonzero(1024) },
         }
     }
 }
@@ -387,6 +380,8 @@ impl Default for LogConfig {
 
 const MAX_MESSAGE_BYTES_RANGE: &str = "limits.max_message_bytes must be between 1024 and 67108864";
 const MAX_SYMBOLS_RANGE: &str = "limits.max_symbols must be between 1 and 10000000";
+const TRADE_BUFFER_RANGE: &str = "connection.trade_buffer must be between 1 and 1000000";
+const SHED_PER_SECOND_RANGE: &str = "rebalance.shed_per_second must be between 1 and 10000";
 
 /// The file as written: [`Config`] with the counts that must be positive
 /// still plain numbers, so a zero is reported with every other problem
@@ -396,16 +391,75 @@ const MAX_SYMBOLS_RANGE: &str = "limits.max_symbols must be between 1 and 100000
 struct ConfigFile {
     server: ServerConfig,
     limits: LimitsFile,
-    connection: ConnectionConfig,
+    connection: ConnectionFile,
     simulator: SimulatorConfig,
     shutdown: ShutdownConfig,
     log: LogConfig,
     tls: TlsConfig,
     auth: AuthConfig,
     slow_consumer: SlowConsumerConfig,
-    rebalance: RebalanceConfig,
+    rebalance: RebalanceFile,
     feeds: Vec<FeedConfig>,
     publish: PublishConfig,
+}
+
+/// `[connection]` as written; see [`ConnectionConfig`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ConnectionFile {
+    #[serde(with = "millis")]
+    heartbeat_interval_ms: Duration,
+    #[serde(with = "millis")]
+    ping_interval_ms: Duration,
+    #[serde(with = "millis")]
+    idle_timeout_ms: Duration,
+    max_write_buffer_bytes: usize,
+    #[serde(with = "millis")]
+    slow_consumer_ms: Duration,
+    send_buffer_bytes: usize,
+    notsent_lowat_bytes: usize,
+    #[serde(with = "millis")]
+    min_write_interval_ms: Duration,
+    max_update_rate_hz: f64,
+    trade_buffer: usize,
+}
+
+impl Default for ConnectionFile {
+    fn default() -> Self {
+        let d = ConnectionConfig::default();
+        Self {
+            heartbeat_interval_ms: d.heartbeat_interval,
+            ping_interval_ms: d.ping_interval,
+            idle_timeout_ms: d.idle_timeout,
+            max_write_buffer_bytes: d.max_write_buffer_bytes,
+            slow_consumer_ms: d.slow_consumer,
+            send_buffer_bytes: d.send_buffer_bytes,
+            notsent_lowat_bytes: d.notsent_lowat_bytes,
+            min_write_interval_ms: d.min_write_interval,
+            max_update_rate_hz: d.max_update_rate_hz,
+            trade_buffer: d.trade_buffer.get(),
+        }
+    }
+}
+
+/// `[rebalance]` as written; see [`RebalanceConfig`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RebalanceFile {
+    target_connections: usize,
+    tolerance_pct: f64,
+    shed_per_second: u32,
+}
+
+impl Default for RebalanceFile {
+    fn default() -> Self {
+        let d = RebalanceConfig::default();
+        Self {
+            target_connections: d.target_connections,
+            tolerance_pct: d.tolerance_pct,
+            shed_per_second: d.shed_per_second.get(),
+        }
+    }
 }
 
 /// `[limits]` as written; see [`LimitsConfig`].
@@ -476,6 +530,12 @@ impl ConfigFile {
             MAX_MESSAGE_BYTES_RANGE,
         );
         let max_symbols = positive(l.max_symbols, d.max_symbols, MAX_SYMBOLS_RANGE);
+        let c = self.connection;
+        let trade_buffer = positive(
+            c.trade_buffer,
+            ConnectionConfig::default().trade_buffer,
+            TRADE_BUFFER_RANGE,
+        );
         let mut positive_u32 = |n: u32, default: NonZeroU32, problem: &str| {
             NonZeroU32::new(n).unwrap_or_else(|| {
                 problems.push(problem.to_owned());
@@ -491,6 +551,12 @@ impl ConfigFile {
             l.max_rate_limited,
             d.max_rate_limited,
             "limits.max_rate_limited must be at least 1",
+        );
+        let r = self.rebalance;
+        let shed_per_second = positive_u32(
+            r.shed_per_second,
+            RebalanceConfig::default().shed_per_second,
+            SHED_PER_SECOND_RANGE,
         );
         let limits = LimitsConfig {
             max_connections,
@@ -508,14 +574,29 @@ impl ConfigFile {
         let config = Config {
             server: self.server,
             limits,
-            connection: self.connection,
+            connection: ConnectionConfig {
+                heartbeat_interval: c.heartbeat_interval_ms,
+                ping_interval: c.ping_interval_ms,
+                idle_timeout: c.idle_timeout_ms,
+                max_write_buffer_bytes: c.max_write_buffer_bytes,
+                slow_consumer: c.slow_consumer_ms,
+                send_buffer_bytes: c.send_buffer_bytes,
+                notsent_lowat_bytes: c.notsent_lowat_bytes,
+                min_write_interval: c.min_write_interval_ms,
+                max_update_rate_hz: c.max_update_rate_hz,
+                trade_buffer,
+            },
             simulator: self.simulator,
             shutdown: self.shutdown,
             log: self.log,
             tls: self.tls,
             auth: self.auth,
             slow_consumer: self.slow_consumer,
-            rebalance: self.rebalance,
+            rebalance: RebalanceConfig {
+                target_connections: r.target_connections,
+                tolerance_pct: r.tolerance_pct,
+                shed_per_second,
+            },
             feeds: self.feeds,
             publish: self.publish,
         };
@@ -657,10 +738,7 @@ impl Config {
             c.max_update_rate_hz.is_finite() && (0.0..=1000.0).contains(&c.max_update_rate_hz),
             "connection.max_update_rate_hz must be between 0 (no ceiling) and 1000",
         );
-        check(
-            (1..=1_000_000).contains(&c.trade_buffer),
-            "connection.trade_buffer must be between 1 and 1000000",
-        );
+        check(c.trade_buffer.get() <= 1_000_000, TRADE_BUFFER_RANGE);
         let l = &self.slow_consumer;
         check(
             (Duration::from_millis(1)..=Duration::from_secs(60)).contains(&l.blocked_write),
@@ -684,10 +762,7 @@ impl Config {
             r.tolerance_pct.is_finite() && (0.0..=1000.0).contains(&r.tolerance_pct),
             "rebalance.tolerance_pct must be between 0 and 1000",
         );
-        check(
-            (1..=10_000).contains(&r.shed_per_second),
-            "rebalance.shed_per_second must be between 1 and 10000",
-        );
+        check(r.shed_per_second.get() <= 10_000, SHED_PER_SECOND_RANGE);
         let s = &self.simulator;
         check(
             s.ticks_per_second.is_finite() && (0.0..=10_000_000.0).contains(&s.ticks_per_second),
@@ -824,7 +899,7 @@ mod tests {
 
     #[test]
     fn zero_counts_are_reported_with_every_other_problem() {
-        let text = "[limits]\nmax_connections = 0\nmax_symbols = 0\nrequest_burst = 0\nmax_rate_limited = 0\nmax_subscriptions_per_connection = 0\n[connection]\nslow_consumer_ms = 1";
+        let text = "[limits]\nmax_connections = 0\nmax_symbols = 0\nrequest_burst = 0\nmax_rate_limited = 0\nmax_subscriptions_per_connection = 0\n[connection]\nslow_consumer_ms = 1\ntrade_buffer = 0\n[rebalance]\nshed_per_second = 0";
         let Err(ConfigError::Invalid(problems)) = Config::from_toml(text, "test") else {
             panic!("expected Invalid");
         };
@@ -834,8 +909,10 @@ mod tests {
                 "limits.max_connections must be at least 1",
                 "limits.max_subscriptions_per_connection must be at least 1",
                 "limits.max_symbols must be between 1 and 10000000",
+                TRADE_BUFFER_RANGE,
                 "limits.request_burst must be at least 1",
                 "limits.max_rate_limited must be at least 1",
+                SHED_PER_SECOND_RANGE,
                 "connection.slow_consumer_ms must be at least 10",
             ]
         );

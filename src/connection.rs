@@ -134,7 +134,7 @@ pub async fn serve<S>(
 {
     let mailbox = Arc::new(Mailbox::new(
         state.next_connection_id(),
-        state.config.connection.trade_buffer,
+        state.config.connection.trade_buffer.get(),
     ));
     let conn_id = mailbox.id;
     telemetry::connection_opened(transport);
