@@ -149,7 +149,7 @@ pub async fn rebalance(
         if open <= ceiling {
             continue;
         }
-        let shed = (open - ceiling).min(u64::from(settings.shed_per_second)) as usize;
+        let shed = (open - ceiling).min(u64::from(settings.shed_per_second.get())) as usize;
         let mut oldest = connections.all();
         oldest.sort_by_key(|m| m.id);
         for mailbox in oldest.into_iter().take(shed) {

@@ -13,14 +13,15 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use crate::metrics as m;
 use crate::reload::LastTried;
+use crate::telemetry;
 
 mod grant;
 mod keys;
@@ -66,8 +67,10 @@ pub struct AuthConfig {
     /// Accept an upgrade without a token and expect `{"op":"auth"}` as the
     /// first message instead.
     pub first_message: bool,
-    /// Time an unauthenticated connection has to send that first message.
-    pub first_message_timeout_ms: u64,
+    /// Time an unauthenticated connection has to send that first message
+    /// (`first_message_timeout_ms`).
+    #[serde(rename = "first_message_timeout_ms", with = "crate::config::millis")]
+    pub first_message_timeout: Duration,
     /// Symbol patterns granted to a token without a `symbols` claim.
     pub default_symbols: Vec<String>,
 }
@@ -96,7 +99,7 @@ impl Default for AuthConfig {
             leeway_seconds: 30,
             query_token: true,
             first_message: true,
-            first_message_timeout_ms: 5_000,
+            first_message_timeout: Duration::from_secs(5),
             default_symbols: Vec::new(),
         }
     }
@@ -125,7 +128,9 @@ impl AuthConfig {
         if self.leeway_seconds > 300 {
             problems.push("auth.leeway_seconds must be at most 300".to_owned());
         }
-        if !(100..=60_000).contains(&self.first_message_timeout_ms) {
+        if !(Duration::from_millis(100)..=Duration::from_secs(60))
+            .contains(&self.first_message_timeout)
+        {
             problems.push("auth.first_message_timeout_ms must be between 100 and 60000".to_owned());
         }
         for pattern in &self.default_symbols {
@@ -270,14 +275,14 @@ impl Authenticator {
         });
         match &outcome {
             Ok(count) => {
-                metrics::counter!(m::AUTH_KEY_RELOADS, "result" => "success").increment(1);
+                telemetry::auth_keys_reloaded(true);
                 info!(
                     keys = count,
                     "JWT verification keys reloaded; new tokens are checked against them"
                 );
             }
             Err(error) => {
-                metrics::counter!(m::AUTH_KEY_RELOADS, "result" => "failure").increment(1);
+                telemetry::auth_keys_reloaded(false);
                 warn!(%error, "JWT key reload failed; still verifying with the previous keys");
             }
         }

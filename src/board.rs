@@ -8,7 +8,7 @@ use std::time::Instant;
 use tickgate_feeds::FeedState;
 
 use crate::fanout::FeedId;
-use crate::metrics as m;
+use crate::telemetry;
 
 /// Latest known state of each feed, for `/readyz`, metrics and status messages.
 #[derive(Default)]
@@ -95,28 +95,14 @@ impl FeedBoard {
             .map(|f| format!("required feed {} is {}", f.name, f.state.as_str()))
     }
 
-    /// Publishes `tickgate_feed_up` and `tickgate_feed_last_tick_age_seconds`.
-    pub fn publish_gauges(&self) {
+    /// Publishes `tickgate_feed_up`, `tickgate_feed_state` and
+    /// `tickgate_feed_last_tick_age_seconds` as of `now`.
+    pub fn publish_gauges(&self, now: Instant) {
         for feed in self.snapshot() {
-            let up = if feed.state == FeedState::Live {
-                1.0
-            } else {
-                0.0
-            };
-            metrics::gauge!(m::FEED_UP, "feed" => feed.name.to_string()).set(up);
-            for state in [
-                FeedState::Connecting,
-                FeedState::Live,
-                FeedState::Stale,
-                FeedState::Down,
-            ] {
-                let now = if feed.state == state { 1.0 } else { 0.0 };
-                metrics::gauge!(m::FEED_STATE, "feed" => feed.name.to_string(), "state" => state.as_str()).set(now);
-            }
-            if let Some(last) = feed.last_tick {
-                metrics::gauge!(m::FEED_LAST_TICK_AGE, "feed" => feed.name.to_string())
-                    .set(last.elapsed().as_secs_f64());
-            }
+            let age = feed
+                .last_tick
+                .map(|last| now.saturating_duration_since(last));
+            telemetry::feed_status(&feed.name, feed.state, age);
         }
     }
 }

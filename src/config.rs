@@ -1,13 +1,20 @@
 //! Gateway configuration: defaults (DESIGN.md §5), the TOML file, and the
 //! checks that turn it into values the rest of the code can trust.
 //!
+//! Settings are typed at load: a key such as `idle_timeout_ms` is read into
+//! `idle_timeout: Duration` (a `0` that means "off" into `None`), addresses
+//! into `SocketAddr`, so the running code never converts units. The TOML
+//! keys stay as documented in `docs/config.md`.
+//!
 //! Unknown keys are errors. Every problem found is reported at once, each
 //! naming its key; the binary then exits with status 64.
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use tickgate_feeds::FeedConfig;
 
 pub use crate::auth::{AuthConfig, AuthMode};
@@ -15,8 +22,7 @@ pub use crate::publish::{PublishConfig, StreamStorage};
 
 /// Everything a gateway needs to run. Every section and key is optional in
 /// the file; missing ones take the defaults shown in `docs/config.md`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     pub server: ServerConfig,
     pub limits: LimitsConfig,
@@ -45,44 +51,49 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct SlowConsumerConfig {
     /// A write the socket has not taken after this long marks the
-    /// connection as behind.
-    pub blocked_write_ms: u64,
+    /// connection as behind (`blocked_write_ms`).
+    #[serde(rename = "blocked_write_ms", with = "millis")]
+    pub blocked_write: Duration,
     /// Step 2: behind for this long, the client gets a `slow` notice and its
     /// lowest-priority symbols are limited to `reduced_rate_hz`; each further
-    /// period still behind slows the next priority class. 0 turns step 2 off.
-    pub notice_after_ms: u64,
+    /// period still behind slows the next priority class
+    /// (`notice_after_ms`; 0 turns step 2 off: `None`).
+    #[serde(rename = "notice_after_ms", with = "millis_or_off")]
+    pub notice_after: Option<Duration>,
     /// Updates per second per symbol of a slowed symbol.
     pub reduced_rate_hz: f64,
     /// No blocked write for this long: full rate is restored (`slow` notice
-    /// with `state: restored`).
-    pub recover_after_ms: u64,
+    /// with `state: restored`; `recover_after_ms`).
+    #[serde(rename = "recover_after_ms", with = "millis")]
+    pub recover_after: Duration,
     /// Step 3: a write the socket has not taken for this long (the client
-    /// stopped reading) closes the connection with 4008. 0 = never.
-    pub close_after_ms: u64,
+    /// stopped reading) closes the connection with 4008
+    /// (`close_after_ms`; 0 = never: `None`).
+    #[serde(rename = "close_after_ms", with = "millis_or_off")]
+    pub close_after: Option<Duration>,
 }
 
 impl Default for SlowConsumerConfig {
     fn default() -> Self {
         Self {
-            blocked_write_ms: 100,
-            notice_after_ms: 2_000,
+            blocked_write: Duration::from_millis(100),
+            notice_after: Some(Duration::from_secs(2)),
             reduced_rate_hz: 1.0,
-            recover_after_ms: 3_000,
-            close_after_ms: 45_000,
+            recover_after: Duration::from_secs(3),
+            close_after: Some(Duration::from_secs(45)),
         }
     }
 }
 
 /// Optional rebalancing: shed connections above a per-instance target.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RebalanceConfig {
     /// Connections this instance should hold; 0 turns rebalancing off.
     pub target_connections: usize,
     /// Shed only above the target plus this many percent.
     pub tolerance_pct: f64,
     /// At most this many connections closed (1013) per second.
-    pub shed_per_second: u32,
+    pub shed_per_second: NonZeroU32,
 }
 
 impl Default for RebalanceConfig {
@@ -90,7 +101,7 @@ impl Default for RebalanceConfig {
         Self {
             target_connections: 0,
             tolerance_pct: 10.0,
-            shed_per_second: 10,
+            shed_per_second: const { nonzero_u32(10) },
         }
     }
 }
@@ -106,20 +117,20 @@ pub struct ServerConfig {
 }
 
 /// Bounds on what clients may use.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
     /// Open WebSocket connections in total; more are refused with HTTP 503.
-    pub max_connections: usize,
+    pub max_connections: NonZeroUsize,
     /// Symbols one connection may hold; more get `too_many_subscriptions`.
-    pub max_subscriptions_per_connection: usize,
+    pub max_subscriptions_per_connection: NonZeroUsize,
     /// Largest client message (and frame) in bytes; larger closes with 1009.
-    pub max_message_bytes: usize,
+    pub max_message_bytes: NonZeroUsize,
     /// Distinct symbols the store will track (feeds and client subscriptions
     /// to not-yet-seen symbols both count).
-    pub max_symbols: usize,
-    /// Time a client has to send its HTTP request headers.
-    pub handshake_timeout_ms: u64,
+    pub max_symbols: NonZeroUsize,
+    /// Time a client has to send its HTTP request headers
+    /// (`handshake_timeout_ms`).
+    pub handshake_timeout: Duration,
     /// Open WebSocket connections per client IP; more are refused with
     /// HTTP 429. 0 = no per-IP limit.
     pub max_connections_per_ip: u32,
@@ -135,27 +146,28 @@ pub struct LimitsConfig {
     /// more get `rate_limited`. 0 = no limit.
     pub max_requests_per_second: f64,
     /// Frames a connection may send at once before the rate applies.
-    pub request_burst: u32,
+    pub request_burst: NonZeroU32,
     /// Refused (`rate_limited`) frames within 10 s that close the
     /// connection with 1008.
-    pub max_rate_limited: u32,
+    pub max_rate_limited: NonZeroU32,
 }
 
 /// Per-connection timers and buffers.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionConfig {
-    /// A `{"type":"heartbeat"}` frame is sent after this long without any frame.
-    pub heartbeat_interval_ms: u64,
-    /// A WebSocket ping is sent this often.
-    pub ping_interval_ms: u64,
-    /// A connection that sends nothing (not even a pong) for this long is closed.
-    pub idle_timeout_ms: u64,
+    /// A `{"type":"heartbeat"}` frame is sent after this long without any
+    /// frame (`heartbeat_interval_ms`).
+    pub heartbeat_interval: Duration,
+    /// A WebSocket ping is sent this often (`ping_interval_ms`).
+    pub ping_interval: Duration,
+    /// A connection that sends nothing (not even a pong) for this long is
+    /// closed (`idle_timeout_ms`).
+    pub idle_timeout: Duration,
     /// Upper bound of a connection's outgoing WebSocket buffer.
     pub max_write_buffer_bytes: usize,
     /// A connection whose socket has not taken a batch for this long counts
-    /// as a slow consumer (`tickgate_slow_consumers`).
-    pub slow_consumer_ms: u64,
+    /// as a slow consumer (`tickgate_slow_consumers`; `slow_consumer_ms`).
+    pub slow_consumer: Duration,
     /// Kernel send buffer of each client socket (0: the system default,
     /// which grows to megabytes). Smaller keeps a slow client's backlog in
     /// the gateway, where it conflates to the latest values.
@@ -168,15 +180,15 @@ pub struct ConnectionConfig {
     /// After a write, a connection waits at least this long before the next
     /// one, so a busy connection sends fewer, fuller frames (0 = write as
     /// soon as anything changes). The first change after a quiet spell goes
-    /// out at once.
-    pub min_write_interval_ms: u64,
+    /// out at once (`min_write_interval_ms`).
+    pub min_write_interval: Duration,
     /// Ceiling on updates per second per symbol for every subscription
     /// (clients may ask for less with `max_rate`); 0 = no ceiling.
     pub max_update_rate_hz: f64,
     /// Trades one connection may have waiting (subscriptions with
     /// `trades: true`); beyond it the oldest are dropped and announced in a
     /// `trades_lost` message.
-    pub trade_buffer: usize,
+    pub trade_buffer: NonZeroUsize,
 }
 
 /// The embedded simulator feed, used when no other feed is configured.
@@ -199,10 +211,13 @@ pub struct SimulatorConfig {
 pub struct ShutdownConfig {
     /// After SIGTERM/Ctrl-C, client connections are closed (1001) spread
     /// evenly over this window, so they reconnect elsewhere gradually.
-    /// 0 closes them all at once.
-    pub drain_window_ms: u64,
-    /// After SIGTERM/Ctrl-C, time allowed for closing connections before exit.
-    pub grace_period_ms: u64,
+    /// 0 closes them all at once (`drain_window_ms`).
+    #[serde(rename = "drain_window_ms", with = "millis")]
+    pub drain_window: Duration,
+    /// After SIGTERM/Ctrl-C, time allowed for closing connections before
+    /// exit (`grace_period_ms`).
+    #[serde(rename = "grace_period_ms", with = "millis")]
+    pub grace_period: Duration,
 }
 
 /// The TLS (`wss`) client listener, beside the plain one. On when `cert`
@@ -220,8 +235,10 @@ pub struct TlsConfig {
     /// PEM bundle of the CAs whose client certificates are accepted. When
     /// set, a client without a valid certificate is refused (mutual TLS).
     pub client_ca: Option<PathBuf>,
-    /// Time a client has to complete the TLS handshake.
-    pub handshake_timeout_ms: u64,
+    /// Time a client has to complete the TLS handshake
+    /// (`handshake_timeout_ms`).
+    #[serde(rename = "handshake_timeout_ms", with = "millis")]
+    pub handshake_timeout: Duration,
     /// Reload the certificate and key when their files change. SIGHUP
     /// reloads them either way.
     pub watch: bool,
@@ -268,20 +285,36 @@ impl Default for ServerConfig {
     }
 }
 
+/// `n`, which the caller knows is not zero.
+const fn nonzero(n: usize) -> NonZeroUsize {
+    match NonZeroUsize::new(n) {
+        Some(n) => n,
+        None => panic!("zero"),
+    }
+}
+
+/// `n`, which the caller knows is not zero.
+const fn nonzero_u32(n: u32) -> NonZeroU32 {
+    match NonZeroU32::new(n) {
+        Some(n) => n,
+        None => panic!("zero"),
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            max_connections: 10_000,
-            max_subscriptions_per_connection: 1_000,
-            max_message_bytes: 256 * 1024,
-            max_symbols: 100_000,
-            handshake_timeout_ms: 10_000,
+            max_connections: const { nonzero(10_000) },
+            max_subscriptions_per_connection: const { nonzero(1_000) },
+            max_message_bytes: const { nonzero(256 * 1024) },
+            max_symbols: const { nonzero(100_000) },
+            handshake_timeout: Duration::from_secs(10),
             max_connections_per_ip: 0,
             client_ip_header: None,
             allowed_origins: Vec::new(),
             max_requests_per_second: 50.0,
-            request_burst: 100,
-            max_rate_limited: 20,
+            request_burst: const { nonzero_u32(100) },
+            max_rate_limited: const { nonzero_u32(20) },
         }
     }
 }
@@ -289,16 +322,16 @@ impl Default for LimitsConfig {
 impl Default for ConnectionConfig {
     fn default() -> Self {
         Self {
-            heartbeat_interval_ms: 5_000,
-            ping_interval_ms: 20_000,
-            idle_timeout_ms: 60_000,
+            heartbeat_interval: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
             max_write_buffer_bytes: 16 * 1024 * 1024,
-            slow_consumer_ms: 1_000,
+            slow_consumer: Duration::from_secs(1),
             max_update_rate_hz: 0.0,
             send_buffer_bytes: 64 * 1024,
             notsent_lowat_bytes: 16 * 1024,
-            min_write_interval_ms: 2,
-            trade_buffer: 1024,
+            min_write_interval: Duration::from_millis(2),
+            trade_buffer: const { nonzero(1024) },
         }
     }
 }
@@ -317,8 +350,8 @@ impl Default for SimulatorConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
-            drain_window_ms: 0,
-            grace_period_ms: 5_000,
+            drain_window: Duration::ZERO,
+            grace_period: Duration::from_secs(5),
         }
     }
 }
@@ -330,7 +363,7 @@ impl Default for TlsConfig {
             cert: None,
             key: None,
             client_ca: None,
-            handshake_timeout_ms: 10_000,
+            handshake_timeout: Duration::from_secs(10),
             watch: true,
         }
     }
@@ -342,6 +375,253 @@ impl Default for LogConfig {
             format: LogFormat::Text,
             level: "info".into(),
         }
+    }
+}
+
+const MAX_MESSAGE_BYTES_RANGE: &str = "limits.max_message_bytes must be between 1024 and 67108864";
+const MAX_SYMBOLS_RANGE: &str = "limits.max_symbols must be between 1 and 10000000";
+const TRADE_BUFFER_RANGE: &str = "connection.trade_buffer must be between 1 and 1000000";
+const SHED_PER_SECOND_RANGE: &str = "rebalance.shed_per_second must be between 1 and 10000";
+
+/// The file as written: [`Config`] with the counts that must be positive
+/// still plain numbers, so a zero is reported with every other problem
+/// instead of stopping the parse.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ConfigFile {
+    server: ServerConfig,
+    limits: LimitsFile,
+    connection: ConnectionFile,
+    simulator: SimulatorConfig,
+    shutdown: ShutdownConfig,
+    log: LogConfig,
+    tls: TlsConfig,
+    auth: AuthConfig,
+    slow_consumer: SlowConsumerConfig,
+    rebalance: RebalanceFile,
+    feeds: Vec<FeedConfig>,
+    publish: PublishConfig,
+}
+
+/// `[connection]` as written; see [`ConnectionConfig`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ConnectionFile {
+    #[serde(with = "millis")]
+    heartbeat_interval_ms: Duration,
+    #[serde(with = "millis")]
+    ping_interval_ms: Duration,
+    #[serde(with = "millis")]
+    idle_timeout_ms: Duration,
+    max_write_buffer_bytes: usize,
+    #[serde(with = "millis")]
+    slow_consumer_ms: Duration,
+    send_buffer_bytes: usize,
+    notsent_lowat_bytes: usize,
+    #[serde(with = "millis")]
+    min_write_interval_ms: Duration,
+    max_update_rate_hz: f64,
+    trade_buffer: usize,
+}
+
+impl Default for ConnectionFile {
+    fn default() -> Self {
+        let d = ConnectionConfig::default();
+        Self {
+            heartbeat_interval_ms: d.heartbeat_interval,
+            ping_interval_ms: d.ping_interval,
+            idle_timeout_ms: d.idle_timeout,
+            max_write_buffer_bytes: d.max_write_buffer_bytes,
+            slow_consumer_ms: d.slow_consumer,
+            send_buffer_bytes: d.send_buffer_bytes,
+            notsent_lowat_bytes: d.notsent_lowat_bytes,
+            min_write_interval_ms: d.min_write_interval,
+            max_update_rate_hz: d.max_update_rate_hz,
+            trade_buffer: d.trade_buffer.get(),
+        }
+    }
+}
+
+/// `[rebalance]` as written; see [`RebalanceConfig`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RebalanceFile {
+    target_connections: usize,
+    tolerance_pct: f64,
+    shed_per_second: u32,
+}
+
+impl Default for RebalanceFile {
+    fn default() -> Self {
+        let d = RebalanceConfig::default();
+        Self {
+            target_connections: d.target_connections,
+            tolerance_pct: d.tolerance_pct,
+            shed_per_second: d.shed_per_second.get(),
+        }
+    }
+}
+
+/// `[limits]` as written; see [`LimitsConfig`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsFile {
+    max_connections: usize,
+    max_subscriptions_per_connection: usize,
+    max_message_bytes: usize,
+    max_symbols: usize,
+    #[serde(with = "millis")]
+    handshake_timeout_ms: Duration,
+    max_connections_per_ip: u32,
+    client_ip_header: Option<String>,
+    allowed_origins: Vec<String>,
+    max_requests_per_second: f64,
+    request_burst: u32,
+    max_rate_limited: u32,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        let d = LimitsConfig::default();
+        Self {
+            max_connections: d.max_connections.get(),
+            max_subscriptions_per_connection: d.max_subscriptions_per_connection.get(),
+            max_message_bytes: d.max_message_bytes.get(),
+            max_symbols: d.max_symbols.get(),
+            handshake_timeout_ms: d.handshake_timeout,
+            max_connections_per_ip: d.max_connections_per_ip,
+            client_ip_header: d.client_ip_header,
+            allowed_origins: d.allowed_origins,
+            max_requests_per_second: d.max_requests_per_second,
+            request_burst: d.request_burst.get(),
+            max_rate_limited: d.max_rate_limited.get(),
+        }
+    }
+}
+
+impl ConfigFile {
+    /// The typed configuration and the zero counts found on the way, each
+    /// named by its key. A zero is replaced by its default so the other
+    /// checks can still run; the caller refuses the result if any problem
+    /// was found.
+    fn into_config(self) -> (Config, Vec<String>) {
+        let mut problems = Vec::new();
+        let d = LimitsConfig::default();
+        let l = self.limits;
+        let mut positive = |n: usize, default: NonZeroUsize, problem: &str| {
+            NonZeroUsize::new(n).unwrap_or_else(|| {
+                problems.push(problem.to_owned());
+                default
+            })
+        };
+        let max_connections = positive(
+            l.max_connections,
+            d.max_connections,
+            "limits.max_connections must be at least 1",
+        );
+        let max_subscriptions_per_connection = positive(
+            l.max_subscriptions_per_connection,
+            d.max_subscriptions_per_connection,
+            "limits.max_subscriptions_per_connection must be at least 1",
+        );
+        let max_message_bytes = positive(
+            l.max_message_bytes,
+            d.max_message_bytes,
+            MAX_MESSAGE_BYTES_RANGE,
+        );
+        let max_symbols = positive(l.max_symbols, d.max_symbols, MAX_SYMBOLS_RANGE);
+        let c = self.connection;
+        let trade_buffer = positive(
+            c.trade_buffer,
+            ConnectionConfig::default().trade_buffer,
+            TRADE_BUFFER_RANGE,
+        );
+        let mut positive_u32 = |n: u32, default: NonZeroU32, problem: &str| {
+            NonZeroU32::new(n).unwrap_or_else(|| {
+                problems.push(problem.to_owned());
+                default
+            })
+        };
+        let request_burst = positive_u32(
+            l.request_burst,
+            d.request_burst,
+            "limits.request_burst must be at least 1",
+        );
+        let max_rate_limited = positive_u32(
+            l.max_rate_limited,
+            d.max_rate_limited,
+            "limits.max_rate_limited must be at least 1",
+        );
+        let r = self.rebalance;
+        let shed_per_second = positive_u32(
+            r.shed_per_second,
+            RebalanceConfig::default().shed_per_second,
+            SHED_PER_SECOND_RANGE,
+        );
+        let limits = LimitsConfig {
+            max_connections,
+            max_subscriptions_per_connection,
+            max_message_bytes,
+            max_symbols,
+            handshake_timeout: l.handshake_timeout_ms,
+            max_connections_per_ip: l.max_connections_per_ip,
+            client_ip_header: l.client_ip_header,
+            allowed_origins: l.allowed_origins,
+            max_requests_per_second: l.max_requests_per_second,
+            request_burst,
+            max_rate_limited,
+        };
+        let config = Config {
+            server: self.server,
+            limits,
+            connection: ConnectionConfig {
+                heartbeat_interval: c.heartbeat_interval_ms,
+                ping_interval: c.ping_interval_ms,
+                idle_timeout: c.idle_timeout_ms,
+                max_write_buffer_bytes: c.max_write_buffer_bytes,
+                slow_consumer: c.slow_consumer_ms,
+                send_buffer_bytes: c.send_buffer_bytes,
+                notsent_lowat_bytes: c.notsent_lowat_bytes,
+                min_write_interval: c.min_write_interval_ms,
+                max_update_rate_hz: c.max_update_rate_hz,
+                trade_buffer,
+            },
+            simulator: self.simulator,
+            shutdown: self.shutdown,
+            log: self.log,
+            tls: self.tls,
+            auth: self.auth,
+            slow_consumer: self.slow_consumer,
+            rebalance: RebalanceConfig {
+                target_connections: r.target_connections,
+                tolerance_pct: r.tolerance_pct,
+                shed_per_second,
+            },
+            feeds: self.feeds,
+            publish: self.publish,
+        };
+        (config, problems)
+    }
+}
+
+/// A duration written in whole milliseconds (keys ending in `_ms`).
+pub(crate) mod millis {
+    use super::{Deserialize, Deserializer, Duration};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// A duration in whole milliseconds where `0` turns the feature off.
+pub(crate) mod millis_or_off {
+    use super::{Deserialize, Deserializer, Duration};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let ms = u64::deserialize(d)?;
+        Ok((ms > 0).then(|| Duration::from_millis(ms)))
     }
 }
 
@@ -371,12 +651,23 @@ impl Config {
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: origin.to_owned(),
             reason: e.to_string().trim_end().to_owned(),
         })?;
-        config.validate()?;
-        Ok(config)
+        let (config, mut problems) = file.into_config();
+        if let Err(ConfigError::Invalid(more)) = config.validate() {
+            for problem in more {
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
     }
 
     /// Checks every value; reports all problems together.
@@ -387,39 +678,21 @@ impl Config {
                 problems.push(problem.to_owned());
             }
         };
+        // Zero counts were refused when the file was read (LimitsFile).
         let l = &self.limits;
         check(
-            l.max_connections >= 1,
-            "limits.max_connections must be at least 1",
+            (1024..=64 * 1024 * 1024).contains(&l.max_message_bytes.get()),
+            MAX_MESSAGE_BYTES_RANGE,
         );
+        check(l.max_symbols.get() <= 10_000_000, MAX_SYMBOLS_RANGE);
         check(
-            l.max_subscriptions_per_connection >= 1,
-            "limits.max_subscriptions_per_connection must be at least 1",
-        );
-        check(
-            (1024..=64 * 1024 * 1024).contains(&l.max_message_bytes),
-            "limits.max_message_bytes must be between 1024 and 67108864",
-        );
-        check(
-            (1..=10_000_000).contains(&l.max_symbols),
-            "limits.max_symbols must be between 1 and 10000000",
-        );
-        check(
-            l.handshake_timeout_ms >= 100,
+            l.handshake_timeout >= Duration::from_millis(100),
             "limits.handshake_timeout_ms must be at least 100",
         );
         check(
             l.max_requests_per_second.is_finite()
                 && (0.0..=100_000.0).contains(&l.max_requests_per_second),
             "limits.max_requests_per_second must be between 0 (no limit) and 100000",
-        );
-        check(
-            l.request_burst >= 1,
-            "limits.request_burst must be at least 1",
-        );
-        check(
-            l.max_rate_limited >= 1,
-            "limits.max_rate_limited must be at least 1",
         );
         check(
             l.client_ip_header
@@ -429,15 +702,15 @@ impl Config {
         );
         let c = &self.connection;
         check(
-            c.heartbeat_interval_ms >= 100,
+            c.heartbeat_interval >= Duration::from_millis(100),
             "connection.heartbeat_interval_ms must be at least 100",
         );
         check(
-            c.ping_interval_ms >= 100,
+            c.ping_interval >= Duration::from_millis(100),
             "connection.ping_interval_ms must be at least 100",
         );
         check(
-            c.idle_timeout_ms > c.ping_interval_ms,
+            c.idle_timeout > c.ping_interval,
             "connection.idle_timeout_ms must be greater than connection.ping_interval_ms (pongs keep a connection alive)",
         );
         check(
@@ -445,7 +718,7 @@ impl Config {
             "connection.max_write_buffer_bytes must be at least 65536",
         );
         check(
-            c.slow_consumer_ms >= 10,
+            c.slow_consumer >= Duration::from_millis(10),
             "connection.slow_consumer_ms must be at least 10",
         );
         check(
@@ -458,20 +731,17 @@ impl Config {
             "connection.notsent_lowat_bytes must be 0 (no limit) or between 1024 and 67108864",
         );
         check(
-            c.min_write_interval_ms <= 1000,
+            c.min_write_interval <= Duration::from_secs(1),
             "connection.min_write_interval_ms must be at most 1000",
         );
         check(
             c.max_update_rate_hz.is_finite() && (0.0..=1000.0).contains(&c.max_update_rate_hz),
             "connection.max_update_rate_hz must be between 0 (no ceiling) and 1000",
         );
-        check(
-            (1..=1_000_000).contains(&c.trade_buffer),
-            "connection.trade_buffer must be between 1 and 1000000",
-        );
+        check(c.trade_buffer.get() <= 1_000_000, TRADE_BUFFER_RANGE);
         let l = &self.slow_consumer;
         check(
-            (1..=60_000).contains(&l.blocked_write_ms),
+            (Duration::from_millis(1)..=Duration::from_secs(60)).contains(&l.blocked_write),
             "slow_consumer.blocked_write_ms must be between 1 and 60000",
         );
         check(
@@ -479,11 +749,12 @@ impl Config {
             "slow_consumer.reduced_rate_hz must be above 0 and at most 1000",
         );
         check(
-            l.recover_after_ms >= 1,
+            l.recover_after >= Duration::from_millis(1),
             "slow_consumer.recover_after_ms must be at least 1",
         );
         check(
-            l.close_after_ms == 0 || l.close_after_ms > l.notice_after_ms,
+            l.close_after
+                .is_none_or(|close| close > l.notice_after.unwrap_or(Duration::ZERO)),
             "slow_consumer.close_after_ms must be 0 (never) or greater than slow_consumer.notice_after_ms",
         );
         let r = &self.rebalance;
@@ -491,10 +762,7 @@ impl Config {
             r.tolerance_pct.is_finite() && (0.0..=1000.0).contains(&r.tolerance_pct),
             "rebalance.tolerance_pct must be between 0 and 1000",
         );
-        check(
-            (1..=10_000).contains(&r.shed_per_second),
-            "rebalance.shed_per_second must be between 1 and 10000",
-        );
+        check(r.shed_per_second.get() <= 10_000, SHED_PER_SECOND_RANGE);
         let s = &self.simulator;
         check(
             s.ticks_per_second.is_finite() && (0.0..=10_000_000.0).contains(&s.ticks_per_second),
@@ -502,11 +770,11 @@ impl Config {
         );
         check(s.symbols != Some(0), "simulator.symbols must be at least 1");
         check(
-            self.shutdown.drain_window_ms <= 3_600_000,
+            self.shutdown.drain_window <= Duration::from_secs(3600),
             "shutdown.drain_window_ms must be at most 3600000 (one hour)",
         );
         check(
-            self.shutdown.grace_period_ms <= 3_600_000,
+            self.shutdown.grace_period <= Duration::from_secs(3600),
             "shutdown.grace_period_ms must be at most 3600000 (one hour)",
         );
         check(
@@ -527,7 +795,7 @@ impl Config {
             "tls.client_ca needs tls.cert and tls.key (--tls-cert, --tls-key)",
         );
         check(
-            t.handshake_timeout_ms >= 100,
+            t.handshake_timeout >= Duration::from_millis(100),
             "tls.handshake_timeout_ms must be at least 100",
         );
         if let Some(addr) = t.listen_addr().filter(|addr| addr.port() != 0) {
@@ -560,7 +828,7 @@ mod tests {
         assert_eq!(config, Config::default());
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.server.admin_listen.to_string(), "127.0.0.1:9090");
-        assert_eq!(config.limits.max_subscriptions_per_connection, 1000);
+        assert_eq!(config.limits.max_subscriptions_per_connection.get(), 1000);
     }
 
     #[test]
@@ -605,6 +873,54 @@ mod tests {
         ] {
             assert!(all.contains(key), "{key} missing from {all}");
         }
+    }
+
+    #[test]
+    fn millisecond_keys_load_as_durations_and_zero_turns_a_step_off() {
+        let text = "[connection]\nidle_timeout_ms = 61500\nmin_write_interval_ms = 0\n[slow_consumer]\nnotice_after_ms = 0\nclose_after_ms = 0\n[shutdown]\ndrain_window_ms = 250\n[auth]\nfirst_message_timeout_ms = 750";
+        let config = Config::from_toml(text, "test").expect("valid");
+        assert_eq!(
+            config.connection.idle_timeout,
+            Duration::from_millis(61_500)
+        );
+        assert_eq!(config.connection.min_write_interval, Duration::ZERO);
+        assert_eq!(config.slow_consumer.notice_after, None);
+        assert_eq!(config.slow_consumer.close_after, None);
+        assert_eq!(config.shutdown.drain_window, Duration::from_millis(250));
+        assert_eq!(
+            config.auth.first_message_timeout,
+            Duration::from_millis(750)
+        );
+        let err = Config::from_toml("[connection]\nidle_timeout_ms = -1", "test")
+            .expect_err("negative")
+            .to_string();
+        assert!(err.contains("idle_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn zero_counts_are_reported_with_every_other_problem() {
+        let text = "[limits]\nmax_connections = 0\nmax_symbols = 0\nrequest_burst = 0\nmax_rate_limited = 0\nmax_subscriptions_per_connection = 0\n[connection]\nslow_consumer_ms = 1\ntrade_buffer = 0\n[rebalance]\nshed_per_second = 0";
+        let Err(ConfigError::Invalid(problems)) = Config::from_toml(text, "test") else {
+            panic!("expected Invalid");
+        };
+        assert_eq!(
+            problems,
+            [
+                "limits.max_connections must be at least 1",
+                "limits.max_subscriptions_per_connection must be at least 1",
+                "limits.max_symbols must be between 1 and 10000000",
+                TRADE_BUFFER_RANGE,
+                "limits.request_burst must be at least 1",
+                "limits.max_rate_limited must be at least 1",
+                SHED_PER_SECOND_RANGE,
+                "connection.slow_consumer_ms must be at least 10",
+            ]
+        );
+        let text = "[limits]\nmax_message_bytes = 0";
+        let Err(ConfigError::Invalid(problems)) = Config::from_toml(text, "test") else {
+            panic!("expected Invalid");
+        };
+        assert_eq!(problems, [MAX_MESSAGE_BYTES_RANGE], "reported once");
     }
 
     #[test]

@@ -34,11 +34,11 @@ use crate::fanout::SnapshotStore;
 use crate::fanout::outbox::MAX_CONTROL_FRAMES;
 use crate::fanout::{Kick, Mailbox};
 use crate::ladder::{Ladder, climb};
-use crate::metrics as m;
 use crate::protocol;
 use crate::registry::Connections;
 use crate::session::{CloseReason, Inbound, Outcome, Session, SessionLimits};
 use crate::shutdown::Shutdown;
+use crate::telemetry;
 
 /// Longest wait for the client's side of the closing handshake.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
@@ -78,12 +78,11 @@ pub async fn serve<S>(
     } = context;
     let mailbox = Arc::new(Mailbox::new(
         connections.next_id(),
-        config.connection.trade_buffer,
+        config.connection.trade_buffer.get(),
         std::time::Instant::now(),
     ));
     let conn_id = mailbox.id;
-    metrics::gauge!(m::CONNECTIONS, "transport" => transport).increment(1.0);
-    metrics::counter!(m::CONNECTIONS_OPENED, "transport" => transport).increment(1);
+    telemetry::connection_opened(transport);
     debug!(conn_id, "connection opened");
 
     connections.opened(&mailbox);
@@ -102,7 +101,7 @@ pub async fn serve<S>(
     let reason = {
         let reader = read_loop(&mut stream, &mailbox, started, &last_seen_ms, &mut session);
         let writer = write_loop(&mut sink, &mailbox, &config, started, &last_seen_ms);
-        let drain_window = Duration::from_millis(config.shutdown.drain_window_ms);
+        let drain_window = config.shutdown.drain_window;
         tokio::select! {
             reason = reader => reason,
             reason = writer => reason,
@@ -155,10 +154,7 @@ pub async fn serve<S>(
         })
         .await;
     }
-    // Count the close before the gauge drops, so a scrape that sees one
-    // connection fewer also sees why it closed.
-    metrics::counter!(m::CONNECTIONS_CLOSED, "reason" => reason.as_str()).increment(1);
-    metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
+    telemetry::connection_closed(transport, reason.as_str());
     connections.closed(conn_id);
     debug!(conn_id, reason = reason.as_str(), "connection closed");
 }
@@ -255,20 +251,22 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let settings = &config.connection;
-    let heartbeat = Duration::from_millis(settings.heartbeat_interval_ms);
-    let ping_every = Duration::from_millis(settings.ping_interval_ms);
-    let idle_timeout = Duration::from_millis(settings.idle_timeout_ms);
+    let heartbeat = settings.heartbeat_interval;
+    let ping_every = settings.ping_interval;
+    let idle_timeout = settings.idle_timeout;
     let mut keepalive = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_write = Instant::now();
     let mut last_ping = Instant::now();
-    let updates = metrics::counter!(m::UPDATES_SENT);
-    let frames = metrics::counter!(m::FRAMES_SENT);
-    let bytes = metrics::counter!(m::BYTES_SENT);
-    let conflated = metrics::counter!(m::UPDATES_CONFLATED);
-    let trades_sent = metrics::counter!(m::TRADES_SENT);
-    let latency = metrics::histogram!(m::TICK_TO_SEND);
-    let min_write_interval = Duration::from_millis(settings.min_write_interval_ms);
+    let telemetry::DeliveryHandles {
+        updates,
+        frames,
+        bytes,
+        conflated,
+        trades_sent,
+        latency,
+    } = telemetry::delivery_handles();
+    let min_write_interval = settings.min_write_interval;
     let mut ladder = Ladder::new(&config.slow_consumer);
     let reduced_rate_hz = config.slow_consumer.reduced_rate_hz;
     // When rate-capped symbols are pending, the next slot at which one may go.

@@ -15,10 +15,10 @@ use tracing::{info, warn};
 use crate::board::FeedBoard;
 use crate::fanout::SnapshotStore;
 use crate::fanout::{Fanout, FeedId};
-use crate::metrics as m;
 use crate::protocol;
 use crate::registry::Connections;
 use crate::shutdown::Shutdown;
+use crate::telemetry::{self, FeedLag};
 
 /// Feed events waiting for the ingest task. A full queue makes feeds wait.
 pub const FEED_QUEUE: usize = 1024;
@@ -70,7 +70,7 @@ pub async fn run(ingest: Ingest, mut events: mpsc::Receiver<FeedEvent>) {
                     );
                     announce(&connections, id, &feed, previous, feed_state);
                 }
-                feeds.publish_gauges();
+                feeds.publish_gauges(Instant::now());
             }
         }
     }
@@ -115,23 +115,21 @@ impl Batcher {
         let report = self
             .fanout
             .apply(store, feed_id, &batch.ticks, now_micros());
-        let feed = batch.feed.to_string();
         if report.accepted > 0 {
-            metrics::counter!(m::TICKS_RECEIVED, "feed" => feed.clone()).increment(report.accepted);
+            telemetry::ticks_received(&batch.feed, report.accepted);
             feeds.ticked(feed_id, Instant::now());
         }
-        if !report.lag_seconds.is_empty() {
-            let lag = metrics::histogram!(m::FEED_LAG, "feed" => feed.clone());
-            for &seconds in &report.lag_seconds {
-                lag.record(seconds);
+        if !report.lag_micros.is_empty() {
+            let lag = FeedLag::of(&batch.feed);
+            for &micros in &report.lag_micros {
+                lag.record_micros(micros);
             }
         }
         if report.trades_lost > 0 {
-            metrics::counter!(m::TRADES_LOST).increment(report.trades_lost);
+            telemetry::trades_lost(report.trades_lost);
         }
         for (reason, count) in report.rejections() {
-            metrics::counter!(m::TICKS_REJECTED, "feed" => feed.clone(), "reason" => reason)
-                .increment(count);
+            telemetry::ticks_rejected(&batch.feed, reason, count);
             let key = (Arc::clone(&batch.feed), reason);
             if self
                 .last_warning
@@ -147,6 +145,6 @@ impl Batcher {
                 );
             }
         }
-        metrics::gauge!(m::SYMBOLS).set(store.symbol_count() as f64);
+        telemetry::symbols(store.symbol_count());
     }
 }

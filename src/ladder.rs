@@ -23,9 +23,9 @@ use tracing::debug;
 
 use crate::config::SlowConsumerConfig;
 use crate::fanout::Mailbox;
-use crate::metrics as m;
 use crate::protocol;
 use crate::session::CloseReason;
+use crate::telemetry;
 
 /// What the writer must do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,12 +58,11 @@ pub struct Ladder {
 impl Ladder {
     /// A ladder with the configured thresholds.
     pub fn new(config: &SlowConsumerConfig) -> Self {
-        let ms = Duration::from_millis;
         Self {
-            blocked_write: ms(config.blocked_write_ms),
-            notice_after: (config.notice_after_ms > 0).then(|| ms(config.notice_after_ms)),
-            recover_after: ms(config.recover_after_ms),
-            close_after: (config.close_after_ms > 0).then(|| ms(config.close_after_ms)),
+            blocked_write: config.blocked_write,
+            notice_after: config.notice_after,
+            recover_after: config.recover_after,
+            close_after: config.close_after,
             behind_since: None,
             last_blocked: None,
             slowed: 0,
@@ -168,7 +167,7 @@ pub fn climb(
                 slowed
             };
             if let Some((class, symbols)) = slowed {
-                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "slowed").increment(1);
+                telemetry::slow_consumer_step("slowed");
                 debug!(
                     conn_id = mailbox.id,
                     class = class.as_str(),
@@ -187,13 +186,13 @@ pub fn climb(
             let was_slowed = mailbox.lock().restore();
             mailbox.stats.ladder_level.store(0, Ordering::Relaxed);
             if was_slowed {
-                metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "restored").increment(1);
+                telemetry::slow_consumer_step("restored");
                 mailbox.push_control([protocol::restored(behind_ms)]);
             }
             None
         }
         Step::Close => {
-            metrics::counter!(m::SLOW_CONSUMER_STEPS, "step" => "closed").increment(1);
+            telemetry::slow_consumer_step("closed");
             Some(CloseReason::SlowConsumer)
         }
     }
@@ -205,11 +204,11 @@ mod tests {
 
     fn config() -> SlowConsumerConfig {
         SlowConsumerConfig {
-            blocked_write_ms: 100,
-            notice_after_ms: 1_000,
+            blocked_write: Duration::from_millis(100),
+            notice_after: Some(Duration::from_millis(1_000)),
             reduced_rate_hz: 1.0,
-            recover_after_ms: 2_000,
-            close_after_ms: 5_000,
+            recover_after: Duration::from_millis(2_000),
+            close_after: Some(Duration::from_millis(5_000)),
         }
     }
 
@@ -279,8 +278,8 @@ mod tests {
     #[test]
     fn zero_turns_notices_and_the_close_off() {
         let mut ladder = Ladder::new(&SlowConsumerConfig {
-            notice_after_ms: 0,
-            close_after_ms: 0,
+            notice_after: None,
+            close_after: None,
             ..config()
         });
         let t0 = Instant::now();

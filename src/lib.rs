@@ -31,8 +31,9 @@
 //! - [`auth`], [`limits`]: JWT verification and symbol entitlements; the
 //!   request rate, per-IP and `Origin` limits checked at the upgrade and on
 //!   every client frame (docs/security.md).
-//! - [`config`], [`metrics`], [`shutdown`]: typed settings, metric names
-//!   and recording, the two-phase stop every task is spawned through.
+//! - [`config`], [`telemetry`], [`shutdown`]: typed settings; every
+//!   metric (names, HELP, recording); the two-phase stop every task is
+//!   spawned through.
 //! - [`publish`]: the `tickgate publish` role: feeds in, one quote per
 //!   symbol out to a NATS JetStream stream that gateway replicas load.
 //!
@@ -48,14 +49,18 @@ pub mod fanout;
 pub mod ingest;
 pub mod ladder;
 pub mod limits;
-pub mod metrics;
 pub mod protocol;
+// The `publish` role runs in its own process with its own recorder and
+// metrics (docs/metrics.md, "NATS scale-out"); it does not share the
+// gateway's telemetry module or task tracker yet.
+#[allow(clippy::disallowed_macros, clippy::disallowed_methods)]
 pub mod publish;
 pub mod registry;
 mod reload;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod telemetry;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -134,7 +139,7 @@ impl Gateway {
     /// through the shutdown handle so that [`Gateway::shutdown`] can wait
     /// for it.
     pub async fn start(config: Config, feeds: FeedSetup) -> Result<Self, StartError> {
-        let metrics = metrics::install();
+        let metrics = telemetry::install();
         // Keys before anything listens: a gateway that must authenticate
         // never serves without them.
         let auth = auth::Authenticator::from_config(&config.auth)?.map(Arc::new);
@@ -158,16 +163,17 @@ impl Gateway {
 
         let config = Arc::new(config);
         let shutdown = Shutdown::default();
-        let store = Arc::new(SnapshotStore::new(config.limits.max_symbols));
+        let store = Arc::new(SnapshotStore::new(config.limits.max_symbols.get()));
         let board = Arc::new(FeedBoard::default());
         let connections = Arc::new(Connections::default());
+        register_series(&config, auth.as_deref(), feeds, tls_listener.is_some());
         let services = Services {
             config: Arc::clone(&config),
             store: Arc::clone(&store),
             feeds: Arc::clone(&board),
             connections: Arc::clone(&connections),
             auth: auth.clone(),
-            connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+            connection_slots: Arc::new(Semaphore::new(config.limits.max_connections.get())),
             ip_slots: Arc::new(limits::IpSlots::default()),
             shutdown: shutdown.clone(),
             metrics: metrics.clone(),
@@ -207,7 +213,7 @@ impl Gateway {
         }
         shutdown.spawn(every_second(shutdown.clone(), {
             let board = Arc::clone(&board);
-            move || board.publish_gauges()
+            move || board.publish_gauges(std::time::Instant::now())
         }));
         // The recorder keeps every histogram sample until it folds them into
         // buckets (at a scrape or here), so a gateway nobody scrapes grew by
@@ -277,7 +283,7 @@ impl Gateway {
     pub async fn shutdown(self, grace_period: Duration) -> bool {
         self.connections.start_draining();
         self.shutdown.begin_drain();
-        let window = Duration::from_millis(self.config.shutdown.drain_window_ms);
+        let window = self.config.shutdown.drain_window;
         let drain_end = tokio::time::Instant::now() + window;
         while self.connections.count() > 0 && tokio::time::Instant::now() < drain_end {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -362,6 +368,31 @@ fn start_feeds(
                 .join("; "),
         )
     })
+}
+
+/// Exports the series of this gateway's feeds and listeners at zero, so
+/// alerts see 0 rather than no data before the first event.
+fn register_series(
+    config: &Config,
+    auth: Option<&auth::Authenticator>,
+    feeds: FeedSetup,
+    tls: bool,
+) {
+    if config.feeds.is_empty() {
+        if feeds == FeedSetup::Configured {
+            telemetry::register_feeds(["sim"]);
+        }
+    } else {
+        telemetry::register_feeds(config.feeds.iter().map(|feed| feed.name.as_str()));
+    }
+    if tls {
+        telemetry::register_tls();
+    }
+    if let Some(authenticator) = auth
+        && !authenticator.key_files().is_empty()
+    {
+        telemetry::register_auth_key_reloads();
+    }
 }
 
 /// Pending connections the kernel queues per listener, as asked; the kernel

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 use tickgate::config::{Config, LogFormat};
@@ -143,6 +142,8 @@ fn publish(args: &PublishArgs) -> ExitCode {
         );
         let shutdown = tokio_util::sync::CancellationToken::new();
         let on_signal = shutdown.clone();
+        // Lives until the process exits; the publisher has no task tracker.
+        #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             tickgate::shutdown::signal().await;
             tracing::info!("shutting down: publishing what is pending");
@@ -289,7 +290,7 @@ fn init_logging(config: &Config) {
 }
 
 async fn run(config: Config) -> ExitCode {
-    let grace = Duration::from_millis(config.shutdown.grace_period_ms);
+    let grace = config.shutdown.grace_period;
     let gateway = match Gateway::start(config, FeedSetup::Configured).await {
         Ok(gateway) => gateway,
         Err(error) => {

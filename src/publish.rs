@@ -55,7 +55,7 @@ use self::readiness::Readiness;
 use self::run::PublishLoop;
 pub use self::settings::{PublishConfig, StreamStorage};
 use crate::config::Config;
-use crate::metrics as gateway_metrics;
+use crate::telemetry as gateway_metrics;
 
 /// Counter: quotes acknowledged by JetStream.
 pub const PUBLISHED: &str = "tickgate_publish_quotes_total";

@@ -34,9 +34,9 @@ use crate::config::Config;
 use crate::connection;
 use crate::fanout::SnapshotStore;
 use crate::limits::{self, IpSlots};
-use crate::metrics as m;
 use crate::registry::Connections;
 use crate::shutdown::Shutdown;
+use crate::telemetry;
 
 type Body = Full<Bytes>;
 
@@ -178,7 +178,7 @@ pub async fn serve_http<S>(io: S, peer: SocketAddr, kind: Listener, services: Se
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let handshake_timeout = Duration::from_millis(services.config.limits.handshake_timeout_ms);
+    let handshake_timeout = services.config.limits.handshake_timeout;
     let shutdown = services.shutdown.clone();
     let service = service_fn(move |request| {
         let services = services.clone();
@@ -235,7 +235,7 @@ fn route(
             ),
         },
         (Listener::Admin, "/metrics") => {
-            crate::metrics::observe(&services.connections, &services.feeds, &services.config);
+            observe(&services);
             let mut response = text(StatusCode::OK, &services.metrics.render());
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -246,7 +246,7 @@ fn route(
         (Listener::Admin, "/connections") if request.method() == Method::GET => {
             json(&crate::admin::connections(
                 &services.connections,
-                Duration::from_millis(services.config.connection.slow_consumer_ms),
+                services.config.connection.slow_consumer,
             ))
         }
         (Listener::Admin, "/symbols") if request.method() == Method::GET => {
@@ -276,6 +276,32 @@ fn route(
         }
         (Listener::Admin, _) => not_found(),
     }
+}
+
+/// Samples what is only known by walking the open connections (slow
+/// consumers, buffered bytes), the feed gauges and the process figures, for
+/// the scrape about to be rendered.
+fn observe(services: &Services) {
+    let now = std::time::Instant::now();
+    let threshold = services.config.connection.slow_consumer;
+    let connections = services.connections.all();
+    let slow = connections
+        .iter()
+        .filter(|m| m.stats.blocked_for(now).is_some_and(|d| d >= threshold))
+        .count();
+    let slowed = connections
+        .iter()
+        .filter(|m| {
+            m.stats
+                .ladder_level
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        })
+        .count();
+    let queued = connections.iter().map(|m| m.stats.inflight_bytes());
+    telemetry::connections_sampled(slow, slowed, queued);
+    services.feeds.publish_gauges(now);
+    telemetry::observe_process();
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
@@ -342,7 +368,7 @@ fn upgrade(
     };
     let accept = derive_accept_key(key.as_bytes());
     if services.connections.is_draining() {
-        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "draining").increment(1);
+        telemetry::connection_refused("draining");
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "gateway is shutting down; connect to another instance\n",
@@ -352,7 +378,7 @@ fn upgrade(
     if let Some(origin) = headers.get(header::ORIGIN)
         && !limits::origin_allowed(&limits.allowed_origins, origin.as_bytes())
     {
-        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "origin").increment(1);
+        telemetry::connection_refused("origin");
         return text(
             StatusCode::FORBIDDEN,
             "origin not allowed to connect to this gateway\n",
@@ -368,8 +394,7 @@ fn upgrade(
         .ip_slots
         .try_acquire(client_ip, limits.max_connections_per_ip)
     else {
-        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "max_connections_per_ip")
-            .increment(1);
+        telemetry::connection_refused("max_connections_per_ip");
         let mut response = text(
             StatusCode::TOO_MANY_REQUESTS,
             "too many connections from this address; close some first\n",
@@ -380,7 +405,7 @@ fn upgrade(
         return response;
     };
     let Ok(permit) = Arc::clone(&services.connection_slots).try_acquire_owned() else {
-        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "max_connections").increment(1);
+        telemetry::connection_refused("max_connections");
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many connections; try again later\n",
@@ -389,8 +414,8 @@ fn upgrade(
     let grant = match authenticate(&request, &services) {
         Ok(grant) => grant,
         Err(error) => {
-            metrics::counter!(m::AUTH_FAILURES, "reason" => error.kind()).increment(1);
-            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "unauthorized").increment(1);
+            telemetry::auth_failure(error.kind());
+            telemetry::connection_refused("unauthorized");
             let mut response = text(
                 StatusCode::UNAUTHORIZED,
                 &format!(
@@ -472,7 +497,7 @@ fn authenticate(
 /// 4 KiB took that from 3 % of a busy core; a large request simply takes a
 /// few more reads.
 fn websocket_config(config: &Config) -> WebSocketConfig {
-    let max_message = config.limits.max_message_bytes;
+    let max_message = config.limits.max_message_bytes.get();
     WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(0)

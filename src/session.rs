@@ -34,8 +34,8 @@ use crate::fanout::Mailbox;
 use crate::fanout::store::SnapshotStore;
 use crate::fanout::subscriptions;
 use crate::limits::{RateVerdict, RequestRate};
-use crate::metrics as m;
 use crate::protocol::{self, ErrorCode, Request, RequestId};
+use crate::telemetry;
 
 /// One frame received from the client, as the session sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,12 +90,12 @@ impl SessionLimits {
     /// The limits of `config`; the one place a session reads configuration.
     pub fn from_config(config: &Config) -> Self {
         Self {
-            max_subscriptions: config.limits.max_subscriptions_per_connection,
+            max_subscriptions: config.limits.max_subscriptions_per_connection.get(),
             max_update_rate_hz: config.connection.max_update_rate_hz,
             max_requests_per_second: config.limits.max_requests_per_second,
-            request_burst: config.limits.request_burst,
-            max_rate_limited: config.limits.max_rate_limited,
-            first_message_timeout: Duration::from_millis(config.auth.first_message_timeout_ms),
+            request_burst: config.limits.request_burst.get(),
+            max_rate_limited: config.limits.max_rate_limited.get(),
+            first_message_timeout: config.auth.first_message_timeout,
         }
     }
 }
@@ -162,10 +162,9 @@ impl<'a> Session<'a> {
         match self.rate.check(now) {
             RateVerdict::Allow => {}
             RateVerdict::Refuse => {
-                metrics::counter!(m::RATE_LIMITED).increment(1);
+                telemetry::rate_limited();
                 if matches!(frame, Inbound::Text(_) | Inbound::Binary) {
-                    metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::RateLimited.as_str())
-                        .increment(1);
+                    telemetry::bad_request(ErrorCode::RateLimited.as_str());
                     self.mailbox.push_control([protocol::error(
                         None,
                         ErrorCode::RateLimited,
@@ -176,7 +175,7 @@ impl<'a> Session<'a> {
                 return Outcome::Continue;
             }
             RateVerdict::Close => {
-                metrics::counter!(m::RATE_LIMITED).increment(1);
+                telemetry::rate_limited();
                 return self.close(
                     CloseReason::RateLimited,
                     ErrorCode::RateLimited,
@@ -187,8 +186,7 @@ impl<'a> Session<'a> {
         match frame {
             Inbound::Text(text) => self.request(text, now),
             Inbound::Binary => {
-                metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::BadRequest.as_str())
-                    .increment(1);
+                telemetry::bad_request(ErrorCode::BadRequest.as_str());
                 self.mailbox.push_control([protocol::error(
                     None,
                     ErrorCode::BadRequest,
@@ -234,7 +232,7 @@ impl<'a> Session<'a> {
         let request = match protocol::parse_request(text) {
             Ok(request) => request,
             Err(error) => {
-                metrics::counter!(m::BAD_REQUESTS, "code" => error.code.as_str()).increment(1);
+                telemetry::bad_request(error.code.as_str());
                 self.mailbox.push_control([error.to_frame()]);
                 return Outcome::Continue;
             }
@@ -243,7 +241,7 @@ impl<'a> Session<'a> {
             return self.authenticate(id.as_ref(), token, now);
         }
         if self.grant.is_none() {
-            metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
+            telemetry::auth_failure("missing");
             return self.close(
                 CloseReason::Unauthorized,
                 ErrorCode::Unauthorized,
@@ -277,9 +275,9 @@ impl<'a> Session<'a> {
         let result = change();
         let after = self.mailbox.lock().subscription_count();
         if after > before {
-            metrics::gauge!(m::SUBSCRIPTIONS).increment((after - before) as f64);
+            telemetry::subscriptions_added(after - before);
         } else if before > after {
-            metrics::gauge!(m::SUBSCRIPTIONS).decrement((before - after) as f64);
+            telemetry::subscriptions_removed(before - after);
         }
         result
     }
@@ -298,7 +296,7 @@ fn symbols_error(
 
 /// The `invalid_symbol` reply naming the refused texts.
 fn invalid_symbols(id: Option<&RequestId>, invalid: &[String]) -> String {
-    metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::InvalidSymbol.as_str()).increment(1);
+    telemetry::bad_request(ErrorCode::InvalidSymbol.as_str());
     let refused: Vec<&str> = invalid.iter().map(String::as_str).collect();
     protocol::error(
         id,

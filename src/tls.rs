@@ -34,10 +34,10 @@ use tracing::{debug, info, warn};
 pub use self::load::TlsError;
 use self::x509::{CertificateSummary, Validity};
 use crate::config::TlsConfig;
-use crate::metrics as m;
 use crate::reload::LastTried;
 use crate::server::{self, Listener, Services};
 use crate::shutdown::Shutdown;
+use crate::telemetry;
 
 /// ALPN: WebSocket upgrades are HTTP/1.1 requests.
 const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
@@ -149,7 +149,7 @@ impl TlsServer {
             cert_path: cert_path.clone(),
             key_path: key_path.clone(),
             client_ca: tls.client_ca.clone(),
-            handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
+            handshake_timeout: tls.handshake_timeout,
             last_files,
         };
         server.publish_expiry();
@@ -222,7 +222,7 @@ impl TlsServer {
         });
         match &outcome {
             Ok(()) => {
-                metrics::counter!(m::TLS_RELOADS, "result" => "success").increment(1);
+                telemetry::tls_reloaded(true);
                 self.publish_expiry();
                 let summary = self.summary();
                 info!(
@@ -233,7 +233,7 @@ impl TlsServer {
                 );
             }
             Err(error) => {
-                metrics::counter!(m::TLS_RELOADS, "result" => "failure").increment(1);
+                telemetry::tls_reloaded(false);
                 warn!(%error, "TLS certificate reload failed; still serving the previous certificate");
             }
         }
@@ -247,7 +247,7 @@ impl TlsServer {
 
     fn publish_expiry(&self) {
         if let Some(summary) = self.summary() {
-            metrics::gauge!(m::TLS_CERTIFICATE_EXPIRY).set(summary.not_after as f64);
+            telemetry::tls_certificate_expiry(summary.not_after);
         }
     }
 
@@ -299,7 +299,7 @@ impl TlsServer {
                 HandshakeFailure::Timeout
             }
         };
-        metrics::counter!(m::TLS_HANDSHAKE_FAILURES, "reason" => failure.as_str()).increment(1);
+        telemetry::tls_handshake_failed(failure.as_str());
     }
 }
 

@@ -95,7 +95,7 @@ async fn above_its_target_an_instance_sheds_its_oldest_connections_with_1013_at_
     let mut config = test_config();
     config.rebalance.target_connections = 4;
     config.rebalance.tolerance_pct = 0.0;
-    config.rebalance.shed_per_second = 2;
+    config.rebalance.shed_per_second = std::num::NonZeroU32::new(2).expect("positive");
     let gateway = gateway_without_feeds(config).await;
     let mut clients = Vec::new();
     for _ in 0..8 {

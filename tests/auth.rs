@@ -566,7 +566,7 @@ async fn a_first_auth_message_authenticates_an_upgrade_without_a_token() {
     let keys = Keys::new();
     let mut config = keys.config(test_config());
     config.auth.first_message = true;
-    config.auth.first_message_timeout_ms = 500;
+    config.auth.first_message_timeout = Duration::from_millis(500);
     let gateway = gateway_without_feeds(config).await;
     let addr = gateway.client_addr();
 
@@ -693,8 +693,8 @@ async fn connections_per_ip_are_limited_and_the_proxy_header_is_honoured_only_wh
 async fn a_request_flood_gets_rate_limited_then_closed_with_1008() {
     let mut config = test_config();
     config.limits.max_requests_per_second = 10.0;
-    config.limits.request_burst = 5;
-    config.limits.max_rate_limited = 10;
+    config.limits.request_burst = std::num::NonZeroU32::new(5).expect("positive");
+    config.limits.max_rate_limited = std::num::NonZeroU32::new(10).expect("positive");
     let gateway = gateway_without_feeds(config).await;
     let mut client = Client::connect(gateway.client_addr()).await;
     for i in 0..30 {

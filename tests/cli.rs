@@ -1,6 +1,9 @@
 //! The `tickgate` binary as a user runs it: flags, config checking, the
 //! default simulator feed, and SIGTERM.
 
+// Waiting for a child process or a port from plain (not async) helpers.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::io::Write;

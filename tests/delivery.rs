@@ -1,6 +1,10 @@
 //! Opt-in delivery options of `subscribe` with real clients: rate caps,
 //! delta mode, freshness metadata and resume.
 
+// Test peers and helper tasks belong to the test and end with it; no
+// gateway shutdown waits for them.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -286,7 +290,7 @@ async fn every_trade_arrives_in_order_after_its_quote_while_quotes_conflate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_trade_buffer_announces_exactly_what_was_lost() {
     let mut config = test_config();
-    config.connection.trade_buffer = 16;
+    config.connection.trade_buffer = std::num::NonZeroUsize::new(16).expect("positive");
     let gateway = gateway_without_feeds(config).await;
     inject(&gateway, vec![quote_tick("FX", 1.0)]).await;
     wait_for_seq(&gateway, "FX", 1).await;

@@ -2,6 +2,10 @@
 //! real sockets: the client protocol of docs/protocol.md, conflation, limits and
 //! shutdown.
 
+// Test peers and helper tasks belong to the test and end with it; no
+// gateway shutdown waits for them.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::{HashMap, HashSet};
@@ -153,7 +157,8 @@ async fn unsubscribe_stops_that_symbol_only() {
 #[tokio::test]
 async fn every_error_code_leaves_the_connection_usable() {
     let mut config = test_config();
-    config.limits.max_subscriptions_per_connection = 3;
+    config.limits.max_subscriptions_per_connection =
+        std::num::NonZeroUsize::new(3).expect("positive");
     let gateway = gateway_without_feeds(config).await;
     let mut client = Client::connect(gateway.client_addr()).await;
     let cases = [
@@ -219,7 +224,7 @@ async fn invalid_symbols_are_refused_by_name_while_the_rest_subscribe() {
 #[tokio::test]
 async fn hostile_frames_get_errors_or_a_size_close_and_others_are_unaffected() {
     let mut config = test_config();
-    config.limits.max_message_bytes = 128 * 1024;
+    config.limits.max_message_bytes = std::num::NonZeroUsize::new(128 * 1024).expect("positive");
     let gateway = gateway_without_feeds(config).await;
     let mut bystander = Client::connect(gateway.client_addr()).await;
     bystander
@@ -605,9 +610,9 @@ async fn http_routes_answer_properly() {
 #[tokio::test]
 async fn heartbeats_flow_and_a_silent_client_is_closed_after_the_idle_timeout() {
     let mut config = test_config();
-    config.connection.heartbeat_interval_ms = 100;
-    config.connection.ping_interval_ms = 100;
-    config.connection.idle_timeout_ms = 600;
+    config.connection.heartbeat_interval = Duration::from_millis(100);
+    config.connection.ping_interval = Duration::from_millis(100);
+    config.connection.idle_timeout = Duration::from_millis(600);
     let gateway = gateway_without_feeds(config).await;
     let mut client = Client::connect(gateway.client_addr()).await;
     // While the client reads, its WebSocket layer answers pings: it stays.

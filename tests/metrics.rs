@@ -41,7 +41,7 @@ fn value(series: &HashMap<String, f64>, key: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_is_exported_with_its_type_and_moves_with_traffic() {
     let mut config = test_config();
-    config.connection.slow_consumer_ms = 200;
+    config.connection.slow_consumer = Duration::from_millis(200);
     let gateway = gateway_without_feeds(config).await;
     let (before, _) = scrape(&gateway).await;
 
@@ -209,7 +209,7 @@ async fn histogram_samples_are_folded_into_buckets_without_a_scrape() {
     tokio::time::pause();
     let gateway = gateway_without_feeds(test_config()).await;
     let record = |n: u32| {
-        let latency = metrics::histogram!(tickgate::metrics::TICK_TO_SEND);
+        let latency = tickgate::telemetry::delivery_handles().latency;
         for i in 0..n {
             latency.record(f64::from(i % 1000) / 1e6);
         }

@@ -5,6 +5,9 @@
 //! port and store, the publisher killed and restarted. Everything binds
 //! 127.0.0.1, every process is started here and ended by its PID.
 
+// Waiting for a child process or a port from plain (not async) helpers.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -4,6 +4,10 @@
 //! pings answered throughout, the `restored` notice, and the 4008 close, at
 //! the configured thresholds, each counted in metrics.
 
+// Test peers and helper tasks belong to the test and end with it; no
+// gateway shutdown waits for them.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -102,11 +106,11 @@ fn updates_between(log: &[(Instant, Seen)], from: Instant, to: Instant) -> HashM
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ladder_slows_background_first_restores_and_finally_closes_4008() {
     let mut config = test_config();
-    config.slow_consumer.blocked_write_ms = 50;
-    config.slow_consumer.notice_after_ms = 500;
+    config.slow_consumer.blocked_write = Duration::from_millis(50);
+    config.slow_consumer.notice_after = Some(Duration::from_millis(500));
     config.slow_consumer.reduced_rate_hz = 2.0;
-    config.slow_consumer.recover_after_ms = 3_000;
-    config.slow_consumer.close_after_ms = 6_000;
+    config.slow_consumer.recover_after = Duration::from_millis(3_000);
+    config.slow_consumer.close_after = Some(Duration::from_millis(6_000));
     let gateway = gateway_without_feeds(config).await;
     let mut symbols: Vec<String> = VISIBLE.iter().map(|s| s.to_string()).collect();
     symbols.extend(background());

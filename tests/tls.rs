@@ -2,6 +2,9 @@
 //! made here, a rustls WebSocket client, certificate rotation and reload,
 //! mutual TLS, and peers that misbehave during the handshake.
 
+// Waiting for a child process or a port from plain (not async) helpers.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -751,7 +754,7 @@ async fn garbage_plain_http_and_stalled_handshakes_do_not_disturb_a_connected_cl
     pki.install_server(0x9001);
     let mut config = tls_config(&pki);
     let timeout = Duration::from_millis(800);
-    config.tls.handshake_timeout_ms = timeout.as_millis() as u64;
+    config.tls.handshake_timeout = timeout;
     let (gateway, mut ws) = gateway_with_subscriber(&pki, config).await;
     let addr = tls_addr(&gateway);
     let timeouts = r#"tickgate_tls_handshake_failures_total{reason="timeout"}"#;

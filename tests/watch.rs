@@ -1,6 +1,10 @@
 //! `tickgate watch` against a running gateway: JSON lines for tools, clear
 //! errors for an unreachable URL and refused symbols.
 
+// Test peers and helper tasks belong to the test and end with it; no
+// gateway shutdown waits for them.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::process::Command;

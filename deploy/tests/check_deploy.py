@@ -714,7 +714,7 @@ def check_live_metrics():
             continue
         if name in NOT_DRIVEN or any(name == n + s for n in NOT_DRIVEN for s in ("_bucket", "_sum", "_count")):
             declared = name.split("_bucket")[0] in declared_metrics()
-            check(f"{name} is declared in src/metrics.rs (not driven: {NOT_DRIVEN[name]})", declared, "not declared")
+            check(f"{name} is declared in src/telemetry.rs (not driven: {NOT_DRIVEN[name]})", declared, "not declared")
             continue
         check(f"{name} is exported by a running gateway", exported(name, families),
               f"used by {sorted(used[name])[:3]} but not in /metrics")
@@ -729,7 +729,7 @@ def check_live_metrics():
 
 
 def declared_metrics():
-    text = (ROOT / "src" / "metrics.rs").read_text()
+    text = "".join((ROOT / d / "src" / "telemetry.rs").read_text() for d in (".", "feeds"))
     return set(re.findall(r'pub const \w+: &str = "([a-z_:]+)"', text))
 
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use crate::metrics as m;
+use crate::telemetry;
 use crate::{FeedEvent, FeedSender, FeedState};
 
 /// Capacity of each gate input; a full one makes its feed wait, exactly as
@@ -96,8 +96,7 @@ async fn gate(
                 primary_live = live;
             }
             (FeedEvent::Ticks(batch), false) if primary_live => {
-                metrics::counter!(m::FAILOVER_SUPPRESSED, "feed" => batch.feed.to_string())
-                    .increment(batch.ticks.len() as u64);
+                telemetry::failover_suppressed(&batch.feed, batch.ticks.len() as u64);
                 continue;
             }
             _ => {}

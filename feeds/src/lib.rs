@@ -19,7 +19,7 @@
 //! - [`failover`]: gates a backup feed on its primary's state.
 //! - [`nats`]: the JetStream bus between `tickgate publish` and gateway
 //!   replicas: subject scheme, wire format, and the `nats` feed.
-//! - [`backoff`], [`metrics`]: reconnect delays; metric names.
+//! - [`backoff`], [`telemetry`]: reconnect delays; every metric of the crate.
 //!
 //! Entry point: [`spawn_all`] starts every configured feed (wiring failover
 //! gates); [`spawn`] starts one.
@@ -28,13 +28,13 @@ pub mod backoff;
 pub mod config;
 pub mod failover;
 pub mod json;
-pub mod metrics;
 pub mod model;
 pub mod nats;
 pub mod parse;
 mod runner;
 pub mod sim;
 pub mod spec;
+pub mod telemetry;
 pub mod transport;
 pub mod venue;
 

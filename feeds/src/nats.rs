@@ -36,10 +36,10 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::FeedPlan;
-use crate::metrics as m;
 use crate::model::{Symbol, Tick, TickKind};
 use crate::parse::{JsonScratch, ParseError, unsigned};
 use crate::runner::{Pipeline, Stop};
+use crate::telemetry;
 use crate::{FeedState, now_micros};
 
 /// Last token of the publisher's heartbeat subject. `$` never appears in an
@@ -536,7 +536,7 @@ pub(crate) async fn run(plan: FeedPlan, nats: NatsPlan, mut pipeline: Pipeline) 
                 }
             }
         }
-        metrics::counter!(m::FEED_RECONNECTS, "feed" => feed.to_string()).increment(1);
+        telemetry::reconnect(&feed);
     }
 }
 
@@ -589,9 +589,7 @@ impl Follower<'_> {
                 pipeline.flush(false).await?;
                 loading = false;
                 last_alive = Instant::now();
-                metrics::counter!(m::NATS_SNAPSHOT_LOADS, "feed" => feed.to_string()).increment(1);
-                metrics::histogram!(m::NATS_SNAPSHOT_LOAD_SECONDS, "feed" => feed.to_string())
-                    .record(started.elapsed().as_secs_f64());
+                telemetry::nats_snapshot_loaded(&feed, started.elapsed());
                 info!(
                     feed = &*feed,
                     symbols = loaded,
@@ -602,8 +600,7 @@ impl Follower<'_> {
                 pipeline.set_state(FeedState::Live).await?;
             }
             if unchanged > 0 && !loading {
-                metrics::counter!(m::NATS_UNCHANGED, "feed" => feed.to_string())
-                    .increment(std::mem::take(&mut unchanged));
+                telemetry::nats_unchanged(&feed, std::mem::take(&mut unchanged));
             }
             let stale_at = last_alive + self.plan.staleness;
             let live = pipeline.state() == Some(FeedState::Live);

@@ -18,9 +18,9 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::config::{FeedPlan, SymbolFilter};
 use crate::json::JsonDecoder;
-use crate::metrics as m;
 use crate::model::{Symbol, Tick};
 use crate::parse::{Decoded, Decoder, Notice, ParseError};
+use crate::telemetry;
 use crate::transport::{self, End, Frame, LineReader};
 use crate::venue::Venue;
 use crate::{FeedEvent, FeedSender, FeedState, TickBatch, now_micros};
@@ -123,8 +123,7 @@ impl Pipeline {
             self.reject(error.kind(), error);
         }
         if decoded.gaps > 0 {
-            metrics::counter!(m::FEED_GAPS, "feed" => self.feed.to_string())
-                .increment(decoded.gaps);
+            telemetry::gaps(&self.feed, decoded.gaps);
             warn!(
                 feed = &*self.feed,
                 gaps = decoded.gaps,
@@ -134,8 +133,7 @@ impl Pipeline {
         for notice in &decoded.notices {
             match notice {
                 Notice::UpstreamError { code, message } => {
-                    metrics::counter!(m::FEED_UPSTREAM_ERRORS, "feed" => self.feed.to_string())
-                        .increment(1);
+                    telemetry::upstream_error(&self.feed);
                     warn!(feed = &*self.feed, code, message, "upstream error message");
                 }
                 Notice::Status(status) => info!(feed = &*self.feed, status, "upstream status"),
@@ -174,8 +172,7 @@ impl Pipeline {
 
     /// Counts one skipped input and logs it, at most a few times per window.
     pub(crate) fn reject(&mut self, reason: &'static str, error: &dyn std::fmt::Display) {
-        metrics::counter!(m::TICKS_REJECTED, "feed" => self.feed.to_string(), "reason" => reason)
-            .increment(1);
+        telemetry::ticks_rejected(&self.feed, reason, 1);
         if let Some(suppressed) = self.log.allow(Instant::now()) {
             warn!(
                 feed = &*self.feed,
@@ -369,7 +366,7 @@ pub(crate) async fn run_connected(plan: FeedPlan, endpoint: Endpoint, mut pipeli
             _ = shutdown.cancelled() => return,
             _ = sleep(delay) => {}
         }
-        metrics::counter!(m::FEED_RECONNECTS, "feed" => plan.name.to_string()).increment(1);
+        telemetry::reconnect(&plan.name);
     }
 }
 
@@ -450,7 +447,7 @@ pub(crate) async fn run_replay(plan: FeedPlan, replay: Replay, mut pipeline: Pip
                     _ = shutdown.cancelled() => return,
                     _ = sleep(backoff.next_delay()) => {}
                 }
-                metrics::counter!(m::FEED_RECONNECTS, "feed" => plan.name.to_string()).increment(1);
+                telemetry::reconnect(&plan.name);
             }
         }
     }

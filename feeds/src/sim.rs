@@ -335,6 +335,8 @@ mod tests {
             bursts: false,
             ..SimConfig::default()
         });
+        // The test owns the task and awaits it below; no tracker to wait for.
+        #[allow(clippy::disallowed_methods)]
         let task = tokio::spawn(sim.run("sim".into(), tx, shutdown.clone()));
         assert!(matches!(
             rx.recv().await,

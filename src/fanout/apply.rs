@@ -55,8 +55,8 @@ pub struct ApplyReport {
     /// Symbols marked dirty (each once, however many ticks it had).
     pub symbols_touched: u64,
     /// Feed-to-gateway lag of each accepted tick that carried a timestamp,
-    /// in seconds, in feed order.
-    pub lag_seconds: Vec<f64>,
+    /// in microseconds, in feed order.
+    pub lag_micros: Vec<u64>,
 }
 
 impl ApplyReport {
@@ -74,7 +74,7 @@ impl ApplyReport {
         self.rejected = [0; REJECT_REASONS.len()];
         self.trades_lost = 0;
         self.symbols_touched = 0;
-        self.lag_seconds.clear();
+        self.lag_micros.clear();
     }
 }
 
@@ -125,9 +125,7 @@ impl Fanout {
             self.report.accepted += 1;
             slot.feed.store(feed, Ordering::Relaxed);
             if let Some(ts) = tick.ts {
-                self.report
-                    .lag_seconds
-                    .push(now_micros.saturating_sub(ts) as f64 / 1e6);
+                self.report.lag_micros.push(now_micros.saturating_sub(ts));
             }
             let id = slot.id as usize;
             if self.touched_flag.len() <= id {
@@ -347,7 +345,7 @@ mod tests {
         let report = Fanout::default()
             .apply(&store, 7, &[stamped, quote("MSFT", 1.0)], NOW)
             .clone();
-        assert_eq!(report.lag_seconds, vec![0.25]);
+        assert_eq!(report.lag_micros, vec![250_000]);
         let slot = store.get(&sym("AAPL")).expect("known");
         assert_eq!(slot.feed.load(Ordering::Relaxed), 7);
     }

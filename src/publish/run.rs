@@ -23,7 +23,7 @@ use super::settings::PublishConfig;
 use super::stream::{ensure_stream, load_quotes};
 use super::upstream::Upstream;
 use super::{FAILURES, NATS_CONNECTED, PENDING, PUBLISHED, SUPERSEDED, SYMBOLS};
-use crate::metrics as gateway_metrics;
+use crate::telemetry as gateway_metrics;
 
 /// Everything the publish loop owns once connected to NATS.
 pub(super) struct PublishLoop {

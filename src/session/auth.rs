@@ -7,8 +7,8 @@ use std::time::Instant;
 use super::{CloseReason, Outcome, Session, symbols_error};
 use crate::auth::Grant;
 use crate::fanout::subscriptions;
-use crate::metrics as m;
 use crate::protocol::{self, ErrorCode, RequestId};
+use crate::telemetry;
 
 impl Session<'_> {
     /// A failure closes an unauthenticated connection and leaves an
@@ -32,9 +32,8 @@ impl Session<'_> {
         let grant = match authenticator.verify(token) {
             Ok(grant) => grant,
             Err(error) => {
-                metrics::counter!(m::AUTH_FAILURES, "reason" => error.kind()).increment(1);
-                metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::Unauthorized.as_str())
-                    .increment(1);
+                telemetry::auth_failure(error.kind());
+                telemetry::bad_request(ErrorCode::Unauthorized.as_str());
                 let message = format!("authentication failed: {error}");
                 if self.grant.is_none() {
                     return self.close(
@@ -84,14 +83,14 @@ impl Session<'_> {
     /// The deadline passed: the token expired, or no first `auth` came.
     pub(super) fn expired(&mut self) -> Outcome {
         if self.grant.is_some() {
-            metrics::counter!(m::AUTH_FAILURES, "reason" => "expired").increment(1);
+            telemetry::auth_failure("expired");
             self.close(
                 CloseReason::TokenExpired,
                 ErrorCode::Unauthorized,
                 "token expired",
             )
         } else {
-            metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
+            telemetry::auth_failure("missing");
             self.close(
                 CloseReason::Unauthorized,
                 ErrorCode::Unauthorized,

@@ -5,8 +5,8 @@
 use tickgate_feeds::Symbol;
 
 use super::{Session, invalid_symbols, symbols_error};
-use crate::metrics as m;
 use crate::protocol::{self, ErrorCode, Priority, RequestId};
+use crate::telemetry;
 
 impl Session<'_> {
     pub(super) fn set_priority(&self, id: Option<&RequestId>, classes: &[(Priority, Vec<String>)]) {
@@ -34,8 +34,7 @@ impl Session<'_> {
             replies.push(invalid_symbols(id, &invalid));
         }
         if !missing.is_empty() {
-            metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::NotSubscribed.as_str())
-                .increment(1);
+            telemetry::bad_request(ErrorCode::NotSubscribed.as_str());
             replies.push(symbols_error(
                 id,
                 ErrorCode::NotSubscribed,

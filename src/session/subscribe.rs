@@ -14,8 +14,8 @@ use super::{Session, invalid_symbols, symbols_error};
 use crate::auth::Grant;
 use crate::fanout::Delivery;
 use crate::fanout::subscriptions;
-use crate::metrics as m;
 use crate::protocol::{self, ErrorCode, RequestId, SubscribeOptions};
+use crate::telemetry;
 
 impl Session<'_> {
     pub(super) fn subscribe(
@@ -39,8 +39,7 @@ impl Session<'_> {
             .partition(|symbol| grant.entitlement.allows(symbol));
         list.valid = entitled;
         if !refused.is_empty() {
-            metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::NotEntitled.as_str())
-                .increment(1);
+            telemetry::bad_request(ErrorCode::NotEntitled.as_str());
             replies.push(symbols_error(
                 id,
                 ErrorCode::NotEntitled,
@@ -64,8 +63,7 @@ impl Session<'_> {
         let answer = |result: &subscriptions::Subscribed| {
             if !result.over_limit.is_empty() {
                 let refused: Vec<&str> = result.over_limit.iter().map(|s| s.as_str()).collect();
-                metrics::counter!(m::BAD_REQUESTS, "code" => ErrorCode::TooManySubscriptions.as_str())
-                    .increment(1);
+                telemetry::bad_request(ErrorCode::TooManySubscriptions.as_str());
                 let message = format!(
                     "at most {limit} subscriptions per connection; these symbols were not subscribed"
                 );
@@ -107,7 +105,7 @@ impl Session<'_> {
                 answer,
             )
         });
-        metrics::gauge!(m::SYMBOLS).set(self.store.symbol_count() as f64);
+        telemetry::symbols(self.store.symbol_count());
         if !result.symbols.is_empty() {
             self.mailbox
                 .push_control(self.troubled_feeds(&result.symbols));

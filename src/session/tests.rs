@@ -723,10 +723,10 @@ fn limits_come_from_the_configuration() {
 
     assert_eq!(
         limits.max_subscriptions,
-        config.limits.max_subscriptions_per_connection
+        config.limits.max_subscriptions_per_connection.get()
     );
     assert_eq!(
         limits.first_message_timeout,
-        Duration::from_millis(config.auth.first_message_timeout_ms)
+        config.auth.first_message_timeout
     );
 }
