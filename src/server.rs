@@ -21,22 +21,23 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::{debug, warn};
 
 use tokio::sync::Semaphore;
 
-use crate::auth::{self, AuthError, Authenticator, Grant};
+use crate::auth::Authenticator;
 use crate::board::FeedBoard;
 use crate::config::Config;
 use crate::connection;
 use crate::fanout::SnapshotStore;
-use crate::limits::{self, IpSlots};
+use crate::limits::IpSlots;
 use crate::registry::Connections;
 use crate::shutdown::Shutdown;
 use crate::telemetry;
+
+mod upgrade;
+
+use self::upgrade::upgrade;
 
 type Body = Full<Bytes>;
 
@@ -314,203 +315,6 @@ fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     response
-}
-
-/// Answers a WebSocket upgrade on `/ws` and hands the socket to a connection task.
-///
-/// Refusals come before the upgrade, cheapest first: draining (503), a
-/// browser `Origin` not allowed (403), too many connections from the client
-/// IP (429) or in total (503), a missing or bad token (401).
-fn upgrade(
-    mut request: Request<Incoming>,
-    transport: &'static str,
-    services: Services,
-    peer: SocketAddr,
-) -> Response<Body> {
-    if request.method() != Method::GET {
-        return method_not_allowed();
-    }
-    let headers = request.headers();
-    let wants_upgrade = header_has_token(headers.get(header::CONNECTION), "upgrade")
-        && headers
-            .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if !wants_upgrade {
-        let mut response = text(
-            StatusCode::UPGRADE_REQUIRED,
-            "/ws is a WebSocket endpoint: connect with a WebSocket client (ws:// or wss://)\n",
-        );
-        response
-            .headers_mut()
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        return response;
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(|v| v.as_bytes())
-        != Some(b"13")
-    {
-        let mut response = text(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported WebSocket version; use 13\n",
-        );
-        response.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return response;
-    }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
-    };
-    let accept = derive_accept_key(key.as_bytes());
-    if services.connections.is_draining() {
-        telemetry::connection_refused("draining");
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "gateway is shutting down; connect to another instance\n",
-        );
-    }
-    let limits = &services.config.limits;
-    if let Some(origin) = headers.get(header::ORIGIN)
-        && !limits::origin_allowed(&limits.allowed_origins, origin.as_bytes())
-    {
-        telemetry::connection_refused("origin");
-        return text(
-            StatusCode::FORBIDDEN,
-            "origin not allowed to connect to this gateway\n",
-        );
-    }
-    let proxy_header = limits
-        .client_ip_header
-        .as_deref()
-        .and_then(|name| headers.get(name))
-        .map(HeaderValue::as_bytes);
-    let client_ip = limits::client_ip(peer.ip(), proxy_header);
-    let Some(ip_slot) = services
-        .ip_slots
-        .try_acquire(client_ip, limits.max_connections_per_ip)
-    else {
-        telemetry::connection_refused("max_connections_per_ip");
-        let mut response = text(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many connections from this address; close some first\n",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return response;
-    };
-    let Ok(permit) = Arc::clone(&services.connection_slots).try_acquire_owned() else {
-        telemetry::connection_refused("max_connections");
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many connections; try again later\n",
-        );
-    };
-    let grant = match authenticate(&request, &services) {
-        Ok(grant) => grant,
-        Err(error) => {
-            telemetry::auth_failure(error.kind());
-            telemetry::connection_refused("unauthorized");
-            let mut response = text(
-                StatusCode::UNAUTHORIZED,
-                &format!(
-                    "unauthorized: {error}; send a JWT as \"Authorization: Bearer <token>\"{}\n",
-                    if services.config.auth.query_token {
-                        " or ?token=<token>"
-                    } else {
-                        ""
-                    }
-                ),
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"tickgate\""),
-            );
-            return response;
-        }
-    };
-    let on_upgrade = hyper::upgrade::on(&mut request);
-    let ws_config = websocket_config(&services.config);
-    let context = services.connection_context();
-    services.shutdown.spawn(async move {
-        let _permit = permit;
-        let _ip_slot = ip_slot;
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(ws_config),
-                )
-                .await;
-                connection::serve(ws, context, transport, grant).await;
-            }
-            Err(error) => debug!(%error, "websocket upgrade failed"),
-        }
-    });
-    let mut response = Response::new(Body::default());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = response.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(value) = HeaderValue::from_str(&accept) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, value);
-    }
-    response
-}
-
-/// The grant an upgrade request carries: everything when auth is off; the
-/// verified token's grant; or `None` when there is no token and a first
-/// `auth` message is allowed instead.
-fn authenticate(
-    request: &Request<Incoming>,
-    services: &Services,
-) -> Result<Option<Grant>, AuthError> {
-    let Some(authenticator) = &services.auth else {
-        return Ok(Some(Grant::unrestricted()));
-    };
-    let settings = &services.config.auth;
-    let token = auth::token_from_request(
-        request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-        request.uri().query(),
-        settings.query_token,
-    );
-    match token {
-        Some(token) => authenticator.verify(&token).map(Some),
-        None if settings.first_message => Ok(None),
-        None => Err(AuthError::Missing),
-    }
-}
-
-/// Buffers sized for dashboards: they send little, so the read buffer is
-/// small (tungstenite's default is 128 KiB per connection). It is also
-/// zeroed up to this size every time the connection's task is polled (the
-/// reader is polled on each of the writer's wake-ups), so 1 KiB rather than
-/// 4 KiB took that from 3 % of a busy core; a large request simply takes a
-/// few more reads.
-fn websocket_config(config: &Config) -> WebSocketConfig {
-    let max_message = config.limits.max_message_bytes.get();
-    WebSocketConfig::default()
-        .read_buffer_size(1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(config.connection.max_write_buffer_bytes)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message))
-}
-
-fn header_has_token(value: Option<&HeaderValue>, token: &str) -> bool {
-    value.and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(',')
-            .any(|part| part.trim().eq_ignore_ascii_case(token))
-    })
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {
