@@ -19,7 +19,6 @@
 
 // The submodules below inherit the allowance above: they are this module.
 mod describe;
-mod names;
 mod process;
 mod record;
 mod register;
@@ -28,11 +27,131 @@ use std::sync::OnceLock;
 
 use metrics::gauge;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+pub use tickgate_feeds::telemetry::TICKS_REJECTED;
 
-pub use self::names::*;
 pub use self::process::observe_process;
 pub use self::record::*;
 pub use self::register::{register_auth_key_reloads, register_feeds, register_tls};
+
+pub const CONNECTIONS: &str = "tickgate_connections";
+pub const CONNECTIONS_OPENED: &str = "tickgate_connections_opened_total";
+pub const CONNECTIONS_CLOSED: &str = "tickgate_connections_closed_total";
+pub const CONNECTIONS_REFUSED: &str = "tickgate_connections_refused_total";
+pub const SUBSCRIPTIONS: &str = "tickgate_subscriptions";
+pub const SYMBOLS: &str = "tickgate_symbols";
+pub const TICKS_RECEIVED: &str = "tickgate_ticks_received_total";
+pub const UPDATES_SENT: &str = "tickgate_updates_sent_total";
+pub const FRAMES_SENT: &str = "tickgate_frames_sent_total";
+pub const BYTES_SENT: &str = "tickgate_bytes_sent_total";
+pub const UPDATES_CONFLATED: &str = "tickgate_updates_conflated_total";
+pub const BAD_REQUESTS: &str = "tickgate_client_errors_total";
+pub const TICK_TO_SEND: &str = "tickgate_tick_to_send_seconds";
+pub const FEED_LAG: &str = "tickgate_feed_lag_seconds";
+pub const FEED_UP: &str = "tickgate_feed_up";
+pub const FEED_STATE: &str = "tickgate_feed_state";
+pub const FEED_LAST_TICK_AGE: &str = "tickgate_feed_last_tick_age_seconds";
+pub const BUILD_INFO: &str = "tickgate_build_info";
+pub const SLOW_CONSUMERS: &str = "tickgate_slow_consumers";
+pub const SLOW_CONSUMER_STEPS: &str = "tickgate_slow_consumer_steps_total";
+pub const SLOWED_CONNECTIONS: &str = "tickgate_slowed_connections";
+pub const TRADES_SENT: &str = "tickgate_trades_sent_total";
+pub const TRADES_LOST: &str = "tickgate_trades_lost_total";
+pub const WRITE_QUEUE_BYTES: &str = "tickgate_write_queue_bytes";
+pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+pub const PROCESS_THREADS: &str = "process_threads";
+pub const AUTH_FAILURES: &str = "tickgate_auth_failures_total";
+pub const RATE_LIMITED: &str = "tickgate_rate_limited_total";
+pub const TLS_HANDSHAKE_FAILURES: &str = "tickgate_tls_handshake_failures_total";
+pub const TLS_RELOADS: &str = "tickgate_tls_reloads_total";
+pub const AUTH_KEY_RELOADS: &str = "tickgate_auth_key_reloads_total";
+pub const TLS_CERTIFICATE_EXPIRY: &str = "tickgate_tls_certificate_expiry_timestamp_seconds";
+
+/// Per-connection buffered bytes, from nothing to the 16 MiB write bound.
+const QUEUE_BUCKETS: &[f64] = &[
+    0.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+];
+
+/// Latency buckets from 100 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Every `reason` of `tickgate_connections_closed_total`: the labels of
+/// `connection::CloseReason::as_str`.
+pub const CLOSE_REASONS: [&str; 12] = [
+    "client_closed",
+    "shutdown",
+    "idle_timeout",
+    "message_too_big",
+    "protocol_error",
+    "write_failed",
+    "unauthorized",
+    "token_expired",
+    "rate_limited",
+    "rebalance",
+    "operator",
+    "slow_consumer",
+];
+
+/// Every `reason` of `tickgate_connections_refused_total`.
+pub const REFUSE_REASONS: [&str; 5] = [
+    "max_connections",
+    "draining",
+    "max_connections_per_ip",
+    "origin",
+    "unauthorized",
+];
+
+/// Every `reason` of `tickgate_auth_failures_total`: the labels of
+/// `auth::AuthError::kind`.
+pub const AUTH_FAILURE_REASONS: [&str; 8] = [
+    "missing",
+    "malformed",
+    "algorithm",
+    "unknown_key",
+    "signature",
+    "expired",
+    "not_yet_valid",
+    "claims",
+];
+
+/// Every `code` of `tickgate_client_errors_total`: the labels of
+/// `protocol::ErrorCode::as_str`.
+pub const ERROR_CODES: [&str; 8] = [
+    "bad_request",
+    "unknown_op",
+    "invalid_symbol",
+    "too_many_subscriptions",
+    "not_entitled",
+    "rate_limited",
+    "unauthorized",
+    "not_subscribed",
+];
+
+/// Every `step` of `tickgate_slow_consumer_steps_total`.
+pub const SLOW_CONSUMER_STEP_LABELS: [&str; 3] = ["slowed", "restored", "closed"];
+
+/// Every `reason` of `tickgate_tls_handshake_failures_total`.
+pub const TLS_HANDSHAKE_FAILURE_REASONS: [&str; 4] = ["timeout", "protocol", "certificate", "io"];
+
+/// Reasons the gateway itself refuses a tick for (the feed side adds its
+/// own, [`tickgate_feeds::telemetry::REJECT_REASONS`]): `tickgate_feeds::TickError::kind`,
+/// a full symbol table, and a `seq` not newer than the stored one.
+pub const GATEWAY_REJECT_REASONS: [&str; 7] = [
+    "missing_symbol",
+    "bad_price",
+    "bad_size",
+    "bad_timestamp",
+    "empty",
+    "symbol_table_full",
+    "stale_seq",
+];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -3,7 +3,7 @@
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
-use super::names::*;
+use super::*;
 
 pub(super) fn describe() {
     describe_gauge!(

@@ -5,7 +5,7 @@
 use metrics::{counter, gauge};
 
 #[cfg(target_os = "linux")]
-use super::names::*;
+use super::*;
 
 /// Linux process figures from /proc; silently absent elsewhere.
 pub fn observe_process() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use tickgate_feeds::FeedState;
 
-use super::names::*;
+use super::*;
 
 // Clients.
 

@@ -3,8 +3,8 @@
 
 use metrics::{counter, gauge};
 
-use super::names::*;
 use super::record::ticks_rejected;
+use super::*;
 
 /// Makes the series every dashboard reads exist from the first scrape (at
 /// zero) instead of appearing with the first event. Adding zero leaves any
