@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::nats::NatsSettings;
 use crate::parse::DEFAULT_MAX_MESSAGE_BYTES;
 use crate::venue::{Credentials, HandshakeError, Venue};
 
@@ -246,9 +245,11 @@ pub enum FeedConfigError {
 }
 
 mod filter;
+mod nats;
 mod plan;
 
 pub use filter::SymbolFilter;
+pub use nats::NatsSettings;
 pub use plan::{FeedPlan, SourcePlan, validate_all};
 
 #[cfg(test)]

@@ -1,0 +1,70 @@
+//! The wire format: a published quote is its client-protocol JSON, decoded
+//! back into a tick carrying `seq`; and the publisher heartbeat.
+
+use serde::Deserialize;
+
+use crate::model::{Tick, TickKind};
+use crate::parse::{JsonScratch, ParseError, unsigned};
+
+/// Decodes one published quote (its client-protocol JSON) into a tick that
+/// carries every field and the publisher's `seq`. A quote is state, so the
+/// tick is always of kind `quote`: applying it sets the fields, it does not
+/// add a trade.
+pub fn decode_quote(scratch: &mut JsonScratch, buf: &mut [u8]) -> Result<Tick, ParseError> {
+    scratch.parse(buf, |root| {
+        let obj = root
+            .as_object()
+            .ok_or(ParseError::WrongType { field: "quote" })?;
+        let mut tick = crate::json::tick_from_object(&obj)?;
+        tick.kind = TickKind::Quote;
+        tick.seq = Some(unsigned(&obj, "seq")?.ok_or(ParseError::WrongType { field: "seq" })?);
+        Ok(tick)
+    })?
+}
+
+/// The publisher's heartbeat: when it was sent and whether the publisher's
+/// own upstream is live. Published every second or so on `<prefix>.$hb`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Microseconds since the Unix epoch at the publisher.
+    pub ts: u64,
+    /// True while the publisher's upstream feeds are live.
+    pub live: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Symbol;
+
+    fn sym(s: &str) -> Symbol {
+        Symbol::parse(s).expect("valid symbol")
+    }
+
+    #[test]
+    fn a_published_quote_decodes_to_a_tick_with_every_field_and_seq() {
+        let mut scratch = JsonScratch::default();
+        let mut text = br#"{"symbol":"AAPL","seq":42,"bid":1.5,"ask":1.6,"bid_size":10.0,"ask_size":20.0,"last":1.55,"last_size":5.0,"volume":900.0,"open":1.4,"high":1.7,"low":1.3,"prev_close":1.45,"change":0.1,"change_pct":6.896552,"ts":1764000000000000}"#.to_vec();
+        let tick = decode_quote(&mut scratch, &mut text).expect("decodes");
+        assert_eq!(tick.symbol, Some(sym("AAPL")));
+        assert_eq!(tick.seq, Some(42));
+        assert_eq!(tick.kind, TickKind::Quote);
+        assert_eq!(
+            (tick.bid, tick.ask, tick.last),
+            (Some(1.5), Some(1.6), Some(1.55))
+        );
+        assert_eq!(
+            (tick.open, tick.high, tick.low),
+            (Some(1.4), Some(1.7), Some(1.3))
+        );
+        assert_eq!(tick.prev_close, Some(1.45));
+        assert_eq!(tick.ts, Some(1_764_000_000_000_000));
+        let mut no_seq = br#"{"symbol":"AAPL","bid":1.5}"#.to_vec();
+        assert!(decode_quote(&mut scratch, &mut no_seq).is_err());
+        let mut garbage = b"{not json".to_vec();
+        assert_eq!(
+            decode_quote(&mut scratch, &mut garbage),
+            Err(ParseError::MalformedJson)
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! TCP and WebSocket feeds: connect, read until the connection ends or
+//! goes silent (marking the feed stale on the way), back off, reconnect.
+
+use std::sync::Arc;
+
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tracing::{info, warn};
+
+use super::pipeline::Pipeline;
+use super::{Stop, jitter_seed};
+use crate::FeedState;
+use crate::backoff::Backoff;
+use crate::config::FeedPlan;
+use crate::parse::ParseError;
+use crate::telemetry;
+use crate::transport::{self, End, Frame, LineReader};
+
+/// Where a connected feed reads from.
+pub(crate) enum Endpoint {
+    Tcp {
+        address: String,
+    },
+    Ws {
+        url: tokio_tungstenite::tungstenite::http::Uri,
+        handshake: Vec<String>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    },
+}
+
+enum Connection {
+    Tcp(Box<LineReader<tokio::io::BufReader<tokio::net::TcpStream>>>),
+    Ws(Box<transport::WsConnection>),
+}
+
+impl Connection {
+    async fn next(&mut self) -> Result<Frame, End> {
+        match self {
+            Self::Tcp(lines) => lines.next().await,
+            Self::Ws(ws) => ws.next().await,
+        }
+    }
+
+    fn message(&mut self) -> &mut [u8] {
+        match self {
+            Self::Tcp(lines) => &mut lines.line,
+            Self::Ws(ws) => &mut ws.buf,
+        }
+    }
+}
+
+impl Endpoint {
+    async fn connect(&self, max: usize) -> Result<Connection, String> {
+        match self {
+            Self::Tcp { address } => {
+                let stream = tokio::net::TcpStream::connect(address.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                stream.set_nodelay(true).map_err(|e| e.to_string())?;
+                let reader = tokio::io::BufReader::with_capacity(64 * 1024, stream);
+                Ok(Connection::Tcp(Box::new(LineReader::new(reader, max))))
+            }
+            Self::Ws {
+                url,
+                handshake,
+                tls,
+            } => transport::connect_ws(url, tls.as_ref(), handshake, max)
+                .await
+                .map(|ws| Connection::Ws(Box::new(ws)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Runs a TCP or WebSocket feed until shutdown: connect (bounded by the
+/// connect timeout), read until the connection ends, back off, repeat.
+pub(crate) async fn run_connected(plan: FeedPlan, endpoint: Endpoint, mut pipeline: Pipeline) {
+    let mut backoff = Backoff::new(plan.backoff_min, plan.backoff_max, jitter_seed(&plan.name));
+    let shutdown = pipeline.shutdown.clone();
+    loop {
+        if pipeline.set_state(FeedState::Connecting).await.is_err() {
+            return;
+        }
+        pipeline.decoder.reset();
+        let attempt = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            attempt = timeout(plan.connect_timeout, endpoint.connect(plan.max_message_bytes)) => attempt,
+        };
+        match attempt {
+            Ok(Ok(mut connection)) => {
+                info!(feed = &*plan.name, "feed connected");
+                match session(&plan, &mut pipeline, &mut connection).await {
+                    Err(Stop) => return,
+                    Ok((end, delivered)) => {
+                        if delivered {
+                            backoff.reset();
+                        }
+                        warn!(feed = &*plan.name, "feed disconnected: {end}");
+                    }
+                }
+            }
+            Ok(Err(error)) => warn!(feed = &*plan.name, "feed connect failed: {error}"),
+            Err(_) => warn!(
+                feed = &*plan.name,
+                timeout_ms = plan.connect_timeout.as_millis() as u64,
+                "feed connect timed out"
+            ),
+        }
+        if pipeline.set_state(FeedState::Down).await.is_err() {
+            return;
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = sleep(delay) => {}
+        }
+        telemetry::reconnect(&plan.name);
+    }
+}
+
+/// Why a session ended, and whether it delivered any data.
+type SessionEnd = (String, bool);
+
+async fn session(
+    plan: &FeedPlan,
+    pipeline: &mut Pipeline,
+    connection: &mut Connection,
+) -> Result<SessionEnd, Stop> {
+    let shutdown = pipeline.shutdown.clone();
+    let mut last_data = Instant::now();
+    let mut delivered = false;
+    loop {
+        let stale_at = last_data + plan.staleness;
+        let idle_at = plan.idle_timeout.map(|idle| last_data + idle);
+        let stale = pipeline.state() == Some(FeedState::Stale);
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(Stop),
+            _ = sleep_until(stale_at), if !stale => {
+                warn!(feed = &*plan.name, silent_ms = plan.staleness.as_millis() as u64, "feed stale");
+                pipeline.set_state(FeedState::Stale).await?;
+            }
+            _ = sleep_until(idle_at.unwrap_or(stale_at)), if idle_at.is_some() => {
+                return Ok(("silent past idle_timeout_ms; reconnecting".into(), delivered));
+            }
+            next = connection.next() => match next {
+                Ok(Frame::Message) => {
+                    if pipeline.decode(connection.message()) {
+                        last_data = Instant::now();
+                        delivered = true;
+                        pipeline.set_state(FeedState::Live).await?;
+                        pipeline.flush(false).await?;
+                    }
+                }
+                Ok(Frame::Oversize(len)) => {
+                    let error = ParseError::Oversize { len, max: plan.max_message_bytes };
+                    pipeline.reject(error.kind(), &error);
+                }
+                Ok(Frame::Control) => {}
+                Err(End::Truncated) => {
+                    pipeline.reject("truncated", &End::Truncated);
+                    return Ok((End::Truncated.to_string(), delivered));
+                }
+                Err(end) => return Ok((end.to_string(), delivered)),
+            },
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The pipeline every feed task hands its input to: decode, filter by
+//! symbol, prefix, batch and send to the gateway, counting and (rate-limited)
+//! logging what it skips.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::Stop;
+use super::log_limit::LogLimiter;
+use crate::config::{FeedPlan, SymbolFilter};
+use crate::json::JsonDecoder;
+use crate::model::{Symbol, Tick};
+use crate::parse::{Decoded, Decoder, Notice, ParseError};
+use crate::telemetry;
+use crate::venue::Venue;
+use crate::{FeedEvent, FeedSender, FeedState, TickBatch, now_micros};
+
+/// Decode → filter → prefix → send, with counting and limited logging.
+pub(crate) struct Pipeline {
+    feed: Arc<str>,
+    sink: FeedSender,
+    pub(super) shutdown: CancellationToken,
+    pub(super) decoder: Box<dyn Decoder>,
+    decoded: Decoded,
+    filter: SymbolFilter,
+    prefix: Option<String>,
+    /// Ticks decoded but not yet sent; bounded by [`REPLAY_BATCH`](super::replay::REPLAY_BATCH) plus one
+    /// message's ticks.
+    pending: Vec<Tick>,
+    state: Option<FeedState>,
+    log: LogLimiter,
+}
+
+pub(crate) fn decoder_for(format: Option<Venue>, max_message_bytes: usize) -> Box<dyn Decoder> {
+    match format {
+        Some(venue) => venue.decoder(max_message_bytes),
+        None => Box::new(JsonDecoder::new(max_message_bytes)),
+    }
+}
+
+impl Pipeline {
+    pub(crate) fn new(
+        plan: &FeedPlan,
+        format: Option<Venue>,
+        sink: FeedSender,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            feed: Arc::clone(&plan.name),
+            sink,
+            shutdown,
+            decoder: decoder_for(format, plan.max_message_bytes),
+            decoded: Decoded::default(),
+            filter: plan.filter.clone(),
+            prefix: plan.prefix.clone(),
+            pending: Vec::new(),
+            state: None,
+            log: LogLimiter::default(),
+        }
+    }
+
+    async fn send(&mut self, event: FeedEvent) -> Result<(), Stop> {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => Err(Stop),
+            sent = self.sink.send(event) => sent.map_err(|_| Stop),
+        }
+    }
+
+    /// Reports `state` if it differs from the last one reported.
+    pub(crate) async fn set_state(&mut self, state: FeedState) -> Result<(), Stop> {
+        if self.state == Some(state) {
+            return Ok(());
+        }
+        self.state = Some(state);
+        debug!(feed = &*self.feed, state = state.as_str(), "feed state");
+        self.send(FeedEvent::State {
+            feed: Arc::clone(&self.feed),
+            state,
+        })
+        .await
+    }
+
+    pub(crate) fn state(&self) -> Option<FeedState> {
+        self.state
+    }
+
+    /// The shutdown token this pipeline watches.
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Queues one already-decoded tick through the filter and prefix.
+    pub(crate) fn push(&mut self, tick: &Tick) {
+        if let Some(tick) = self.admit(tick) {
+            self.pending.push(tick);
+        }
+    }
+
+    /// Decodes one message into `pending`; true when it was real data (it
+    /// produced ticks, or it was well-formed and rejected nothing).
+    pub(crate) fn decode(&mut self, buf: &mut [u8]) -> bool {
+        self.decoded.clear();
+        self.decoder.decode(buf, &mut self.decoded);
+        let decoded = std::mem::take(&mut self.decoded);
+        for error in &decoded.rejects {
+            self.reject(error.kind(), error);
+        }
+        if decoded.gaps > 0 {
+            telemetry::gaps(&self.feed, decoded.gaps);
+            warn!(
+                feed = &*self.feed,
+                gaps = decoded.gaps,
+                "upstream gap detected"
+            );
+        }
+        for notice in &decoded.notices {
+            match notice {
+                Notice::UpstreamError { code, message } => {
+                    telemetry::upstream_error(&self.feed);
+                    warn!(feed = &*self.feed, code, message, "upstream error message");
+                }
+                Notice::Status(status) => info!(feed = &*self.feed, status, "upstream status"),
+            }
+        }
+        let data = !decoded.ticks.is_empty() || decoded.rejects.is_empty();
+        for tick in &decoded.ticks {
+            if let Some(tick) = self.admit(tick) {
+                self.pending.push(tick);
+            }
+        }
+        self.decoded = decoded;
+        data
+    }
+
+    /// Applies the symbol filter and prefix.
+    fn admit(&mut self, tick: &Tick) -> Option<Tick> {
+        let symbol = tick.symbol?;
+        if !self.filter.allows(symbol.as_str()) {
+            return None;
+        }
+        let Some(prefix) = &self.prefix else {
+            return Some(*tick);
+        };
+        match Symbol::parse(&format!("{prefix}{symbol}")) {
+            Ok(prefixed) => Some(Tick {
+                symbol: Some(prefixed),
+                ..*tick
+            }),
+            Err(error) => {
+                self.reject("invalid_symbol", &ParseError::InvalidSymbol(error));
+                None
+            }
+        }
+    }
+
+    /// Counts one skipped input and logs it, at most a few times per window.
+    pub(crate) fn reject(&mut self, reason: &'static str, error: &dyn std::fmt::Display) {
+        telemetry::ticks_rejected(&self.feed, reason, 1);
+        if let Some(suppressed) = self.log.allow(Instant::now()) {
+            warn!(
+                feed = &*self.feed,
+                reason, suppressed, "skipped feed input: {error}"
+            );
+        }
+    }
+
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub(crate) fn first_pending_ts(&self) -> Option<u64> {
+        self.pending.iter().find_map(|t| t.ts)
+    }
+
+    /// Sends the pending ticks as one batch; `restamp` replaces their `ts`.
+    pub(crate) async fn flush(&mut self, restamp: bool) -> Result<(), Stop> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut ticks = std::mem::take(&mut self.pending);
+        if restamp {
+            let now = now_micros();
+            ticks.iter_mut().for_each(|t| t.ts = Some(now));
+        }
+        self.send(FeedEvent::Ticks(TickBatch {
+            feed: Arc::clone(&self.feed),
+            ticks,
+        }))
+        .await
+    }
+}
+
+/// Forwards the events of an in-process feed (the simulator) through the
+/// pipeline's symbol filter and prefix.
+pub(crate) async fn run_forwarded(
+    mut events: tokio::sync::mpsc::Receiver<FeedEvent>,
+    mut pipeline: Pipeline,
+) {
+    while let Some(event) = events.recv().await {
+        let sent = match event {
+            FeedEvent::State { state, .. } => pipeline.set_state(state).await,
+            FeedEvent::Ticks(batch) => {
+                for tick in &batch.ticks {
+                    if let Some(tick) = pipeline.admit(tick) {
+                        pipeline.pending.push(tick);
+                    }
+                }
+                pipeline.flush(false).await
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
