@@ -13,21 +13,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
 use tracing::{info, warn};
 
+pub use crate::config::{AuthConfig, AuthMode};
 use crate::reload::LastTried;
 use crate::telemetry;
 
 mod grant;
 mod keys;
 
+pub use crate::config::Pattern;
 use grant::{Claims, SymbolsClaim};
-pub use grant::{Entitlement, Grant, Pattern, token_from_request};
+pub use grant::{Entitlement, Grant, token_from_request};
 use keys::{contents, header_names_unknown_alg, jwks_keys, key_files, map_error, read_all};
 
 /// Longest token accepted anywhere (header, query, `auth` message).
@@ -36,113 +36,6 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 const MAX_PATTERNS: usize = 1024;
 /// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
 const MIN_SECRET_BYTES: usize = 32;
-
-/// `[auth]`: whether clients must present a token, and how it is verified.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// `off` (every client sees every symbol) or `required`.
-    pub mode: AuthMode,
-    /// File holding the HS256 shared secret (trailing newline trimmed).
-    pub hs256_secret_file: Option<PathBuf>,
-    /// Environment variable holding the HS256 shared secret.
-    pub hs256_secret_env: Option<String>,
-    /// PEM public keys: RSA keys verify RS256, EC P-256 keys ES256.
-    pub public_key_files: Vec<PathBuf>,
-    /// A JWKS file (`{"keys":[...]}`); a key's `kid` selects it, its `alg`
-    /// (or its type) the one algorithm it verifies.
-    pub jwks_file: Option<PathBuf>,
-    /// Reload the keys when a file in their directories changes (SIGHUP
-    /// reloads them either way).
-    pub watch: bool,
-    /// Accepted `iss` values; empty = not checked.
-    pub issuers: Vec<String>,
-    /// Accepted `aud` values; empty = not checked.
-    pub audiences: Vec<String>,
-    /// Clock skew allowed on `exp` and `nbf`, in seconds.
-    pub leeway_seconds: u64,
-    /// Accept the token as a `token` query parameter on `/ws` (browsers
-    /// cannot set headers on a WebSocket).
-    pub query_token: bool,
-    /// Accept an upgrade without a token and expect `{"op":"auth"}` as the
-    /// first message instead.
-    pub first_message: bool,
-    /// Time an unauthenticated connection has to send that first message
-    /// (`first_message_timeout_ms`).
-    #[serde(rename = "first_message_timeout_ms", with = "crate::config::millis")]
-    pub first_message_timeout: Duration,
-    /// Symbol patterns granted to a token without a `symbols` claim.
-    pub default_symbols: Vec<String>,
-}
-
-/// Authentication mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    /// No authentication; every client is entitled to everything.
-    Off,
-    /// Every connection needs a valid token.
-    Required,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            mode: AuthMode::Off,
-            hs256_secret_file: None,
-            hs256_secret_env: None,
-            public_key_files: Vec::new(),
-            jwks_file: None,
-            watch: true,
-            issuers: Vec::new(),
-            audiences: Vec::new(),
-            leeway_seconds: 30,
-            query_token: true,
-            first_message: true,
-            first_message_timeout: Duration::from_secs(5),
-            default_symbols: Vec::new(),
-        }
-    }
-}
-
-impl AuthConfig {
-    /// Problems of this section, each naming its key (file contents are
-    /// checked at start-up, not here, so `--check-config` runs anywhere).
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        let has_key = self.hs256_secret_file.is_some()
-            || self.hs256_secret_env.is_some()
-            || !self.public_key_files.is_empty()
-            || self.jwks_file.is_some();
-        if self.mode == AuthMode::Required && !has_key {
-            problems.push(
-                "auth.mode = \"required\" needs a key: auth.hs256_secret_file, auth.hs256_secret_env, auth.public_key_files or auth.jwks_file".to_owned(),
-            );
-        }
-        if self.hs256_secret_file.is_some() && self.hs256_secret_env.is_some() {
-            problems.push(
-                "auth.hs256_secret_file and auth.hs256_secret_env are exclusive: set one"
-                    .to_owned(),
-            );
-        }
-        if self.leeway_seconds > 300 {
-            problems.push("auth.leeway_seconds must be at most 300".to_owned());
-        }
-        if !(Duration::from_millis(100)..=Duration::from_secs(60))
-            .contains(&self.first_message_timeout)
-        {
-            problems.push("auth.first_message_timeout_ms must be between 100 and 60000".to_owned());
-        }
-        for pattern in &self.default_symbols {
-            if Pattern::parse(pattern).is_none() {
-                problems.push(format!(
-                    "auth.default_symbols: {pattern:?} is not a symbol pattern (symbol characters and *)"
-                ));
-            }
-        }
-        problems
-    }
-}
 
 /// Why a token was refused. [`AuthError::kind`] is the metric label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

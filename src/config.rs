@@ -9,6 +9,7 @@
 //! Unknown keys are errors. Every problem found is reported at once, each
 //! naming its key; the binary then exits with status 64.
 
+mod auth;
 mod file;
 mod sections;
 mod validate;
@@ -24,8 +25,8 @@ pub use self::sections::{
     ShutdownConfig, SimulatorConfig, SlowConsumerConfig, TlsConfig,
 };
 pub use self::validate::ConfigError;
-pub use crate::auth::{AuthConfig, AuthMode};
 pub use crate::publish::{PublishConfig, StreamStorage};
+pub use auth::{AuthConfig, AuthMode, Pattern};
 
 /// Everything a gateway needs to run. Every section and key is optional in
 /// the file; missing ones take the defaults shown in `docs/config.md`.

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use tickgate_feeds::Symbol;
 
+use crate::config::Pattern;
+
 /// The claims tickgate reads; others are ignored.
 #[derive(Debug, Deserialize)]
 pub(super) struct Claims {
@@ -89,47 +91,6 @@ impl Entitlement {
             Self::Everything => true,
             Self::Patterns(patterns) => patterns.iter().any(|p| p.matches(symbol.as_str())),
         }
-    }
-}
-
-/// A symbol pattern: symbol characters, where `*` matches any run of them
-/// (`AAPL`, `BTC-*`, `*-USD`, `*`). Matching is case-sensitive, like symbols.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern(String);
-
-impl Pattern {
-    /// A pattern from its text; `None` when it holds other characters or is
-    /// empty or longer than 64 bytes.
-    pub fn parse(text: &str) -> Option<Self> {
-        let ok = !text.is_empty()
-            && text.len() <= 64
-            && text
-                .bytes()
-                .all(|b| b == b'*' || b.is_ascii_alphanumeric() || b".-_/:^".contains(&b));
-        ok.then(|| Self(text.to_owned()))
-    }
-
-    /// Glob match with `*` only; linear in the input for each star.
-    pub fn matches(&self, symbol: &str) -> bool {
-        let (p, s) = (self.0.as_bytes(), symbol.as_bytes());
-        let (mut pi, mut si) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while si < s.len() {
-            if pi < p.len() && p[pi] == b'*' {
-                star = Some((pi, si));
-                pi += 1;
-            } else if pi < p.len() && p[pi] == s[si] {
-                pi += 1;
-                si += 1;
-            } else if let Some((star_p, star_s)) = star {
-                pi = star_p + 1;
-                si = star_s + 1;
-                star = Some((star_p, star_s + 1));
-            } else {
-                return false;
-            }
-        }
-        p[pi..].iter().all(|&b| b == b'*')
     }
 }
 

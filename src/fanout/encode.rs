@@ -1,7 +1,7 @@
 //! Data frames on the wire: `update`, `trades` and `trades_lost`. A quote's
 //! shared JSON is encoded once per tick by the store; this module splices it
 //! (or a per-connection delta/meta form) into one frame per drain. Requests
-//! and their replies are in [`crate::protocol`].
+//! and their replies are the `protocol` module's, which builds on this one.
 
 use std::collections::BTreeMap;
 
