@@ -1,4 +1,4 @@
-//! Gateway configuration: defaults (DESIGN.md §5), the TOML file, and the
+//! Gateway configuration: defaults (docs/config.md), the TOML file, and the
 //! checks that turn it into values the rest of the code can trust.
 //!
 //! Settings are typed at load: a key such as `idle_timeout_ms` is read into

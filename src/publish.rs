@@ -55,23 +55,7 @@ use self::readiness::Readiness;
 use self::run::PublishLoop;
 pub use self::settings::{PublishConfig, StreamStorage};
 use crate::config::Config;
-use crate::telemetry as gateway_metrics;
-
-/// Counter: quotes acknowledged by JetStream.
-pub const PUBLISHED: &str = "tickgate_publish_quotes_total";
-/// Counter: pending quotes replaced by a newer quote of the same symbol
-/// before they were published (conflation; grows while NATS is away).
-pub const SUPERSEDED: &str = "tickgate_publish_superseded_total";
-/// Counter: publishes that failed (`reason`: `send`, `ack`); the symbol
-/// stays pending and its latest quote is retried.
-pub const FAILURES: &str = "tickgate_publish_failures_total";
-/// Gauge: symbols whose latest quote is not yet acknowledged.
-pub const PENDING: &str = "tickgate_publish_pending_symbols";
-/// Gauge: 1 while the publisher is connected to NATS.
-pub const NATS_CONNECTED: &str = "tickgate_nats_connected";
-/// Gauge: symbols in the publisher's quote map (loaded from the stream or
-/// seen on a feed).
-pub const SYMBOLS: &str = "tickgate_publish_symbols";
+use crate::telemetry;
 
 /// Feed events waiting for the publisher loop; a full queue makes feeds wait.
 const FEED_QUEUE: usize = 1024;
@@ -133,8 +117,7 @@ impl Publisher {
     /// Runs until `shutdown` is cancelled; then publishes what is pending
     /// (bounded by the publish timeout) and stops the feeds.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), PublishError> {
-        let handle = gateway_metrics::install();
-        describe();
+        let handle = telemetry::install();
         let readiness = Arc::new(Readiness::default());
         let tracker = TaskTracker::new();
         tracker.spawn(admin::serve_admin(
@@ -148,14 +131,14 @@ impl Publisher {
             .plan
             .connect(
                 "tickgate publish",
-                Duration::from_millis(publish.connect_timeout_ms),
-                Duration::from_millis(publish.backoff_min_ms),
-                Duration::from_millis(publish.backoff_max_ms),
+                publish.connect_timeout,
+                publish.backoff_min,
+                publish.backoff_max,
             )
             .await
             .map_err(PublishError::Nats)?;
         let mut context = jetstream::new(client.clone());
-        context.set_timeout(Duration::from_millis(publish.publish_timeout_ms));
+        context.set_timeout(publish.publish_timeout);
         let mut publish_loop = PublishLoop {
             config: publish.clone(),
             plan: self.plan.clone(),
@@ -164,11 +147,7 @@ impl Publisher {
             link,
             readiness: Arc::clone(&readiness),
             book: book::QuoteBook::default(),
-            backoff: Backoff::new(
-                Duration::from_millis(publish.backoff_min_ms),
-                Duration::from_millis(publish.backoff_max_ms),
-                now_micros(),
-            ),
+            backoff: Backoff::new(publish.backoff_min, publish.backoff_max, now_micros()),
         };
         let result = async {
             if !publish_loop.load(&shutdown).await {
@@ -185,22 +164,4 @@ impl Publisher {
         let _ = timeout(Duration::from_secs(5), tracker.wait()).await;
         result
     }
-}
-
-fn describe() {
-    metrics::describe_counter!(PUBLISHED, "Quotes acknowledged by JetStream.");
-    metrics::describe_counter!(
-        SUPERSEDED,
-        "Pending quotes replaced by a newer quote of the same symbol before being published."
-    );
-    metrics::describe_counter!(
-        FAILURES,
-        "Quote publishes that failed and stay pending for retry, by reason."
-    );
-    metrics::describe_gauge!(
-        PENDING,
-        "Symbols whose latest quote is not yet acknowledged by JetStream."
-    );
-    metrics::describe_gauge!(NATS_CONNECTED, "1 while connected to NATS.");
-    metrics::describe_gauge!(SYMBOLS, "Symbols in the publisher's quote map.");
 }

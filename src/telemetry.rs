@@ -1,6 +1,6 @@
-//! Every metric of the gateway: its name (once, as a constant), its HELP
-//! text, the Prometheus recorder, and the small recording functions the
-//! rest of the gateway calls (`telemetry::connection_opened(transport)`,
+//! Every metric of the gateway and of `tickgate publish`: its name (once, as
+//! a constant), its HELP text, the Prometheus recorder, and the small
+//! recording functions the rest of the gateway calls (`telemetry::connection_opened(transport)`,
 //! `telemetry::ticks_received(feed, n)`, …). Callers count per batch and
 //! pass plain numbers; nothing here reads gateway state.
 //!
@@ -70,6 +70,22 @@ pub const TLS_HANDSHAKE_FAILURES: &str = "tickgate_tls_handshake_failures_total"
 pub const TLS_RELOADS: &str = "tickgate_tls_reloads_total";
 pub const AUTH_KEY_RELOADS: &str = "tickgate_auth_key_reloads_total";
 pub const TLS_CERTIFICATE_EXPIRY: &str = "tickgate_tls_certificate_expiry_timestamp_seconds";
+// `tickgate publish`, recorded in its own process (docs/nats.md).
+/// Counter: quotes acknowledged by JetStream.
+pub const PUBLISH_QUOTES: &str = "tickgate_publish_quotes_total";
+/// Counter: pending quotes replaced by a newer quote of the same symbol
+/// before they were published (conflation; grows while NATS is away).
+pub const PUBLISH_SUPERSEDED: &str = "tickgate_publish_superseded_total";
+/// Counter: publishes that failed (`reason`: `send`, `ack`); the symbol
+/// stays pending and its latest quote is retried.
+pub const PUBLISH_FAILURES: &str = "tickgate_publish_failures_total";
+/// Gauge: symbols whose latest quote is not yet acknowledged.
+pub const PUBLISH_PENDING: &str = "tickgate_publish_pending_symbols";
+/// Gauge: symbols in the publisher's quote map (loaded from the stream or
+/// seen on a feed).
+pub const PUBLISH_SYMBOLS: &str = "tickgate_publish_symbols";
+/// Gauge: 1 while the publisher is connected to NATS.
+pub const NATS_CONNECTED: &str = "tickgate_nats_connected";
 
 /// Per-connection buffered bytes, from nothing to the 16 MiB write bound.
 const QUEUE_BUCKETS: &[f64] = &[

@@ -4,13 +4,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use async_nats::jetstream;
 use bytes::Bytes;
 use tickgate_feeds::backoff::Backoff;
 use tickgate_feeds::nats::{Heartbeat, Link, NatsPlan};
-use tickgate_feeds::{FeedEvent, FeedState, TickBatch, now_micros};
+use tickgate_feeds::{FeedEvent, TickBatch, now_micros};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
@@ -22,8 +21,7 @@ use super::readiness::Readiness;
 use super::settings::PublishConfig;
 use super::stream::{ensure_stream, load_quotes};
 use super::upstream::Upstream;
-use super::{FAILURES, NATS_CONNECTED, PENDING, PUBLISHED, SUPERSEDED, SYMBOLS};
-use crate::telemetry as gateway_metrics;
+use crate::telemetry;
 
 /// Everything the publish loop owns once connected to NATS.
 pub(super) struct PublishLoop {
@@ -67,7 +65,7 @@ impl PublishLoop {
                         "loaded the stream's last quotes; seq continues from them"
                     );
                     self.book.load(quotes);
-                    metrics::gauge!(SYMBOLS).set(self.book.symbols() as f64);
+                    telemetry::publish_symbols(self.book.symbols());
                     self.readiness.loaded.store(true, Ordering::Relaxed);
                     self.backoff.reset();
                     return true;
@@ -92,7 +90,7 @@ impl PublishLoop {
         mut upstream: Upstream,
         shutdown: &CancellationToken,
     ) {
-        let heartbeat_every = Duration::from_millis(self.config.heartbeat_interval_ms);
+        let heartbeat_every = self.config.heartbeat_interval;
         let mut heartbeat_at = Instant::now();
         let mut job: Option<Job> = None;
         let mut retry_at: Option<Instant> = None;
@@ -103,7 +101,7 @@ impl PublishLoop {
             self.readiness
                 .connected
                 .store(link.connected, Ordering::Relaxed);
-            metrics::gauge!(NATS_CONNECTED).set(if link.connected { 1.0 } else { 0.0 });
+            telemetry::publish_nats_connected(link.connected);
             if link.generation != generation {
                 generation = link.generation;
                 stream_checked = false;
@@ -119,15 +117,14 @@ impl PublishLoop {
             } else if may_start && self.book.pending() > 0 {
                 job = Some(self.next_batch());
             }
-            metrics::gauge!(PENDING).set(self.book.pending() as f64);
+            telemetry::publish_pending(self.book.pending());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 event = events.recv() => match event {
                     Some(FeedEvent::Ticks(batch)) => self.apply(&batch),
                     Some(FeedEvent::State { feed, state }) => {
                         info!(feed = &*feed, state = state.as_str(), "feed state");
-                        metrics::gauge!(gateway_metrics::FEED_UP, "feed" => feed.to_string())
-                            .set(if state == FeedState::Live { 1.0 } else { 0.0 });
+                        telemetry::feed_up(&feed, state);
                         let live = upstream.set(feed, state);
                         self.readiness.upstream_live.store(live, Ordering::Relaxed);
                     }
@@ -159,19 +156,17 @@ impl PublishLoop {
     /// Merges a batch into the book and counts what happened, once per batch.
     fn apply(&mut self, batch: &TickBatch) {
         let applied = self.book.apply(&batch.ticks, now_micros());
-        let feed = batch.feed.to_string();
+        let feed = &*batch.feed;
         if applied.accepted > 0 {
-            metrics::counter!(gateway_metrics::TICKS_RECEIVED, "feed" => feed.clone())
-                .increment(applied.accepted);
+            telemetry::ticks_received(feed, applied.accepted);
         }
         for (reason, count) in applied.rejected {
-            metrics::counter!(gateway_metrics::TICKS_REJECTED, "feed" => feed.clone(), "reason" => reason)
-                .increment(count);
+            telemetry::ticks_rejected(feed, reason, count);
         }
         if applied.superseded > 0 {
-            metrics::counter!(SUPERSEDED).increment(applied.superseded);
+            telemetry::publish_superseded(applied.superseded);
         }
-        metrics::gauge!(SYMBOLS).set(self.book.symbols() as f64);
+        telemetry::publish_symbols(self.book.symbols());
     }
 
     /// Publishes up to `max_in_flight` pending quotes, oldest change first.
@@ -190,11 +185,11 @@ impl PublishLoop {
                 failed,
                 error,
             } => {
-                metrics::counter!(PUBLISHED).increment(acked);
+                telemetry::publish_acked(acked);
                 let Some((reason, error)) = error else {
                     return true;
                 };
-                metrics::counter!(FAILURES, "reason" => reason).increment(failed.len() as u64);
+                telemetry::publish_failed(reason, failed.len() as u64);
                 warn!(
                     failed = failed.len(),
                     "publishing to NATS failed; the latest quotes stay pending: {error}"
@@ -245,7 +240,7 @@ impl PublishLoop {
             return;
         }
         let count = self.book.pending();
-        let bound = Duration::from_millis(self.config.publish_timeout_ms);
+        let bound = self.config.publish_timeout;
         while self.book.pending() > 0 {
             let job = self.next_batch();
             match timeout(bound, job).await {

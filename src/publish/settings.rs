@@ -1,8 +1,12 @@
 //! The `[publish]` section: where `tickgate publish` publishes to and how,
 //! checked once at load so the publisher can trust every value.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use tickgate_feeds::nats::{NatsSettings, SettingsProblem};
+
+use crate::config::millis;
 
 /// The `[publish]` section: what `tickgate publish` publishes to, and how.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -16,17 +20,22 @@ pub struct PublishConfig {
     /// Stream replicas in a NATS cluster (1 to 5; 3 is the usual choice).
     pub replicas: usize,
     /// How often the publisher heartbeat goes out on `<prefix>.$hb`.
-    pub heartbeat_interval_ms: u64,
+    #[serde(rename = "heartbeat_interval_ms", with = "millis")]
+    pub heartbeat_interval: Duration,
     /// Time JetStream has to acknowledge a publish before it is retried.
-    pub publish_timeout_ms: u64,
+    #[serde(rename = "publish_timeout_ms", with = "millis")]
+    pub publish_timeout: Duration,
     /// Most quotes published (and awaiting acknowledgement) at once.
     pub max_in_flight: usize,
     /// Time allowed for one connection attempt to NATS.
-    pub connect_timeout_ms: u64,
+    #[serde(rename = "connect_timeout_ms", with = "millis")]
+    pub connect_timeout: Duration,
     /// First reconnect / retry delay; doubles per failure.
-    pub backoff_min_ms: u64,
+    #[serde(rename = "backoff_min_ms", with = "millis")]
+    pub backoff_min: Duration,
     /// Cap of the reconnect / retry delay.
-    pub backoff_max_ms: u64,
+    #[serde(rename = "backoff_max_ms", with = "millis")]
+    pub backoff_max: Duration,
 }
 
 /// Where the stream keeps its messages.
@@ -43,12 +52,12 @@ impl Default for PublishConfig {
             nats: NatsSettings::default(),
             storage: StreamStorage::File,
             replicas: 1,
-            heartbeat_interval_ms: 1_000,
-            publish_timeout_ms: 2_000,
+            heartbeat_interval: Duration::from_millis(1_000),
+            publish_timeout: Duration::from_millis(2_000),
             max_in_flight: 1_024,
-            connect_timeout_ms: 5_000,
-            backoff_min_ms: 250,
-            backoff_max_ms: 5_000,
+            connect_timeout: Duration::from_millis(5_000),
+            backoff_min: Duration::from_millis(250),
+            backoff_max: Duration::from_millis(5_000),
         }
     }
 }
@@ -70,11 +79,11 @@ impl PublishConfig {
             "publish.replicas must be between 1 and 5",
         );
         check(
-            (50..=60_000).contains(&self.heartbeat_interval_ms),
+            (ms(50)..=ms(60_000)).contains(&self.heartbeat_interval),
             "publish.heartbeat_interval_ms must be between 50 and 60000",
         );
         check(
-            self.publish_timeout_ms >= 100,
+            self.publish_timeout >= ms(100),
             "publish.publish_timeout_ms must be at least 100",
         );
         check(
@@ -82,15 +91,19 @@ impl PublishConfig {
             "publish.max_in_flight must be between 1 and 100000",
         );
         check(
-            self.connect_timeout_ms >= 100,
+            self.connect_timeout >= ms(100),
             "publish.connect_timeout_ms must be at least 100",
         );
         check(
-            self.backoff_min_ms >= 1 && self.backoff_min_ms <= self.backoff_max_ms,
+            self.backoff_min >= ms(1) && self.backoff_min <= self.backoff_max,
             "publish.backoff_min_ms must be at least 1 and not exceed publish.backoff_max_ms",
         );
         problems
     }
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
 }
 
 /// The `nats` table's problems, each naming its key under `publish.`.
@@ -127,6 +140,19 @@ mod tests {
     }
 
     #[test]
+    fn millisecond_keys_load_as_durations() {
+        let config = parse("heartbeat_interval_ms = 200\npublish_timeout_ms = 1000\nconnect_timeout_ms = 750\nbackoff_min_ms = 50\nbackoff_max_ms = 300")
+            .expect("parses");
+        assert_eq!(config.heartbeat_interval, ms(200));
+        assert_eq!(config.publish_timeout, ms(1_000));
+        assert_eq!(config.connect_timeout, ms(750));
+        assert_eq!(config.backoff_min, ms(50));
+        assert_eq!(config.backoff_max, ms(300));
+        assert!(parse("heartbeat_interval = 200").is_err());
+        assert!(parse("backoff_min_ms = -1").is_err());
+    }
+
+    #[test]
     fn an_unknown_key_is_refused() {
         let error = parse("replica = 3").expect_err("unknown key");
         assert!(error.to_string().contains("replica"), "{error}");
@@ -136,11 +162,11 @@ mod tests {
     fn every_bad_value_is_reported_at_once_naming_its_key() {
         let config = PublishConfig {
             replicas: 0,
-            heartbeat_interval_ms: 10,
-            publish_timeout_ms: 99,
+            heartbeat_interval: ms(10),
+            publish_timeout: ms(99),
             max_in_flight: 0,
-            connect_timeout_ms: 0,
-            backoff_min_ms: 0,
+            connect_timeout: ms(0),
+            backoff_min: ms(0),
             ..PublishConfig::default()
         };
         let problems = config.problems();
@@ -162,12 +188,12 @@ mod tests {
     fn bounds_are_inclusive() {
         let config = PublishConfig {
             replicas: 5,
-            heartbeat_interval_ms: 60_000,
-            publish_timeout_ms: 100,
+            heartbeat_interval: ms(60_000),
+            publish_timeout: ms(100),
             max_in_flight: 100_000,
-            connect_timeout_ms: 100,
-            backoff_min_ms: 5_000,
-            backoff_max_ms: 5_000,
+            connect_timeout: ms(100),
+            backoff_min: ms(5_000),
+            backoff_max: ms(5_000),
             ..PublishConfig::default()
         };
         assert_eq!(config.problems(), Vec::<String>::new());
@@ -184,8 +210,8 @@ mod tests {
     #[test]
     fn a_backoff_floor_above_its_cap_is_refused() {
         let config = PublishConfig {
-            backoff_min_ms: 6_000,
-            backoff_max_ms: 5_000,
+            backoff_min: ms(6_000),
+            backoff_max: ms(5_000),
             ..PublishConfig::default()
         };
         assert_eq!(

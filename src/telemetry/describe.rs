@@ -1,5 +1,6 @@
-//! The HELP text and unit of every gateway metric, given to the recorder
-//! once at install.
+//! The HELP text and unit of every gateway and publisher metric, given to
+//! the recorder once at install. A process exports only the series it
+//! records, so the publisher's HELP texts stay out of a gateway's scrape.
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
@@ -120,6 +121,21 @@ pub(super) fn describe() {
         Unit::Bytes,
         "Bytes buffered for each connection's socket, sampled at every scrape."
     );
+    describe_counter!(PUBLISH_QUOTES, "Quotes acknowledged by JetStream.");
+    describe_counter!(
+        PUBLISH_SUPERSEDED,
+        "Pending quotes replaced by a newer quote of the same symbol before being published."
+    );
+    describe_counter!(
+        PUBLISH_FAILURES,
+        "Quote publishes that failed and stay pending for retry, by reason."
+    );
+    describe_gauge!(
+        PUBLISH_PENDING,
+        "Symbols whose latest quote is not yet acknowledged by JetStream."
+    );
+    describe_gauge!(NATS_CONNECTED, "1 while connected to NATS.");
+    describe_gauge!(PUBLISH_SYMBOLS, "Symbols in the publisher's quote map.");
     describe_gauge!(
         PROCESS_RESIDENT_MEMORY,
         Unit::Bytes,

@@ -1,5 +1,6 @@
 //! The recording functions the rest of the gateway calls, by subject:
-//! clients, delivery, feeds, TLS and keys. Callers count per batch.
+//! clients, delivery, feeds, TLS and keys, the publisher. Callers count per
+//! batch.
 
 use std::time::Duration;
 
@@ -142,8 +143,7 @@ impl FeedLag {
 /// Publishes `tickgate_feed_up`, `tickgate_feed_state` (one series per
 /// state) and, once it has ticked, `tickgate_feed_last_tick_age_seconds`.
 pub fn feed_status(feed: &str, state: FeedState, last_tick_age: Option<Duration>) {
-    let up = if state == FeedState::Live { 1.0 } else { 0.0 };
-    gauge!(FEED_UP, "feed" => feed.to_owned()).set(up);
+    feed_up(feed, state);
     for each in [
         FeedState::Connecting,
         FeedState::Live,
@@ -156,6 +156,12 @@ pub fn feed_status(feed: &str, state: FeedState, last_tick_age: Option<Duration>
     if let Some(age) = last_tick_age {
         gauge!(FEED_LAST_TICK_AGE, "feed" => feed.to_owned()).set(age.as_secs_f64());
     }
+}
+
+/// Publishes `tickgate_feed_up` alone: 1 while `feed` is live.
+pub fn feed_up(feed: &str, state: FeedState) {
+    let up = if state == FeedState::Live { 1.0 } else { 0.0 };
+    gauge!(FEED_UP, "feed" => feed.to_owned()).set(up);
 }
 
 // TLS and keys.
@@ -182,4 +188,37 @@ pub fn auth_keys_reloaded(ok: bool) {
 
 fn result_label(ok: bool) -> &'static str {
     if ok { "success" } else { "failure" }
+}
+
+// The publisher (`tickgate publish`).
+
+/// `n` quotes acknowledged by JetStream.
+pub fn publish_acked(n: u64) {
+    counter!(PUBLISH_QUOTES).increment(n);
+}
+
+/// `n` publishes failed for `reason` (`send`, `ack`); their symbols stay
+/// pending.
+pub fn publish_failed(reason: &'static str, n: u64) {
+    counter!(PUBLISH_FAILURES, "reason" => reason).increment(n);
+}
+
+/// `n` pending quotes replaced by a newer quote of the same symbol.
+pub fn publish_superseded(n: u64) {
+    counter!(PUBLISH_SUPERSEDED).increment(n);
+}
+
+/// `n` symbols whose latest quote is not yet acknowledged.
+pub fn publish_pending(n: usize) {
+    gauge!(PUBLISH_PENDING).set(n as f64);
+}
+
+/// The publisher's quote map now holds `n` symbols.
+pub fn publish_symbols(n: usize) {
+    gauge!(PUBLISH_SYMBOLS).set(n as f64);
+}
+
+/// Whether the publisher is connected to NATS.
+pub fn publish_nats_connected(connected: bool) {
+    gauge!(NATS_CONNECTED).set(if connected { 1.0 } else { 0.0 });
 }
