@@ -157,17 +157,9 @@ pub const SLOW_CONSUMER_STEP_LABELS: [&str; 3] = ["slowed", "restored", "closed"
 pub const TLS_HANDSHAKE_FAILURE_REASONS: [&str; 4] = ["timeout", "protocol", "certificate", "io"];
 
 /// Reasons the gateway itself refuses a tick for (the feed side adds its
-/// own, [`tickgate_feeds::telemetry::REJECT_REASONS`]): `tickgate_feeds::TickError::kind`,
-/// a full symbol table, and a `seq` not newer than the stored one.
-pub const GATEWAY_REJECT_REASONS: [&str; 7] = [
-    "missing_symbol",
-    "bad_price",
-    "bad_size",
-    "bad_timestamp",
-    "empty",
-    "symbol_table_full",
-    "stale_seq",
-];
+/// own, [`tickgate_feeds::telemetry::REJECT_REASONS`]): the closed set the
+/// fan-out step reports its refusals in.
+pub use crate::fanout::REJECT_REASONS as GATEWAY_REJECT_REASONS;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
