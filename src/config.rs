@@ -11,6 +11,7 @@
 
 mod auth;
 mod file;
+mod publish;
 mod sections;
 mod validate;
 
@@ -20,12 +21,13 @@ use std::path::Path;
 
 use tickgate_feeds::FeedConfig;
 
+pub(crate) use self::publish::nats_problems as publish_problems;
+pub use self::publish::{PublishConfig, StreamStorage};
 pub use self::sections::{
     ConnectionConfig, LimitsConfig, LogConfig, LogFormat, RebalanceConfig, ServerConfig,
     ShutdownConfig, SimulatorConfig, SlowConsumerConfig, TlsConfig,
 };
 pub use self::validate::ConfigError;
-pub use crate::publish::{PublishConfig, StreamStorage};
 pub use auth::{AuthConfig, AuthMode, Pattern};
 
 /// Everything a gateway needs to run. Every section and key is optional in

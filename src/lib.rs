@@ -51,10 +51,7 @@ pub mod ladder;
 pub mod limits;
 pub mod protocol;
 // The `publish` role records through `telemetry` like the gateway, in its
-// own process with its own recorder (docs/metrics.md, "NATS scale-out"). Its
-// admin listener still spawns one bare task per HTTP connection, outside the
-// task tracker: those end with their connection.
-#[allow(clippy::disallowed_methods)]
+// own process with its own recorder (docs/metrics.md, "NATS scale-out").
 pub mod publish;
 pub mod registry;
 mod reload;

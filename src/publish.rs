@@ -33,7 +33,6 @@ mod book;
 mod job;
 mod readiness;
 mod run;
-mod settings;
 mod stream;
 mod upstream;
 
@@ -53,7 +52,6 @@ use tokio_util::task::TaskTracker;
 
 use self::readiness::Readiness;
 use self::run::PublishLoop;
-pub use self::settings::{PublishConfig, StreamStorage};
 use crate::config::Config;
 use crate::telemetry;
 
@@ -89,7 +87,7 @@ impl Publisher {
     pub async fn bind(config: Config) -> Result<Self, PublishError> {
         let plan = config.publish.nats.validate().map_err(|problems| {
             PublishError::Config(
-                settings::nats_problems(&problems)
+                crate::config::publish_problems(&problems)
                     .collect::<Vec<_>>()
                     .join("; "),
             )
@@ -124,6 +122,7 @@ impl Publisher {
             self.admin,
             handle,
             Arc::clone(&readiness),
+            tracker.clone(),
             shutdown.clone(),
         ));
         let publish = &self.config.publish;

@@ -14,17 +14,20 @@ use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::readiness::Readiness;
 
 type Body = Full<Bytes>;
 
 /// Serves the admin endpoints until `shutdown`; runs the recorder's upkeep
-/// every 5 s.
+/// every 5 s. Each HTTP connection is a task on `tracker`, so the publisher's
+/// stop waits for a scrape in progress.
 pub(super) async fn serve_admin(
     listener: TcpListener,
     handle: PrometheusHandle,
     readiness: Arc<Readiness>,
+    tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
     let mut upkeep = tokio::time::interval(Duration::from_secs(5));
@@ -42,7 +45,7 @@ pub(super) async fn serve_admin(
         };
         let handle = handle.clone();
         let readiness = Arc::clone(&readiness);
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
                 let response = admin_route(request.uri().path(), &handle, &readiness);
                 async move { Ok::<_, Infallible>(response) }

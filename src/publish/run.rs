@@ -18,9 +18,9 @@ use tracing::{debug, info, warn};
 use super::book::QuoteBook;
 use super::job::{Job, JobDone, publish_batch};
 use super::readiness::Readiness;
-use super::settings::PublishConfig;
 use super::stream::{ensure_stream, load_quotes};
 use super::upstream::Upstream;
+use crate::config::PublishConfig;
 use crate::telemetry;
 
 /// Everything the publish loop owns once connected to NATS.

@@ -13,7 +13,7 @@ use tickgate_feeds::{Quote, Symbol, now_micros};
 use tokio::time::timeout;
 use tracing::info;
 
-use super::settings::{PublishConfig, StreamStorage};
+use crate::config::{PublishConfig, StreamStorage};
 
 /// The stream the publisher writes: `<prefix>.>`, one message per subject.
 fn stream_config(plan: &NatsPlan, config: &PublishConfig) -> stream::Config {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tickgate_feeds::nats::{NatsSettings, SettingsProblem};
 
-use crate::config::millis;
+use super::millis;
 
 /// The `[publish]` section: what `tickgate publish` publishes to, and how.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -107,7 +107,7 @@ fn ms(millis: u64) -> Duration {
 }
 
 /// The `nats` table's problems, each naming its key under `publish.`.
-pub(super) fn nats_problems(errors: &[SettingsProblem]) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn nats_problems(errors: &[SettingsProblem]) -> impl Iterator<Item = String> + '_ {
     errors
         .iter()
         .map(|(key, problem)| format!("publish.{key} {problem}"))
