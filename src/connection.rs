@@ -97,6 +97,9 @@ pub async fn serve<S>(
         SessionLimits::from_config(&config),
         grant,
         started.into_std(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
     );
     let reason = {
         let reader = read_loop(&mut stream, &mailbox, started, &last_seen_ms, &mut session);

@@ -116,11 +116,16 @@ pub struct Session<'a> {
     rate: RequestRate,
     /// An error frame to send just before a policy close (1008).
     last_words: Option<String>,
+    /// When the session opened: monotonic and wall-clock (since the Unix
+    /// epoch) readings of the same moment.
+    opened: (Instant, Duration),
 }
 
 impl<'a> Session<'a> {
-    /// A session opened at `now`. `grant` is what the upgrade's token
-    /// allows; `None` means the first message must be `{"op":"auth"}`.
+    /// A session opened at `now`, which is `unix_now` (time since the Unix
+    /// epoch) on the wall clock. `grant` is what the upgrade's token allows;
+    /// `None` means the first message must be `{"op":"auth"}`.
+    #[allow(clippy::too_many_arguments)] // one handle per owner, by design
     pub fn new(
         store: &'a SnapshotStore,
         feeds: &'a FeedBoard,
@@ -129,9 +134,10 @@ impl<'a> Session<'a> {
         limits: SessionLimits,
         grant: Option<Grant>,
         now: Instant,
+        unix_now: Duration,
     ) -> Self {
         let deadline = match &grant {
-            Some(grant) => grant.remaining().map(|left| now + left),
+            Some(grant) => grant.remaining(unix_now).map(|left| now + left),
             None => Some(now + limits.first_message_timeout),
         };
         let rate = RequestRate::new(
@@ -150,7 +156,15 @@ impl<'a> Session<'a> {
             deadline,
             rate,
             last_words: None,
+            opened: (now, unix_now),
         }
+    }
+
+    /// Wall-clock time at `now`, counted from the wall-clock reading the
+    /// session was opened with: the session reads no clock of its own.
+    fn unix_time(&self, now: Instant) -> Duration {
+        let (opened, unix) = self.opened;
+        unix + now.saturating_duration_since(opened)
     }
 
     /// Handles one frame received at `now`: queues the replies, returns
@@ -250,7 +264,7 @@ impl<'a> Session<'a> {
         }
         match request {
             Request::Auth { .. } => {}
-            Request::Ping { id } => self.ping(id.as_ref()),
+            Request::Ping { id } => self.ping(id.as_ref(), now),
             Request::Subscribe {
                 id,
                 symbols,

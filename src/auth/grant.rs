@@ -2,7 +2,7 @@
 //! they turn into, symbol entitlements and their patterns, and where a
 //! token is found in an upgrade request.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tickgate_feeds::Symbol;
@@ -61,17 +61,15 @@ impl Grant {
         }
     }
 
-    /// Time left until the connection must end, leeway included; `None`
-    /// for a grant that never expires.
-    pub fn remaining(&self) -> Option<Duration> {
+    /// Time left at `unix_now` (time since the Unix epoch) until the
+    /// connection must end, leeway included; `None` for a grant that never
+    /// expires.
+    pub fn remaining(&self, unix_now: Duration) -> Option<Duration> {
         if self.expires_at == u64::MAX {
             return None;
         }
         let end = self.expires_at.saturating_add(self.leeway);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Some(Duration::from_secs(end).saturating_sub(now))
+        Some(Duration::from_secs(end).saturating_sub(unix_now))
     }
 }
 

@@ -74,7 +74,7 @@ impl Session<'_> {
 
     /// Adopts a newly verified grant; returns the `authenticated` reply.
     fn adopt(&mut self, grant: Grant, id: Option<&RequestId>, now: Instant) -> String {
-        self.deadline = grant.remaining().map(|left| now + left);
+        self.deadline = grant.remaining(self.unix_time(now)).map(|left| now + left);
         let reply = protocol::authenticated(id, grant.subject.as_deref(), grant.expires_at);
         self.grant = Some(grant);
         reply

@@ -73,6 +73,7 @@ impl Fixture {
             limits,
             grant,
             now,
+            unix_now(),
         )
     }
 
@@ -122,6 +123,13 @@ fn sym(text: &str) -> Symbol {
 
 fn text(session: &mut Session<'_>, request: Value, now: Instant) -> Outcome {
     session.handle(Inbound::Text(&request.to_string()), now)
+}
+
+/// The wall clock, for sessions whose tokens the verifier checks against it.
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
 }
 
 /// An HS256 token for `symbols`, valid for `ttl` seconds from now.
@@ -368,6 +376,30 @@ fn a_ping_request_gets_a_pong_and_websocket_pings_and_pongs_get_nothing() {
     assert_eq!(frames[0]["type"], "pong");
     assert_eq!(frames[0]["id"], "p");
     assert!(frames[0]["ts"].as_u64().is_some_and(|ts| ts > 0));
+}
+
+#[test]
+fn pong_time_and_token_expiry_follow_the_time_given_not_a_clock_read() {
+    let fx = Fixture::new();
+    let opened = Instant::now();
+    let opened_unix = Duration::from_secs(1_900_000_000);
+    let mut grant = Grant::unrestricted();
+    grant.expires_at = 1_900_000_060;
+    let mut session = Session::new(
+        &fx.store,
+        &fx.feeds,
+        None,
+        Arc::clone(&fx.mailbox),
+        limits(),
+        Some(grant),
+        opened,
+        opened_unix,
+    );
+
+    assert_eq!(session.deadline(), Some(opened + Duration::from_secs(60)));
+    let later = opened + Duration::from_millis(5_250);
+    text(&mut session, json!({"op":"ping"}), later);
+    assert_eq!(fx.frames(later)[0]["ts"], 1_900_000_005_250_000_u64);
 }
 
 #[test]
