@@ -111,6 +111,17 @@ impl Nats {
         }
     }
 
+    /// SIGSTOP: the server hangs with its connections open, answering
+    /// nothing, as a wedged or paused host does.
+    fn hang(&self) {
+        let process = self.process.as_ref().expect("nats-server runs");
+        let status = Command::new("kill")
+            .args(["-STOP", &process.0.id().to_string()])
+            .status()
+            .expect("kill -STOP");
+        assert!(status.success(), "kill -STOP failed");
+    }
+
     /// kill -9: no goodbye to clients, the store is left as it is.
     fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
@@ -254,11 +265,16 @@ impl Upstream {
     /// Sends one tick per symbol with prices derived from `round`,
     /// accepting the publisher's (re)connection when needed.
     async fn send_round(&mut self, round: u32) {
+        self.send_round_of(&SYMBOLS, round).await;
+    }
+
+    /// [`Upstream::send_round`] for any list of symbols.
+    async fn send_round_of(&mut self, symbols: &[impl AsRef<str>], round: u32) {
         let mut text = String::new();
-        for (i, symbol) in SYMBOLS.iter().enumerate() {
+        for (i, symbol) in symbols.iter().enumerate() {
             let bid = 100.0 + f64::from(round) + i as f64;
             text.push_str(
-                &json!({"symbol": symbol, "bid": bid, "ask": bid + 0.5,
+                &json!({"symbol": symbol.as_ref(), "bid": bid, "ask": bid + 0.5,
                 "bid_size": 10, "ask_size": 20, "ts": tickgate_feeds::now_micros()})
                 .to_string(),
             );
@@ -311,9 +327,14 @@ struct Watcher {
 
 impl Watcher {
     async fn subscribe(addr: SocketAddr) -> Self {
+        Self::subscribe_to(addr, &SYMBOLS).await
+    }
+
+    async fn subscribe_to(addr: SocketAddr, symbols: &[impl AsRef<str>]) -> Self {
+        let symbols: Vec<&str> = symbols.iter().map(AsRef::as_ref).collect();
         let mut client = Client::connect(addr).await;
         client
-            .send_json(json!({"op": "subscribe", "symbols": SYMBOLS, "id": 1}))
+            .send_json(json!({"op": "subscribe", "symbols": symbols, "id": 1}))
             .await;
         client.next_of_type("subscribed").await;
         Self {
@@ -361,10 +382,14 @@ impl Watcher {
     }
 
     fn all_at_round(&self, round: u32) -> bool {
-        SYMBOLS
+        self.all_of_at_round(&SYMBOLS, round)
+    }
+
+    fn all_of_at_round(&self, symbols: &[impl AsRef<str>], round: u32) -> bool {
+        symbols
             .iter()
             .enumerate()
-            .all(|(i, s)| self.bid(s) == Some(100.0 + f64::from(round) + i as f64))
+            .all(|(i, s)| self.bid(s.as_ref()) == Some(100.0 + f64::from(round) + i as f64))
     }
 }
 
@@ -523,6 +548,66 @@ async fn replicas_share_one_snapshot_and_survive_nats_and_publisher_restarts() {
     );
     gateway_a.kill();
     gateway_b.kill();
+    publisher.kill();
+    nats.kill();
+}
+
+/// NATS hangs with publishes in flight, then is killed and restarted: the
+/// publisher gives up on the unacknowledged batch after one publish timeout
+/// (not one per quote in flight), says so on `/readyz`, and once NATS is back
+/// every symbol's latest quote reaches clients. Before acknowledgements were
+/// awaited together with a deadline each, this batch held the publisher for
+/// one timeout per quote (here 200 s) with `/readyz` at 200 throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_nats_costs_the_publisher_one_timeout_not_one_per_quote_in_flight() {
+    let dir = TempDir::new("hang");
+    let mut nats = Nats::start(&dir.0.join("store"));
+    let mut upstream = Upstream::bind().await;
+    let publisher = Tickgate::spawn(
+        &["publish"],
+        &publisher_config(&dir.0, &nats, upstream.addr()),
+    );
+    let symbols: Vec<String> = (0..200).map(|i| format!("H{i:03}")).collect();
+    upstream.send_round_of(&symbols, 1).await;
+    wait_ready(publisher.addr("admin"), "publisher").await;
+    let gateway = Tickgate::spawn(&[], &gateway_config(&dir.0, "g.toml", &nats));
+    wait_ready(gateway.addr("admin"), "gateway").await;
+    let mut watcher = Watcher::subscribe_to(gateway.addr("client"), &symbols).await;
+    watcher
+        .until("round 1", |w| w.all_of_at_round(&symbols, 1))
+        .await;
+
+    nats.hang();
+    upstream.send_round_of(&symbols, 2).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = http_get(publisher.addr("admin"), "/readyz").await;
+        if status == 503 && body.contains("not acknowledging") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the publisher never noticed that NATS stopped acknowledging: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    nats.kill();
+    nats.restart();
+    upstream.send_round_of(&symbols, 3).await;
+    let back = Instant::now();
+    watcher
+        .until("every symbol current after NATS returned", |w| {
+            w.all_of_at_round(&symbols, 3)
+        })
+        .await;
+    eprintln!(
+        "all {} symbols current {:?} after NATS returned",
+        symbols.len(),
+        back.elapsed()
+    );
+    wait_ready(publisher.addr("admin"), "publisher after NATS returned").await;
+    gateway.kill();
     publisher.kill();
     nats.kill();
 }

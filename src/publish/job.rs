@@ -1,11 +1,15 @@
 //! One unit of NATS work the publish loop waits for. At most one runs at a
 //! time, so a symbol's quotes reach the stream in `seq` order.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_nats::jetstream;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tickgate_feeds::Symbol;
+use tokio::time::{Instant, timeout, timeout_at};
 
 use super::book::Outgoing;
 
@@ -25,11 +29,18 @@ pub(super) enum JobDone {
     Stream(Result<bool, String>),
 }
 
-/// Publishes every quote of the batch, then awaits all acknowledgements.
-/// After the first send error the rest of the batch is not sent; every
-/// symbol not acknowledged comes back in `failed`.
-pub(super) async fn publish_batch(context: jetstream::Context, batch: Vec<Outgoing>) -> JobDone {
-    let mut acks = Vec::with_capacity(batch.len());
+/// Publishes every quote of the batch, then awaits all acknowledgements
+/// together. Each publish has `deadline` from the moment it is sent, for its
+/// send and its acknowledgement: a NATS server that stops answering costs
+/// the batch one deadline, not one per quote in flight. After the first send
+/// error (or a send that cannot finish in time) the rest of the batch is not
+/// sent; every symbol not acknowledged comes back in `failed`.
+pub(super) async fn publish_batch(
+    context: jetstream::Context,
+    batch: Vec<Outgoing>,
+    deadline: Duration,
+) -> JobDone {
+    let mut acks = FuturesUnordered::new();
     let mut failed = Vec::new();
     let mut error = None;
     for (symbol, subject, payload) in batch {
@@ -37,20 +48,32 @@ pub(super) async fn publish_batch(context: jetstream::Context, batch: Vec<Outgoi
             failed.push(symbol);
             continue;
         }
-        match context.publish(subject, payload).await {
-            Ok(ack) => acks.push((symbol, ack)),
-            Err(e) => {
+        let sent_at = Instant::now();
+        match timeout(deadline, context.publish(subject, payload)).await {
+            Ok(Ok(ack)) => acks.push(async move {
+                let acked = timeout_at(sent_at + deadline, ack.into_future()).await;
+                (symbol, acked)
+            }),
+            Ok(Err(e)) => {
                 error = Some(("send", e.to_string()));
+                failed.push(symbol);
+            }
+            Err(_) => {
+                error = Some(("send", format!("not sent within {deadline:?}")));
                 failed.push(symbol);
             }
         }
     }
     let mut acked = 0;
-    for (symbol, ack) in acks {
-        match ack.await {
-            Ok(_) => acked += 1,
-            Err(e) => {
+    while let Some((symbol, outcome)) = acks.next().await {
+        match outcome {
+            Ok(Ok(_)) => acked += 1,
+            Ok(Err(e)) => {
                 error.get_or_insert(("ack", e.to_string()));
+                failed.push(symbol);
+            }
+            Err(_) => {
+                error.get_or_insert(("ack", format!("not acknowledged within {deadline:?}")));
                 failed.push(symbol);
             }
         }

@@ -1,15 +1,19 @@
-//! What `/readyz` reports for the publisher: the publish loop sets three
+//! What `/readyz` reports for the publisher: the publish loop sets four
 //! flags, the admin listener reads them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Ready once the stream's last quotes are loaded, NATS is connected and the
-/// upstream feeds are live.
+/// Ready once the stream's last quotes are loaded, NATS is connected, the
+/// upstream feeds are live and the last batch was acknowledged.
 #[derive(Debug, Default)]
 pub(super) struct Readiness {
     pub(super) connected: AtomicBool,
     pub(super) loaded: AtomicBool,
     pub(super) upstream_live: AtomicBool,
+    /// The last batch was not acknowledged in time (a hung or lost NATS
+    /// server looks connected until its next ping); cleared by the next
+    /// acknowledged batch.
+    pub(super) failing: AtomicBool,
 }
 
 impl Readiness {
@@ -20,6 +24,8 @@ impl Readiness {
             Some("the stream's last quotes are not loaded yet")
         } else if !self.connected.load(Ordering::Relaxed) {
             Some("not connected to NATS")
+        } else if self.failing.load(Ordering::Relaxed) {
+            Some("NATS is not acknowledging publishes")
         } else if !self.upstream_live.load(Ordering::Relaxed) {
             Some("upstream feeds are not live")
         } else {
@@ -37,6 +43,7 @@ mod tests {
             connected: AtomicBool::new(connected),
             loaded: AtomicBool::new(loaded),
             upstream_live: AtomicBool::new(upstream_live),
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -58,6 +65,12 @@ mod tests {
         assert_eq!(
             readiness(true, true, false).not_ready(),
             Some("upstream feeds are not live")
+        );
+        let failing = readiness(true, true, true);
+        failing.failing.store(true, Ordering::Relaxed);
+        assert_eq!(
+            failing.not_ready(),
+            Some("NATS is not acknowledging publishes")
         );
     }
 }

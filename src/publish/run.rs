@@ -103,8 +103,12 @@ impl PublishLoop {
                 .store(link.connected, Ordering::Relaxed);
             telemetry::publish_nats_connected(link.connected);
             if link.generation != generation {
+                // A new connection: what failed on the old one is retried at
+                // once, not after the backoff it earned there.
                 generation = link.generation;
                 stream_checked = false;
+                retry_at = None;
+                self.backoff.reset();
             }
             let may_start = link.connected && job.is_none() && retry_at.is_none();
             if may_start && !stream_checked {
@@ -174,7 +178,11 @@ impl PublishLoop {
         let batch = self
             .book
             .take(self.config.max_in_flight, &self.plan.subject_prefix);
-        Box::pin(publish_batch(self.context.clone(), batch))
+        Box::pin(publish_batch(
+            self.context.clone(),
+            batch,
+            self.config.publish_timeout,
+        ))
     }
 
     /// Handles a finished job; false when it failed (back off before the next).
@@ -186,6 +194,8 @@ impl PublishLoop {
                 error,
             } => {
                 telemetry::publish_acked(acked);
+                let failing = error.is_some();
+                self.readiness.failing.store(failing, Ordering::Relaxed);
                 let Some((reason, error)) = error else {
                     return true;
                 };
