@@ -351,7 +351,18 @@ impl Watcher {
         while !done(self) {
             let frame = tokio::time::timeout_at(deadline, self.client.next_json())
                 .await
-                .unwrap_or_else(|_| panic!("{what}: not reached; latest {:?}", self.latest));
+                .unwrap_or_else(|_| {
+                    let mut latest: Vec<String> = self
+                        .latest
+                        .iter()
+                        .map(|(symbol, quote)| {
+                            format!("{symbol} bid {} seq {}", quote["bid"], quote["seq"])
+                        })
+                        .collect();
+                    latest.sort();
+                    latest.truncate(20);
+                    panic!("{what}: not reached; latest (first 20 by symbol) {latest:?}")
+                });
             match frame["type"].as_str() {
                 Some("snapshot" | "update") => {
                     for quote in frame["quotes"].as_array().expect("quotes") {
