@@ -161,7 +161,8 @@ impl Gateway {
 
         let config = Arc::new(config);
         let shutdown = Shutdown::default();
-        let store = Arc::new(SnapshotStore::new(config.limits.max_symbols.get()));
+        let store =
+            Arc::new(SnapshotStore::new(config.limits.max_symbols.get()).with_epoch(new_epoch()));
         let board = Arc::new(FeedBoard::default());
         let connections = Arc::new(Connections::default());
         register_series(&config, auth.as_deref(), feeds, tls_listener.is_some());
@@ -439,4 +440,17 @@ async fn every_second(shutdown: Shutdown, job: impl Fn()) {
             _ = every.tick() => job(),
         }
     }
+}
+
+/// A fresh gateway epoch: 64 random bits as 16 hex digits. Every process
+/// counts seq from its own start, so two processes must never share one.
+fn new_epoch() -> String {
+    // Without OS randomness, the start time in nanoseconds still differs
+    // between processes on one host.
+    let bits = getrandom::u64().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_nanos() as u64)
+    });
+    format!("{bits:016x}")
 }

@@ -114,12 +114,12 @@ mod tests {
         let id = RequestId::Number(1.into());
         let aapl = Symbol::parse("AAPL").expect("valid");
         assert_eq!(
-            subscribed(Some(&id), &[aapl], &[]),
-            r#"{"type":"subscribed","id":1,"symbols":["AAPL"]}"#
+            subscribed(Some(&id), &[aapl], &[], "00c0ffee"),
+            r#"{"type":"subscribed","id":1,"symbols":["AAPL"],"epoch":"00c0ffee"}"#
         );
         assert_eq!(
-            subscribed(None, &[aapl], &[aapl]),
-            r#"{"type":"subscribed","symbols":["AAPL"],"no_data":["AAPL"]}"#
+            subscribed(None, &[aapl], &[aapl], "e"),
+            r#"{"type":"subscribed","symbols":["AAPL"],"no_data":["AAPL"],"epoch":"e"}"#
         );
         assert_eq!(pong(Some(&id), 5), r#"{"type":"pong","id":1,"ts":5}"#);
         assert_eq!(

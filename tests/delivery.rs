@@ -140,6 +140,7 @@ async fn resume_sends_only_what_changed_since_the_clients_seq() {
     first
         .send(r#"{"op":"subscribe","symbols":["AAPL","MSFT","NVDA"]}"#)
         .await;
+    let epoch = first.next_of_type("subscribed").await["epoch"].clone();
     let held: Vec<(String, u64)> = quotes(&first.next_of_type("snapshot").await);
     drop(first);
     inject(&gateway, vec![quote_tick("MSFT", 2.5)]).await;
@@ -150,7 +151,7 @@ async fn resume_sends_only_what_changed_since_the_clients_seq() {
     let mut client = Client::connect(gateway.client_addr()).await;
     client
         .send_json(
-            json!({"op":"subscribe","symbols":["AAPL","MSFT","NVDA"],"resume":resume,"id":4}),
+            json!({"op":"subscribe","symbols":["AAPL","MSFT","NVDA"],"resume":resume,"epoch":epoch,"id":4}),
         )
         .await;
     assert_eq!(
@@ -164,6 +165,56 @@ async fn resume_sends_only_what_changed_since_the_clients_seq() {
     gateway.shutdown(WAIT).await;
 }
 
+/// A restarted gateway counts seq from 1 again, so the seq a client holds
+/// from the old process can be the new one's for another value. The
+/// `subscribed` reply names the process's epoch; a resume from another epoch
+/// gets every quote in full and is never answered "unchanged".
+#[tokio::test]
+async fn resume_after_a_restart_never_keeps_a_changed_quote() {
+    let before = gateway_without_feeds(test_config()).await;
+    inject(&before, vec![quote_tick("AAPL", 1.0)]).await;
+    wait_for_seq(&before, "AAPL", 1).await;
+    let mut client = Client::connect(before.client_addr()).await;
+    client
+        .send(r#"{"op":"subscribe","symbols":["AAPL"]}"#)
+        .await;
+    let old_epoch = client.next_of_type("subscribed").await["epoch"].clone();
+    assert_eq!(
+        quotes(&client.next_of_type("snapshot").await),
+        vec![("AAPL".to_owned(), 1)]
+    );
+    drop(client);
+    before.shutdown(WAIT).await;
+
+    // The restarted process: the same seq, a different value.
+    let after = gateway_without_feeds(test_config()).await;
+    inject(&after, vec![quote_tick("AAPL", 2.0)]).await;
+    wait_for_seq(&after, "AAPL", 1).await;
+    let mut client = Client::connect(after.client_addr()).await;
+    client
+        .send_json(
+            json!({"op":"subscribe","symbols":["AAPL"],"resume":{"AAPL":1},"epoch":old_epoch}),
+        )
+        .await;
+    let new_epoch = client.next_of_type("subscribed").await["epoch"].clone();
+    assert_ne!(new_epoch, old_epoch, "every process has its own epoch");
+    let snapshot = client.next_of_type("snapshot").await;
+    assert_eq!(snapshot["resumed"], false, "{snapshot}");
+    assert_eq!(snapshot["quotes"][0]["bid"], 2.0, "{snapshot}");
+    assert_eq!(snapshot["quotes"][0]["seq"], 1, "{snapshot}");
+
+    // Within the new epoch the same seq is current again.
+    client
+        .send_json(
+            json!({"op":"subscribe","symbols":["AAPL"],"resume":{"AAPL":1},"epoch":new_epoch}),
+        )
+        .await;
+    let snapshot = client.next_of_type("snapshot").await;
+    assert_eq!(snapshot["resumed"], true, "{snapshot}");
+    assert_eq!(snapshot["unchanged"], 1, "{snapshot}");
+    after.shutdown(WAIT).await;
+}
+
 #[tokio::test]
 async fn malformed_delivery_options_are_bad_requests() {
     let gateway = gateway_without_feeds(test_config()).await;
@@ -175,6 +226,8 @@ async fn malformed_delivery_options_are_bad_requests() {
         r#"{"op":"subscribe","symbols":["A"],"delta":"yes","id":1}"#,
         r#"{"op":"subscribe","symbols":["A"],"resume":[1],"id":1}"#,
         r#"{"op":"subscribe","symbols":["A"],"resume":{"A":-1},"id":1}"#,
+        r#"{"op":"subscribe","symbols":["A"],"resume":{"A":1},"epoch":7,"id":1}"#,
+        r#"{"op":"subscribe","symbols":["A"],"resume":{"A":1},"epoch":"","id":1}"#,
     ] {
         client.send(request).await;
         let error = client.next_json().await;

@@ -94,6 +94,9 @@ pub struct SnapshotStore {
     grow: Mutex<()>,
     max_symbols: usize,
     ticks_applied: AtomicU64,
+    /// Within one epoch every symbol's `seq` only grows; a `resume` from
+    /// another epoch is not compared by seq (docs/protocol.md, Epochs).
+    epoch: String,
 }
 
 impl SnapshotStore {
@@ -104,7 +107,20 @@ impl SnapshotStore {
             grow: Mutex::new(()),
             max_symbols,
             ticks_applied: AtomicU64::new(0),
+            epoch: String::new(),
         }
+    }
+
+    /// The same store, in `epoch` (a gateway process's own id, chosen at
+    /// start by `Gateway::start`).
+    pub fn with_epoch(mut self, epoch: String) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// The epoch this store's seqs count in.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     /// The slot of `symbol`, if the gateway has heard of it.

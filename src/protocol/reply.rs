@@ -16,6 +16,7 @@ enum Reply<'a> {
         symbols: &'a [Symbol],
         #[serde(skip_serializing_if = "<[Symbol]>::is_empty")]
         no_data: &'a [Symbol],
+        epoch: &'a str,
     },
     Unsubscribed {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,11 +80,17 @@ fn encode(reply: &Reply<'_>) -> String {
 }
 
 /// `{"type":"subscribed",...}`
-pub fn subscribed(id: Option<&RequestId>, symbols: &[Symbol], no_data: &[Symbol]) -> String {
+pub fn subscribed(
+    id: Option<&RequestId>,
+    symbols: &[Symbol],
+    no_data: &[Symbol],
+    epoch: &str,
+) -> String {
     encode(&Reply::Subscribed {
         id,
         symbols,
         no_data,
+        epoch,
     })
 }
 
@@ -173,6 +180,16 @@ pub fn error(id: Option<&RequestId>, code: ErrorCode, message: &str, symbols: &[
         message,
         symbols,
     })
+}
+
+/// A snapshot answering a `subscribe` whose `resume` came from another
+/// epoch (or named none): every quote is in it, and `"resumed":false` says
+/// the held seqs were not used.
+pub fn snapshot_not_resumed(quotes: &[String]) -> String {
+    let mut frame = snapshot(quotes);
+    frame.truncate(frame.len() - 1);
+    frame.push_str(r#","resumed":false}"#);
+    frame
 }
 
 /// A snapshot answering a `subscribe` with `resume`: `"resumed":true` says

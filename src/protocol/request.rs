@@ -35,6 +35,10 @@ pub struct SubscribeOptions {
     /// `resume`: symbol → seq the client already holds; the snapshot leaves
     /// out symbols whose seq is still current.
     pub resume: Vec<(String, u64)>,
+    /// `epoch`: the gateway epoch the `resume` seqs were received in (from
+    /// an earlier `subscribed` reply); a resume from any other epoch, or
+    /// without one, gets full quotes.
+    pub epoch: Option<String>,
     /// `trades`: every trade of these symbols, in order, in `trades` frames.
     pub trades: bool,
     /// `priority`: how these symbols rank when the connection falls behind.
@@ -44,6 +48,9 @@ pub struct SubscribeOptions {
 fn parse_priority(value: &str) -> Option<Priority> {
     Priority::ALL.into_iter().find(|p| p.as_str() == value)
 }
+
+/// Longest `epoch` a client may echo (the gateway's own are far shorter).
+pub const MAX_EPOCH_LEN: usize = 64;
 
 /// Highest `max_rate` a client may ask for.
 pub const MAX_RATE_LIMIT: f64 = 1000.0;
@@ -104,6 +111,17 @@ fn parse_options(
             }
         }
         Some(_) => return Err("\"resume\" must be an object of symbol: seq"),
+    }
+    match object.remove("epoch") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(epoch)) if !epoch.is_empty() && epoch.len() <= MAX_EPOCH_LEN => {
+            options.epoch = Some(epoch);
+        }
+        Some(_) => {
+            return Err(
+                "\"epoch\" must be the non-empty string of at most 64 bytes a `subscribed` reply carried",
+            );
+        }
     }
     Ok(options)
 }

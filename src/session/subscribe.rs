@@ -51,11 +51,20 @@ impl Session<'_> {
         let limit = grant
             .max_subscriptions
             .map_or(configured, |own| own.min(configured));
-        let resume: FxHashMap<Symbol, u64> = options
-            .resume
-            .iter()
-            .filter_map(|(text, seq)| Symbol::parse(text).ok().map(|symbol| (symbol, *seq)))
-            .collect();
+        // Seqs are comparable only within one epoch: a resume from another
+        // (a restarted gateway counts seq afresh) or naming none gets full
+        // quotes, or a changed value could be left out as "unchanged".
+        let epoch = self.store.epoch();
+        let same_epoch = options.epoch.as_deref() == Some(epoch);
+        let resume: FxHashMap<Symbol, u64> = if same_epoch {
+            options
+                .resume
+                .iter()
+                .filter_map(|(text, seq)| Symbol::parse(text).ok().map(|symbol| (symbol, *seq)))
+                .collect()
+        } else {
+            FxHashMap::default()
+        };
         let delivery = delivery_for(options, grant, self.limits.max_update_rate_hz);
         // The replies are queued under the lock that records the
         // subscriptions: the writer drains control frames before building an
@@ -85,11 +94,18 @@ impl Session<'_> {
                 ));
             }
             if !result.symbols.is_empty() {
-                replies.push(protocol::subscribed(id, &result.symbols, &result.no_data));
+                replies.push(protocol::subscribed(
+                    id,
+                    &result.symbols,
+                    &result.no_data,
+                    epoch,
+                ));
                 replies.push(if options.resume.is_empty() {
                     protocol::snapshot(&result.snapshot)
-                } else {
+                } else if same_epoch {
                     protocol::snapshot_resumed(&result.snapshot, result.unchanged)
+                } else {
+                    protocol::snapshot_not_resumed(&result.snapshot)
                 });
             }
             replies

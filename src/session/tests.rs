@@ -11,6 +11,8 @@ use tickgate_feeds::{Symbol, Tick};
 use super::*;
 use crate::auth::{AuthConfig, AuthMode, Entitlement, Pattern};
 
+/// The epoch of the fixture's store.
+const EPOCH: &str = "e1";
 const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
 
 /// The handles a session borrows.
@@ -25,7 +27,7 @@ impl Fixture {
     /// Authentication off.
     fn new() -> Self {
         Self {
-            store: SnapshotStore::new(100),
+            store: SnapshotStore::new(100).with_epoch(EPOCH.to_owned()),
             feeds: FeedBoard::default(),
             mailbox: Arc::new(Mailbox::new(1, 16, std::time::Instant::now())),
             authenticator: None,
@@ -737,15 +739,61 @@ fn resume_leaves_out_symbols_whose_seq_is_current() {
 
     text(
         &mut session,
-        json!({"op":"subscribe","symbols":["AAPL","MSFT"],"resume":{"AAPL":held,"MSFT":msft}}),
+        json!({"op":"subscribe","symbols":["AAPL","MSFT"],"resume":{"AAPL":held,"MSFT":msft},"epoch":EPOCH}),
         now,
     );
 
     let frames = fx.frames(now);
+    assert_eq!(frames[0]["epoch"], EPOCH);
     assert_eq!(frames[1]["type"], "snapshot");
     assert_eq!(frames[1]["resumed"], true);
     assert_eq!(frames[1]["unchanged"], 1);
     assert_eq!(seqs(&frames[1]), [("MSFT", msft_now)]);
+}
+
+/// A restarted gateway counts seq afresh: the seq a client holds from the
+/// old process can equal the new one's for a different value. A resume from
+/// another epoch, or naming none, therefore gets every quote in full.
+#[test]
+fn resume_from_another_epoch_or_none_gets_full_quotes() {
+    let now = Instant::now();
+    for epoch in [json!("an-old-process"), Value::Null] {
+        let fx = Fixture::new();
+        let seq = fx.tick("AAPL", 7.0);
+        let resume =
+            json!({"op":"subscribe","symbols":["AAPL"],"resume":{"AAPL":seq},"epoch":epoch});
+        let mut session = fx.session(Some(Grant::unrestricted()), now);
+        text(&mut session, resume, now);
+
+        let frames = fx.frames(now);
+        assert_eq!(frames[0]["type"], "subscribed");
+        assert_eq!(frames[0]["epoch"], EPOCH);
+        assert_eq!(frames[1]["type"], "snapshot");
+        assert_eq!(frames[1]["resumed"], false);
+        assert_eq!(seqs(&frames[1]), [("AAPL", seq)]);
+        assert_eq!(frames[1]["quotes"][0]["bid"], 7.0);
+    }
+}
+
+#[test]
+fn an_epoch_that_is_not_a_short_string_is_a_bad_request() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let mut session = fx.session(Some(Grant::unrestricted()), now);
+    for epoch in [json!(5), json!(""), json!("e".repeat(65))] {
+        text(
+            &mut session,
+            json!({"op":"subscribe","symbols":["AAPL"],"resume":{"AAPL":1},"epoch":epoch}),
+            now,
+        );
+    }
+
+    let frames = fx.frames(now);
+    let codes: Vec<&str> = frames
+        .iter()
+        .map(|f| f["code"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(codes, ["bad_request"; 3]);
 }
 
 #[test]
