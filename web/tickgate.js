@@ -138,6 +138,9 @@ export class TickgateClient {
     this._symbolListeners = new Map();
     this._socket = null;
     this._epoch = 0; // one per WebSocket opened
+    // The gateway's epoch (docs/protocol.md, Epochs) from the last `subscribed`
+    // reply: seqs compare only within one.
+    this._gatewayEpoch = null;
     this._nextId = 1;
     this._pending = new Map(); // id -> in-flight request
     this._waiting = []; // requests made while no socket was open
@@ -563,12 +566,17 @@ export class TickgateClient {
     if (request.trades) extra.trades = true;
     if (request.priority) extra.priority = request.priority;
     if (this.options.resume && request.internal) {
+      // Only seqs from the gateway epoch last seen can be compared; the
+      // gateway answers a resume from any other epoch with full quotes.
       const resume = {};
       for (const symbol of request.symbols) {
         const held = this.quotes.get(symbol);
-        if (held && Number.isInteger(held.seq)) resume[symbol] = held.seq;
+        if (held && Number.isInteger(held.seq) && held.gatewayEpoch === this._gatewayEpoch) resume[symbol] = held.seq;
       }
-      if (Object.keys(resume).length > 0) extra.resume = resume;
+      if (Object.keys(resume).length > 0 && this._gatewayEpoch) {
+        extra.resume = resume;
+        extra.epoch = this._gatewayEpoch;
+      }
     }
     return extra;
   }
@@ -816,6 +824,7 @@ export class TickgateClient {
   }
 
   _onAck(frame) {
+    if (frame.type === 'subscribed' && typeof frame.epoch === 'string') this._gatewayEpoch = frame.epoch;
     this._settleOlder(frame.id);
     const request = this._pending.get(frame.id);
     if (!request) return;
@@ -943,7 +952,9 @@ export class TickgateClient {
    * replica answers): it is taken when its `ts` is newer than the held one,
    * and the held seq is rebased onto it; otherwise it is dropped and the held
    * value stays until the new connection delivers something newer. Either
-   * way a symbol never goes back to an older value.
+   * way a symbol never goes back to an older value. A quote from another
+   * gateway epoch with the SAME seq is a different value in another seq
+   * space (a restarted gateway counts afresh), so it is treated the same way.
    */
   _accept(quote, source, now) {
     const symbol = quote.symbol;
@@ -954,7 +965,7 @@ export class TickgateClient {
       const seq = quote.seq;
       if (typeof seq === 'number' && seq > held.seq) {
         gap = held.epoch === this._epoch ? seq - held.seq - 1 : 0;
-      } else if (held.epoch !== this._epoch && typeof seq === 'number' && seq < held.seq && (quote.ts === undefined || held.quote.ts === undefined || quote.ts > held.quote.ts)) {
+      } else if (held.epoch !== this._epoch && typeof seq === 'number' && (seq < held.seq || (seq === held.seq && held.gatewayEpoch !== this._gatewayEpoch)) && (quote.ts === undefined || held.quote.ts === undefined || quote.ts > held.quote.ts)) {
         rebased = true;
       } else {
         this.stats.dropped += 1;
@@ -967,6 +978,7 @@ export class TickgateClient {
         quote: { symbol },
         seq: undefined,
         epoch: this._epoch,
+        gatewayEpoch: this._gatewayEpoch,
         receivedAt: 0,
         updates: 0,
         conflated: 0,
@@ -990,6 +1002,7 @@ export class TickgateClient {
     }
     if (typeof quote.seq === 'number') held.seq = quote.seq;
     held.epoch = this._epoch;
+    held.gatewayEpoch = this._gatewayEpoch;
     held.receivedAt = now;
     held.updates += 1;
     held.conflated += gap;

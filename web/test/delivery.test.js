@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 
 import { TickgateClient } from '../tickgate.js';
+import { quoteTick, startFeed } from '../test-support/feed.js';
 import { startGateway, waitFor } from '../test-support/gateway.js';
 
 const FAST = { reconnect: { initialDelayMs: 100, maxDelayMs: 500 } };
@@ -62,5 +63,51 @@ describe('delivery options through the client library', () => {
     assert.equal(typeof resumed.unchanged, 'number');
     assert.ok(resumed.quotes.length + resumed.unchanged === 3, JSON.stringify(resumed));
     for (const symbol of ['AAPL', 'MSFT', 'NVDA']) assert.equal(typeof client.get(symbol).quote.bid, 'number');
+  });
+});
+
+// A restarted gateway counts seq from 1 again: the same seq can carry a
+// different value. The client echoes the gateway's epoch in `resume` and
+// takes a same-seq quote from another epoch when it is newer.
+describe('resume across a gateway restart', () => {
+  let feed;
+  let gateway;
+  let client;
+
+  before(async () => {
+    feed = await startFeed();
+    gateway = await startGateway({ args: ['--feed', feed.spec] });
+    await feed.connected();
+  });
+
+  after(async () => {
+    client?.close();
+    await gateway?.stop();
+    await feed?.stop();
+  });
+
+  test('a changed quote with the seq the client holds replaces the old value', async () => {
+    client = new TickgateClient(gateway.wsUrl, { WebSocket, ...FAST, resume: true });
+    const subscribed = [];
+    client.on('frame', (frame) => {
+      if (frame.type === 'subscribed') subscribed.push(frame);
+    });
+    await client.connect();
+    await client.subscribe(['EPOCHX']);
+    await feed.send([quoteTick('EPOCHX', 100)]);
+    await waitFor(() => client.get('EPOCHX')?.quote.bid === 99.99, { what: 'the first process\'s quote' });
+    const seq = client.get('EPOCHX').seq;
+
+    const port = gateway.port;
+    await gateway.stop();
+    await waitFor(() => feed.connections === 0, { what: 'the feed to see the gateway go' });
+    gateway = await startGateway({ port, args: ['--feed', feed.spec] });
+    await waitFor(() => feed.connections === 1, { what: 'the restarted gateway to connect to the feed' });
+    await feed.send([quoteTick('EPOCHX', 200)]);
+
+    await waitFor(() => client.get('EPOCHX')?.quote.bid === 199.99, { what: 'the restarted process\'s value', timeoutMs: 20_000 });
+    assert.equal(client.get('EPOCHX').seq, seq, 'the same seq in the new epoch');
+    assert.equal(subscribed.length >= 2, true);
+    assert.notEqual(subscribed.at(-1).epoch, subscribed[0].epoch, 'each process has its own epoch');
   });
 });
