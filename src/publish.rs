@@ -31,6 +31,7 @@
 mod admin;
 mod book;
 mod job;
+mod lease;
 mod readiness;
 mod run;
 mod stream;
@@ -38,6 +39,7 @@ mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -72,6 +74,10 @@ pub enum PublishError {
     Feeds(String),
     #[error("cannot connect to NATS: {0}")]
     Nats(String),
+    #[error(
+        "the publisher lease was lost to another publisher; exiting so a supervisor restarts this one as standby"
+    )]
+    LeaseLost,
 }
 
 /// A bound publisher, ready to [`Publisher::run`].
@@ -149,13 +155,29 @@ impl Publisher {
             backoff: Backoff::new(publish.backoff_min, publish.backoff_max, now_micros()),
         };
         let result = async {
+            let mut lease = None;
+            if publish.lease {
+                readiness.standby.store(true, Ordering::Relaxed);
+                telemetry::publish_active(false);
+                let holder = lease_holder();
+                match lease::acquire(&publish_loop.context, publish, holder, &shutdown).await {
+                    Some(held) => lease = Some(held),
+                    None => return Ok(()),
+                }
+                readiness.standby.store(false, Ordering::Relaxed);
+            }
+            telemetry::publish_active(true);
             if !publish_loop.load(&shutdown).await {
                 return Ok(());
             }
             let (tx, rx) = mpsc::channel(FEED_QUEUE);
             let required = upstream::start_feeds(&self.config, tx, &shutdown, &tracker)?;
-            publish_loop.run(rx, required, &shutdown).await;
-            Ok(())
+            if publish_loop.run(rx, required, &shutdown, lease).await {
+                Ok(())
+            } else {
+                telemetry::publish_active(false);
+                Err(PublishError::LeaseLost)
+            }
         }
         .await;
         shutdown.cancel();
@@ -163,4 +185,11 @@ impl Publisher {
         let _ = timeout(Duration::from_secs(5), tracker.wait()).await;
         result
     }
+}
+
+/// How this publisher names itself in the lease: the host (the pod name in
+/// Kubernetes) and the process.
+fn lease_holder() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown-host".to_owned());
+    format!("{host} pid {}", std::process::id())
 }

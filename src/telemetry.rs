@@ -86,6 +86,9 @@ pub const PUBLISH_PENDING: &str = "tickgate_publish_pending_symbols";
 pub const PUBLISH_SYMBOLS: &str = "tickgate_publish_symbols";
 /// Gauge: 1 while the publisher is connected to NATS.
 pub const NATS_CONNECTED: &str = "tickgate_nats_connected";
+/// Gauge: 1 while this publisher publishes (holds the lease when
+/// `publish.lease` is on), 0 while it stands by.
+pub const PUBLISH_ACTIVE: &str = "tickgate_publish_active";
 
 /// Per-connection buffered bytes, from nothing to the 16 MiB write bound.
 const QUEUE_BUCKETS: &[f64] = &[

@@ -623,6 +623,68 @@ async fn a_hung_nats_costs_the_publisher_one_timeout_not_one_per_quote_in_flight
     nats.kill();
 }
 
+/// Two publishers with `publish.lease`: one publishes, the other stands by
+/// (ready, not connected to the upstream, `tickgate_publish_active 0`). When
+/// the active one is killed, the standby takes the lease once it runs out,
+/// continues every symbol's seq from the stream, and clients keep receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_publisher_takes_over_when_the_active_one_dies() {
+    let dir = TempDir::new("lease");
+    let nats = Nats::start(&dir.0.join("store"));
+    let mut upstream = Upstream::bind().await;
+    let single =
+        std::fs::read_to_string(publisher_config(&dir.0, &nats, upstream.addr())).expect("config");
+    let leased = write(
+        &dir.0,
+        "publish-leased.toml",
+        &single.replace(
+            "[publish]\n",
+            "[publish]\nlease = true\nlease_ttl_ms = 1000\n",
+        ),
+    );
+    let first = Tickgate::spawn(&["publish"], &leased);
+    upstream.send_round(1).await;
+    wait_ready(first.addr("admin"), "the first publisher").await;
+    let second = Tickgate::spawn(&["publish"], &leased);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = http_get(second.addr("admin"), "/readyz").await;
+        if status == 200 {
+            assert!(body.contains("standby"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the standby never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, metrics) = http_get(second.addr("admin"), "/metrics").await;
+    assert!(metrics.contains("tickgate_publish_active 0"), "{metrics}");
+    let (_, metrics) = http_get(first.addr("admin"), "/metrics").await;
+    assert!(metrics.contains("tickgate_publish_active 1"), "{metrics}");
+
+    let gateway = Tickgate::spawn(&[], &gateway_config(&dir.0, "g.toml", &nats));
+    wait_ready(gateway.addr("admin"), "gateway").await;
+    let mut watcher = Watcher::subscribe(gateway.addr("client")).await;
+    watcher.until("round 1", |w| w.all_at_round(1)).await;
+    let seq_before = watcher.latest[SYMBOLS[0]]["seq"].as_u64().expect("seq");
+
+    first.kill();
+    upstream.drop_connection();
+    // Accepted only once the standby is active: it starts its feeds then.
+    upstream.send_round(2).await;
+    watcher
+        .until("round 2 through the standby", |w| w.all_at_round(2))
+        .await;
+    let seq_after = watcher.latest[SYMBOLS[0]]["seq"].as_u64().expect("seq");
+    assert!(
+        seq_after > seq_before,
+        "seq continues: {seq_before} then {seq_after}"
+    );
+    let (_, metrics) = http_get(second.addr("admin"), "/metrics").await;
+    assert!(metrics.contains("tickgate_publish_active 1"), "{metrics}");
+    gateway.kill();
+    second.kill();
+}
+
 #[test]
 fn the_example_configs_pass_check_config() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

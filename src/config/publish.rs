@@ -36,6 +36,16 @@ pub struct PublishConfig {
     /// Cap of the reconnect / retry delay.
     #[serde(rename = "backoff_max_ms", with = "millis")]
     pub backoff_max: Duration,
+    /// Active/standby: publish only while holding the lease in the
+    /// `lease_bucket` key-value bucket, so two publishers can run and one
+    /// takes over when the other stops (docs/nats.md).
+    pub lease: bool,
+    /// The JetStream key-value bucket that holds the lease.
+    pub lease_bucket: String,
+    /// How long a lease lasts unless renewed (it is renewed every third of
+    /// it); the longest a standby waits after the active one died.
+    #[serde(rename = "lease_ttl_ms", with = "millis")]
+    pub lease_ttl: Duration,
 }
 
 /// Where the stream keeps its messages.
@@ -58,6 +68,9 @@ impl Default for PublishConfig {
             connect_timeout: Duration::from_millis(5_000),
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_millis(5_000),
+            lease: false,
+            lease_bucket: "TICKGATE_PUBLISHER".to_owned(),
+            lease_ttl: Duration::from_millis(3_000),
         }
     }
 }
@@ -89,6 +102,18 @@ impl PublishConfig {
         check(
             (1..=100_000).contains(&self.max_in_flight),
             "publish.max_in_flight must be between 1 and 100000",
+        );
+        check(
+            (ms(300)..=ms(600_000)).contains(&self.lease_ttl),
+            "publish.lease_ttl_ms must be between 300 and 600000",
+        );
+        check(
+            !self.lease_bucket.is_empty()
+                && self
+                    .lease_bucket
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "publish.lease_bucket must be a non-empty name of letters, digits, '_' and '-'",
         );
         check(
             self.connect_timeout >= ms(100),
@@ -149,6 +174,11 @@ mod tests {
         assert_eq!(config.backoff_min, ms(50));
         assert_eq!(config.backoff_max, ms(300));
         assert!(parse("heartbeat_interval = 200").is_err());
+        let lease =
+            parse("lease = true\nlease_ttl_ms = 1500\nlease_bucket = \"PUB-A\"").expect("parses");
+        assert!(lease.lease);
+        assert_eq!(lease.lease_ttl, ms(1_500));
+        assert_eq!(lease.lease_bucket, "PUB-A");
         assert!(parse("backoff_min_ms = -1").is_err());
     }
 
@@ -167,6 +197,8 @@ mod tests {
             max_in_flight: 0,
             connect_timeout: ms(0),
             backoff_min: ms(0),
+            lease_ttl: ms(299),
+            lease_bucket: "no spaces".to_owned(),
             ..PublishConfig::default()
         };
         let problems = config.problems();
@@ -175,6 +207,8 @@ mod tests {
             "publish.heartbeat_interval_ms",
             "publish.publish_timeout_ms",
             "publish.max_in_flight",
+            "publish.lease_ttl_ms",
+            "publish.lease_bucket",
             "publish.connect_timeout_ms",
             "publish.backoff_min_ms",
         ];

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -62,6 +63,11 @@ fn admin_route(path: &str, handle: &PrometheusHandle, readiness: &Readiness) -> 
     let (status, body, content_type) = match path {
         "/healthz" => (StatusCode::OK, "ok\n".to_owned(), "text/plain"),
         "/readyz" => match readiness.not_ready() {
+            None if readiness.standby.load(Ordering::Relaxed) => (
+                StatusCode::OK,
+                "ready: standby, another publisher holds the lease\n".to_owned(),
+                "text/plain",
+            ),
             None => (StatusCode::OK, "ready\n".to_owned(), "text/plain"),
             Some(reason) => (
                 StatusCode::SERVICE_UNAVAILABLE,

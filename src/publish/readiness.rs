@@ -14,13 +14,18 @@ pub(super) struct Readiness {
     /// server looks connected until its next ping); cleared by the next
     /// acknowledged batch.
     pub(super) failing: AtomicBool,
+    /// Waiting for the lease another publisher holds: ready (it does its
+    /// job, and a rollout must be able to proceed), nothing else applies.
+    pub(super) standby: AtomicBool,
 }
 
 impl Readiness {
     /// `None` when ready; otherwise the first missing condition, in start-up
     /// order.
     pub(super) fn not_ready(&self) -> Option<&'static str> {
-        if !self.loaded.load(Ordering::Relaxed) {
+        if self.standby.load(Ordering::Relaxed) {
+            None
+        } else if !self.loaded.load(Ordering::Relaxed) {
             Some("the stream's last quotes are not loaded yet")
         } else if !self.connected.load(Ordering::Relaxed) {
             Some("not connected to NATS")
@@ -44,6 +49,7 @@ mod tests {
             loaded: AtomicBool::new(loaded),
             upstream_live: AtomicBool::new(upstream_live),
             failing: AtomicBool::new(false),
+            standby: AtomicBool::new(false),
         }
     }
 
@@ -66,6 +72,9 @@ mod tests {
             readiness(true, true, false).not_ready(),
             Some("upstream feeds are not live")
         );
+        let standby = readiness(false, false, false);
+        standby.standby.store(true, Ordering::Relaxed);
+        assert_eq!(standby.not_ready(), None, "a standby is ready");
         let failing = readiness(true, true, true);
         failing.failing.store(true, Ordering::Relaxed);
         assert_eq!(

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::book::QuoteBook;
 use super::job::{Job, JobDone, publish_batch};
+use super::lease::Lease;
 use super::readiness::Readiness;
 use super::stream::{ensure_stream, load_quotes};
 use super::upstream::Upstream;
@@ -83,13 +84,16 @@ impl PublishLoop {
     }
 
     /// The publish loop, until shutdown or the feeds are gone; then one
-    /// last bounded attempt at what is pending.
+    /// last bounded attempt at what is pending. With a `lease`, publishes
+    /// only while it is valid, renews it, and returns false at once when it
+    /// is lost (another publisher is active now; nothing more is sent).
     pub(super) async fn run(
         &mut self,
         mut events: mpsc::Receiver<FeedEvent>,
         mut upstream: Upstream,
         shutdown: &CancellationToken,
-    ) {
+        mut lease: Option<Lease>,
+    ) -> bool {
         let heartbeat_every = self.config.heartbeat_interval;
         let mut heartbeat_at = Instant::now();
         let mut job: Option<Job> = None;
@@ -110,7 +114,8 @@ impl PublishLoop {
                 retry_at = None;
                 self.backoff.reset();
             }
-            let may_start = link.connected && job.is_none() && retry_at.is_none();
+            let leased = lease.as_ref().is_none_or(|l| l.valid(Instant::now()));
+            let may_start = leased && link.connected && job.is_none() && retry_at.is_none();
             if may_start && !stream_checked {
                 stream_checked = true;
                 let (context, plan, config) =
@@ -152,9 +157,20 @@ impl PublishLoop {
                     }
                 }
                 _ = self.link.changed() => {}
+                _ = sleep_until(lease.as_ref().map_or(heartbeat_at, Lease::renew_at)), if lease.is_some() => {
+                    let held = lease.as_mut().expect("guarded by the if");
+                    if !held.renew().await {
+                        warn!("the publisher lease is lost: stopping, another publisher takes over");
+                        return false;
+                    }
+                }
             }
         }
         self.final_flush().await;
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
+        true
     }
 
     /// Merges a batch into the book and counts what happened, once per batch.

@@ -135,6 +135,10 @@ pub(super) fn describe() {
         "Symbols whose latest quote is not yet acknowledged by JetStream."
     );
     describe_gauge!(NATS_CONNECTED, "1 while connected to NATS.");
+    describe_gauge!(
+        PUBLISH_ACTIVE,
+        "1 while this publisher publishes, 0 while it stands by for the lease."
+    );
     describe_gauge!(PUBLISH_SYMBOLS, "Symbols in the publisher's quote map.");
     describe_gauge!(
         PROCESS_RESIDENT_MEMORY,

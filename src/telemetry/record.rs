@@ -218,6 +218,11 @@ pub fn publish_symbols(n: usize) {
     gauge!(PUBLISH_SYMBOLS).set(n as f64);
 }
 
+/// Whether this publisher publishes (1) or stands by for the lease (0).
+pub fn publish_active(active: bool) {
+    gauge!(PUBLISH_ACTIVE).set(if active { 1.0 } else { 0.0 });
+}
+
 /// Whether the publisher is connected to NATS.
 pub fn publish_nats_connected(connected: bool) {
     gauge!(NATS_CONNECTED).set(if connected { 1.0 } else { 0.0 });
