@@ -256,6 +256,8 @@ fn announcement(feed: FeedId, status: Status, symbols: Vec<SymbolId>) -> Option<
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const AAPL: SymbolId = 0;
@@ -475,6 +477,72 @@ mod tests {
         let mut f = Freshness::default();
         f.add_feed(false);
         assert_eq!(f.not_ready(), None);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Event {
+        State(FeedId, FeedState),
+        Delivered(FeedId, Vec<SymbolId>),
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        let state = prop_oneof![
+            Just(FeedState::Connecting),
+            Just(FeedState::Live),
+            Just(FeedState::Stale),
+            Just(FeedState::Down),
+        ];
+        prop_oneof![
+            (0..3u32, state).prop_map(|(feed, state)| Event::State(feed, state)),
+            (0..3u32, proptest::collection::vec(0..6u32, 0..4))
+                .prop_map(|(feed, symbols)| Event::Delivered(feed, symbols)),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the feeds do, a client's belief about each symbol is
+        /// the state of the feed serving it, and it hears every change
+        /// exactly once: never the same status twice in a row.
+        #[test]
+        fn clients_always_end_up_believing_the_serving_feed_and_hear_each_change_once(
+            events in proptest::collection::vec(event(), 0..60)
+        ) {
+            let mut f = Freshness::default();
+            for _ in 0..3 {
+                f.add_feed(false);
+            }
+            // What a client subscribed to every symbol believes.
+            let mut belief: [Status; 6] = [Status::Live; 6];
+            for event in events {
+                let news = match event {
+                    Event::State(feed, state) => {
+                        f.set_state(feed, state).and_then(|t| t.announcement)
+                    }
+                    Event::Delivered(feed, symbols) => {
+                        let mut moved: Vec<SymbolId> = symbols
+                            .into_iter()
+                            .filter(|&s| f.status_of_symbol(s).is_none_or(|(on, _)| on != feed))
+                            .collect();
+                        moved.sort_unstable();
+                        moved.dedup();
+                        f.delivered(feed, &moved)
+                    }
+                };
+                if let Some(news) = news {
+                    for symbol in news.symbols {
+                        let told = &mut belief[symbol as usize];
+                        prop_assert_ne!(*told, news.status, "announced twice");
+                        *told = news.status;
+                    }
+                }
+                for symbol in 0..6u32 {
+                    if let Some((feed, told)) = f.status_of_symbol(symbol) {
+                        prop_assert_eq!(told, belief[symbol as usize]);
+                        prop_assert_eq!(Some(told), f.status_of_feed(feed));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
