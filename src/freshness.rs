@@ -190,8 +190,12 @@ impl Freshness {
             if self.symbols.len() <= index {
                 self.symbols.resize(index + 1, None);
             }
-            // A symbol nobody was told about is assumed live.
-            let told = self.symbols[index].map_or(Status::Live, |s| s.told);
+            // A symbol's first data: nobody was told anything about it, so
+            // it takes its feed's status silently. From a feed that is
+            // live, that is what clients assume; from one still
+            // `connecting` (a NATS snapshot load before it reports live),
+            // `live` follows when the feed reports it.
+            let told = self.symbols[index].map_or(status, |s| s.told);
             self.symbols[index] = Some(Served { feed, told: status });
             if told != status {
                 symbols.push(symbol);
@@ -447,6 +451,19 @@ mod tests {
     }
 
     #[test]
+    fn first_data_from_a_feed_still_connecting_is_silent_and_live_follows() {
+        let mut f = Freshness::default();
+        let feed = f.add_feed(true);
+        state(&mut f, feed, FeedState::Connecting);
+        assert_eq!(f.delivered(feed, &[AAPL]), None, "a snapshot load");
+        assert_eq!(f.status_of_symbol(AAPL), Some((feed, Status::Down)));
+        assert_eq!(
+            state(&mut f, feed, FeedState::Live),
+            Some((feed, "live", vec![AAPL]))
+        );
+    }
+
+    #[test]
     fn a_feed_that_never_reports_a_state_is_live_once_it_delivers() {
         let mut f = Freshness::default();
         let feed = f.add_feed(false);
@@ -500,9 +517,10 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the feeds do, a client's belief about each symbol is
-        /// the state of the feed serving it, and it hears every change
-        /// exactly once: never the same status twice in a row.
+        /// Whatever the feeds do, each symbol's status is the state of the
+        /// feed serving it, a client that was told about a symbol believes
+        /// that status, and it hears every change exactly once: never the
+        /// same status twice in a row.
         #[test]
         fn clients_always_end_up_believing_the_serving_feed_and_hear_each_change_once(
             events in proptest::collection::vec(event(), 0..60)
@@ -511,8 +529,9 @@ mod tests {
             for _ in 0..3 {
                 f.add_feed(false);
             }
-            // What a client subscribed to every symbol believes.
-            let mut belief: [Status; 6] = [Status::Live; 6];
+            // What a client subscribed to every symbol was told (`None`:
+            // nothing yet).
+            let mut belief: [Option<Status>; 6] = [None; 6];
             for event in events {
                 let news = match event {
                     Event::State(feed, state) => {
@@ -531,14 +550,18 @@ mod tests {
                 if let Some(news) = news {
                     for symbol in news.symbols {
                         let told = &mut belief[symbol as usize];
-                        prop_assert_ne!(*told, news.status, "announced twice");
-                        *told = news.status;
+                        prop_assert_ne!(*told, Some(news.status), "announced twice");
+                        *told = Some(news.status);
                     }
                 }
                 for symbol in 0..6u32 {
-                    if let Some((feed, told)) = f.status_of_symbol(symbol) {
-                        prop_assert_eq!(told, belief[symbol as usize]);
-                        prop_assert_eq!(Some(told), f.status_of_feed(feed));
+                    let Some((feed, told)) = f.status_of_symbol(symbol) else {
+                        continue;
+                    };
+                    prop_assert_eq!(Some(told), f.status_of_feed(feed));
+                    // Once told anything, a client is told every change.
+                    if let Some(belief) = belief[symbol as usize] {
+                        prop_assert_eq!(told, belief);
                     }
                 }
             }
