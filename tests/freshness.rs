@@ -126,8 +126,18 @@ async fn a_reconnect_is_announced_down_once_then_live_once() {
     late.next_of_type("snapshot").await;
     assert_eq!(late.next_json().await, status("lines", "down", &["AAPL"]));
 
-    // The feed reconnects (through `connecting`); garbage first, then data.
+    // The feed reconnects (through `connecting`): still down for a client
+    // joining now. Then garbage, then data.
     let mut socket = accept(&upstream).await;
+    let mut joining = Client::connect(gateway.client_addr()).await;
+    joining
+        .send(r#"{"op":"subscribe","symbols":["AAPL"]}"#)
+        .await;
+    joining.next_of_type("snapshot").await;
+    assert_eq!(
+        joining.next_json().await,
+        status("lines", "down", &["AAPL"])
+    );
     send(&mut socket, "{not json\n").await;
     send(&mut socket, &line("AAPL", 101.0)).await;
     assert_eq!(
@@ -146,9 +156,14 @@ async fn a_reconnect_is_announced_down_once_then_live_once() {
         vec![status("lines", "live", &["AAPL"])],
         "the late client hears live once too"
     );
+    assert_eq!(
+        statuses_until_marker(&mut joining, "AAPL", 102.0).await,
+        vec![status("lines", "live", &["AAPL"])],
+        "so does the one that joined while the feed was connecting"
+    );
     let (_, metrics) = http_get(gateway.admin_addr(), "/metrics").await;
     assert!(
-        metrics.contains(r#"tickgate_status_messages_total{state="live"} 2"#),
+        metrics.contains(r#"tickgate_status_messages_total{state="live"} 3"#),
         "{metrics}"
     );
     gateway.shutdown(WAIT).await;
