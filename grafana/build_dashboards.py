@@ -376,6 +376,9 @@ def feeds():
               extra_defaults={"min": 0}),
         panel("timeseries", "Symbols known", "Symbols in the snapshot store per pod (bounded by limits.max_symbols).",
               [(f"max by (pod) (tickgate_symbols{{{SEL}}})", "{{pod}}")], "short", g(0, 30, 24, 6)),
+        panel("timeseries", "Status messages to clients /min", "status messages sent on freshness transitions (live, stale, down), one per client and change, summed over pods. A burst of down then live is a feed reconnect or failover as clients saw it.",
+              [(f"sum by (state) (rate(tickgate_status_messages_total{{{SEL}}}[{RI}])) * 60", "{{state}}")],
+              "short", g(0, 36, 24, 6)),
     ]
     return dashboard(
         "tickgate-feeds",

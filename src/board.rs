@@ -1,19 +1,34 @@
-//! The feed board: each feed's latest state, when it last delivered a tick
-//! and whether `/readyz` waits for it. The ingest task writes it; `/readyz`,
-//! metrics and new subscriptions read it.
+//! The feed board: each feed's name and when it last delivered a tick,
+//! around the [`Freshness`] state machine (feed states, which feed serves
+//! each symbol, what clients were told, first readiness). The ingest task
+//! writes it; `/readyz`, metrics and new subscriptions read it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tickgate_feeds::FeedState;
 
-use crate::fanout::FeedId;
+use crate::fanout::{FeedId, SymbolId};
+use crate::freshness::{Announcement, Freshness, Transition};
 use crate::telemetry;
 
-/// Latest known state of each feed, for `/readyz`, metrics and status messages.
+/// Latest known state of each feed, for `/readyz`, metrics and status
+/// messages. One short lock; never held across an await.
 #[derive(Default)]
 pub struct FeedBoard {
-    feeds: Mutex<Vec<FeedStatus>>,
+    inner: Mutex<Board>,
+}
+
+#[derive(Default)]
+struct Board {
+    /// Indexed by [`FeedId`], like the feeds of `freshness`.
+    feeds: Vec<FeedEntry>,
+    freshness: Freshness,
+}
+
+struct FeedEntry {
+    name: Arc<str>,
+    last_tick: Option<Instant>,
 }
 
 /// One feed's state and when it last delivered a tick.
@@ -22,13 +37,13 @@ pub struct FeedStatus {
     pub name: Arc<str>,
     pub state: FeedState,
     pub last_tick: Option<Instant>,
-    /// `/readyz` waits for this feed to be live.
+    /// `/readyz` waits for this feed to be live before the first readiness.
     pub required: bool,
 }
 
 impl FeedBoard {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<FeedStatus>> {
-        self.feeds.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Board> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers the feeds the gateway starts with (name, required), so
@@ -36,13 +51,8 @@ impl FeedBoard {
     pub fn expect(&self, feeds: &[(Arc<str>, bool)]) {
         let mut board = self.lock();
         for (name, required) in feeds {
-            if !board.iter().any(|f| &f.name == name) {
-                board.push(FeedStatus {
-                    name: Arc::clone(name),
-                    state: FeedState::Connecting,
-                    last_tick: None,
-                    required: *required,
-                });
+            if board.position(name).is_none() {
+                board.add(name, *required);
             }
         }
     }
@@ -50,49 +60,73 @@ impl FeedBoard {
     /// The id of `feed`, registering it on first sight.
     pub fn id(&self, feed: &Arc<str>) -> FeedId {
         let mut board = self.lock();
-        if let Some(i) = board.iter().position(|f| &f.name == feed) {
-            return i as FeedId;
+        match board.position(feed) {
+            Some(id) => id,
+            None => board.add(feed, false),
         }
-        board.push(FeedStatus {
-            name: Arc::clone(feed),
-            state: FeedState::Connecting,
-            last_tick: None,
-            required: false,
-        });
-        (board.len() - 1) as FeedId
     }
 
-    /// Sets a feed's state; returns the previous one.
-    pub fn set_state(&self, id: FeedId, state: FeedState) -> FeedState {
+    /// Sets a feed's state; returns the previous one and what to tell
+    /// clients (see [`Freshness::set_state`]).
+    pub fn set_state(&self, id: FeedId, state: FeedState) -> Option<Transition> {
+        self.lock().freshness.set_state(id, state)
+    }
+
+    /// Feed `id` delivered ticks at `now`; `moved` are the symbols it
+    /// serves now and did not before. Returns what to tell their clients
+    /// (see [`Freshness::delivered`]).
+    pub fn ticked(&self, id: FeedId, now: Instant, moved: &[SymbolId]) -> Option<Announcement> {
         let mut board = self.lock();
-        let status = &mut board[id as usize];
-        std::mem::replace(&mut status.state, state)
+        let entry = board.feeds.get_mut(id as usize)?;
+        entry.last_tick = Some(now);
+        board.freshness.delivered(id, moved)
     }
 
-    /// Feed `id` delivered a tick at `now`.
-    pub fn ticked(&self, id: FeedId, now: Instant) {
-        self.lock()[id as usize].last_tick = Some(now);
-    }
-
-    /// State of the feed with this id, if any.
+    /// The feed with this id: its name and the state its symbols' clients
+    /// are told, as a [`FeedState`] (`live`, `stale` or `down`: a feed that
+    /// is reconnecting reads `down`).
     pub fn state_of(&self, id: FeedId) -> Option<(Arc<str>, FeedState)> {
+        let board = self.lock();
+        let name = Arc::clone(&board.feeds.get(id as usize)?.name);
+        let status = board.freshness.status_of_feed(id)?;
+        Some((name, status.feed_state()))
+    }
+
+    /// The name of the feed with this id.
+    pub fn name_of(&self, id: FeedId) -> Option<Arc<str>> {
         self.lock()
+            .feeds
             .get(id as usize)
-            .map(|f| (Arc::clone(&f.name), f.state))
+            .map(|f| Arc::clone(&f.name))
     }
 
     /// Every feed's status.
     pub fn snapshot(&self) -> Vec<FeedStatus> {
-        self.lock().clone()
+        let board = self.lock();
+        board
+            .feeds
+            .iter()
+            .enumerate()
+            .map(|(id, feed)| FeedStatus {
+                name: Arc::clone(&feed.name),
+                state: board
+                    .freshness
+                    .feed_state(id as FeedId)
+                    .unwrap_or(FeedState::Connecting),
+                last_tick: feed.last_tick,
+                required: board.freshness.is_required(id as FeedId),
+            })
+            .collect()
     }
 
-    /// Why the feeds keep the gateway from being ready: a required feed that
-    /// is not live.
+    /// Why the feeds keep the gateway from being ready: before its first
+    /// readiness, a required feed that is not live. After it, feeds never
+    /// make the replica unready (see [`Freshness::not_ready`]).
     pub fn not_ready(&self) -> Option<String> {
-        self.lock()
-            .iter()
-            .find(|f| f.required && f.state != FeedState::Live)
-            .map(|f| format!("required feed {} is {}", f.name, f.state.as_str()))
+        let board = self.lock();
+        let (id, state) = board.freshness.not_ready()?;
+        let name = board.feeds.get(id as usize).map_or("?", |f| &*f.name);
+        Some(format!("required feed {name} is {}", state.as_str()))
     }
 
     /// Publishes `tickgate_feed_up`, `tickgate_feed_state` and
@@ -104,5 +138,22 @@ impl FeedBoard {
                 .map(|last| now.saturating_duration_since(last));
             telemetry::feed_status(&feed.name, feed.state, age);
         }
+    }
+}
+
+impl Board {
+    fn position(&self, name: &Arc<str>) -> Option<FeedId> {
+        self.feeds
+            .iter()
+            .position(|f| &f.name == name)
+            .map(|i| i as FeedId)
+    }
+
+    fn add(&mut self, name: &Arc<str>, required: bool) -> FeedId {
+        self.feeds.push(FeedEntry {
+            name: Arc::clone(name),
+            last_tick: None,
+        });
+        self.freshness.add_feed(required)
     }
 }

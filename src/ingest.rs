@@ -1,20 +1,21 @@
 //! The ingest task: takes feed events, applies tick batches through the
 //! fan-out core ([`crate::fanout::Fanout`]), counts what happened once per
-//! batch, keeps the feed board and tells clients when a feed their symbols
-//! come from goes stale or recovers.
+//! batch, keeps the feed board and tells clients what [`crate::freshness`]
+//! decides: a feed their symbols come from went stale or down, or is live
+//! again, or their symbols moved to a feed in another state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tickgate_feeds::{FeedEvent, FeedState, TickBatch, now_micros};
+use tickgate_feeds::{FeedEvent, TickBatch, now_micros};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::board::FeedBoard;
+use crate::fanout::Fanout;
 use crate::fanout::SnapshotStore;
-use crate::fanout::{Fanout, FeedId};
+use crate::freshness::Announcement;
 use crate::protocol;
 use crate::registry::Connections;
 use crate::shutdown::Shutdown;
@@ -54,21 +55,29 @@ pub async fn run(ingest: Ingest, mut events: mpsc::Receiver<FeedEvent>) {
             },
         };
         match event {
-            FeedEvent::Ticks(batch) => batcher.apply(&store, &feeds, &batch),
+            FeedEvent::Ticks(batch) => {
+                if let Some(news) = batcher.apply(&store, &feeds, &batch) {
+                    announce(&connections, &feeds, &news);
+                }
+            }
             FeedEvent::State {
                 feed,
                 state: feed_state,
             } => {
                 let id = feeds.id(&feed);
-                let previous = feeds.set_state(id, feed_state);
-                if previous != feed_state {
+                let Some(transition) = feeds.set_state(id, feed_state) else {
+                    continue;
+                };
+                if transition.previous != feed_state {
                     info!(
                         feed = &*feed,
-                        from = previous.as_str(),
+                        from = transition.previous.as_str(),
                         to = feed_state.as_str(),
                         "feed state"
                     );
-                    announce(&connections, id, &feed, previous, feed_state);
+                }
+                if let Some(news) = &transition.announcement {
+                    announce(&connections, &feeds, news);
                 }
                 feeds.publish_gauges(Instant::now());
             }
@@ -76,28 +85,23 @@ pub async fn run(ingest: Ingest, mut events: mpsc::Receiver<FeedEvent>) {
     }
 }
 
-/// Tells clients holding symbols of `feed` that it went stale or down, or
-/// recovered. Feed state changes are rare, so walking every connection is
-/// fine.
-fn announce(
-    connections: &Connections,
-    id: FeedId,
-    feed: &str,
-    previous: FeedState,
-    now: FeedState,
-) {
-    let troubled = |s: FeedState| matches!(s, FeedState::Stale | FeedState::Down);
-    if !(troubled(now) || (troubled(previous) && now == FeedState::Live)) {
+/// Sends one status message to every client holding any of the
+/// announced symbols, naming only the ones it holds. What to announce and
+/// when is decided by [`crate::freshness`]; status changes are rare, so
+/// walking every connection is fine.
+fn announce(connections: &Connections, feeds: &FeedBoard, news: &Announcement) {
+    let Some(feed) = feeds.name_of(news.feed) else {
         return;
-    }
+    };
+    let mut sent = 0;
     for mailbox in connections.all() {
-        let symbols = mailbox
-            .lock()
-            .symbols_where(|slot| slot.feed.load(Ordering::Relaxed) == id);
+        let symbols = mailbox.lock().symbols_where(|slot| news.covers(slot.id));
         if !symbols.is_empty() {
-            mailbox.push_control([protocol::status(feed, now.as_str(), &symbols)]);
+            mailbox.push_control([protocol::status(&feed, news.status.as_str(), &symbols)]);
+            sent += 1;
         }
     }
+    telemetry::status_messages(news.status.as_str(), sent);
 }
 
 /// Applies batches and counts them: the fan-out core plus the
@@ -110,14 +114,21 @@ struct Batcher {
 }
 
 impl Batcher {
-    fn apply(&mut self, store: &SnapshotStore, feeds: &FeedBoard, batch: &TickBatch) {
+    /// Returns what to tell clients whose symbols moved to this feed.
+    fn apply(
+        &mut self,
+        store: &SnapshotStore,
+        feeds: &FeedBoard,
+        batch: &TickBatch,
+    ) -> Option<Announcement> {
         let feed_id = feeds.id(&batch.feed);
         let report = self
             .fanout
             .apply(store, feed_id, &batch.ticks, now_micros());
+        let mut news = None;
         if report.accepted > 0 {
             telemetry::ticks_received(&batch.feed, report.accepted);
-            feeds.ticked(feed_id, Instant::now());
+            news = feeds.ticked(feed_id, Instant::now(), &report.moved);
         }
         if !report.lag_micros.is_empty() {
             let lag = FeedLag::of(&batch.feed);
@@ -146,5 +157,6 @@ impl Batcher {
             }
         }
         telemetry::symbols(store.symbol_count());
+        news
     }
 }

@@ -11,7 +11,9 @@
 //!
 //! - [`ingest`]: the async shell around the fan-out core: applies feed
 //!   batches, counts them once per batch, keeps the feed [`board`] and
-//!   announces feed states to clients.
+//!   announces feed states to clients as [`freshness`] decides: one pure
+//!   state machine for feed states, which feed serves each symbol, what
+//!   clients were told and the replica's first readiness.
 //! - [`fanout`]: the pure core: the snapshot store (latest quote per
 //!   symbol, JSON encoded once), symbol → subscribers, and per-connection
 //!   conflation (at most one pending entry per subscribed symbol). No
@@ -46,6 +48,7 @@ pub mod board;
 pub mod config;
 pub mod connection;
 pub mod fanout;
+pub mod freshness;
 pub mod ingest;
 pub mod ladder;
 pub mod limits;

@@ -95,8 +95,10 @@ pub struct Services {
 }
 
 impl Services {
-    /// Why the gateway is not ready, or `None` when it is: draining, a
-    /// required feed not live, or no data from any feed yet.
+    /// Why the gateway is not ready, or `None` when it is: draining, or,
+    /// before its first readiness only, a required feed not live or no
+    /// data from any feed yet. A feed failing later does not make it
+    /// unready (see [`crate::freshness::Freshness::not_ready`]).
     pub fn not_ready_reason(&self) -> Option<String> {
         if self.connections.is_draining() {
             return Some("draining".into());

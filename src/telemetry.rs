@@ -50,6 +50,10 @@ pub const FEED_LAG: &str = "tickgate_feed_lag_seconds";
 pub const FEED_UP: &str = "tickgate_feed_up";
 pub const FEED_STATE: &str = "tickgate_feed_state";
 pub const FEED_LAST_TICK_AGE: &str = "tickgate_feed_last_tick_age_seconds";
+/// Counter: `status` messages sent on a freshness transition, by `state`.
+pub const STATUS_MESSAGES: &str = "tickgate_status_messages_total";
+/// The `state` label of [`STATUS_MESSAGES`], a closed set.
+pub const STATUS_STATES: [&str; 3] = ["live", "stale", "down"];
 pub const BUILD_INFO: &str = "tickgate_build_info";
 pub const SLOW_CONSUMERS: &str = "tickgate_slow_consumers";
 pub const SLOW_CONSUMER_STEPS: &str = "tickgate_slow_consumer_steps_total";

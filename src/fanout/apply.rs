@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use tickgate_feeds::{Tick, TickError, TickKind};
 
 use super::encode;
-use super::store::{FeedId, Slot, SnapshotStore, StoreFull};
+use super::store::{FeedId, Slot, SnapshotStore, StoreFull, SymbolId};
 use super::subscriptions::lock_subscribers;
 
 /// Why a tick was not applied: the `reason` label of
@@ -57,6 +57,10 @@ pub struct ApplyReport {
     /// Feed-to-gateway lag of each accepted tick that carried a timestamp,
     /// in microseconds, in feed order.
     pub lag_micros: Vec<u64>,
+    /// Symbols this feed serves since this batch and did not before (first
+    /// data, failover to a backup, fail-back), each once, so the caller can
+    /// tell their clients what changed ([`crate::freshness`]).
+    pub moved: Vec<SymbolId>,
 }
 
 impl ApplyReport {
@@ -75,6 +79,7 @@ impl ApplyReport {
         self.trades_lost = 0;
         self.symbols_touched = 0;
         self.lag_micros.clear();
+        self.moved.clear();
     }
 }
 
@@ -123,7 +128,12 @@ impl Fanout {
                     fan_out_trade(&slot, tick, snapshot.quote.seq, now_micros);
             }
             self.report.accepted += 1;
-            slot.feed.store(feed, Ordering::Relaxed);
+            // Only this task writes `feed`: a load first keeps the steady
+            // state free of writes to the shared slot.
+            if slot.feed.load(Ordering::Relaxed) != feed {
+                slot.feed.store(feed, Ordering::Relaxed);
+                self.report.moved.push(slot.id);
+            }
             if let Some(ts) = tick.ts {
                 self.report.lag_micros.push(now_micros.saturating_sub(ts));
             }
@@ -265,6 +275,25 @@ mod tests {
             vec![("AAPL".into(), 3, 3.0), ("MSFT".into(), 1, 5.0)]
         );
         assert_eq!(drain.conflated, 2);
+    }
+
+    #[test]
+    fn a_batch_reports_each_symbol_that_moved_feed_once() {
+        let store = SnapshotStore::new(16);
+        let mut fanout = Fanout::default();
+        let first = [quote("AAPL", 1.0), quote("MSFT", 2.0), quote("AAPL", 3.0)];
+        let id = |name| store.get(&sym(name)).expect("stored").id;
+        let moved = fanout.apply(&store, 0, &first, NOW).moved.clone();
+        assert_eq!(moved, vec![id("AAPL"), id("MSFT")], "first data");
+        let moved = fanout.apply(&store, 0, &first, NOW).moved.clone();
+        assert!(moved.is_empty(), "same feed again: {moved:?}");
+        let moved = fanout
+            .apply(&store, 1, &[quote("MSFT", 4.0), quote("MSFT", 5.0)], NOW)
+            .moved
+            .clone();
+        assert_eq!(moved, vec![id("MSFT")], "a backup took MSFT over");
+        let rejected = fanout.apply(&store, 1, &[quote("AAPL", -1.0)], NOW);
+        assert!(rejected.moved.is_empty(), "a rejected tick moves nothing");
     }
 
     #[test]

@@ -62,6 +62,10 @@ pub(super) fn describe() {
         FEED_STATE,
         "1 for the state the feed is in (connecting, live, stale, down), 0 for the others, by feed."
     );
+    describe_counter!(
+        STATUS_MESSAGES,
+        "Status messages sent to clients on a freshness transition (live, stale, down), one per client and transition."
+    );
     describe_gauge!(
         FEED_LAST_TICK_AGE,
         Unit::Seconds,

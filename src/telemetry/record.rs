@@ -98,6 +98,12 @@ pub fn trades_lost(n: u64) {
     counter!(TRADES_LOST).increment(n);
 }
 
+/// `n` `status` messages saying `state` (one of [`STATUS_STATES`]) sent on
+/// one freshness transition.
+pub fn status_messages(state: &'static str, n: u64) {
+    counter!(STATUS_MESSAGES, "state" => state).increment(n);
+}
+
 /// What the admin listener samples at every scrape, walked by its caller.
 pub fn connections_sampled(
     slow_consumers: usize,

@@ -28,6 +28,9 @@ pub(super) fn register_core_series() {
     for code in ERROR_CODES {
         counter!(BAD_REQUESTS, "code" => code).increment(0);
     }
+    for state in STATUS_STATES {
+        counter!(STATUS_MESSAGES, "state" => state).increment(0);
+    }
     for step in SLOW_CONSUMER_STEP_LABELS {
         counter!(SLOW_CONSUMER_STEPS, "step" => step).increment(0);
     }
