@@ -271,19 +271,26 @@ fn route(
                 .min(10_000);
             json(&crate::admin::top_symbols(&services.store, top))
         }
-        (Listener::Admin, p) if p.starts_with("/connections/") && p.ends_with("/close") => {
+        (Listener::Admin, p) if p.starts_with("/connections/") => {
+            let Some(target) = crate::admin::close_target(p) else {
+                return not_found();
+            };
             if request.method() != Method::POST {
                 return method_not_allowed();
             }
-            let id = p
-                .trim_start_matches("/connections/")
-                .trim_end_matches("/close");
-            match id.parse::<u64>() {
-                Ok(id) if crate::admin::close(&services.connections, id) => {
+            match target {
+                crate::admin::CloseTarget::Id(id)
+                    if crate::admin::close(&services.connections, id) =>
+                {
                     text(StatusCode::ACCEPTED, "closing\n")
                 }
-                Ok(_) => text(StatusCode::NOT_FOUND, "no such connection\n"),
-                Err(_) => text(StatusCode::BAD_REQUEST, "connection ids are numbers\n"),
+                crate::admin::CloseTarget::Id(_) => {
+                    text(StatusCode::NOT_FOUND, "no such connection\n")
+                }
+                crate::admin::CloseTarget::BadId => text(
+                    StatusCode::BAD_REQUEST,
+                    "connection ids are decimal numbers\n",
+                ),
             }
         }
         (Listener::Admin, _) => not_found(),
