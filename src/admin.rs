@@ -112,6 +112,30 @@ pub fn top_symbols(store: &SnapshotStore, top: usize) -> Vec<SymbolInfo> {
     rows
 }
 
+/// What a path under `/connections/` names for `POST …/close`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseTarget {
+    /// A connection id: ASCII decimal digits that fit a `u64`.
+    Id(u64),
+    /// One path segment stands where the id goes but is not one (`x`,
+    /// `+5`, `-1`, a number past `u64`): 400.
+    BadId,
+}
+
+/// Reads `/connections/{id}/close` exactly: nothing before, nothing after
+/// `close`, one segment between. `None` for any other path (404), so
+/// `/connections/5/close/close` closes nothing.
+pub fn close_target(path: &str) -> Option<CloseTarget> {
+    let id = path.strip_prefix("/connections/")?.strip_suffix("/close")?;
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    if !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(CloseTarget::BadId);
+    }
+    Some(id.parse().map_or(CloseTarget::BadId, CloseTarget::Id))
+}
+
 /// Asks connection `id` to close (1008, "closed by the operator"). Returns
 /// whether it was open.
 pub fn close(connections: &Connections, id: u64) -> bool {
@@ -161,5 +185,46 @@ pub async fn rebalance(
             shed,
             "rebalancing: shedding connections with 1013"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_close_path_names_a_connection() {
+        assert_eq!(
+            close_target("/connections/5/close"),
+            Some(CloseTarget::Id(5))
+        );
+        assert_eq!(
+            close_target("/connections/18446744073709551615/close"),
+            Some(CloseTarget::Id(u64::MAX))
+        );
+        for path in [
+            "/connections/5/close/close",
+            "/connections/5/close/",
+            "/connections/5/closed",
+            "/connections/5",
+            "/connections//close",
+            "/connections/1/2/close",
+            "/connections/close",
+            "//connections/5/close",
+            "/connections/5/close5",
+        ] {
+            assert_eq!(close_target(path), None, "{path}");
+        }
+        for path in [
+            "/connections/+5/close",
+            "/connections/-5/close",
+            "/connections/x/close",
+            "/connections/ 5/close",
+            "/connections/5%20/close",
+            "/connections/18446744073709551616/close",
+            "/connections/\u{0665}/close",
+        ] {
+            assert_eq!(close_target(path), Some(CloseTarget::BadId), "{path}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tickgate_feeds::now_micros;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -118,48 +118,81 @@ pub async fn serve<S>(
     };
 
     session.end();
-    if let Some((code, why)) = reason.close_frame() {
-        // Closing handshake, bounded: send our close, then read until the
-        // peer's close or EOF. Dropping the socket with unread input would
-        // make the kernel send a reset, which can destroy the close frame
-        // before the client reads it. A policy close says why first.
-        // Replies already queued still go out.
-        let owed = match (session.take_last_words(), reason) {
-            (Some(words), _) => {
-                let mut owed = mailbox.drain(Instant::now().into_std()).control;
-                owed.push(words);
-                owed
-            }
-            // The ladder's notices queued while the write was stuck.
-            (None, CloseReason::SlowConsumer) => mailbox.drain(Instant::now().into_std()).control,
-            (None, _) => Vec::new(),
-        };
-        // A slow consumer's close frame queues behind what its socket still
-        // holds: give it the time to read that far.
-        let handshake = if reason == CloseReason::SlowConsumer {
-            SLOW_CLOSE_HANDSHAKE
-        } else {
-            CLOSE_HANDSHAKE
-        };
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: why.into(),
-        };
-        let _ = tokio::time::timeout(handshake, async {
-            for frame in owed {
-                if sink.feed(Message::text(frame)).await.is_err() {
-                    break;
-                }
-            }
-            if sink.send(Message::Close(Some(frame))).await.is_ok() {
-                while let Some(Ok(_)) = stream.next().await {}
-            }
-        })
-        .await;
-    }
+    // Replies already queued still go out before a close frame; a policy
+    // close says why first.
+    let owed = match (session.take_last_words(), reason) {
+        (Some(words), _) => {
+            let mut owed = mailbox.drain(Instant::now().into_std()).control;
+            owed.push(words);
+            owed
+        }
+        // The ladder's notices queued while the write was stuck.
+        (None, CloseReason::SlowConsumer) => mailbox.drain(Instant::now().into_std()).control,
+        (None, _) => Vec::new(),
+    };
+    // A slow consumer's close frame queues behind what its socket still
+    // holds: give it the time to read that far.
+    let handshake = if reason == CloseReason::SlowConsumer {
+        SLOW_CLOSE_HANDSHAKE
+    } else {
+        CLOSE_HANDSHAKE
+    };
+    let _ = tokio::time::timeout(handshake, close_handshake(sink, stream, reason, owed)).await;
     telemetry::connection_closed(transport, reason.as_str());
     connections.closed(conn_id);
     debug!(conn_id, reason = reason.as_str(), "connection closed");
+}
+
+/// The closing handshake (RFC 6455 §7.1), bounded by the caller's timeout.
+///
+/// Our close: `owed` frames, then the close frame of `reason`, then frames
+/// are read until the client's close. The client's close: tungstenite has
+/// already queued the answer (an echo of its code, or 1002 for a code RFC
+/// 6455 §7.4 forbids, such as 999, 1005, 1006, 1015 or 5000), and the next
+/// read sends it. Either way the gateway then closes the TCP connection
+/// first and reads until the client closes its side, discarding: a socket
+/// closed with unread input (the rest of an oversized frame, a flood still
+/// in flight) makes the kernel send a reset, which can destroy the close
+/// frame before the client reads it.
+async fn close_handshake<S>(
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    reason: CloseReason,
+    owed: Vec<String>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match reason.close_frame() {
+        Some((code, why)) => {
+            for frame in owed {
+                if sink.feed(Message::text(frame)).await.is_err() {
+                    return;
+                }
+            }
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: why.into(),
+            };
+            if sink.send(Message::Close(Some(frame))).await.is_err() {
+                return;
+            }
+            // Ends at the client's close, or at once when a 1009 or 1002
+            // left the frames unreadable.
+            while let Some(Ok(_)) = stream.next().await {}
+        }
+        None if reason == CloseReason::ClientClosed => {
+            while let Some(Ok(_)) = stream.next().await {}
+        }
+        // Writing failed: the peer is gone.
+        None => return,
+    }
+    let Ok(mut ws) = sink.reunite(stream) else {
+        return;
+    };
+    let socket = ws.get_mut();
+    if socket.shutdown().await.is_ok() {
+        let _ = tokio::io::copy(socket, &mut tokio::io::sink()).await;
+    }
 }
 
 /// Resolves when the gateway asked this connection to close, with why.

@@ -3,7 +3,9 @@
 //! `/healthz` and `/readyz`. Anything else gets a plain 404.
 //!
 //! Each accepted TCP connection costs one task. A client that does not finish
-//! its request headers within `limits.handshake_timeout_ms` is dropped.
+//! its request headers within `limits.handshake_timeout_ms` is dropped; a
+//! request head over [`handshake::MAX_REQUEST_HEAD_BYTES`] (or with more
+//! than hyper's 100 headers) is answered 431 and the connection closed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,6 +37,7 @@ use crate::registry::Connections;
 use crate::shutdown::Shutdown;
 use crate::telemetry;
 
+pub mod handshake;
 mod upgrade;
 
 use self::upgrade::upgrade;
@@ -190,6 +193,10 @@ where
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(handshake_timeout)
+        // A complete head over the limit, and an incomplete one that
+        // fills the read buffer, are both answered 431.
+        .max_header_size(handshake::MAX_REQUEST_HEAD_BYTES)
+        .max_buf_size(handshake::MAX_REQUEST_HEAD_BYTES)
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
@@ -197,6 +204,10 @@ where
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(error) = result {
+                // hyper answered 431 and closed.
+                if error.is_parse_too_large() && matches!(kind, Listener::Client { .. }) {
+                    telemetry::connection_refused(handshake::HEAD_TOO_LARGE);
+                }
                 debug!(%peer, %error, "http connection ended with an error");
             }
         }
@@ -262,19 +273,26 @@ fn route(
                 .min(10_000);
             json(&crate::admin::top_symbols(&services.store, top))
         }
-        (Listener::Admin, p) if p.starts_with("/connections/") && p.ends_with("/close") => {
+        (Listener::Admin, p) if p.starts_with("/connections/") => {
+            let Some(target) = crate::admin::close_target(p) else {
+                return not_found();
+            };
             if request.method() != Method::POST {
                 return method_not_allowed();
             }
-            let id = p
-                .trim_start_matches("/connections/")
-                .trim_end_matches("/close");
-            match id.parse::<u64>() {
-                Ok(id) if crate::admin::close(&services.connections, id) => {
+            match target {
+                crate::admin::CloseTarget::Id(id)
+                    if crate::admin::close(&services.connections, id) =>
+                {
                     text(StatusCode::ACCEPTED, "closing\n")
                 }
-                Ok(_) => text(StatusCode::NOT_FOUND, "no such connection\n"),
-                Err(_) => text(StatusCode::BAD_REQUEST, "connection ids are numbers\n"),
+                crate::admin::CloseTarget::Id(_) => {
+                    text(StatusCode::NOT_FOUND, "no such connection\n")
+                }
+                crate::admin::CloseTarget::BadId => text(
+                    StatusCode::BAD_REQUEST,
+                    "connection ids are decimal numbers\n",
+                ),
             }
         }
         (Listener::Admin, _) => not_found(),

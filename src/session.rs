@@ -199,6 +199,7 @@ impl<'a> Session<'a> {
         }
         match frame {
             Inbound::Text(text) => self.request(text, now),
+            Inbound::Binary if self.grant.is_none() => self.unauthenticated(),
             Inbound::Binary => {
                 telemetry::bad_request(ErrorCode::BadRequest.as_str());
                 self.mailbox.push_control([protocol::error(
@@ -245,6 +246,7 @@ impl<'a> Session<'a> {
     fn request(&mut self, text: &str, now: Instant) -> Outcome {
         let request = match protocol::parse_request(text) {
             Ok(request) => request,
+            Err(_) if self.grant.is_none() => return self.unauthenticated(),
             Err(error) => {
                 telemetry::bad_request(error.code.as_str());
                 self.mailbox.push_control([error.to_frame()]);
@@ -255,12 +257,7 @@ impl<'a> Session<'a> {
             return self.authenticate(id.as_ref(), token, now);
         }
         if self.grant.is_none() {
-            telemetry::auth_failure("missing");
-            return self.close(
-                CloseReason::Unauthorized,
-                ErrorCode::Unauthorized,
-                "authenticate first: send {\"op\":\"auth\",\"token\":\"<JWT>\"}",
-            );
+            return self.unauthenticated();
         }
         match request {
             Request::Auth { .. } => {}

@@ -122,13 +122,22 @@ pub const CLOSE_REASONS: [&str; 12] = [
     "slow_consumer",
 ];
 
-/// Every `reason` of `tickgate_connections_refused_total`.
-pub const REFUSE_REASONS: [&str; 5] = [
+/// Every `reason` of `tickgate_connections_refused_total`: the admission
+/// checks, then `server::handshake::HandshakeError::kind` and the request
+/// head limit.
+pub const REFUSE_REASONS: [&str; 12] = [
     "max_connections",
     "draining",
     "max_connections_per_ip",
     "origin",
     "unauthorized",
+    "method",
+    "http_version",
+    "missing_host",
+    "not_websocket",
+    "websocket_version",
+    "bad_key",
+    "request_head_too_large",
 ];
 
 /// Every `reason` of `tickgate_auth_failures_total`: the labels of

@@ -91,6 +91,37 @@ async fn connections_and_symbols_are_listed_and_one_connection_can_be_closed() {
 }
 
 #[tokio::test]
+async fn only_the_exact_close_path_closes_a_connection() {
+    let gateway = gateway_without_feeds(test_config()).await;
+    let admin = gateway.admin_addr();
+    let mut client = Client::connect(gateway.client_addr()).await;
+    client.assert_usable().await;
+    let rows = get_json(admin, "/connections").await;
+    let id = rows[0]["id"].as_u64().expect("id");
+    let post = |path: &str| format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    for (path, want) in [
+        (format!("/connections/{id}/close/close"), 404),
+        (format!("/connections/{id}/close/"), 404),
+        (format!("/connections/{id}//close"), 404),
+        (format!("/connections//{id}/close"), 404),
+        (format!("/connections/+{id}/close"), 400),
+        (format!("/connections/{id}x/close"), 400),
+        (format!("/connections/%3{id}/close"), 400),
+    ] {
+        assert_eq!(http_raw(admin, &post(&path)).await.0, want, "{path}");
+    }
+    assert_eq!(
+        http_raw(admin, &post(&format!("/connections/{id}/close")))
+            .await
+            .0,
+        202
+    );
+    let frame = client.expect_close().await.expect("close frame");
+    assert_eq!(frame.code, CloseCode::Policy);
+    gateway.shutdown(WAIT).await;
+}
+
+#[tokio::test]
 async fn above_its_target_an_instance_sheds_its_oldest_connections_with_1013_at_a_bounded_rate() {
     let mut config = test_config();
     config.rebalance.target_connections = 4;

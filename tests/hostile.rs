@@ -30,6 +30,12 @@ async fn websocket_protocol_violations_close_with_1002_and_valid_framing_is_answ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_close_codes_get_1002_valid_ones_are_echoed_and_every_close_ends_cleanly() {
+    let mut suite = Suite::start().await;
+    hostile::close::run(&mut suite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_frames_and_messages_close_with_1009() {
     let mut suite = Suite::start().await;
     hostile::oversize::run(&mut suite).await;
@@ -89,6 +95,7 @@ async fn after_every_kind_of_attack_memory_returns_to_baseline() {
 
     hostile::requests::run(&mut suite).await;
     hostile::protocol::run(&mut suite).await;
+    hostile::close::run(&mut suite).await;
     hostile::oversize::run(&mut suite).await;
     hostile::floods::run(&mut suite).await;
     hostile::transport::run(&mut suite).await;

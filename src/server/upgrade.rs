@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::debug;
 
-use super::{Body, Services, method_not_allowed, text};
+use super::handshake::{self, HandshakeError};
+use super::{Body, Services, text};
 use crate::auth::{self, AuthError, Grant};
 use crate::config::Config;
 use crate::connection;
@@ -23,55 +23,25 @@ use crate::telemetry;
 
 /// Answers a WebSocket upgrade on `/ws` and hands the socket to a connection task.
 ///
-/// Refusals come before the upgrade, cheapest first: draining (503), a
-/// browser `Origin` not allowed (403), too many connections from the client
-/// IP (429) or in total (503), a missing or bad token (401).
+/// Refusals come before the upgrade, cheapest first: a request that is not
+/// a valid opening handshake ([`handshake::check`]: 405, 400 or 426),
+/// draining (503), a browser `Origin` not allowed (403), too many
+/// connections from the client IP (429) or in total (503), a missing or bad
+/// token (401). Each is counted in `tickgate_connections_refused_total`.
 pub(super) fn upgrade(
     mut request: Request<Incoming>,
     transport: &'static str,
     services: Services,
     peer: SocketAddr,
 ) -> Response<Body> {
-    if request.method() != Method::GET {
-        return method_not_allowed();
-    }
-    let headers = request.headers();
-    let wants_upgrade = header_has_token(headers.get(header::CONNECTION), "upgrade")
-        && headers
-            .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if !wants_upgrade {
-        let mut response = text(
-            StatusCode::UPGRADE_REQUIRED,
-            "/ws is a WebSocket endpoint: connect with a WebSocket client (ws:// or wss://)\n",
-        );
-        response
-            .headers_mut()
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        return response;
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(|v| v.as_bytes())
-        != Some(b"13")
-    {
-        let mut response = text(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported WebSocket version; use 13\n",
-        );
-        response.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return response;
-    }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    let accept = match handshake::check(request.method(), request.version(), request.headers()) {
+        Ok(accept) => accept,
+        Err(error) => {
+            telemetry::connection_refused(error.kind());
+            return refusal(error);
+        }
     };
-    let accept = derive_accept_key(key.as_bytes());
+    let headers = request.headers();
     if services.connections.is_draining() {
         telemetry::connection_refused("draining");
         return text(
@@ -211,9 +181,26 @@ fn websocket_config(config: &Config) -> WebSocketConfig {
         .max_frame_size(Some(max_message))
 }
 
-fn header_has_token(value: Option<&HeaderValue>, token: &str) -> bool {
-    value.and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(',')
-            .any(|part| part.trim().eq_ignore_ascii_case(token))
-    })
+/// The answer to a request that is not a valid opening handshake; a 426
+/// names what to upgrade to.
+fn refusal(error: HandshakeError) -> Response<Body> {
+    let mut response = text(error.status(), error.message());
+    let headers = response.headers_mut();
+    match error {
+        HandshakeError::NotWebSocket => {
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        }
+        HandshakeError::WebSocketVersion => {
+            headers.insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        }
+        HandshakeError::Method => {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET"));
+        }
+        HandshakeError::HttpVersion | HandshakeError::Host | HandshakeError::Key => {}
+    }
+    response
 }

@@ -80,6 +80,19 @@ impl Session<'_> {
         reply
     }
 
+    /// A frame other than a valid `{"op":"auth"}` on a connection still
+    /// waiting for its first token (a request, JSON that does not parse, a
+    /// binary frame, an empty token): closes at once with 1008
+    /// `unauthorized`, rather than at the first-message timeout.
+    pub(super) fn unauthenticated(&mut self) -> Outcome {
+        telemetry::auth_failure("missing");
+        self.close(
+            CloseReason::Unauthorized,
+            ErrorCode::Unauthorized,
+            "authenticate first: send {\"op\":\"auth\",\"token\":\"<JWT>\"}",
+        )
+    }
+
     /// The deadline passed: the token expired, or no first `auth` came.
     pub(super) fn expired(&mut self) -> Outcome {
         if self.grant.is_some() {

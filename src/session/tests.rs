@@ -475,6 +475,46 @@ fn a_request_before_the_first_auth_closes_with_unauthorized() {
 }
 
 #[test]
+fn a_first_frame_that_is_not_an_auth_message_closes_at_once() {
+    let fx = Fixture::with_auth();
+    let now = Instant::now();
+    for frame in [
+        Inbound::Text("not json"),
+        Inbound::Text(""),
+        Inbound::Text("[1,2]"),
+        Inbound::Text(r#"{"op":"auth","token":""}"#),
+        Inbound::Text(r#"{"op":"auth"}"#),
+        Inbound::Text(r#"{"op":"dance"}"#),
+        Inbound::Binary,
+    ] {
+        let mut session = fx.session(None, now);
+
+        let outcome = session.handle(frame, now);
+
+        assert_eq!(
+            outcome,
+            Outcome::Close(CloseReason::Unauthorized),
+            "{frame:?}"
+        );
+        let words: Value =
+            serde_json::from_str(&session.take_last_words().expect("last words")).expect("json");
+        assert_eq!(words["code"], "unauthorized", "{frame:?}");
+        assert!(fx.frames(now).is_empty(), "{frame:?}: nothing else is sent");
+    }
+}
+
+#[test]
+fn pings_and_pongs_before_the_first_auth_leave_the_connection_waiting() {
+    let fx = Fixture::with_auth();
+    let now = Instant::now();
+    let mut session = fx.session(None, now);
+
+    assert_eq!(session.handle(Inbound::Ping, now), Outcome::Continue);
+    assert_eq!(session.handle(Inbound::Pong, now), Outcome::Continue);
+    assert!(session.take_last_words().is_none());
+}
+
+#[test]
 fn a_bad_first_token_closes_with_unauthorized() {
     let fx = Fixture::with_auth();
     let now = Instant::now();

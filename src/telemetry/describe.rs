@@ -21,7 +21,7 @@ pub(super) fn describe() {
     );
     describe_counter!(
         CONNECTIONS_REFUSED,
-        "Upgrade requests refused before the WebSocket opened, by reason."
+        "Upgrade requests refused before the WebSocket opened (admission checks, invalid opening handshakes, request heads over 64 KiB), by reason."
     );
     describe_gauge!(
         SUBSCRIPTIONS,

@@ -1,5 +1,6 @@
 //! Authentication and entitlements: forged, expired and malformed tokens,
-//! requests before authenticating, symbols the token does not grant.
+//! requests and non-auth first frames before authenticating, symbols the
+//! token does not grant.
 
 use super::support::*;
 
@@ -79,6 +80,29 @@ pub async fn run(suite: &mut Suite) {
                 .expect("upgrade without a token");
             let outcome = silent.outcome(WAIT).await;
             assert_eq!(outcome.close_code, Some(1008), "{outcome:?}");
+        })
+        .await;
+    suite
+        .attack("first frames that are not an auth message", async move {
+            let cases: [(&str, Vec<u8>); 5] = [
+                ("not JSON", text("hello")),
+                ("an empty text frame", text("")),
+                ("an empty token", text(r#"{"op":"auth","token":""}"#)),
+                ("no token", text(r#"{"op":"auth"}"#)),
+                ("a binary frame", frame(true, 0, BINARY, b"\x00\x01", true)),
+            ];
+            for (what, first) in &cases {
+                let mut raw = Raw::open_with(addr, "")
+                    .await
+                    .expect("upgrade without a token");
+                raw.send(first).await;
+                let outcome = raw.outcome(WAIT).await;
+                assert_eq!(outcome.close_code, Some(1008), "{what}: {outcome:?}");
+                // Closed for this frame, not at the first-message timeout,
+                // and without a bad_request the client could retry after.
+                assert!(outcome.saw("authenticate first"), "{what}: {outcome:?}");
+                assert!(!outcome.saw("bad_request"), "{what}: {outcome:?}");
+            }
         })
         .await;
     suite

@@ -1,10 +1,22 @@
 //! Abuse of the HTTP upgrade: slowloris headers, silence, TLS on the plain
-//! port, smuggling headers, huge headers and malformed upgrade requests.
+//! port, smuggling headers, huge headers, malformed upgrade requests and
+//! upgrades RFC 6455 does not allow (bad key, HTTP/1.0, no `Host`).
 
 use super::support::*;
+use crate::common::metric_value;
+
+/// `tickgate_connections_refused_total` for `reason`.
+async fn refused(admin: SocketAddr, reason: &str) -> f64 {
+    metric_value(
+        admin,
+        &format!("tickgate_connections_refused_total{{reason=\"{reason}\"}}"),
+    )
+    .await
+}
 
 pub async fn run(suite: &mut Suite) {
     let addr = suite.addr;
+    let admin = suite.gateway.admin;
     suite
         .attack("slowloris request headers", async move {
             let mut stream = TcpStream::connect(addr).await.expect("connect");
@@ -113,4 +125,87 @@ pub async fn run(suite: &mut Suite) {
             assert_eq!(status, want, "{request:?}");
         }
     }).await;
+    suite
+        .attack("upgrades RFC 6455 does not allow", async move {
+            let auth = format!("Authorization: Bearer {}\r\n", token(&["*"], 600));
+            let upgrade =
+                "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
+            let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+            let with_key = |key: &str| {
+                format!(
+                    "GET /ws HTTP/1.1\r\nHost: x\r\n{upgrade}Sec-WebSocket-Key: {key}\r\n{auth}\r\n"
+                )
+            };
+            let cases = [
+                (with_key("a"), "bad_key", "Sec-WebSocket-Key"),
+                // 15 bytes, 17 bytes, not base64, unpadded
+                (with_key("AAAAAAAAAAAAAAAAAAAA"), "bad_key", "16-byte"),
+                (with_key("AAAAAAAAAAAAAAAAAAAAAAA="), "bad_key", "16-byte"),
+                (with_key("!!!!!!!!!!!!!!!!!!!!!!=="), "bad_key", "16-byte"),
+                (with_key("AAAAAAAAAAAAAAAAAAAAAA"), "bad_key", "16-byte"),
+                (
+                    format!("GET /ws HTTP/1.1\r\nHost: x\r\n{upgrade}{key}{key}{auth}\r\n"),
+                    "bad_key",
+                    "16-byte",
+                ),
+                (
+                    format!("GET /ws HTTP/1.0\r\nHost: x\r\n{upgrade}{key}{auth}\r\n"),
+                    "http_version",
+                    "HTTP/1.1",
+                ),
+                (
+                    format!("GET /ws HTTP/1.1\r\n{upgrade}{key}{auth}\r\n"),
+                    "missing_host",
+                    "Host",
+                ),
+                (
+                    format!("GET /ws HTTP/1.1\r\nHost: x\r\nHost: y\r\n{upgrade}{key}{auth}\r\n"),
+                    "missing_host",
+                    "Host",
+                ),
+            ];
+            for (request, reason, says) in &cases {
+                let before = refused(admin, reason).await;
+                let (status, body) = http_raw(addr, request).await;
+                assert_eq!(status, 400, "{request:?}: {body}");
+                assert!(body.contains(says), "{request:?}: {body}");
+                assert_eq!(refused(admin, reason).await, before + 1.0, "{reason}");
+            }
+            // The same request with a valid key is upgraded.
+            let (status, _) = http_raw(addr, &with_key("dGhlIHNhbXBsZSBub25jZQ==")).await;
+            assert_eq!(status, 101);
+        })
+        .await;
+    suite
+        .attack("request head over the 64 KiB limit", async move {
+            let auth = format!("Authorization: Bearer {}\r\n", token(&["*"], 600));
+            let upgrade = |filler: usize| {
+                format!(
+                    "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{auth}X-Filler: {}\r\n\r\n",
+                    "f".repeat(filler)
+                )
+            };
+            // Under the old ~400 KiB buffer, over the documented limit.
+            for filler in [100 * 1024, 500 * 1024] {
+                let before = refused(admin, "request_head_too_large").await;
+                let (reply, closed) =
+                    raw_tcp(addr, upgrade(filler).as_bytes(), Duration::from_secs(4)).await;
+                // The gateway answers 431 and closes without reading the
+                // rest, so the kernel may reset the connection before the
+                // answer is read.
+                assert!(closed, "{reply:.200}");
+                assert!(
+                    reply.is_empty() || status_of(&reply) == Some(431),
+                    "{reply:.200}"
+                );
+                wait_until("the 431 is counted", WAIT, || async {
+                    refused(admin, "request_head_too_large").await > before
+                })
+                .await;
+            }
+            // A head within the limit is upgraded.
+            let (status, _) = http_raw(addr, &upgrade(48 * 1024)).await;
+            assert_eq!(status, 101);
+        })
+        .await;
 }

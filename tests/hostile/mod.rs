@@ -3,6 +3,7 @@
 #![allow(unreachable_pub)]
 
 pub mod auth;
+pub mod close;
 pub mod floods;
 pub mod handshake;
 pub mod oversize;
