@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tracing::{info, warn};
 
-use super::pipeline::Pipeline;
+use super::pipeline::{AuthFailure, Pipeline, Received};
 use super::{Stop, jitter_seed};
 use crate::FeedState;
 use crate::backoff::Backoff;
@@ -76,6 +76,7 @@ impl Endpoint {
 pub(crate) async fn run_connected(plan: FeedPlan, endpoint: Endpoint, mut pipeline: Pipeline) {
     let mut backoff = Backoff::new(plan.backoff_min, plan.backoff_max, jitter_seed(&plan.name));
     let shutdown = pipeline.shutdown.clone();
+    let mut auth_failure = None;
     loop {
         if pipeline.set_state(FeedState::Connecting).await.is_err() {
             return;
@@ -88,13 +89,18 @@ pub(crate) async fn run_connected(plan: FeedPlan, endpoint: Endpoint, mut pipeli
         match attempt {
             Ok(Ok(mut connection)) => {
                 info!(feed = &*plan.name, "feed connected");
-                match session(&plan, &mut pipeline, &mut connection).await {
-                    Err(Stop) => return,
-                    Ok((end, delivered)) => {
-                        if delivered {
+                let ended = session(&plan, &mut pipeline, &mut connection).await;
+                let Ok(ended) = ended else { return };
+                match ended.auth_failure {
+                    // Rejected credentials do not get better by retrying
+                    // fast: the backoff keeps growing even if some data came
+                    // first.
+                    Some(failure) => auth_failure = Some(failure),
+                    None => {
+                        if ended.delivered {
                             backoff.reset();
                         }
-                        warn!(feed = &*plan.name, "feed disconnected: {end}");
+                        warn!(feed = &*plan.name, "feed disconnected: {}", ended.reason);
                     }
                 }
             }
@@ -109,6 +115,16 @@ pub(crate) async fn run_connected(plan: FeedPlan, endpoint: Endpoint, mut pipeli
             return;
         }
         let delay = backoff.next_delay();
+        if let Some(AuthFailure { code, message }) = auth_failure.take() {
+            telemetry::auth_failure(&plan.name);
+            warn!(
+                feed = &*plan.name,
+                reason = "auth",
+                code,
+                retry_in_ms = delay.as_millis() as u64,
+                "venue rejected the credentials; feed down: {message}"
+            );
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = sleep(delay) => {}
@@ -117,8 +133,25 @@ pub(crate) async fn run_connected(plan: FeedPlan, endpoint: Endpoint, mut pipeli
     }
 }
 
-/// Why a session ended, and whether it delivered any data.
-type SessionEnd = (String, bool);
+/// How one connection ended.
+struct SessionEnd {
+    /// For the log.
+    reason: String,
+    /// It delivered ticks (the backoff resets).
+    delivered: bool,
+    /// The venue refused the credentials (the backoff keeps growing).
+    auth_failure: Option<AuthFailure>,
+}
+
+impl SessionEnd {
+    fn closed(reason: impl Into<String>, delivered: bool) -> Self {
+        Self {
+            reason: reason.into(),
+            delivered,
+            auth_failure: None,
+        }
+    }
+}
 
 async fn session(
     plan: &FeedPlan,
@@ -139,17 +172,29 @@ async fn session(
                 pipeline.set_state(FeedState::Stale).await?;
             }
             _ = sleep_until(idle_at.unwrap_or(stale_at)), if idle_at.is_some() => {
-                return Ok(("silent past idle_timeout_ms; reconnecting".into(), delivered));
+                return Ok(SessionEnd::closed("silent past idle_timeout_ms; reconnecting", delivered));
             }
             next = connection.next() => match next {
-                Ok(Frame::Message) => {
-                    if pipeline.decode(connection.message()) {
+                Ok(Frame::Message) => match pipeline.decode(connection.message()) {
+                    Received::Data => {
                         last_data = Instant::now();
                         delivered = true;
                         pipeline.set_state(FeedState::Live).await?;
                         pipeline.flush(false).await?;
                     }
-                }
+                    Received::Heartbeat if pipeline.state() == Some(FeedState::Live) => {
+                        last_data = Instant::now();
+                    }
+                    Received::Heartbeat | Received::Control => {}
+                    Received::AuthFailed(failure) => {
+                        pipeline.flush(false).await?;
+                        return Ok(SessionEnd {
+                            reason: "the venue rejected the credentials".into(),
+                            delivered,
+                            auth_failure: Some(failure),
+                        });
+                    }
+                },
                 Ok(Frame::Oversize(len)) => {
                     let error = ParseError::Oversize { len, max: plan.max_message_bytes };
                     pipeline.reject(error.kind(), &error);
@@ -157,9 +202,9 @@ async fn session(
                 Ok(Frame::Control) => {}
                 Err(End::Truncated) => {
                     pipeline.reject("truncated", &End::Truncated);
-                    return Ok((End::Truncated.to_string(), delivered));
+                    return Ok(SessionEnd::closed(End::Truncated.to_string(), delivered));
                 }
-                Err(end) => return Ok((end.to_string(), delivered)),
+                Err(end) => return Ok(SessionEnd::closed(end.to_string(), delivered)),
             },
         }
     }

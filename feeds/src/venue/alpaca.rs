@@ -2,7 +2,8 @@
 //! `t` trade, `success`, `subscription`, `error`. `t` is RFC 3339 with 3 to 9
 //! fraction digits. Sizes are passed through as the venue sends them. An
 //! `error` message (for example `407 slow client`) is surfaced as a
-//! [`Notice::UpstreamError`]. Other types (bars, statuses, corrections) are
+//! [`Notice::UpstreamError`], or as a [`Notice::AuthFailed`] when its code is
+//! one of [`AUTH_ERROR_CODES`]. Other types (bars, statuses, corrections) are
 //! ignored.
 
 use simd_json::prelude::*;
@@ -13,6 +14,12 @@ use crate::parse::{
     Decoded, Decoder, JsonScratch, Notice, ParseError, for_each_element, number, rfc3339_micros,
     symbol_field, text,
 };
+
+/// Alpaca `error` codes that mean the credentials or their entitlement were
+/// refused, so the connection will never deliver data: 401 not
+/// authenticated, 402 auth failed, 404 auth timeout, 406 connection limit
+/// exceeded, 409 insufficient subscription.
+pub const AUTH_ERROR_CODES: [i64; 5] = [401, 402, 404, 406, 409];
 
 /// Decoder for Alpaca stocks frames.
 #[derive(Debug)]
@@ -73,10 +80,15 @@ fn message_into(message: Value<'_, '_>, out: &mut Decoded) -> Result<(), ParseEr
         }
         "error" => {
             let code = obj.get("code").and_then(|c| c.as_i64());
-            let message = text(&obj, "msg")?.unwrap_or("unspecified error");
-            out.notices.push(Notice::UpstreamError {
-                code,
-                message: message.to_string(),
+            let message = text(&obj, "msg")?
+                .unwrap_or("unspecified error")
+                .to_string();
+            out.notices.push(match code {
+                Some(code) if AUTH_ERROR_CODES.contains(&code) => Notice::AuthFailed {
+                    code: Some(code),
+                    message,
+                },
+                _ => Notice::UpstreamError { code, message },
             });
         }
         _ => {}
@@ -151,6 +163,32 @@ mod tests {
         assert_eq!(out.notices[1], Notice::Status("authenticated".into()));
         assert_eq!(out.rejects, [ParseError::BadTimestamp { field: "t" }]);
         assert!(out.ticks.is_empty());
+    }
+
+    #[test]
+    fn rejected_credentials_are_auth_failures_and_greetings_are_status() {
+        for code in AUTH_ERROR_CODES {
+            let out = decode(&format!(
+                r#"[{{"T":"success","msg":"connected"}},{{"T":"error","code":{code},"msg":"auth failed"}}]"#
+            ));
+            assert_eq!(out.notices[0], Notice::Status("connected".into()));
+            assert_eq!(
+                out.notices[1],
+                Notice::AuthFailed {
+                    code: Some(code),
+                    message: "auth failed".into()
+                }
+            );
+            assert!(out.ticks.is_empty() && out.rejects.is_empty());
+        }
+        let out = decode(r#"[{"T":"error","code":405,"msg":"symbol limit exceeded"}]"#);
+        assert!(matches!(
+            out.notices[0],
+            Notice::UpstreamError {
+                code: Some(405),
+                ..
+            }
+        ));
     }
 
     #[test]

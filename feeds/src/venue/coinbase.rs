@@ -108,14 +108,26 @@ fn message_into(
             if last_trade_id != 0 {
                 state.last_trade_id = state.last_trade_id.max(last_trade_id);
             }
+            out.heartbeats += 1;
         }
         "subscriptions" => out.notices.push(Notice::Status("subscribed".into())),
         "error" => {
             let message = text(obj, "message")?.unwrap_or("unspecified error");
             let reason = text(obj, "reason")?.unwrap_or("");
-            out.notices.push(Notice::UpstreamError {
-                code: None,
-                message: format!("{message} {reason}").trim_end().to_string(),
+            let auth = [message, reason]
+                .iter()
+                .any(|t| t.to_ascii_lowercase().contains("authentication"));
+            let message = format!("{message} {reason}").trim_end().to_string();
+            out.notices.push(if auth {
+                Notice::AuthFailed {
+                    code: None,
+                    message,
+                }
+            } else {
+                Notice::UpstreamError {
+                    code: None,
+                    message,
+                }
             });
         }
         _ => {}

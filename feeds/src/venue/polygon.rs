@@ -79,15 +79,18 @@ fn event_into(event: Value<'_, '_>, out: &mut Decoded) -> Result<(), ParseError>
         "status" => {
             let status = text(&obj, "status")?.unwrap_or_default();
             let message = text(&obj, "message")?.unwrap_or_default();
-            out.notices
-                .push(if status.contains("fail") || status == "error" {
-                    Notice::UpstreamError {
-                        code: None,
-                        message: format!("{status}: {message}"),
-                    }
-                } else {
-                    Notice::Status(format!("{status}: {message}"))
-                });
+            let message = format!("{status}: {message}");
+            out.notices.push(match status {
+                "auth_failed" => Notice::AuthFailed {
+                    code: None,
+                    message,
+                },
+                _ if status.contains("fail") || status == "error" => Notice::UpstreamError {
+                    code: None,
+                    message,
+                },
+                _ => Notice::Status(message),
+            });
         }
         _ => {}
     }
@@ -143,7 +146,13 @@ mod tests {
             (out.ticks[0].last, out.ticks[0].last_size),
             (Some(414.5), Some(25.0))
         );
-        assert!(matches!(out.notices[0], Notice::UpstreamError { .. }));
+        assert_eq!(
+            out.notices[0],
+            Notice::AuthFailed {
+                code: None,
+                message: "auth_failed: bad key".into()
+            }
+        );
         assert_eq!(out.rejects, [ParseError::MissingSymbol]);
     }
 

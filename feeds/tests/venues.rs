@@ -1,0 +1,91 @@
+//! Venue behaviour across connections, each against a local WebSocket
+//! server playing the venue: rejected credentials back off instead of
+//! hammering the venue, and a venue's ordering survives a reconnect.
+
+// Test peers and helper tasks belong to the test and end with it; no
+// gateway shutdown waits for them.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::SinkExt;
+use tickgate_feeds::{FeedKind, FeedState};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+/// An Alpaca-like venue that greets every connection, reads the `auth`
+/// message, refuses the key (code 402) and closes, as Alpaca does. Each
+/// accepted connection's time is sent on the returned channel.
+async fn venue_refusing_the_key() -> (String, mpsc::Receiver<Instant>) {
+    let (listener, address) = listener().await;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let mut ws = accept_ws(&listener).await;
+            if tx.send(Instant::now()).await.is_err() {
+                return;
+            }
+            ws.send(Message::text(r#"[{"T":"success","msg":"connected"}]"#))
+                .await
+                .expect("greeting");
+            let auth = read_text(&mut ws).await;
+            assert!(auth.contains(r#""action":"auth""#), "{auth}");
+            ws.send(Message::text(
+                r#"[{"T":"error","code":402,"msg":"auth failed"}]"#,
+            ))
+            .await
+            .expect("refusal");
+            let _ = ws.close(None).await;
+        }
+    });
+    (format!("ws://{address}/"), rx)
+}
+
+#[tokio::test]
+async fn a_refused_key_backs_off_exponentially_and_never_goes_live() {
+    recorder();
+    let (url, mut attempts) = venue_refusing_the_key().await;
+    let mut config = quick("alpaca-refused", FeedKind::Alpaca);
+    config.url = Some(url);
+    config.symbols = vec!["AAPL".into()];
+    config.credentials = Some(tickgate_feeds::venue::Credentials {
+        key: Some("wrong".into()),
+        secret: Some("wrong".into()),
+        ..Default::default()
+    });
+    config.backoff_min_ms = 100;
+    config.backoff_max_ms = 10_000;
+    let mut feeds = Harness::start(&[config]);
+    let mut times = Vec::new();
+    while times.len() < 5 {
+        let at = tokio::time::timeout(WAIT, attempts.recv())
+            .await
+            .expect("a reconnect within the wait")
+            .expect("server running");
+        times.push(at);
+    }
+    // Delay k is drawn from [d/2, d] with d = 100 ms · 2^k: a lower bound
+    // on each gap holds however slow the machine is. A reset backoff would
+    // keep every gap near 100 ms.
+    for (k, pair) in times.windows(2).enumerate() {
+        let floor = Duration::from_millis(50 << k);
+        let gap = pair[1] - pair[0];
+        assert!(gap >= floor, "gap {k} was {gap:?}, below {floor:?}");
+    }
+    let failures = counter(
+        "tickgate_feed_auth_failures_total",
+        &[("feed", "alpaca-refused")],
+    );
+    assert!(failures >= 4, "each refusal counted, got {failures}");
+    feeds.until_state("alpaca-refused", FeedState::Down).await;
+    let states = feeds.states("alpaca-refused");
+    assert!(
+        !states.contains(&FeedState::Live),
+        "a greeting is not data: {states:?}"
+    );
+    feeds.stop().await;
+}
