@@ -89,3 +89,52 @@ async fn a_refused_key_backs_off_exponentially_and_never_goes_live() {
     );
     feeds.stop().await;
 }
+
+/// A Coinbase-like venue: the first connection sends a newer ticker and
+/// drops; the second replays an older one, then a newer one.
+async fn coinbase_replaying_after_reconnect() -> String {
+    let (listener, address) = listener().await;
+    tokio::spawn(async move {
+        let ticker = |seq: u64, second: u32, price: &str| {
+            Message::text(format!(
+                r#"{{"type":"ticker","product_id":"BTC-USD","sequence":{seq},"time":"2026-01-05T10:00:{second:02}.000000Z","price":"{price}","best_bid":"{price}","best_ask":"{price}"}}"#
+            ))
+        };
+        let mut first = accept_ws(&listener).await;
+        read_text(&mut first).await;
+        first.send(ticker(1_000, 10, "97000")).await.expect("send");
+        drop(first);
+        let mut second = accept_ws(&listener).await;
+        read_text(&mut second).await;
+        second.send(ticker(990, 9, "96000")).await.expect("send");
+        second.send(ticker(1_010, 11, "98000")).await.expect("send");
+        tokio::time::sleep(WAIT).await;
+    });
+    format!("ws://{address}/")
+}
+
+#[tokio::test]
+async fn an_older_coinbase_ticker_after_a_reconnect_never_overwrites_a_newer_one() {
+    recorder();
+    let mut config = quick("coinbase-reconnect", FeedKind::Coinbase);
+    config.url = Some(coinbase_replaying_after_reconnect().await);
+    config.symbols = vec!["BTC-USD".into()];
+    let mut feeds = Harness::start(&[config]);
+    let first = feeds.ticks(1).await;
+    let second = feeds.ticks(1).await;
+    let prices: Vec<_> = first.iter().chain(&second).map(|t| t.last).collect();
+    assert_eq!(prices, [Some(97000.0), Some(98000.0)]);
+    assert_eq!(
+        counter(
+            "tickgate_ticks_rejected_total",
+            &[("feed", "coinbase-reconnect"), ("reason", "out_of_order")]
+        ),
+        1
+    );
+    use FeedState::*;
+    assert_eq!(
+        feeds.states("coinbase-reconnect"),
+        [Connecting, Live, Down, Connecting, Live]
+    );
+    feeds.stop().await;
+}
