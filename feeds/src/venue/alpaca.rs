@@ -1,6 +1,9 @@
 //! Alpaca stocks v2 WebSocket: arrays of messages tagged by `T` — `q` quote,
 //! `t` trade, `success`, `subscription`, `error`. `t` is RFC 3339 with 3 to 9
-//! fraction digits. Sizes are passed through as the venue sends them. An
+//! fraction digits. Quote sizes `bs`/`as` are round lots, so they are
+//! multiplied by [`ROUND_LOT`] into shares (Alpaca's answer on its forum,
+//! "The Alpaca quote sizes are actually in round lots: … 15 * 100 = 1500
+//! shares"; its schema only says `int`); trade size `s` is in shares. An
 //! `error` message (for example `407 slow client`) is surfaced as a
 //! [`Notice::UpstreamError`], or as a [`Notice::AuthFailed`] when its code is
 //! one of [`AUTH_ERROR_CODES`]. Other types (bars, statuses, corrections) are
@@ -14,6 +17,9 @@ use crate::parse::{
     Decoded, Decoder, JsonScratch, Notice, ParseError, for_each_element, number, rfc3339_micros,
     symbol_field, text,
 };
+
+/// Shares per round lot, the unit of Alpaca quote sizes.
+pub const ROUND_LOT: f64 = 100.0;
 
 /// Alpaca `error` codes that mean the credentials or their entitlement were
 /// refused, so the connection will never deliver data: 401 not
@@ -61,8 +67,8 @@ fn message_into(message: Value<'_, '_>, out: &mut Decoded) -> Result<(), ParseEr
             kind: TickKind::Quote,
             bid: number(&obj, "bp")?,
             ask: number(&obj, "ap")?,
-            bid_size: number(&obj, "bs")?,
-            ask_size: number(&obj, "as")?,
+            bid_size: number(&obj, "bs")?.map(|lots| lots * ROUND_LOT),
+            ask_size: number(&obj, "as")?.map(|lots| lots * ROUND_LOT),
             ts: timestamp(&obj)?,
             ..Tick::default()
         }),
@@ -125,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn quotes_and_trades_with_nanosecond_and_millisecond_times() {
+    fn quotes_in_round_lots_become_shares_and_times_keep_nanoseconds_to_micros() {
         let out = decode(
             r#"[{"T":"q","S":"AMD","bx":"U","bp":141.02,"bs":2,"ax":"Q","ap":141.05,"as":5,"t":"2025-03-04T15:00:01.123456789Z","c":["R"],"z":"C"},
                 {"T":"t","i":7,"S":"AMD","x":"D","p":141.03,"s":40,"t":"2025-03-04T15:00:01.5Z","c":["@"],"z":"C"}]"#,
@@ -136,7 +142,11 @@ mod tests {
             (q.kind, q.bid, q.ask),
             (TickKind::Quote, Some(141.02), Some(141.05))
         );
-        assert_eq!((q.bid_size, q.ask_size), (Some(2.0), Some(5.0)));
+        assert_eq!(
+            (q.bid_size, q.ask_size),
+            (Some(200.0), Some(500.0)),
+            "round lots become shares"
+        );
         assert_eq!(q.ts, Some(1_741_100_401_123_456));
         assert_eq!(
             (t.kind, t.last, t.last_size),
