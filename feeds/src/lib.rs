@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{FeedConfig, FeedConfigError, FeedKind, FeedPlan, SourcePlan, validate_all};
-pub use model::{Quote, Symbol, SymbolError, Tick, TickError, TickKind};
+pub use model::{Cleared, Quote, Symbol, SymbolError, Tick, TickError, TickKind};
 pub use parse::ParseError;
 pub use spec::{FeedSpec, FeedSpecError};
 

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use simd_json::tape::Object;
 
-use crate::model::{Symbol, Tick, TickKind};
+use crate::model::{Cleared, Symbol, Tick, TickKind};
 use crate::parse::{
     Decoded, Decoder, JsonScratch, Notice, ParseError, decimal, rfc3339_micros, symbol_field, text,
     unsigned,
@@ -172,6 +172,7 @@ fn ticker_tick(obj: &Object<'_, '_>, symbol: Symbol) -> Result<Tick, ParseError>
         prev_close: None,
         ts,
         seq: None,
+        cleared: Cleared::default(),
     })
 }
 
