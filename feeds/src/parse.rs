@@ -9,7 +9,7 @@ use simd_json::prelude::*;
 use simd_json::tape::{Object, Value};
 use simd_json::{Buffers, Tape};
 
-use crate::model::{Symbol, SymbolError, Tick};
+use crate::model::{Symbol, SymbolError, Tick, VenueEvent};
 
 /// Default cap on one message (a line or a WebSocket frame), in bytes.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -101,6 +101,8 @@ pub struct Decoded {
     /// Venue heartbeats (Coinbase `heartbeat`): proof that a subscription is
     /// alive, which keeps a live feed from going stale but is not data.
     pub heartbeats: u64,
+    /// Halts, resumes, trade corrections and cancels, in message order.
+    pub events: Vec<VenueEvent>,
 }
 
 impl Decoded {
@@ -111,6 +113,7 @@ impl Decoded {
         self.gaps = 0;
         self.notices.clear();
         self.heartbeats = 0;
+        self.events.clear();
     }
 }
 

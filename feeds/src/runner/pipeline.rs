@@ -12,7 +12,7 @@ use super::Stop;
 use super::log_limit::LogLimiter;
 use crate::config::{FeedPlan, SymbolFilter};
 use crate::json::JsonDecoder;
-use crate::model::{Symbol, Tick};
+use crate::model::{Symbol, Tick, VenueEvent};
 use crate::parse::{Decoded, Decoder, Notice, ParseError};
 use crate::telemetry;
 use crate::venue::Venue;
@@ -32,6 +32,8 @@ pub(crate) struct Pipeline {
     pending: Vec<Tick>,
     state: Option<FeedState>,
     log: LogLimiter,
+    /// Separate from `log`, so venue events never crowd out reject lines.
+    events_log: LogLimiter,
 }
 
 /// What one upstream message turned out to be, for the feed's state and
@@ -80,6 +82,7 @@ impl Pipeline {
             pending: Vec::new(),
             state: None,
             log: LogLimiter::default(),
+            events_log: LogLimiter::default(),
         }
     }
 
@@ -157,6 +160,9 @@ impl Pipeline {
                 Notice::Status(status) => info!(feed = &*self.feed, status, "upstream status"),
             }
         }
+        for event in &decoded.events {
+            self.venue_event(event);
+        }
         for tick in &decoded.ticks {
             if let Some(tick) = self.admit(tick) {
                 self.pending.push(tick);
@@ -173,6 +179,25 @@ impl Pipeline {
         };
         self.decoded = decoded;
         received
+    }
+
+    /// A halt, resumption, correction or cancel the feed's symbol filter
+    /// lets through. The feed event channel carries only ticks and feed
+    /// states, so these are logged (rate-limited) rather than handed on.
+    fn venue_event(&mut self, event: &VenueEvent) {
+        let symbol = event.symbol();
+        if !self.filter.allows(symbol.as_str()) {
+            return;
+        }
+        if let Some(suppressed) = self.events_log.allow(Instant::now()) {
+            info!(
+                feed = &*self.feed,
+                kind = event.kind(),
+                %symbol,
+                suppressed,
+                "venue event not applied: {event:?}"
+            );
+        }
     }
 
     /// Applies the symbol filter and prefix.

@@ -6,16 +6,17 @@
 //! shares"; its schema only says `int`); trade size `s` is in shares. An
 //! `error` message (for example `407 slow client`) is surfaced as a
 //! [`Notice::UpstreamError`], or as a [`Notice::AuthFailed`] when its code is
-//! one of [`AUTH_ERROR_CODES`]. Other types (bars, statuses, corrections) are
-//! ignored.
+//! one of [`AUTH_ERROR_CODES`]. Trading statuses (`s`, halts and
+//! resumptions), corrections (`c`) and cancels/errors (`x`) become
+//! [`VenueEvent`]s; other types (bars, LULD bands) are ignored.
 
 use simd_json::prelude::*;
 use simd_json::tape::{Object, Value};
 
-use crate::model::{Tick, TickKind};
+use crate::model::{Tick, TickKind, TradingStatus, VenueEvent};
 use crate::parse::{
     Decoded, Decoder, JsonScratch, Notice, ParseError, for_each_element, number, rfc3339_micros,
-    symbol_field, text,
+    symbol_field, text, unsigned,
 };
 
 /// Shares per round lot, the unit of Alpaca quote sizes.
@@ -80,6 +81,38 @@ fn message_into(message: Value<'_, '_>, out: &mut Decoded) -> Result<(), ParseEr
             ts: timestamp(&obj)?,
             ..Tick::default()
         }),
+        "s" => {
+            let code = text(&obj, "sc")?.unwrap_or_default();
+            // Codes of the CTA and UTP tapes: H halt, P LULD pause, 2 halt;
+            // T and 3 resumption. Others (quotation resumption, price
+            // indications, imbalances) do not change whether it trades.
+            let status = match code {
+                "H" | "P" | "2" => TradingStatus::Halted,
+                "T" | "3" => TradingStatus::Trading,
+                _ => return Ok(()),
+            };
+            out.events.push(VenueEvent::TradingStatus {
+                symbol: symbol_field(&obj, "S")?,
+                status,
+                ts: timestamp(&obj)?,
+            });
+        }
+        "c" => out.events.push(VenueEvent::TradeCorrected {
+            symbol: symbol_field(&obj, "S")?,
+            trade_id: unsigned(&obj, "oi")?,
+            original_price: number(&obj, "op")?,
+            original_size: number(&obj, "os")?,
+            price: number(&obj, "cp")?,
+            size: number(&obj, "cs")?,
+            ts: timestamp(&obj)?,
+        }),
+        "x" => out.events.push(VenueEvent::TradeCancelled {
+            symbol: symbol_field(&obj, "S")?,
+            trade_id: unsigned(&obj, "i")?,
+            price: number(&obj, "p")?,
+            size: number(&obj, "s")?,
+            ts: timestamp(&obj)?,
+        }),
         "success" | "subscription" => {
             let msg = text(&obj, "msg")?.unwrap_or(tag);
             out.notices.push(Notice::Status(msg.to_string()));
@@ -123,6 +156,7 @@ pub(crate) fn handshake(key: &str, secret: &str, symbols: &[String]) -> Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Symbol;
 
     fn decode(input: &str) -> Decoded {
         let mut out = Decoded::default();
@@ -199,6 +233,52 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn halts_resumptions_corrections_and_cancels_become_venue_events() {
+        let out = decode(
+            r#"[{"T":"s","S":"AAPL","sc":"H","sm":"Trading Halt","rc":"T12","rm":"Trading Halted; For information requested by NASDAQ","t":"2025-03-04T15:00:00Z","z":"C"},
+                {"T":"s","S":"AAPL","sc":"Q","sm":"Quotation Resumption","t":"2025-03-04T15:04:00Z"},
+                {"T":"s","S":"AAPL","sc":"T","sm":"Trading Resumption","t":"2025-03-04T15:05:00Z"},
+                {"T":"c","S":"AAPL","x":"N","oi":1001,"op":210.5,"os":100,"oc":["@"],"ci":1002,"cp":210.25,"cs":100,"cc":["@"],"t":"2025-03-04T15:06:00Z","z":"A"},
+                {"T":"x","S":"AAPL","i":1003,"x":"N","p":211.0,"s":50,"a":"C","t":"2025-03-04T15:07:00Z","z":"A"},
+                {"T":"x","i":1004}]"#,
+        );
+        let aapl = Symbol::parse("AAPL").expect("symbol");
+        assert_eq!(
+            out.events,
+            [
+                VenueEvent::TradingStatus {
+                    symbol: aapl,
+                    status: TradingStatus::Halted,
+                    ts: Some(1_741_100_400_000_000)
+                },
+                VenueEvent::TradingStatus {
+                    symbol: aapl,
+                    status: TradingStatus::Trading,
+                    ts: Some(1_741_100_700_000_000)
+                },
+                VenueEvent::TradeCorrected {
+                    symbol: aapl,
+                    trade_id: Some(1001),
+                    original_price: Some(210.5),
+                    original_size: Some(100.0),
+                    price: Some(210.25),
+                    size: Some(100.0),
+                    ts: Some(1_741_100_760_000_000)
+                },
+                VenueEvent::TradeCancelled {
+                    symbol: aapl,
+                    trade_id: Some(1003),
+                    price: Some(211.0),
+                    size: Some(50.0),
+                    ts: Some(1_741_100_820_000_000)
+                },
+            ]
+        );
+        assert!(out.ticks.is_empty(), "events are not ticks");
+        assert_eq!(out.rejects, [ParseError::MissingSymbol]);
     }
 
     #[test]
