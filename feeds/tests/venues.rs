@@ -138,3 +138,80 @@ async fn an_older_coinbase_ticker_after_a_reconnect_never_overwrites_a_newer_one
     );
     feeds.stop().await;
 }
+
+#[tokio::test]
+async fn heartbeats_and_acknowledgements_alone_never_make_a_feed_live() {
+    let (listener, address) = listener().await;
+    tokio::spawn(async move {
+        let mut ws = accept_ws(&listener).await;
+        read_text(&mut ws).await;
+        ws.send(Message::text(
+            r#"{"type":"subscriptions","channels":[{"name":"ticker","product_ids":["BTC-USD"]}]}"#,
+        ))
+        .await
+        .expect("send");
+        for sequence in 1..=5 {
+            let heartbeat = format!(
+                r#"{{"type":"heartbeat","product_id":"BTC-USD","sequence":{sequence},"last_trade_id":0}}"#
+            );
+            ws.send(Message::text(heartbeat)).await.expect("send");
+        }
+        // Far past the staleness window: a feed that saw no data is stale.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        ws.send(Message::text(
+            r#"{"type":"ticker","product_id":"BTC-USD","sequence":9,"price":"97000"}"#,
+        ))
+        .await
+        .expect("send");
+        tokio::time::sleep(WAIT).await;
+    });
+    let mut config = quick("coinbase-heartbeats", FeedKind::Coinbase);
+    config.url = Some(format!("ws://{address}/"));
+    config.symbols = vec!["BTC-USD".into()];
+    config.staleness_ms = 200;
+    let mut feeds = Harness::start(&[config]);
+    let ticks = feeds
+        .until_state("coinbase-heartbeats", FeedState::Live)
+        .await;
+    assert!(ticks.is_empty(), "live is reported before the first ticks");
+    assert_eq!(feeds.ticks(1).await[0].last, Some(97000.0));
+    use FeedState::*;
+    assert_eq!(
+        feeds.states("coinbase-heartbeats"),
+        [Connecting, Stale, Live],
+        "the acknowledgement and heartbeats left it stale; the ticker made it live"
+    );
+    feeds.stop().await;
+}
+
+#[tokio::test]
+async fn a_null_field_reaches_the_gateway_as_a_clear() {
+    use tokio::io::AsyncWriteExt;
+    let (listener, address) = listener().await;
+    tokio::spawn(async move {
+        let mut stream = accept(&listener).await;
+        stream
+            .write_all(
+                b"{\"symbol\":\"A\",\"bid\":1.5,\"ask\":1.6}\n{\"symbol\":\"A\",\"bid\":null}\n",
+            )
+            .await
+            .expect("write");
+        tokio::time::sleep(WAIT).await;
+    });
+    let mut config = quick("nulls", FeedKind::Tcp);
+    config.address = Some(address);
+    config.prefix = Some("X.".into());
+    let mut feeds = Harness::start(&[config]);
+    let ticks = feeds.ticks(2).await;
+    let mut quote = tickgate_feeds::Quote::new(ticks[0].symbol.expect("symbol"));
+    for tick in &ticks {
+        quote.apply(tick, tickgate_feeds::now_micros());
+    }
+    assert_eq!(quote.symbol.as_str(), "X.A");
+    assert_eq!(
+        (quote.bid, quote.ask),
+        (None, Some(1.6)),
+        "null cleared the bid through filter and prefix; the absent ask stayed"
+    );
+    feeds.stop().await;
+}
