@@ -76,7 +76,6 @@ impl Endpoint {
 pub(crate) async fn run_connected(plan: FeedPlan, endpoint: Endpoint, mut pipeline: Pipeline) {
     let mut backoff = Backoff::new(plan.backoff_min, plan.backoff_max, jitter_seed(&plan.name));
     let shutdown = pipeline.shutdown.clone();
-    let mut auth_failure = None;
     loop {
         if pipeline.set_state(FeedState::Connecting).await.is_err() {
             return;
@@ -86,36 +85,40 @@ pub(crate) async fn run_connected(plan: FeedPlan, endpoint: Endpoint, mut pipeli
             _ = shutdown.cancelled() => return,
             attempt = timeout(plan.connect_timeout, endpoint.connect(plan.max_message_bytes)) => attempt,
         };
-        match attempt {
+        let refused = match attempt {
             Ok(Ok(mut connection)) => {
                 info!(feed = &*plan.name, "feed connected");
-                let ended = session(&plan, &mut pipeline, &mut connection).await;
-                let Ok(ended) = ended else { return };
-                match ended.auth_failure {
-                    // Rejected credentials do not get better by retrying
-                    // fast: the backoff keeps growing even if some data came
-                    // first.
-                    Some(failure) => auth_failure = Some(failure),
-                    None => {
-                        if ended.delivered {
-                            backoff.reset();
-                        }
-                        warn!(feed = &*plan.name, "feed disconnected: {}", ended.reason);
+                let Ok(ended) = session(&plan, &mut pipeline, &mut connection).await else {
+                    return;
+                };
+                // Rejected credentials do not get better by retrying fast:
+                // the backoff keeps growing even if some data came first.
+                if ended.auth_failure.is_none() {
+                    if ended.delivered {
+                        backoff.reset();
                     }
+                    warn!(feed = &*plan.name, "feed disconnected: {}", ended.reason);
                 }
+                ended.auth_failure
             }
-            Ok(Err(error)) => warn!(feed = &*plan.name, "feed connect failed: {error}"),
-            Err(_) => warn!(
-                feed = &*plan.name,
-                timeout_ms = plan.connect_timeout.as_millis() as u64,
-                "feed connect timed out"
-            ),
-        }
+            Ok(Err(error)) => {
+                warn!(feed = &*plan.name, "feed connect failed: {error}");
+                None
+            }
+            Err(_) => {
+                warn!(
+                    feed = &*plan.name,
+                    timeout_ms = plan.connect_timeout.as_millis() as u64,
+                    "feed connect timed out"
+                );
+                None
+            }
+        };
         if pipeline.set_state(FeedState::Down).await.is_err() {
             return;
         }
         let delay = backoff.next_delay();
-        if let Some(AuthFailure { code, message }) = auth_failure.take() {
+        if let Some(AuthFailure { code, message }) = refused {
             telemetry::auth_failure(&plan.name);
             warn!(
                 feed = &*plan.name,
