@@ -2,7 +2,8 @@
 //! fields, or an array of them.
 //!
 //! `symbol` is required; `bid ask bid_size ask_size last last_size volume
-//! open high low prev_close` are JSON numbers (or `null`); `ts` is an integer
+//! open high low prev_close` are JSON numbers, or `null` to clear the field
+//! (it becomes unknown; an absent field keeps its value); `ts` is an integer
 //! count of microseconds since the Unix epoch; `kind` is `"quote"` or
 //! `"trade"`. Without `kind`, a tick carrying `last` and neither `bid` nor
 //! `ask` is a trade. Unknown fields are ignored. A bad element of an array is
@@ -11,7 +12,7 @@
 use simd_json::prelude::*;
 use simd_json::tape::{Object, Value};
 
-use crate::model::{Symbol, Tick, TickKind};
+use crate::model::{Cleared, Symbol, Tick, TickKind};
 use crate::parse::{
     DEFAULT_MAX_MESSAGE_BYTES, Decoded, Decoder, JsonScratch, ParseError, for_each_element,
 };
@@ -124,6 +125,24 @@ pub(crate) fn tick_from_object(obj: &Object<'_, '_>) -> Result<Tick, ParseError>
         ts: unsigned(f.ts, "ts")?,
         ..Tick::default()
     };
+    let nullable = [
+        (f.bid, Cleared::BID),
+        (f.ask, Cleared::ASK),
+        (f.bid_size, Cleared::BID_SIZE),
+        (f.ask_size, Cleared::ASK_SIZE),
+        (f.last, Cleared::LAST),
+        (f.last_size, Cleared::LAST_SIZE),
+        (f.volume, Cleared::VOLUME),
+        (f.open, Cleared::OPEN),
+        (f.high, Cleared::HIGH),
+        (f.low, Cleared::LOW),
+        (f.prev_close, Cleared::PREV_CLOSE),
+    ];
+    for (value, field) in nullable {
+        if value.is_some_and(|v| v.is_null()) {
+            tick.cleared = tick.cleared.with(field);
+        }
+    }
     tick.kind = match text(f.kind, "kind")? {
         Some("trade") => TickKind::Trade,
         Some("quote") => TickKind::Quote,
@@ -295,11 +314,30 @@ mod tests {
     }
 
     #[test]
-    fn null_fields_mean_unknown() {
-        let out = decode(r#"{"symbol":"A","bid":null,"ask":2,"ts":null}"#);
+    fn a_null_field_is_cleared_and_an_absent_one_is_not() {
+        let out = decode(r#"{"symbol":"A","bid":null,"ask":2,"ts":null,"prev_close":null}"#);
+        let tick = out.ticks[0];
+        assert_eq!((tick.bid, tick.ask, tick.ts), (None, Some(2.0), None));
+        assert_eq!(tick.cleared, Cleared::BID.with(Cleared::PREV_CLOSE));
+        assert!(!tick.cleared.contains(Cleared::ASK) && !tick.cleared.contains(Cleared::LAST));
+    }
+
+    #[test]
+    fn a_null_clears_the_stored_value_end_to_end() {
+        let out = decode(
+            r#"[{"symbol":"A","bid":1.5,"ask":1.6,"volume":100},
+                {"symbol":"A","bid":null},
+                {"symbol":"A","ask":1.7}]"#,
+        );
+        let mut quote = crate::model::Quote::new(Symbol::parse("A").expect("symbol"));
+        for tick in &out.ticks {
+            assert!(tick.validate(1_800_000_000_000_000).is_ok(), "{tick:?}");
+            quote.apply(tick, 1_800_000_000_000_000);
+        }
         assert_eq!(
-            (out.ticks[0].bid, out.ticks[0].ask, out.ticks[0].ts),
-            (None, Some(2.0), None)
+            (quote.bid, quote.ask, quote.volume),
+            (None, Some(1.7), Some(100.0)),
+            "null cleared the bid; absent fields kept their values"
         );
     }
 
@@ -390,6 +428,24 @@ mod tests {
             ts: unsigned(obj, "ts")?,
             ..Tick::default()
         };
+        let nullable = [
+            ("bid", Cleared::BID),
+            ("ask", Cleared::ASK),
+            ("bid_size", Cleared::BID_SIZE),
+            ("ask_size", Cleared::ASK_SIZE),
+            ("last", Cleared::LAST),
+            ("last_size", Cleared::LAST_SIZE),
+            ("volume", Cleared::VOLUME),
+            ("open", Cleared::OPEN),
+            ("high", Cleared::HIGH),
+            ("low", Cleared::LOW),
+            ("prev_close", Cleared::PREV_CLOSE),
+        ];
+        for (name, field) in nullable {
+            if obj.get(name).is_some_and(|v| v.is_null()) {
+                tick.cleared = tick.cleared.with(field);
+            }
+        }
         tick.kind = match text(obj, "kind")? {
             Some("trade") => TickKind::Trade,
             Some("quote") => TickKind::Quote,

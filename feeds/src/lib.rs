@@ -46,7 +46,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{FeedConfig, FeedConfigError, FeedKind, FeedPlan, SourcePlan, validate_all};
-pub use model::{Quote, Symbol, SymbolError, Tick, TickError, TickKind};
+pub use model::{
+    Cleared, Quote, Symbol, SymbolError, Tick, TickError, TickKind, TradingStatus, VenueEvent,
+};
 pub use parse::ParseError;
 pub use spec::{FeedSpec, FeedSpecError};
 

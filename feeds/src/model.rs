@@ -125,9 +125,46 @@ pub enum TickKind {
     Trade,
 }
 
+/// A set of quote fields a tick clears: the feed sent them as `null`, so
+/// their value is no longer known (docs/feeds.md, "`null` and absent
+/// fields"). Two bytes, so a [`Tick`] stays `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Cleared(u16);
+
+impl Cleared {
+    pub const BID: Self = Self(1);
+    pub const ASK: Self = Self(1 << 1);
+    pub const BID_SIZE: Self = Self(1 << 2);
+    pub const ASK_SIZE: Self = Self(1 << 3);
+    pub const LAST: Self = Self(1 << 4);
+    pub const LAST_SIZE: Self = Self(1 << 5);
+    pub const VOLUME: Self = Self(1 << 6);
+    pub const OPEN: Self = Self(1 << 7);
+    pub const HIGH: Self = Self(1 << 8);
+    pub const LOW: Self = Self(1 << 9);
+    pub const PREV_CLOSE: Self = Self(1 << 10);
+
+    /// No field cleared.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Every field of `other` is in this set.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// This set plus the fields of `other`.
+    #[must_use]
+    pub fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+}
+
 /// One normalized upstream message: the fields it carried, nothing more.
 ///
-/// A field left `None` keeps its previous value in the [`Quote`].
+/// A field left `None` keeps its previous value in the [`Quote`]; a field in
+/// `cleared` becomes unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Tick {
     pub symbol: Option<Symbol>,
@@ -153,6 +190,71 @@ pub struct Tick {
     /// from one stream agree on `seq`. A tick whose `seq` is not above the
     /// current one is stale and refused. Venue sequence numbers never go here.
     pub seq: Option<u64>,
+    /// Fields the feed sent as `null`: the quote forgets them.
+    pub cleared: Cleared,
+}
+
+/// Whether a symbol may trade, as a venue's halt/resume messages say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradingStatus {
+    /// Trading halted or paused (a regulatory halt, a LULD pause).
+    Halted,
+    /// Trading resumed.
+    Trading,
+}
+
+/// A venue message about a symbol that is neither a quote nor a trade but
+/// changes how its prices must be read. Decoded by the adapters (Alpaca
+/// today); the gateway does not apply them yet (docs/feeds.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum VenueEvent {
+    /// Trading in `symbol` halted or resumed.
+    TradingStatus {
+        symbol: Symbol,
+        status: TradingStatus,
+        ts: Option<u64>,
+    },
+    /// An earlier trade was corrected: its price and size are replaced.
+    TradeCorrected {
+        symbol: Symbol,
+        /// The venue's id of the corrected trade.
+        trade_id: Option<u64>,
+        original_price: Option<f64>,
+        original_size: Option<f64>,
+        price: Option<f64>,
+        size: Option<f64>,
+        ts: Option<u64>,
+    },
+    /// An earlier trade was cancelled (or declared an error): it never
+    /// happened, so it must not stand as `last`.
+    TradeCancelled {
+        symbol: Symbol,
+        trade_id: Option<u64>,
+        price: Option<f64>,
+        size: Option<f64>,
+        ts: Option<u64>,
+    },
+}
+
+impl VenueEvent {
+    /// Stable snake_case name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TradingStatus { .. } => "trading_status",
+            Self::TradeCorrected { .. } => "trade_corrected",
+            Self::TradeCancelled { .. } => "trade_cancelled",
+        }
+    }
+
+    /// The symbol the event is about.
+    pub fn symbol(&self) -> Symbol {
+        match self {
+            Self::TradingStatus { symbol, .. }
+            | Self::TradeCorrected { symbol, .. }
+            | Self::TradeCancelled { symbol, .. } => *symbol,
+        }
+    }
 }
 
 /// Why a tick was refused before it reached the store.
@@ -219,7 +321,7 @@ impl Tick {
         {
             return Err(TickError::BadTimestamp);
         }
-        if prices.iter().chain(sizes.iter()).all(Option::is_none) {
+        if prices.iter().chain(sizes.iter()).all(Option::is_none) && self.cleared.is_empty() {
             return Err(TickError::Empty);
         }
         Ok(symbol)
@@ -329,6 +431,9 @@ impl Quote {
             merge(&mut self.last_size, tick.last_size);
         }
         merge(&mut self.volume, tick.volume);
+        if !tick.cleared.is_empty() {
+            self.clear(tick.cleared);
+        }
         match (self.last, self.prev_close) {
             (Some(last), Some(prev)) => {
                 let change = last - prev;
@@ -341,6 +446,30 @@ impl Quote {
             }
         }
         true
+    }
+}
+
+impl Quote {
+    /// Forgets the `cleared` fields (the derived `change` follows).
+    fn clear(&mut self, cleared: Cleared) {
+        let slots = [
+            (Cleared::BID, &mut self.bid),
+            (Cleared::ASK, &mut self.ask),
+            (Cleared::BID_SIZE, &mut self.bid_size),
+            (Cleared::ASK_SIZE, &mut self.ask_size),
+            (Cleared::LAST, &mut self.last),
+            (Cleared::LAST_SIZE, &mut self.last_size),
+            (Cleared::VOLUME, &mut self.volume),
+            (Cleared::OPEN, &mut self.open),
+            (Cleared::HIGH, &mut self.high),
+            (Cleared::LOW, &mut self.low),
+            (Cleared::PREV_CLOSE, &mut self.prev_close),
+        ];
+        for (field, slot) in slots {
+            if cleared.contains(field) {
+                *slot = None;
+            }
+        }
     }
 }
 
@@ -422,6 +551,53 @@ mod tests {
         assert_eq!(q.change, Some(0.5));
         assert_eq!(q.change_pct, Some(5.555556));
         assert_eq!(q.ts, 1_700_000_000_000_123);
+    }
+
+    #[test]
+    fn a_cleared_field_is_forgotten_and_an_absent_one_kept() {
+        let mut q = Quote::new(sym("AAPL"));
+        let full = Tick {
+            symbol: Some(sym("AAPL")),
+            bid: Some(10.0),
+            ask: Some(10.2),
+            last: Some(10.1),
+            prev_close: Some(9.0),
+            ..Tick::default()
+        };
+        q.apply(&full, 1);
+        let clear_bid_and_close = Tick {
+            symbol: Some(sym("AAPL")),
+            ask: Some(10.3),
+            cleared: Cleared::BID.with(Cleared::PREV_CLOSE),
+            ..Tick::default()
+        };
+        assert_eq!(clear_bid_and_close.validate(2), Ok(sym("AAPL")));
+        assert!(q.apply(&clear_bid_and_close, 2));
+        assert_eq!(
+            (q.bid, q.ask, q.last, q.prev_close),
+            (None, Some(10.3), Some(10.1), None),
+            "bid and prev_close cleared, ask updated, last kept"
+        );
+        assert_eq!(
+            (q.change, q.change_pct),
+            (None, None),
+            "derived from a cleared field"
+        );
+        let json = serde_json::to_string(&q).expect("serializes");
+        assert!(
+            !json.contains("\"bid\"") && !json.contains("prev_close"),
+            "{json}"
+        );
+        let only_clears = Tick {
+            symbol: Some(sym("AAPL")),
+            cleared: Cleared::LAST,
+            ..Tick::default()
+        };
+        assert_eq!(
+            only_clears.validate(2),
+            Ok(sym("AAPL")),
+            "a clear is not empty"
+        );
     }
 
     #[test]

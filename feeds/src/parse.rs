@@ -9,7 +9,7 @@ use simd_json::prelude::*;
 use simd_json::tape::{Object, Value};
 use simd_json::{Buffers, Tape};
 
-use crate::model::{Symbol, SymbolError, Tick};
+use crate::model::{Symbol, SymbolError, Tick, VenueEvent};
 
 /// Default cap on one message (a line or a WebSocket frame), in bytes.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -76,7 +76,13 @@ impl ParseError {
 pub enum Notice {
     /// The venue reported an error (for example Alpaca `407 slow client`).
     UpstreamError { code: Option<i64>, message: String },
+    /// The venue refused the credentials or the entitlement (Alpaca 401,
+    /// 402, 404, 406, 409; Polygon `auth_failed`; a Coinbase authentication
+    /// error). The connection cannot deliver data: the runner ends it and
+    /// reports the feed `down` with reason `auth`, backing off without reset.
+    AuthFailed { code: Option<i64>, message: String },
     /// Connected, authenticated, subscribed and similar status messages.
+    /// Never data: a greeting neither makes a feed live nor resets its backoff.
     Status(String),
 }
 
@@ -92,6 +98,11 @@ pub struct Decoded {
     pub gaps: u64,
     /// Venue control messages.
     pub notices: Vec<Notice>,
+    /// Venue heartbeats (Coinbase `heartbeat`): proof that a subscription is
+    /// alive, which keeps a live feed from going stale but is not data.
+    pub heartbeats: u64,
+    /// Halts, resumes, trade corrections and cancels, in message order.
+    pub events: Vec<VenueEvent>,
 }
 
 impl Decoded {
@@ -101,6 +112,8 @@ impl Decoded {
         self.rejects.clear();
         self.gaps = 0;
         self.notices.clear();
+        self.heartbeats = 0;
+        self.events.clear();
     }
 }
 

@@ -4,8 +4,10 @@
 //! watching its `CancellationToken`.
 //!
 //! States sent to the gateway: `Connecting` while (re)connecting, `Live`
-//! once data flows, `Stale` after `staleness` without data, `Down` after a
-//! disconnect or failed connect (while waiting to retry).
+//! once ticks flow (venue greetings and acknowledgements are not data),
+//! `Stale` after `staleness` without data, `Down` after a disconnect, a
+//! failed connect or a venue's refusal of the credentials (while waiting to
+//! retry; a refusal never resets the backoff).
 
 mod connected;
 mod log_limit;

@@ -26,6 +26,9 @@ pub const FEED_RECONNECTS: &str = "tickgate_feed_reconnects_total";
 pub const FEED_GAPS: &str = "tickgate_feed_gaps_total";
 /// Counter: error messages sent by the venue (e.g. Alpaca 407), by `feed`.
 pub const FEED_UPSTREAM_ERRORS: &str = "tickgate_feed_upstream_errors_total";
+/// Counter: connections a venue ended by refusing the credentials (the feed
+/// goes `down`, reason `auth`, and backs off without reset), by `feed`.
+pub const FEED_AUTH_FAILURES: &str = "tickgate_feed_auth_failures_total";
 /// Counter: backup ticks held back because the primary was live, by `feed`
 /// (the backup's name).
 pub const FAILOVER_SUPPRESSED: &str = "tickgate_feed_failover_suppressed_ticks_total";
@@ -61,6 +64,10 @@ pub fn describe() {
         "Error messages received from the upstream venue, by feed."
     );
     describe_counter!(
+        FEED_AUTH_FAILURES,
+        "Feed connections refused by the venue for bad or unentitled credentials, by feed."
+    );
+    describe_counter!(
         NATS_SNAPSHOT_LOADS,
         "Full snapshot loads of a NATS feed (at start and after every reconnect), by feed."
     );
@@ -84,6 +91,7 @@ pub fn describe() {
 /// leaves a value already recorded untouched.
 pub fn register_feed(feed: &str) {
     counter!(FEED_RECONNECTS, "feed" => feed.to_owned()).increment(0);
+    counter!(FEED_AUTH_FAILURES, "feed" => feed.to_owned()).increment(0);
     for reason in REJECT_REASONS {
         ticks_rejected(feed, reason, 0);
     }
@@ -108,6 +116,11 @@ pub fn gaps(feed: &str, n: u64) {
 /// One error message sent by `feed`'s venue.
 pub fn upstream_error(feed: &str) {
     counter!(FEED_UPSTREAM_ERRORS, "feed" => feed.to_owned()).increment(1);
+}
+
+/// `feed`'s venue refused the credentials once.
+pub fn auth_failure(feed: &str) {
+    counter!(FEED_AUTH_FAILURES, "feed" => feed.to_owned()).increment(1);
 }
 
 /// `n` ticks of the backup `feed` held back while its primary was live.

@@ -193,7 +193,7 @@ async fn venue_server(
 }
 
 #[tokio::test]
-async fn polygon_quotes_in_round_lots_and_trades_normalize() {
+async fn polygon_quotes_and_trades_normalize_with_sizes_in_shares() {
     let (url, server) = venue_server(
         "polygon.jsonl",
         vec![
@@ -223,7 +223,7 @@ async fn polygon_quotes_in_round_lots_and_trades_normalize() {
     );
     assert_eq!(
         (name(&b), b.bid_size, b.ask_size),
-        ("BRK.B".into(), Some(100.0), Some(200.0))
+        ("BRK.B".into(), Some(40.0), Some(80.0))
     );
     server.abort();
     feeds.stop().await;
@@ -257,7 +257,7 @@ async fn alpaca_quotes_and_trades_normalize_and_slow_client_is_counted() {
     );
     assert_eq!(
         (q.bid_size, q.ask_size, q.ts),
-        (Some(2.0), Some(1.0), Some(1_763_994_600_123_000))
+        (Some(200.0), Some(100.0), Some(1_763_994_600_123_000))
     );
     assert_eq!(
         (t.kind, t.last, t.last_size),

@@ -3,13 +3,15 @@
 
 use serde::Deserialize;
 
-use crate::model::{Tick, TickKind};
+use crate::model::{Cleared, Tick, TickKind};
 use crate::parse::{JsonScratch, ParseError, unsigned};
 
 /// Decodes one published quote (its client-protocol JSON) into a tick that
 /// carries every field and the publisher's `seq`. A quote is state, so the
 /// tick is always of kind `quote`: applying it sets the fields, it does not
-/// add a trade.
+/// add a trade. A published quote is complete, so a field it leaves out is
+/// unknown at the publisher (a feed cleared it with `null`) and the tick
+/// clears it too: replicas never keep a value the publisher dropped.
 pub fn decode_quote(scratch: &mut JsonScratch, buf: &mut [u8]) -> Result<Tick, ParseError> {
     scratch.parse(buf, |root| {
         let obj = root
@@ -17,9 +19,32 @@ pub fn decode_quote(scratch: &mut JsonScratch, buf: &mut [u8]) -> Result<Tick, P
             .ok_or(ParseError::WrongType { field: "quote" })?;
         let mut tick = crate::json::tick_from_object(&obj)?;
         tick.kind = TickKind::Quote;
+        tick.cleared = tick.cleared.with(unknown_fields(&tick));
         tick.seq = Some(unsigned(&obj, "seq")?.ok_or(ParseError::WrongType { field: "seq" })?);
         Ok(tick)
     })?
+}
+
+/// The quote fields `tick` does not carry.
+fn unknown_fields(tick: &Tick) -> Cleared {
+    [
+        (tick.bid, Cleared::BID),
+        (tick.ask, Cleared::ASK),
+        (tick.bid_size, Cleared::BID_SIZE),
+        (tick.ask_size, Cleared::ASK_SIZE),
+        (tick.last, Cleared::LAST),
+        (tick.last_size, Cleared::LAST_SIZE),
+        (tick.volume, Cleared::VOLUME),
+        (tick.open, Cleared::OPEN),
+        (tick.high, Cleared::HIGH),
+        (tick.low, Cleared::LOW),
+        (tick.prev_close, Cleared::PREV_CLOSE),
+    ]
+    .into_iter()
+    .filter(|(value, _)| value.is_none())
+    .fold(Cleared::default(), |unknown, (_, field)| {
+        unknown.with(field)
+    })
 }
 
 /// The publisher's heartbeat: when it was sent and whether the publisher's
@@ -35,7 +60,27 @@ pub struct Heartbeat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Symbol;
+    use crate::model::{Quote, Symbol};
+
+    #[test]
+    fn a_field_the_publisher_dropped_is_dropped_by_the_replica() {
+        let mut scratch = JsonScratch::default();
+        let mut replica = Quote::new(sym("AAPL"));
+        let mut full =
+            br#"{"symbol":"AAPL","seq":41,"bid":1.5,"ask":1.6,"last":1.55,"ts":1764000000000000}"#
+                .to_vec();
+        let tick = decode_quote(&mut scratch, &mut full).expect("decodes");
+        assert!(replica.apply(&tick, 1));
+        let mut bid_cleared =
+            br#"{"symbol":"AAPL","seq":42,"ask":1.7,"last":1.55,"ts":1764000000000001}"#.to_vec();
+        let tick = decode_quote(&mut scratch, &mut bid_cleared).expect("decodes");
+        assert!(tick.validate(1_764_000_000_000_001).is_ok());
+        assert!(replica.apply(&tick, 2));
+        assert_eq!(
+            (replica.seq, replica.bid, replica.ask, replica.last),
+            (42, None, Some(1.7), Some(1.55))
+        );
+    }
 
     fn sym(s: &str) -> Symbol {
         Symbol::parse(s).expect("valid symbol")
@@ -59,6 +104,7 @@ mod tests {
         );
         assert_eq!(tick.prev_close, Some(1.45));
         assert_eq!(tick.ts, Some(1_764_000_000_000_000));
+        assert!(tick.cleared.is_empty(), "a complete quote clears nothing");
         let mut no_seq = br#"{"symbol":"AAPL","bid":1.5}"#.to_vec();
         assert!(decode_quote(&mut scratch, &mut no_seq).is_err());
         let mut garbage = b"{not json".to_vec();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tracing::{info, warn};
 
-use super::pipeline::Pipeline;
+use super::pipeline::{AuthFailure, Pipeline, Received};
 use super::{Stop, jitter_seed};
 use crate::FeedState;
 use crate::backoff::Backoff;
@@ -85,30 +85,49 @@ pub(crate) async fn run_connected(plan: FeedPlan, endpoint: Endpoint, mut pipeli
             _ = shutdown.cancelled() => return,
             attempt = timeout(plan.connect_timeout, endpoint.connect(plan.max_message_bytes)) => attempt,
         };
-        match attempt {
+        let refused = match attempt {
             Ok(Ok(mut connection)) => {
                 info!(feed = &*plan.name, "feed connected");
-                match session(&plan, &mut pipeline, &mut connection).await {
-                    Err(Stop) => return,
-                    Ok((end, delivered)) => {
-                        if delivered {
-                            backoff.reset();
-                        }
-                        warn!(feed = &*plan.name, "feed disconnected: {end}");
+                let Ok(ended) = session(&plan, &mut pipeline, &mut connection).await else {
+                    return;
+                };
+                // Rejected credentials do not get better by retrying fast:
+                // the backoff keeps growing even if some data came first.
+                if ended.auth_failure.is_none() {
+                    if ended.delivered {
+                        backoff.reset();
                     }
+                    warn!(feed = &*plan.name, "feed disconnected: {}", ended.reason);
                 }
+                ended.auth_failure
             }
-            Ok(Err(error)) => warn!(feed = &*plan.name, "feed connect failed: {error}"),
-            Err(_) => warn!(
-                feed = &*plan.name,
-                timeout_ms = plan.connect_timeout.as_millis() as u64,
-                "feed connect timed out"
-            ),
-        }
+            Ok(Err(error)) => {
+                warn!(feed = &*plan.name, "feed connect failed: {error}");
+                None
+            }
+            Err(_) => {
+                warn!(
+                    feed = &*plan.name,
+                    timeout_ms = plan.connect_timeout.as_millis() as u64,
+                    "feed connect timed out"
+                );
+                None
+            }
+        };
         if pipeline.set_state(FeedState::Down).await.is_err() {
             return;
         }
         let delay = backoff.next_delay();
+        if let Some(AuthFailure { code, message }) = refused {
+            telemetry::auth_failure(&plan.name);
+            warn!(
+                feed = &*plan.name,
+                reason = "auth",
+                code,
+                retry_in_ms = delay.as_millis() as u64,
+                "venue rejected the credentials; feed down: {message}"
+            );
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = sleep(delay) => {}
@@ -117,8 +136,25 @@ pub(crate) async fn run_connected(plan: FeedPlan, endpoint: Endpoint, mut pipeli
     }
 }
 
-/// Why a session ended, and whether it delivered any data.
-type SessionEnd = (String, bool);
+/// How one connection ended.
+struct SessionEnd {
+    /// For the log.
+    reason: String,
+    /// It delivered ticks (the backoff resets).
+    delivered: bool,
+    /// The venue refused the credentials (the backoff keeps growing).
+    auth_failure: Option<AuthFailure>,
+}
+
+impl SessionEnd {
+    fn closed(reason: impl Into<String>, delivered: bool) -> Self {
+        Self {
+            reason: reason.into(),
+            delivered,
+            auth_failure: None,
+        }
+    }
+}
 
 async fn session(
     plan: &FeedPlan,
@@ -139,17 +175,29 @@ async fn session(
                 pipeline.set_state(FeedState::Stale).await?;
             }
             _ = sleep_until(idle_at.unwrap_or(stale_at)), if idle_at.is_some() => {
-                return Ok(("silent past idle_timeout_ms; reconnecting".into(), delivered));
+                return Ok(SessionEnd::closed("silent past idle_timeout_ms; reconnecting", delivered));
             }
             next = connection.next() => match next {
-                Ok(Frame::Message) => {
-                    if pipeline.decode(connection.message()) {
+                Ok(Frame::Message) => match pipeline.decode(connection.message()) {
+                    Received::Data => {
                         last_data = Instant::now();
                         delivered = true;
                         pipeline.set_state(FeedState::Live).await?;
                         pipeline.flush(false).await?;
                     }
-                }
+                    Received::Heartbeat if pipeline.state() == Some(FeedState::Live) => {
+                        last_data = Instant::now();
+                    }
+                    Received::Heartbeat | Received::Control => {}
+                    Received::AuthFailed(failure) => {
+                        pipeline.flush(false).await?;
+                        return Ok(SessionEnd {
+                            reason: "the venue rejected the credentials".into(),
+                            delivered,
+                            auth_failure: Some(failure),
+                        });
+                    }
+                },
                 Ok(Frame::Oversize(len)) => {
                     let error = ParseError::Oversize { len, max: plan.max_message_bytes };
                     pipeline.reject(error.kind(), &error);
@@ -157,9 +205,9 @@ async fn session(
                 Ok(Frame::Control) => {}
                 Err(End::Truncated) => {
                     pipeline.reject("truncated", &End::Truncated);
-                    return Ok((End::Truncated.to_string(), delivered));
+                    return Ok(SessionEnd::closed(End::Truncated.to_string(), delivered));
                 }
-                Err(end) => return Ok((end.to_string(), delivered)),
+                Err(end) => return Ok(SessionEnd::closed(end.to_string(), delivered)),
             },
         }
     }

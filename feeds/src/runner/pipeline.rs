@@ -12,7 +12,7 @@ use super::Stop;
 use super::log_limit::LogLimiter;
 use crate::config::{FeedPlan, SymbolFilter};
 use crate::json::JsonDecoder;
-use crate::model::{Symbol, Tick};
+use crate::model::{Symbol, Tick, VenueEvent};
 use crate::parse::{Decoded, Decoder, Notice, ParseError};
 use crate::telemetry;
 use crate::venue::Venue;
@@ -32,6 +32,29 @@ pub(crate) struct Pipeline {
     pending: Vec<Tick>,
     state: Option<FeedState>,
     log: LogLimiter,
+    /// Separate from `log`, so venue events never crowd out reject lines.
+    events_log: LogLimiter,
+}
+
+/// What one upstream message turned out to be, for the feed's state and
+/// its reconnect backoff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// It produced ticks: the feed is live and the backoff resets.
+    Data,
+    /// A venue heartbeat: keeps a live feed live, nothing more.
+    Heartbeat,
+    /// A greeting, acknowledgement, status, or input that was skipped.
+    Control,
+    /// The venue refused the credentials: the connection is ended.
+    AuthFailed(AuthFailure),
+}
+
+/// The venue's own words when it refused the credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AuthFailure {
+    pub(crate) code: Option<i64>,
+    pub(crate) message: String,
 }
 
 pub(crate) fn decoder_for(format: Option<Venue>, max_message_bytes: usize) -> Box<dyn Decoder> {
@@ -59,6 +82,7 @@ impl Pipeline {
             pending: Vec::new(),
             state: None,
             log: LogLimiter::default(),
+            events_log: LogLimiter::default(),
         }
     }
 
@@ -99,9 +123,10 @@ impl Pipeline {
         }
     }
 
-    /// Decodes one message into `pending`; true when it was real data (it
-    /// produced ticks, or it was well-formed and rejected nothing).
-    pub(crate) fn decode(&mut self, buf: &mut [u8]) -> bool {
+    /// Decodes one message into `pending` and says what it was: only ticks
+    /// are data; a venue heartbeat only proves the subscription is alive;
+    /// greetings, acknowledgements and garbage are neither.
+    pub(crate) fn decode(&mut self, buf: &mut [u8]) -> Received {
         self.decoded.clear();
         self.decoder.decode(buf, &mut self.decoded);
         let decoded = std::mem::take(&mut self.decoded);
@@ -116,23 +141,63 @@ impl Pipeline {
                 "upstream gap detected"
             );
         }
+        let mut auth_failure = None;
         for notice in &decoded.notices {
             match notice {
                 Notice::UpstreamError { code, message } => {
                     telemetry::upstream_error(&self.feed);
                     warn!(feed = &*self.feed, code, message, "upstream error message");
                 }
+                // Logged once per backoff step by the runner, which ends the
+                // connection.
+                Notice::AuthFailed { code, message } => {
+                    telemetry::upstream_error(&self.feed);
+                    auth_failure.get_or_insert_with(|| AuthFailure {
+                        code: *code,
+                        message: message.clone(),
+                    });
+                }
                 Notice::Status(status) => info!(feed = &*self.feed, status, "upstream status"),
             }
         }
-        let data = !decoded.ticks.is_empty() || decoded.rejects.is_empty();
+        for event in &decoded.events {
+            self.venue_event(event);
+        }
         for tick in &decoded.ticks {
             if let Some(tick) = self.admit(tick) {
                 self.pending.push(tick);
             }
         }
+        let received = if let Some(failure) = auth_failure {
+            Received::AuthFailed(failure)
+        } else if !decoded.ticks.is_empty() {
+            Received::Data
+        } else if decoded.heartbeats > 0 {
+            Received::Heartbeat
+        } else {
+            Received::Control
+        };
         self.decoded = decoded;
-        data
+        received
+    }
+
+    /// A halt, resumption, correction or cancel the feed's symbol filter
+    /// lets through. The feed event channel carries only ticks and feed
+    /// states, so these are logged (rate-limited) rather than handed on.
+    fn venue_event(&mut self, event: &VenueEvent) {
+        let symbol = event.symbol();
+        if !self.filter.allows(symbol.as_str()) {
+            return;
+        }
+        if let Some(suppressed) = self.events_log.allow(Instant::now()) {
+            info!(
+                feed = &*self.feed,
+                kind = event.kind(),
+                %symbol,
+                suppressed,
+                "venue event not applied: {event:?}"
+            );
+        }
     }
 
     /// Applies the symbol filter and prefix.

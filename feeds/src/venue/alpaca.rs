@@ -1,18 +1,32 @@
 //! Alpaca stocks v2 WebSocket: arrays of messages tagged by `T` — `q` quote,
 //! `t` trade, `success`, `subscription`, `error`. `t` is RFC 3339 with 3 to 9
-//! fraction digits. Sizes are passed through as the venue sends them. An
+//! fraction digits. Quote sizes `bs`/`as` are round lots, so they are
+//! multiplied by [`ROUND_LOT`] into shares (Alpaca's answer on its forum,
+//! "The Alpaca quote sizes are actually in round lots: … 15 * 100 = 1500
+//! shares"; its schema only says `int`); trade size `s` is in shares. An
 //! `error` message (for example `407 slow client`) is surfaced as a
-//! [`Notice::UpstreamError`]. Other types (bars, statuses, corrections) are
-//! ignored.
+//! [`Notice::UpstreamError`], or as a [`Notice::AuthFailed`] when its code is
+//! one of [`AUTH_ERROR_CODES`]. Trading statuses (`s`, halts and
+//! resumptions), corrections (`c`) and cancels/errors (`x`) become
+//! [`VenueEvent`]s; other types (bars, LULD bands) are ignored.
 
 use simd_json::prelude::*;
 use simd_json::tape::{Object, Value};
 
-use crate::model::{Tick, TickKind};
+use crate::model::{Tick, TickKind, TradingStatus, VenueEvent};
 use crate::parse::{
     Decoded, Decoder, JsonScratch, Notice, ParseError, for_each_element, number, rfc3339_micros,
-    symbol_field, text,
+    symbol_field, text, unsigned,
 };
+
+/// Shares per round lot, the unit of Alpaca quote sizes.
+pub const ROUND_LOT: f64 = 100.0;
+
+/// Alpaca `error` codes that mean the credentials or their entitlement were
+/// refused, so the connection will never deliver data: 401 not
+/// authenticated, 402 auth failed, 404 auth timeout, 406 connection limit
+/// exceeded, 409 insufficient subscription.
+pub const AUTH_ERROR_CODES: [i64; 5] = [401, 402, 404, 406, 409];
 
 /// Decoder for Alpaca stocks frames.
 #[derive(Debug)]
@@ -54,8 +68,8 @@ fn message_into(message: Value<'_, '_>, out: &mut Decoded) -> Result<(), ParseEr
             kind: TickKind::Quote,
             bid: number(&obj, "bp")?,
             ask: number(&obj, "ap")?,
-            bid_size: number(&obj, "bs")?,
-            ask_size: number(&obj, "as")?,
+            bid_size: number(&obj, "bs")?.map(|lots| lots * ROUND_LOT),
+            ask_size: number(&obj, "as")?.map(|lots| lots * ROUND_LOT),
             ts: timestamp(&obj)?,
             ..Tick::default()
         }),
@@ -67,16 +81,53 @@ fn message_into(message: Value<'_, '_>, out: &mut Decoded) -> Result<(), ParseEr
             ts: timestamp(&obj)?,
             ..Tick::default()
         }),
+        "s" => {
+            let code = text(&obj, "sc")?.unwrap_or_default();
+            // Codes of the CTA and UTP tapes: H halt, P LULD pause, 2 halt;
+            // T and 3 resumption. Others (quotation resumption, price
+            // indications, imbalances) do not change whether it trades.
+            let status = match code {
+                "H" | "P" | "2" => TradingStatus::Halted,
+                "T" | "3" => TradingStatus::Trading,
+                _ => return Ok(()),
+            };
+            out.events.push(VenueEvent::TradingStatus {
+                symbol: symbol_field(&obj, "S")?,
+                status,
+                ts: timestamp(&obj)?,
+            });
+        }
+        "c" => out.events.push(VenueEvent::TradeCorrected {
+            symbol: symbol_field(&obj, "S")?,
+            trade_id: unsigned(&obj, "oi")?,
+            original_price: number(&obj, "op")?,
+            original_size: number(&obj, "os")?,
+            price: number(&obj, "cp")?,
+            size: number(&obj, "cs")?,
+            ts: timestamp(&obj)?,
+        }),
+        "x" => out.events.push(VenueEvent::TradeCancelled {
+            symbol: symbol_field(&obj, "S")?,
+            trade_id: unsigned(&obj, "i")?,
+            price: number(&obj, "p")?,
+            size: number(&obj, "s")?,
+            ts: timestamp(&obj)?,
+        }),
         "success" | "subscription" => {
             let msg = text(&obj, "msg")?.unwrap_or(tag);
             out.notices.push(Notice::Status(msg.to_string()));
         }
         "error" => {
             let code = obj.get("code").and_then(|c| c.as_i64());
-            let message = text(&obj, "msg")?.unwrap_or("unspecified error");
-            out.notices.push(Notice::UpstreamError {
-                code,
-                message: message.to_string(),
+            let message = text(&obj, "msg")?
+                .unwrap_or("unspecified error")
+                .to_string();
+            out.notices.push(match code {
+                Some(code) if AUTH_ERROR_CODES.contains(&code) => Notice::AuthFailed {
+                    code: Some(code),
+                    message,
+                },
+                _ => Notice::UpstreamError { code, message },
             });
         }
         _ => {}
@@ -105,6 +156,7 @@ pub(crate) fn handshake(key: &str, secret: &str, symbols: &[String]) -> Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Symbol;
 
     fn decode(input: &str) -> Decoded {
         let mut out = Decoded::default();
@@ -113,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn quotes_and_trades_with_nanosecond_and_millisecond_times() {
+    fn quotes_in_round_lots_become_shares_and_times_keep_nanoseconds_to_micros() {
         let out = decode(
             r#"[{"T":"q","S":"AMD","bx":"U","bp":141.02,"bs":2,"ax":"Q","ap":141.05,"as":5,"t":"2025-03-04T15:00:01.123456789Z","c":["R"],"z":"C"},
                 {"T":"t","i":7,"S":"AMD","x":"D","p":141.03,"s":40,"t":"2025-03-04T15:00:01.5Z","c":["@"],"z":"C"}]"#,
@@ -124,7 +176,11 @@ mod tests {
             (q.kind, q.bid, q.ask),
             (TickKind::Quote, Some(141.02), Some(141.05))
         );
-        assert_eq!((q.bid_size, q.ask_size), (Some(2.0), Some(5.0)));
+        assert_eq!(
+            (q.bid_size, q.ask_size),
+            (Some(200.0), Some(500.0)),
+            "round lots become shares"
+        );
         assert_eq!(q.ts, Some(1_741_100_401_123_456));
         assert_eq!(
             (t.kind, t.last, t.last_size),
@@ -151,6 +207,78 @@ mod tests {
         assert_eq!(out.notices[1], Notice::Status("authenticated".into()));
         assert_eq!(out.rejects, [ParseError::BadTimestamp { field: "t" }]);
         assert!(out.ticks.is_empty());
+    }
+
+    #[test]
+    fn rejected_credentials_are_auth_failures_and_greetings_are_status() {
+        for code in AUTH_ERROR_CODES {
+            let out = decode(&format!(
+                r#"[{{"T":"success","msg":"connected"}},{{"T":"error","code":{code},"msg":"auth failed"}}]"#
+            ));
+            assert_eq!(out.notices[0], Notice::Status("connected".into()));
+            assert_eq!(
+                out.notices[1],
+                Notice::AuthFailed {
+                    code: Some(code),
+                    message: "auth failed".into()
+                }
+            );
+            assert!(out.ticks.is_empty() && out.rejects.is_empty());
+        }
+        let out = decode(r#"[{"T":"error","code":405,"msg":"symbol limit exceeded"}]"#);
+        assert!(matches!(
+            out.notices[0],
+            Notice::UpstreamError {
+                code: Some(405),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn halts_resumptions_corrections_and_cancels_become_venue_events() {
+        let out = decode(
+            r#"[{"T":"s","S":"AAPL","sc":"H","sm":"Trading Halt","rc":"T12","rm":"Trading Halted; For information requested by NASDAQ","t":"2025-03-04T15:00:00Z","z":"C"},
+                {"T":"s","S":"AAPL","sc":"Q","sm":"Quotation Resumption","t":"2025-03-04T15:04:00Z"},
+                {"T":"s","S":"AAPL","sc":"T","sm":"Trading Resumption","t":"2025-03-04T15:05:00Z"},
+                {"T":"c","S":"AAPL","x":"N","oi":1001,"op":210.5,"os":100,"oc":["@"],"ci":1002,"cp":210.25,"cs":100,"cc":["@"],"t":"2025-03-04T15:06:00Z","z":"A"},
+                {"T":"x","S":"AAPL","i":1003,"x":"N","p":211.0,"s":50,"a":"C","t":"2025-03-04T15:07:00Z","z":"A"},
+                {"T":"x","i":1004}]"#,
+        );
+        let aapl = Symbol::parse("AAPL").expect("symbol");
+        assert_eq!(
+            out.events,
+            [
+                VenueEvent::TradingStatus {
+                    symbol: aapl,
+                    status: TradingStatus::Halted,
+                    ts: Some(1_741_100_400_000_000)
+                },
+                VenueEvent::TradingStatus {
+                    symbol: aapl,
+                    status: TradingStatus::Trading,
+                    ts: Some(1_741_100_700_000_000)
+                },
+                VenueEvent::TradeCorrected {
+                    symbol: aapl,
+                    trade_id: Some(1001),
+                    original_price: Some(210.5),
+                    original_size: Some(100.0),
+                    price: Some(210.25),
+                    size: Some(100.0),
+                    ts: Some(1_741_100_760_000_000)
+                },
+                VenueEvent::TradeCancelled {
+                    symbol: aapl,
+                    trade_id: Some(1003),
+                    price: Some(211.0),
+                    size: Some(50.0),
+                    ts: Some(1_741_100_820_000_000)
+                },
+            ]
+        );
+        assert!(out.ticks.is_empty(), "events are not ticks");
+        assert_eq!(out.rejects, [ParseError::MissingSymbol]);
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! `sequence` is per product and is *not* contiguous on the ticker channel
 //! (it counts every order-book message), and it can repeat. So sequences only
 //! order messages: a ticker older than one already applied is rejected
-//! (`out_of_order`), a repeat is accepted. Real gaps are found through the
+//! (`out_of_order`), a repeat is accepted. The order is kept across
+//! reconnects (a sequence belongs to the product, not the connection); a
+//! lower sequence whose `time` is later than the last applied ticker's is
+//! taken as the venue renumbering and followed. Real gaps are found through the
 //! heartbeat: its `last_trade_id` is the product's latest trade, and a ticker
 //! carries the `trade_id` of the latest match it reports, so a heartbeat
 //! naming a newer trade than the last ticker seen means tickers were missed.
@@ -16,7 +19,7 @@ use std::collections::HashMap;
 
 use simd_json::tape::Object;
 
-use crate::model::{Symbol, Tick, TickKind};
+use crate::model::{Cleared, Symbol, Tick, TickKind};
 use crate::parse::{
     Decoded, Decoder, JsonScratch, Notice, ParseError, decimal, rfc3339_micros, symbol_field, text,
     unsigned,
@@ -38,6 +41,8 @@ pub struct CoinbaseDecoder {
 #[derive(Debug, Default, Clone, Copy)]
 struct ProductState {
     last_sequence: u64,
+    /// `time` of the ticker that set `last_sequence`, 0 when it had none.
+    last_time: u64,
     /// Trade id of the latest ticker, 0 before the first one.
     last_trade_id: u64,
 }
@@ -67,9 +72,10 @@ impl Decoder for CoinbaseDecoder {
         });
     }
 
-    fn reset(&mut self) {
-        self.products.clear();
-    }
+    /// Keeps every product's order state: Coinbase sequences are per
+    /// product, not per connection, so a ticker replayed on a new connection
+    /// that is older than one already applied is still refused.
+    fn reset(&mut self) {}
 }
 
 fn message_into(
@@ -85,11 +91,16 @@ fn message_into(
             let tick = ticker_tick(obj, symbol)?;
             let state = product(products, symbol);
             if let Some(seq) = sequence {
-                if seq < state.last_sequence {
+                let time = tick.ts.unwrap_or(0);
+                // A lower sequence with a later time means the venue
+                // restarted its numbering; anything else lower is older.
+                let renumbered = time > state.last_time && state.last_time != 0;
+                if seq < state.last_sequence && !renumbered {
                     let last = state.last_sequence;
                     return Err(ParseError::OutOfOrder { last, got: seq });
                 }
                 state.last_sequence = seq;
+                state.last_time = time;
             }
             if let Some(id) = trade_id {
                 state.last_trade_id = state.last_trade_id.max(id);
@@ -108,14 +119,26 @@ fn message_into(
             if last_trade_id != 0 {
                 state.last_trade_id = state.last_trade_id.max(last_trade_id);
             }
+            out.heartbeats += 1;
         }
         "subscriptions" => out.notices.push(Notice::Status("subscribed".into())),
         "error" => {
             let message = text(obj, "message")?.unwrap_or("unspecified error");
             let reason = text(obj, "reason")?.unwrap_or("");
-            out.notices.push(Notice::UpstreamError {
-                code: None,
-                message: format!("{message} {reason}").trim_end().to_string(),
+            let auth = [message, reason]
+                .iter()
+                .any(|t| t.to_ascii_lowercase().contains("authentication"));
+            let message = format!("{message} {reason}").trim_end().to_string();
+            out.notices.push(if auth {
+                Notice::AuthFailed {
+                    code: None,
+                    message,
+                }
+            } else {
+                Notice::UpstreamError {
+                    code: None,
+                    message,
+                }
             });
         }
         _ => {}
@@ -149,6 +172,7 @@ fn ticker_tick(obj: &Object<'_, '_>, symbol: Symbol) -> Result<Tick, ParseError>
         prev_close: None,
         ts,
         seq: None,
+        cleared: Cleared::default(),
     })
 }
 
@@ -240,9 +264,73 @@ mod tests {
         decoder.reset();
         let out = decode_all(
             &mut decoder,
-            &[r#"{"type":"ticker","product_id":"BTC-USD","sequence":1,"trade_id":1,"price":"1"}"#],
+            &[
+                r#"{"type":"ticker","product_id":"BTC-USD","sequence":130,"trade_id":11,"price":"1"}"#,
+            ],
         );
-        assert_eq!(out.ticks.len(), 1, "a new connection starts a new order");
+        assert!(
+            out.ticks.is_empty(),
+            "a new connection keeps the product's order"
+        );
+    }
+
+    #[test]
+    fn an_older_ticker_after_a_reconnect_is_refused_and_a_renumbering_is_followed() {
+        let mut decoder = CoinbaseDecoder::new(1 << 20);
+        let ticker = |seq: u64, second: u32, price: &str| {
+            format!(
+                r#"{{"type":"ticker","product_id":"ETH-USD","sequence":{seq},"time":"2026-01-05T10:00:{second:02}.000000Z","price":"{price}"}}"#
+            )
+        };
+        let first = decode_all(&mut decoder, &[&ticker(500, 10, "3000")]);
+        assert_eq!(first.ticks.len(), 1);
+        decoder.reset();
+        let replayed = decode_all(
+            &mut decoder,
+            &[&ticker(480, 9, "2990"), &ticker(500, 10, "3000")],
+        );
+        assert_eq!(
+            replayed.rejects,
+            [ParseError::OutOfOrder {
+                last: 500,
+                got: 480
+            }]
+        );
+        assert_eq!(replayed.ticks.len(), 1, "the repeat of the newest passes");
+        let renumbered = decode_all(
+            &mut decoder,
+            &[&ticker(3, 20, "3050"), &ticker(2, 19, "3040")],
+        );
+        assert_eq!(
+            renumbered.ticks.iter().map(|t| t.last).collect::<Vec<_>>(),
+            [Some(3050.0)],
+            "a lower sequence with a later time is a new numbering; older after it is refused"
+        );
+    }
+
+    #[test]
+    fn authentication_errors_and_heartbeats_are_told_apart() {
+        let mut decoder = CoinbaseDecoder::new(1 << 20);
+        let out = decode_all(
+            &mut decoder,
+            &[
+                r#"{"type":"error","message":"Authentication Failed","reason":"invalid signature"}"#,
+                r#"{"type":"heartbeat","product_id":"BTC-USD","sequence":1,"last_trade_id":0}"#,
+                r#"{"type":"subscriptions","channels":[]}"#,
+            ],
+        );
+        assert_eq!(
+            out.notices,
+            [
+                Notice::AuthFailed {
+                    code: None,
+                    message: "Authentication Failed invalid signature".into()
+                },
+                Notice::Status("subscribed".into())
+            ]
+        );
+        assert_eq!(out.heartbeats, 1);
+        assert!(out.ticks.is_empty());
     }
 
     #[test]

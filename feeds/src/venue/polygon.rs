@@ -1,7 +1,9 @@
 //! Polygon (Massive) stocks WebSocket: every frame is a JSON array of events
-//! tagged by `ev` — `Q` quote, `T` trade, `status`. `t` is Unix milliseconds;
-//! quote sizes `bs`/`as` are round lots of 100 shares; trade size `s` is in
-//! shares. `q` (sequence) is not contiguous and resets daily, so it is not
+//! tagged by `ev` — `Q` quote, `T` trade, `status`. `t` is Unix milliseconds.
+//! Every size is in shares: trade size `s` always was, and quote sizes
+//! `bs`/`as` are shares since 2025-11-03 (Polygon's notice "Upcoming Changes
+//! to Bid and Ask Sizes in Stocks Quotes", following the SEC's Market Data
+//! Infrastructure rules; before that date they were round lots of 100). `q` (sequence) is not contiguous and resets daily, so it is not
 //! used for gap detection. Other event types (aggregates) are ignored.
 
 use simd_json::tape::Value;
@@ -11,9 +13,6 @@ use crate::parse::{
     Decoded, Decoder, JsonScratch, Notice, ParseError, for_each_element, millis_to_micros, number,
     symbol_field, text, unsigned,
 };
-
-/// Shares per round lot, the unit of Polygon quote sizes.
-pub const ROUND_LOT: f64 = 100.0;
 
 /// Decoder for Polygon stocks frames.
 #[derive(Debug)]
@@ -63,8 +62,8 @@ fn event_into(event: Value<'_, '_>, out: &mut Decoded) -> Result<(), ParseError>
             kind: TickKind::Quote,
             bid: number(&obj, "bp")?,
             ask: number(&obj, "ap")?,
-            bid_size: number(&obj, "bs")?.map(|lots| lots * ROUND_LOT),
-            ask_size: number(&obj, "as")?.map(|lots| lots * ROUND_LOT),
+            bid_size: number(&obj, "bs")?,
+            ask_size: number(&obj, "as")?,
             ts: ts("t")?,
             ..Tick::default()
         }),
@@ -79,15 +78,18 @@ fn event_into(event: Value<'_, '_>, out: &mut Decoded) -> Result<(), ParseError>
         "status" => {
             let status = text(&obj, "status")?.unwrap_or_default();
             let message = text(&obj, "message")?.unwrap_or_default();
-            out.notices
-                .push(if status.contains("fail") || status == "error" {
-                    Notice::UpstreamError {
-                        code: None,
-                        message: format!("{status}: {message}"),
-                    }
-                } else {
-                    Notice::Status(format!("{status}: {message}"))
-                });
+            let message = format!("{status}: {message}");
+            out.notices.push(match status {
+                "auth_failed" => Notice::AuthFailed {
+                    code: None,
+                    message,
+                },
+                _ if status.contains("fail") || status == "error" => Notice::UpstreamError {
+                    code: None,
+                    message,
+                },
+                _ => Notice::Status(message),
+            });
         }
         _ => {}
     }
@@ -117,9 +119,9 @@ mod tests {
     }
 
     #[test]
-    fn quote_sizes_are_round_lots_and_time_is_millis() {
+    fn quote_sizes_are_shares_and_time_is_millis() {
         let out = decode(
-            r#"[{"ev":"Q","sym":"BRK.B","bx":4,"bp":411.25,"bs":3,"ax":7,"ap":411.3,"as":12,"t":1700000000123}]"#,
+            r#"[{"ev":"Q","sym":"BRK.B","bx":4,"bp":411.25,"bs":300,"ax":7,"ap":411.3,"as":1200,"t":1700000000123}]"#,
         );
         let t = out.ticks[0];
         assert_eq!(t.symbol.map(|s| s.to_string()).as_deref(), Some("BRK.B"));
@@ -143,7 +145,13 @@ mod tests {
             (out.ticks[0].last, out.ticks[0].last_size),
             (Some(414.5), Some(25.0))
         );
-        assert!(matches!(out.notices[0], Notice::UpstreamError { .. }));
+        assert_eq!(
+            out.notices[0],
+            Notice::AuthFailed {
+                code: None,
+                message: "auth_failed: bad key".into()
+            }
+        );
         assert_eq!(out.rejects, [ParseError::MissingSymbol]);
     }
 
