@@ -16,7 +16,7 @@ use tickgate_feeds::{Tick, TickError, TickKind};
 
 use super::encode;
 use super::store::{FeedId, Slot, SnapshotStore, StoreFull};
-use super::subscriptions::lock_subscribers;
+use super::subscriptions::{hand_over, lock_subscribers};
 
 /// Why a tick was not applied: the `reason` label of
 /// `tickgate_ticks_rejected_total`, a closed set.
@@ -107,8 +107,15 @@ impl Fanout {
                     continue;
                 }
             };
-            let slot = match store.get_or_create(symbol) {
-                Ok(slot) => slot,
+            let slot = match store.get_or_insert(symbol) {
+                Ok((slot, created)) => {
+                    if created {
+                        // Clients may have waited for it: before its first
+                        // tick, so that tick reaches them as an update.
+                        hand_over(store, &slot);
+                    }
+                    slot
+                }
                 Err(StoreFull(_)) => {
                     self.report.rejected[TABLE_FULL] += 1;
                     continue;
@@ -216,7 +223,10 @@ mod tests {
             store,
             &mailbox,
             &symbols,
-            100,
+            subscriptions::SubscribeLimits {
+                per_connection: 100,
+                interest: 100,
+            },
             delivery,
             &Default::default(),
             |_| Vec::new(),

@@ -79,7 +79,11 @@ impl Fixture {
 
     /// Applies a quote to `symbol`; returns its new seq.
     fn tick(&self, symbol: &str, bid: f64) -> u64 {
-        let slot = self.store.get_or_create(sym(symbol)).expect("room");
+        let (slot, created) = self.store.get_or_insert(sym(symbol)).expect("room");
+        if created {
+            // As the fan-out step does: clients waiting for it subscribe.
+            crate::fanout::subscriptions::hand_over(&self.store, &slot);
+        }
         let tick = Tick {
             symbol: Some(sym(symbol)),
             bid: Some(bid),
@@ -101,14 +105,16 @@ impl Fixture {
             .collect()
     }
 
+    /// Symbols held: subscribed, or waited for until a feed publishes them.
     fn subscriptions(&self) -> usize {
-        self.mailbox.lock().subscription_count()
+        crate::fanout::subscriptions::held(&self.store, &self.mailbox)
     }
 }
 
 fn limits() -> SessionLimits {
     SessionLimits {
         max_subscriptions: 100,
+        max_interest: 100,
         max_update_rate_hz: 0.0,
         max_requests_per_second: 0.0,
         request_burst: 100,
@@ -446,9 +452,16 @@ fn end_drops_every_subscription() {
         now,
     );
 
+    fx.tick("A", 1.0);
+
     session.end();
 
     assert_eq!(fx.subscriptions(), 0);
+    assert_eq!(
+        fx.store.interest().symbol_count(),
+        0,
+        "B is no longer waited for"
+    );
     let slot = fx.store.get(&sym("A")).expect("slot");
     assert!(crate::fanout::subscriptions::lock_subscribers(&slot).is_empty());
 }
