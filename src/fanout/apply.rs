@@ -278,6 +278,32 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_publishing_a_waited_for_symbol_serves_its_clients_at_once() {
+        let store = SnapshotStore::new(16);
+        let trades = Delivery {
+            trades: true,
+            ..Delivery::default()
+        };
+        // No feed has published NEW: the client waits for it, no slot yet.
+        let mailbox = subscribed_with(&store, &["NEW"], trades, 8);
+        assert!(store.get(&sym("NEW")).is_none());
+        assert_eq!(store.interest().symbol_count(), 1);
+
+        let report = Fanout::default()
+            .apply(&store, 0, &[quote("NEW", 1.0), trade("NEW", 1.5)], NOW)
+            .clone();
+
+        assert_eq!(report.accepted, 2);
+        assert_eq!(store.interest().symbol_count(), 0, "handed over");
+        let drain = mailbox.drain(Instant::now());
+        assert_eq!(
+            quotes_of(drain.update.as_deref().expect("an update")),
+            vec![("NEW".into(), 2, 1.0)]
+        );
+        assert_eq!(drain.trade_count, 1, "its trade option came along");
+    }
+
+    #[test]
     fn unsubscribed_symbols_are_stored_but_reach_nobody() {
         let store = SnapshotStore::new(16);
         let mailbox = subscribed(&store, &["AAPL"], Delivery::default());

@@ -267,6 +267,77 @@ fn symbols_past_the_per_connection_limit_are_refused() {
 }
 
 #[test]
+fn a_large_subscribe_is_handled_in_slices_each_answered_before_its_updates() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let limits = SessionLimits {
+        max_subscriptions: 1_000,
+        max_interest: 10_000,
+        ..limits()
+    };
+    let mut session = fx.session_with(Some(Grant::unrestricted()), limits, now);
+    fx.tick("S700", 1.0);
+    let names: Vec<String> = (0..1_200).map(|i| format!("S{i}")).collect();
+
+    text(
+        &mut session,
+        json!({"op":"subscribe","id":5,"symbols":names}),
+        now,
+    );
+
+    // One slice handled; the rest waits for the driver.
+    assert!(session.has_unfinished_request());
+    assert_eq!(fx.subscriptions(), SUBSCRIBE_SLICE);
+    let frames = fx.frames(now);
+    assert_eq!(frames.len(), 2);
+    assert_eq!(symbols(&frames[0]).len(), SUBSCRIBE_SLICE);
+    assert_eq!(frames[0]["id"], 5);
+    assert_eq!(frames[1]["type"], "snapshot");
+
+    session.continue_request();
+    assert!(session.has_unfinished_request());
+    // The limit is reached in the second slice; its refusals wait for the
+    // last one.
+    let frames = fx.frames(now);
+    assert_eq!(symbols(&frames[0]).len(), 1_000 - SUBSCRIBE_SLICE);
+    assert_eq!(frames[1]["quotes"][0]["symbol"], "S700", "{}", frames[1]);
+
+    session.continue_request();
+    assert!(!session.has_unfinished_request());
+    let frames = fx.frames(now);
+    assert_eq!(frames.len(), 1, "nothing subscribed in the last slice");
+    assert_eq!(frames[0]["code"], "too_many_subscriptions");
+    assert_eq!(symbols(&frames[0]).len(), 200);
+    assert_eq!(symbols(&frames[0])[0], "S1000");
+    assert_eq!(fx.subscriptions(), 1_000);
+    // Only the symbol a feed published took a slot.
+    assert_eq!(fx.store.symbol_count(), 1);
+    assert_eq!(fx.store.interest().symbol_count(), 999);
+}
+
+#[test]
+fn a_connection_that_ends_mid_request_leaves_nothing_behind() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let limits = SessionLimits {
+        max_subscriptions: 1_000,
+        max_interest: 10_000,
+        ..limits()
+    };
+    let mut session = fx.session_with(Some(Grant::unrestricted()), limits, now);
+    let names: Vec<String> = (0..600).map(|i| format!("S{i}")).collect();
+    text(&mut session, json!({"op":"subscribe","symbols":names}), now);
+    assert!(session.has_unfinished_request());
+    assert_eq!(fx.store.interest().symbol_count(), SUBSCRIBE_SLICE);
+
+    session.end();
+
+    assert!(!session.has_unfinished_request());
+    assert_eq!(fx.subscriptions(), 0);
+    assert_eq!(fx.store.interest().symbol_count(), 0);
+}
+
+#[test]
 fn a_tokens_own_subscription_limit_applies_when_lower() {
     let fx = Fixture::new();
     let now = Instant::now();
