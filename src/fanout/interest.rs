@@ -82,14 +82,24 @@ impl InterestBook {
         if !self.by_symbol.contains_key(&symbol) && self.by_symbol.len() >= max_symbols {
             return Err(InterestFull(max_symbols));
         }
-        let waiting = Waiting {
-            mailbox: Arc::clone(mailbox),
-            delivery,
-        };
-        self.by_symbol
-            .entry(symbol)
-            .or_default()
-            .insert(mailbox.id, waiting);
+        let waiting = self.by_symbol.entry(symbol).or_default();
+        match waiting.get_mut(&mailbox.id) {
+            // As for a subscription: asking again without a rank keeps it.
+            Some(existing) => {
+                let priority = delivery.priority.or(existing.delivery.priority);
+                existing.delivery = Delivery {
+                    priority,
+                    ..delivery
+                };
+            }
+            None => {
+                let entry = Waiting {
+                    mailbox: Arc::clone(mailbox),
+                    delivery,
+                };
+                waiting.insert(mailbox.id, entry);
+            }
+        }
         self.by_conn.entry(mailbox.id).or_default().insert(symbol);
         Ok(())
     }
@@ -276,6 +286,25 @@ mod tests {
         book.remove(1, &sym("Y"));
         book.add(sym("Z"), &b, Delivery::default(), 2)
             .expect("freed");
+    }
+
+    #[test]
+    fn waiting_again_takes_the_new_options_and_keeps_the_rank() {
+        let mut book = InterestBook::default();
+        let a = mailbox(1);
+        let ranked = Delivery {
+            priority: Some(Priority::Background),
+            ..Delivery::default()
+        };
+        book.add(sym("X"), &a, ranked, 10).expect("room");
+        let trades = Delivery {
+            trades: true,
+            ..Delivery::default()
+        };
+        book.add(sym("X"), &a, trades, 10).expect("room");
+        let taken = book.take(&sym("X"));
+        assert!(taken[0].delivery.trades);
+        assert_eq!(taken[0].delivery.priority, Some(Priority::Background));
     }
 
     #[test]
