@@ -2,6 +2,10 @@
 //! subscribe of symbols no feed has published is handled in slices while
 //! everyone else keeps receiving, and symbols clients name (accepted,
 //! refused or dropped again) never use up the symbol table feeds need.
+//!
+//! The first test uses the suite's gateway (a child process with the
+//! simulator feed and authentication); the second starts one in process
+//! (tests/common), because it must publish a feed's new instruments itself.
 
 use super::support::*;
 use crate::common::{
