@@ -64,7 +64,10 @@ fn fanout(c: &mut Criterion) {
                     &store,
                     &mailbox,
                     &[symbol],
-                    100,
+                    subscriptions::SubscribeLimits {
+                        per_connection: 100,
+                        interest: 100,
+                    },
                     Delivery::default(),
                     &Default::default(),
                     |_| Vec::new(),

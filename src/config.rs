@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn zero_counts_are_reported_with_every_other_problem() {
-        let text = "[limits]\nmax_connections = 0\nmax_symbols = 0\nrequest_burst = 0\nmax_rate_limited = 0\nmax_subscriptions_per_connection = 0\n[connection]\nslow_consumer_ms = 1\ntrade_buffer = 0\n[rebalance]\nshed_per_second = 0";
+        let text = "[limits]\nmax_connections = 0\nmax_symbols = 0\nmax_interest = 0\nrequest_burst = 0\nmax_rate_limited = 0\nmax_subscriptions_per_connection = 0\n[connection]\nslow_consumer_ms = 1\ntrade_buffer = 0\n[rebalance]\nshed_per_second = 0";
         let Err(ConfigError::Invalid(problems)) = Config::from_toml(text, "test") else {
             panic!("expected Invalid");
         };
@@ -206,6 +206,7 @@ mod tests {
                 "limits.max_connections must be at least 1",
                 "limits.max_subscriptions_per_connection must be at least 1",
                 "limits.max_symbols must be between 1 and 10000000",
+                "limits.max_interest must be between 1 and 10000000",
                 TRADE_BUFFER_RANGE,
                 "limits.request_burst must be at least 1",
                 "limits.max_rate_limited must be at least 1",

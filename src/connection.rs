@@ -226,6 +226,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
+        if session.has_unfinished_request() {
+            // A large subscribe goes a slice at a time: the fan-out and the
+            // other connections run between slices, and its replies wait
+            // for the writer like any others.
+            tokio::task::yield_now().await;
+            while mailbox.lock().control_len() >= MAX_CONTROL_FRAMES {
+                mailbox.drained.notified().await;
+            }
+            session.continue_request();
+            continue;
+        }
         let next = async {
             // Backpressure on requests: wait until the writer has taken the
             // replies already queued.

@@ -6,7 +6,11 @@
 //!                 └► subscriptions ─► mailbox/outbox (dirty set, trades) ─► connection writer
 //! ```
 //!
-//! - [`store`]: latest quote per symbol behind arc-swap, encoded once.
+//! - [`store`]: latest quote per symbol behind arc-swap, encoded once; only
+//!   symbols feeds have published take a slot.
+//! - [`interest`]: symbols clients wait for that no feed has published yet,
+//!   bounded per connection and in total, handed over to the new slot when
+//!   a feed publishes the symbol.
 //! - [`subscriptions`]: symbol → interested connections, and the subscribe
 //!   rules that keep "snapshot before update" true.
 //! - [`outbox`]: per-connection conflation, at most one pending entry per
@@ -25,6 +29,7 @@ pub mod apply;
 pub mod delivery;
 pub mod drain;
 pub mod encode;
+pub mod interest;
 pub mod mailbox;
 pub mod outbox;
 pub mod store;

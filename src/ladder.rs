@@ -298,11 +298,16 @@ mod tests {
                 ..Delivery::default()
             };
             let symbol = tickgate_feeds::Symbol::parse(symbol).expect("symbol");
+            // Published by a feed: client-named symbols alone take no slot.
+            store.get_or_create(symbol).expect("room");
             crate::fanout::subscriptions::subscribe(
                 store,
                 &mailbox,
                 &[symbol],
-                10,
+                crate::fanout::subscriptions::SubscribeLimits {
+                    per_connection: 10,
+                    interest: 10,
+                },
                 delivery,
                 &Default::default(),
                 |_| Vec::new(),

@@ -322,6 +322,7 @@ fn observe(services: &Services) {
     let queued = connections.iter().map(|m| m.stats.inflight_bytes());
     telemetry::connections_sampled(slow, slowed, queued);
     services.feeds.publish_gauges(now);
+    telemetry::interest_symbols(services.store.interest().symbol_count());
     telemetry::observe_process();
 }
 

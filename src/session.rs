@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use tickgate_feeds::Symbol;
 
 pub use self::close::{CloseReason, SLOW_CONSUMER_CLOSE};
+pub use self::subscribe::SUBSCRIBE_SLICE;
 use crate::auth::{Authenticator, Grant};
 use crate::board::FeedBoard;
 use crate::config::Config;
@@ -69,6 +70,9 @@ pub struct SessionLimits {
     /// `limits.max_subscriptions_per_connection` (a token's own
     /// `max_subscriptions` may lower it).
     pub max_subscriptions: usize,
+    /// `limits.max_interest`: distinct symbols no feed has published that
+    /// the gateway waits for, over all connections.
+    pub max_interest: usize,
     /// `connection.max_update_rate_hz`: ceiling on updates per second per
     /// symbol; 0 = none.
     pub max_update_rate_hz: f64,
@@ -91,6 +95,7 @@ impl SessionLimits {
     pub fn from_config(config: &Config) -> Self {
         Self {
             max_subscriptions: config.limits.max_subscriptions_per_connection.get(),
+            max_interest: config.limits.max_interest.get(),
             max_update_rate_hz: config.connection.max_update_rate_hz,
             max_requests_per_second: config.limits.max_requests_per_second,
             request_burst: config.limits.request_burst.get(),
@@ -116,6 +121,9 @@ pub struct Session<'a> {
     rate: RequestRate,
     /// An error frame to send just before a policy close (1008).
     last_words: Option<String>,
+    /// The rest of a subscribe too large for one slice; the driver calls
+    /// [`Session::continue_request`] until it is done.
+    unfinished: Option<subscribe::Unfinished>,
     /// When the session opened: monotonic and wall-clock (since the Unix
     /// epoch) readings of the same moment.
     opened: (Instant, Duration),
@@ -156,6 +164,7 @@ impl<'a> Session<'a> {
             deadline,
             rate,
             last_words: None,
+            unfinished: None,
             opened: (now, unix_now),
         }
     }
@@ -237,9 +246,23 @@ impl<'a> Session<'a> {
         self.last_words.take()
     }
 
-    /// Drops every subscription of the ending connection.
+    /// Whether a request is only partly handled: a subscribe of more than
+    /// [`SUBSCRIBE_SLICE`] symbols is handled a slice at a time, and the
+    /// driver lets other tasks run between slices.
+    pub fn has_unfinished_request(&self) -> bool {
+        self.unfinished.is_some()
+    }
+
+    /// Handles the next slice of the unfinished request, if any.
+    pub fn continue_request(&mut self) {
+        self.subscribe_slice();
+    }
+
+    /// Drops every subscription and all interest of the ending connection,
+    /// and what is left of an unfinished request.
     pub fn end(&mut self) {
-        self.track_subscriptions(|| subscriptions::unsubscribe_all(&self.mailbox));
+        self.unfinished = None;
+        self.track_subscriptions(|| subscriptions::unsubscribe_all(self.store, &self.mailbox));
     }
 
     /// Applies one text request.
@@ -281,10 +304,12 @@ impl<'a> Session<'a> {
 
     /// Runs `change` and moves the subscription gauge by what it did to this
     /// connection's subscription count: the one place the gauge changes.
+    /// Symbols waited for count as held: the hand-over to a subscription
+    /// leaves the count as it was.
     fn track_subscriptions<R>(&self, change: impl FnOnce() -> R) -> R {
-        let before = self.mailbox.lock().subscription_count();
+        let before = subscriptions::held(self.store, &self.mailbox);
         let result = change();
-        let after = self.mailbox.lock().subscription_count();
+        let after = subscriptions::held(self.store, &self.mailbox);
         if after > before {
             telemetry::subscriptions_added(after - before);
         } else if before > after {

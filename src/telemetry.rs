@@ -39,6 +39,10 @@ pub const CONNECTIONS_CLOSED: &str = "tickgate_connections_closed_total";
 pub const CONNECTIONS_REFUSED: &str = "tickgate_connections_refused_total";
 pub const SUBSCRIPTIONS: &str = "tickgate_subscriptions";
 pub const SYMBOLS: &str = "tickgate_symbols";
+/// Gauge: distinct symbols clients wait for that no feed has published.
+pub const INTEREST_SYMBOLS: &str = "tickgate_interest_symbols";
+/// Counter: requested symbols refused, by `reason` ([`SYMBOL_REFUSE_REASONS`]).
+pub const SYMBOLS_REFUSED: &str = "tickgate_symbols_refused_total";
 pub const TICKS_RECEIVED: &str = "tickgate_ticks_received_total";
 pub const UPDATES_SENT: &str = "tickgate_updates_sent_total";
 pub const FRAMES_SENT: &str = "tickgate_frames_sent_total";
@@ -121,6 +125,12 @@ pub const CLOSE_REASONS: [&str; 12] = [
     "operator",
     "slow_consumer",
 ];
+
+/// Every `reason` of `tickgate_symbols_refused_total`: malformed, not
+/// covered by the token, over the connection's subscription limit, or new
+/// while `limits.max_interest` symbols are already waited for.
+pub const SYMBOL_REFUSE_REASONS: [&str; 4] =
+    ["invalid", "not_entitled", "over_limit", "interest_full"];
 
 /// Every `reason` of `tickgate_connections_refused_total`: the admission
 /// checks, then `server::handshake::HandshakeError::kind` and the request

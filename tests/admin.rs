@@ -17,6 +17,13 @@ async fn get_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
 async fn connections_and_symbols_are_listed_and_one_connection_can_be_closed() {
     let gateway = gateway_without_feeds(test_config()).await;
     let admin = gateway.admin_addr();
+    // Only symbols a feed has published are store symbols, listed below.
+    inject(
+        &gateway,
+        vec![quote_tick("AAPL", 1.0), quote_tick("MSFT", 2.0)],
+    )
+    .await;
+    wait_for_seq(&gateway, "MSFT", 1).await;
     let mut a = Client::connect(gateway.client_addr()).await;
     a.send(r#"{"op":"subscribe","symbols":["AAPL","MSFT"]}"#)
         .await;
@@ -49,8 +56,13 @@ async fn connections_and_symbols_are_listed_and_one_connection_can_be_closed() {
     let symbols = get_json(admin, "/symbols?top=1").await;
     assert_eq!(
         symbols,
-        serde_json::json!([{"symbol":"AAPL","subscribers":2,"seq":0}])
+        serde_json::json!([{"symbol":"AAPL","subscribers":2,"seq":1}])
     );
+    // A symbol only a client has named is interest, not a store symbol.
+    b.send(r#"{"op":"subscribe","symbols":["NEVER"]}"#).await;
+    b.next_of_type("snapshot").await;
+    let symbols = get_json(admin, "/symbols?top=10").await;
+    assert_eq!(symbols.as_array().map(Vec::len), Some(2), "{symbols}");
 
     let id = rows
         .iter()

@@ -78,6 +78,16 @@ async fn bad_tokens_unauthenticated_requests_and_unentitled_symbols_are_refused(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_subscribe_of_new_symbols_never_stops_the_others() {
+    hostile::interest::largest_subscribe_of_new_symbols().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_and_churned_symbols_leave_the_symbol_table_to_feeds() {
+    hostile::interest::refused_and_churned_symbols_take_no_slot().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_every_kind_of_attack_memory_returns_to_baseline() {
     let mut suite = Suite::start().await;
     let addr = suite.addr;

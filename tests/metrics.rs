@@ -66,7 +66,14 @@ async fn every_metric_is_exported_with_its_type_and_moves_with_traffic() {
         value(&during, "tickgate_subscriptions") - value(&before, "tickgate_subscriptions"),
         600.0
     );
-    assert!(value(&during, "tickgate_symbols") >= 300.0);
+    // No feed has published these symbols yet: they are clients' interest,
+    // not symbols of the store.
+    assert_eq!(value(&during, "tickgate_interest_symbols"), 300.0);
+    assert_eq!(value(&during, "tickgate_symbols"), 0.0);
+    for reason in ["invalid", "not_entitled", "over_limit", "interest_full"] {
+        let key = format!(r#"tickgate_symbols_refused_total{{reason="{reason}"}}"#);
+        assert_eq!(before.get(&key), Some(&0.0), "{key} exported at 0");
+    }
     assert_eq!(
         value(
             &during,
@@ -148,6 +155,14 @@ async fn every_metric_is_exported_with_its_type_and_moves_with_traffic() {
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
     let (after, _) = scrape(&gateway).await;
+    // The feed published them: store symbols now, and nobody waits any more.
+    assert!(value(&after, "tickgate_symbols") >= 300.0);
+    assert_eq!(value(&after, "tickgate_interest_symbols"), 0.0);
+    assert_eq!(
+        value(&after, "tickgate_subscriptions") - value(&before, "tickgate_subscriptions"),
+        600.0,
+        "being published changes no client's subscription count"
+    );
 
     drop(slow);
     wait_until(
@@ -175,6 +190,8 @@ async fn every_metric_is_exported_with_its_type_and_moves_with_traffic() {
         ("tickgate_connections_closed_total", "counter"),
         ("tickgate_subscriptions", "gauge"),
         ("tickgate_symbols", "gauge"),
+        ("tickgate_interest_symbols", "gauge"),
+        ("tickgate_symbols_refused_total", "counter"),
         ("tickgate_ticks_received_total", "counter"),
         ("tickgate_ticks_rejected_total", "counter"),
         ("tickgate_updates_sent_total", "counter"),

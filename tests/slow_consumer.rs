@@ -374,6 +374,10 @@ async fn priority_requests_are_checked() {
         .send(r#"{"op":"subscribe","symbols":["AAPL"],"trades":true,"id":4}"#)
         .await;
     client.next_of_type("subscribed").await;
+    // No feed had published AAPL: the rank and the trades option wait with
+    // it and apply once a feed does (/connections counts subscriptions).
+    inject(&gateway, vec![quote_tick("AAPL", 1.0)]).await;
+    client.next_of_type("update").await;
     let (_, rows) = http_get(gateway.admin_addr(), "/connections").await;
     let rows: Value = serde_json::from_str(&rows).expect("JSON");
     assert_eq!(rows[0]["mode"]["background"], 1, "{rows}");

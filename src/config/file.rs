@@ -9,7 +9,8 @@ use serde::Deserialize;
 use tickgate_feeds::FeedConfig;
 
 use super::validate::{
-    MAX_MESSAGE_BYTES_RANGE, MAX_SYMBOLS_RANGE, SHED_PER_SECOND_RANGE, TRADE_BUFFER_RANGE,
+    MAX_INTEREST_RANGE, MAX_MESSAGE_BYTES_RANGE, MAX_SYMBOLS_RANGE, SHED_PER_SECOND_RANGE,
+    TRADE_BUFFER_RANGE,
 };
 use super::{
     AuthConfig, Config, ConnectionConfig, LimitsConfig, LogConfig, PublishConfig, RebalanceConfig,
@@ -103,6 +104,7 @@ struct LimitsFile {
     max_subscriptions_per_connection: usize,
     max_message_bytes: usize,
     max_symbols: usize,
+    max_interest: usize,
     #[serde(with = "millis")]
     handshake_timeout_ms: Duration,
     max_connections_per_ip: u32,
@@ -121,6 +123,7 @@ impl Default for LimitsFile {
             max_subscriptions_per_connection: d.max_subscriptions_per_connection.get(),
             max_message_bytes: d.max_message_bytes.get(),
             max_symbols: d.max_symbols.get(),
+            max_interest: d.max_interest.get(),
             handshake_timeout_ms: d.handshake_timeout,
             max_connections_per_ip: d.max_connections_per_ip,
             client_ip_header: d.client_ip_header,
@@ -163,6 +166,7 @@ impl ConfigFile {
             MAX_MESSAGE_BYTES_RANGE,
         );
         let max_symbols = positive(l.max_symbols, d.max_symbols, MAX_SYMBOLS_RANGE);
+        let max_interest = positive(l.max_interest, d.max_interest, MAX_INTEREST_RANGE);
         let c = self.connection;
         let trade_buffer = positive(
             c.trade_buffer,
@@ -196,6 +200,7 @@ impl ConfigFile {
             max_subscriptions_per_connection,
             max_message_bytes,
             max_symbols,
+            max_interest,
             handshake_timeout: l.handshake_timeout_ms,
             max_connections_per_ip: l.max_connections_per_ip,
             client_ip_header: l.client_ip_header,

@@ -91,9 +91,13 @@ pub struct LimitsConfig {
     pub max_subscriptions_per_connection: NonZeroUsize,
     /// Largest client message (and frame) in bytes; larger closes with 1009.
     pub max_message_bytes: NonZeroUsize,
-    /// Distinct symbols the store will track (feeds and client subscriptions
-    /// to not-yet-seen symbols both count).
+    /// Distinct symbols the store will track: only symbols feeds publish
+    /// count; clients cannot use this up.
     pub max_symbols: NonZeroUsize,
+    /// Distinct symbols no feed has published yet that clients may wait for
+    /// (subscribed, listed under `no_data`), over all connections; more get
+    /// `invalid_symbol`.
+    pub max_interest: NonZeroUsize,
     /// Time a client has to send its HTTP request headers
     /// (`handshake_timeout_ms`).
     pub handshake_timeout: Duration,
@@ -274,6 +278,7 @@ impl Default for LimitsConfig {
             max_subscriptions_per_connection: const { nonzero(1_000) },
             max_message_bytes: const { nonzero(256 * 1024) },
             max_symbols: const { nonzero(100_000) },
+            max_interest: const { nonzero(100_000) },
             handshake_timeout: Duration::from_secs(10),
             max_connections_per_ip: 0,
             client_ip_header: None,

@@ -8,6 +8,7 @@ use super::Config;
 pub(super) const MAX_MESSAGE_BYTES_RANGE: &str =
     "limits.max_message_bytes must be between 1024 and 67108864";
 pub(super) const MAX_SYMBOLS_RANGE: &str = "limits.max_symbols must be between 1 and 10000000";
+pub(super) const MAX_INTEREST_RANGE: &str = "limits.max_interest must be between 1 and 10000000";
 pub(super) const TRADE_BUFFER_RANGE: &str = "connection.trade_buffer must be between 1 and 1000000";
 pub(super) const SHED_PER_SECOND_RANGE: &str =
     "rebalance.shed_per_second must be between 1 and 10000";
@@ -42,6 +43,7 @@ impl Config {
             MAX_MESSAGE_BYTES_RANGE,
         );
         check(l.max_symbols.get() <= 10_000_000, MAX_SYMBOLS_RANGE);
+        check(l.max_interest.get() <= 10_000_000, MAX_INTEREST_RANGE);
         check(
             l.handshake_timeout >= Duration::from_millis(100),
             "limits.handshake_timeout_ms must be at least 100",

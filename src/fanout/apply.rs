@@ -16,7 +16,7 @@ use tickgate_feeds::{Tick, TickError, TickKind};
 
 use super::encode;
 use super::store::{FeedId, Slot, SnapshotStore, StoreFull, SymbolId};
-use super::subscriptions::lock_subscribers;
+use super::subscriptions::{hand_over, lock_subscribers};
 
 /// Why a tick was not applied: the `reason` label of
 /// `tickgate_ticks_rejected_total`, a closed set.
@@ -112,8 +112,15 @@ impl Fanout {
                     continue;
                 }
             };
-            let slot = match store.get_or_create(symbol) {
-                Ok(slot) => slot,
+            let slot = match store.get_or_insert(symbol) {
+                Ok((slot, created)) => {
+                    if created {
+                        // Clients may have waited for it: before its first
+                        // tick, so that tick reaches them as an update.
+                        hand_over(store, &slot);
+                    }
+                    slot
+                }
                 Err(StoreFull(_)) => {
                     self.report.rejected[TABLE_FULL] += 1;
                     continue;
@@ -226,7 +233,10 @@ mod tests {
             store,
             &mailbox,
             &symbols,
-            100,
+            subscriptions::SubscribeLimits {
+                per_connection: 100,
+                interest: 100,
+            },
             delivery,
             &Default::default(),
             |_| Vec::new(),
@@ -294,6 +304,32 @@ mod tests {
         assert_eq!(moved, vec![id("MSFT")], "a backup took MSFT over");
         let rejected = fanout.apply(&store, 1, &[quote("AAPL", -1.0)], NOW);
         assert!(rejected.moved.is_empty(), "a rejected tick moves nothing");
+    }
+
+    #[test]
+    fn a_feed_publishing_a_waited_for_symbol_serves_its_clients_at_once() {
+        let store = SnapshotStore::new(16);
+        let trades = Delivery {
+            trades: true,
+            ..Delivery::default()
+        };
+        // No feed has published NEW: the client waits for it, no slot yet.
+        let mailbox = subscribed_with(&store, &["NEW"], trades, 8);
+        assert!(store.get(&sym("NEW")).is_none());
+        assert_eq!(store.interest().symbol_count(), 1);
+
+        let report = Fanout::default()
+            .apply(&store, 0, &[quote("NEW", 1.0), trade("NEW", 1.5)], NOW)
+            .clone();
+
+        assert_eq!(report.accepted, 2);
+        assert_eq!(store.interest().symbol_count(), 0, "handed over");
+        let drain = mailbox.drain(Instant::now());
+        assert_eq!(
+            quotes_of(drain.update.as_deref().expect("an update")),
+            vec![("NEW".into(), 2, 1.0)]
+        );
+        assert_eq!(drain.trade_count, 1, "its trade option came along");
     }
 
     #[test]

@@ -51,10 +51,9 @@ impl Session<'_> {
                 return Outcome::Continue;
             }
         };
-        let revoked = self
-            .mailbox
-            .lock()
-            .symbols_where(|slot| !grant.entitlement.allows(&slot.symbol));
+        let revoked = subscriptions::held_where(self.store, &self.mailbox, |symbol| {
+            !grant.entitlement.allows(symbol)
+        });
         let mut replies = Vec::with_capacity(2);
         if !revoked.is_empty() {
             self.track_subscriptions(|| {

@@ -5,6 +5,7 @@
 use tickgate_feeds::Symbol;
 
 use super::{Session, invalid_symbols, symbols_error};
+use crate::fanout::subscriptions;
 use crate::protocol::{self, ErrorCode, Priority, RequestId};
 use crate::telemetry;
 
@@ -17,13 +18,10 @@ impl Session<'_> {
         for (priority, texts) in classes {
             let list = protocol::parse_symbols(texts);
             invalid.extend(list.invalid);
-            let mut outbox = self.mailbox.lock();
             for symbol in list.valid {
-                let held = self
-                    .store
-                    .get(&symbol)
-                    .is_some_and(|slot| outbox.set_priority(slot.id, *priority));
-                if held {
+                // Subscribed or waited for: a symbol no feed has published
+                // keeps its rank once it is.
+                if subscriptions::set_priority(self.store, &self.mailbox, &symbol, *priority) {
                     set[*priority as usize].push(symbol);
                 } else {
                     missing.push(symbol);

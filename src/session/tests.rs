@@ -81,7 +81,11 @@ impl Fixture {
 
     /// Applies a quote to `symbol`; returns its new seq.
     fn tick(&self, symbol: &str, bid: f64) -> u64 {
-        let slot = self.store.get_or_create(sym(symbol)).expect("room");
+        let (slot, created) = self.store.get_or_insert(sym(symbol)).expect("room");
+        if created {
+            // As the fan-out step does: clients waiting for it subscribe.
+            crate::fanout::subscriptions::hand_over(&self.store, &slot);
+        }
         let tick = Tick {
             symbol: Some(sym(symbol)),
             bid: Some(bid),
@@ -103,14 +107,16 @@ impl Fixture {
             .collect()
     }
 
+    /// Symbols held: subscribed, or waited for until a feed publishes them.
     fn subscriptions(&self) -> usize {
-        self.mailbox.lock().subscription_count()
+        crate::fanout::subscriptions::held(&self.store, &self.mailbox)
     }
 }
 
 fn limits() -> SessionLimits {
     SessionLimits {
         max_subscriptions: 100,
+        max_interest: 100,
         max_update_rate_hz: 0.0,
         max_requests_per_second: 0.0,
         request_burst: 100,
@@ -260,6 +266,77 @@ fn symbols_past_the_per_connection_limit_are_refused() {
     assert_eq!(symbols(&frames[0]), ["C"]);
     assert_eq!(symbols(&frames[1]), ["A", "B"]);
     assert_eq!(fx.subscriptions(), 2);
+}
+
+#[test]
+fn a_large_subscribe_is_handled_in_slices_each_answered_before_its_updates() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let limits = SessionLimits {
+        max_subscriptions: 1_000,
+        max_interest: 10_000,
+        ..limits()
+    };
+    let mut session = fx.session_with(Some(Grant::unrestricted()), limits, now);
+    fx.tick("S700", 1.0);
+    let names: Vec<String> = (0..1_200).map(|i| format!("S{i}")).collect();
+
+    text(
+        &mut session,
+        json!({"op":"subscribe","id":5,"symbols":names}),
+        now,
+    );
+
+    // One slice handled; the rest waits for the driver.
+    assert!(session.has_unfinished_request());
+    assert_eq!(fx.subscriptions(), SUBSCRIBE_SLICE);
+    let frames = fx.frames(now);
+    assert_eq!(frames.len(), 2);
+    assert_eq!(symbols(&frames[0]).len(), SUBSCRIBE_SLICE);
+    assert_eq!(frames[0]["id"], 5);
+    assert_eq!(frames[1]["type"], "snapshot");
+
+    session.continue_request();
+    assert!(session.has_unfinished_request());
+    // The limit is reached in the second slice; its refusals wait for the
+    // last one.
+    let frames = fx.frames(now);
+    assert_eq!(symbols(&frames[0]).len(), 1_000 - SUBSCRIBE_SLICE);
+    assert_eq!(frames[1]["quotes"][0]["symbol"], "S700", "{}", frames[1]);
+
+    session.continue_request();
+    assert!(!session.has_unfinished_request());
+    let frames = fx.frames(now);
+    assert_eq!(frames.len(), 1, "nothing subscribed in the last slice");
+    assert_eq!(frames[0]["code"], "too_many_subscriptions");
+    assert_eq!(symbols(&frames[0]).len(), 200);
+    assert_eq!(symbols(&frames[0])[0], "S1000");
+    assert_eq!(fx.subscriptions(), 1_000);
+    // Only the symbol a feed published took a slot.
+    assert_eq!(fx.store.symbol_count(), 1);
+    assert_eq!(fx.store.interest().symbol_count(), 999);
+}
+
+#[test]
+fn a_connection_that_ends_mid_request_leaves_nothing_behind() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let limits = SessionLimits {
+        max_subscriptions: 1_000,
+        max_interest: 10_000,
+        ..limits()
+    };
+    let mut session = fx.session_with(Some(Grant::unrestricted()), limits, now);
+    let names: Vec<String> = (0..600).map(|i| format!("S{i}")).collect();
+    text(&mut session, json!({"op":"subscribe","symbols":names}), now);
+    assert!(session.has_unfinished_request());
+    assert_eq!(fx.store.interest().symbol_count(), SUBSCRIBE_SLICE);
+
+    session.end();
+
+    assert!(!session.has_unfinished_request());
+    assert_eq!(fx.subscriptions(), 0);
+    assert_eq!(fx.store.interest().symbol_count(), 0);
 }
 
 #[test]
@@ -448,9 +525,16 @@ fn end_drops_every_subscription() {
         now,
     );
 
+    fx.tick("A", 1.0);
+
     session.end();
 
     assert_eq!(fx.subscriptions(), 0);
+    assert_eq!(
+        fx.store.interest().symbol_count(),
+        0,
+        "B is no longer waited for"
+    );
     let slot = fx.store.get(&sym("A")).expect("slot");
     assert!(crate::fanout::subscriptions::lock_subscribers(&slot).is_empty());
 }

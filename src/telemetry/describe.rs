@@ -28,6 +28,14 @@ pub(super) fn describe() {
         "Symbol subscriptions held, summed over all connections."
     );
     describe_gauge!(SYMBOLS, "Symbols known to the snapshot store.");
+    describe_gauge!(
+        INTEREST_SYMBOLS,
+        "Distinct symbols clients wait for that no feed has published yet."
+    );
+    describe_counter!(
+        SYMBOLS_REFUSED,
+        "Symbols of subscribe requests refused, by reason."
+    );
     describe_counter!(TICKS_RECEIVED, "Ticks accepted from feeds, by feed.");
     describe_counter!(
         UPDATES_SENT,

@@ -62,6 +62,17 @@ pub fn symbols(n: usize) {
     gauge!(SYMBOLS).set(n as f64);
 }
 
+/// Clients now wait for `n` symbols no feed has published.
+pub fn interest_symbols(n: usize) {
+    gauge!(INTEREST_SYMBOLS).set(n as f64);
+}
+
+/// `n` symbols of one request refused for `reason` (one of
+/// [`SYMBOL_REFUSE_REASONS`]); counted once per request.
+pub fn symbols_refused(reason: &'static str, n: usize) {
+    counter!(SYMBOLS_REFUSED, "reason" => reason).increment(n as u64);
+}
+
 // Delivery.
 
 /// The delivery counters one connection's writer adds to after every write.

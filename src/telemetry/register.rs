@@ -14,6 +14,10 @@ pub(super) fn register_core_series() {
     counter!(CONNECTIONS_OPENED, "transport" => "ws").increment(0);
     gauge!(SUBSCRIPTIONS).increment(0.0);
     gauge!(SYMBOLS).increment(0.0);
+    gauge!(INTEREST_SYMBOLS).increment(0.0);
+    for reason in SYMBOL_REFUSE_REASONS {
+        counter!(SYMBOLS_REFUSED, "reason" => reason).increment(0);
+    }
     gauge!(SLOW_CONSUMERS).increment(0.0);
     gauge!(SLOWED_CONNECTIONS).increment(0.0);
     for reason in CLOSE_REASONS {

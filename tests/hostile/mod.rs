@@ -6,6 +6,7 @@ pub mod auth;
 pub mod close;
 pub mod floods;
 pub mod handshake;
+pub mod interest;
 pub mod oversize;
 pub mod per_ip;
 pub mod protocol;

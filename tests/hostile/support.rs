@@ -34,6 +34,12 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start() -> Self {
+        Self::start_with(MAX_MESSAGE, "")
+    }
+
+    /// The suite's gateway with another `max_message_bytes` and `extra`
+    /// lines in `[limits]`.
+    pub fn start_with(max_message: usize, extra: &str) -> Self {
         // One directory per gateway: tests of one binary may share a process.
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -49,11 +55,12 @@ listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 [limits]
 handshake_timeout_ms = 1000
-max_message_bytes = {MAX_MESSAGE}
+max_message_bytes = {max_message}
 max_connections_per_ip = {PER_IP}
 max_requests_per_second = 50.0
 request_burst = 100
 max_rate_limited = 20
+{extra}
 [simulator]
 ticks_per_second = 2000.0
 symbols = 60
@@ -188,7 +195,11 @@ pub struct Suite {
 impl Suite {
     /// Starts the gateway and connects the watcher; fresh data reaches it.
     pub async fn start() -> Self {
-        let gateway = Gateway::start();
+        Self::on(Gateway::start()).await
+    }
+
+    /// The suite on `gateway`.
+    pub async fn on(gateway: Gateway) -> Self {
         let addr = gateway.client;
         let mut watcher = watcher(addr).await;
         assert_fresh(&mut watcher, now_micros(), "start-up").await;
@@ -214,6 +225,14 @@ impl Suite {
         assert!(self.gateway.alive(), "gateway died after {name:?}");
         assert_fresh(&mut self.watcher, started, name).await;
         self.attacks.push(name);
+    }
+
+    /// The watcher receives `n` more updates, each with a quote stamped
+    /// after `since` (µs).
+    pub async fn assert_watcher_updates(&mut self, n: usize, since: i64, during: &str) {
+        for _ in 0..n {
+            assert_fresh(&mut self.watcher, since, during).await;
+        }
     }
 
     /// Fresh data still reaches the watcher now.
