@@ -23,7 +23,9 @@
 //! - `settings`: the `[publish]` section and its checks.
 //! - `book`: what to publish per symbol, and in which order (pure).
 //! - `stream`: the stream's settings, creating or updating it, loading it.
-//! - `job`: one batch of publishes and its acknowledgements.
+//! - `job`: one batch of publishes and its acknowledgements, awaited
+//!   together with a deadline per publish.
+//! - `lease`: active/standby between two publishers (`publish.lease`).
 //! - `run`: the publish loop that drives them.
 //! - `upstream`, `readiness`, `admin`: the publisher's feeds, what
 //!   `/readyz` decides from them, and the admin listener.
