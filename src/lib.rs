@@ -164,8 +164,10 @@ impl Gateway {
 
         let config = Arc::new(config);
         let shutdown = Shutdown::default();
-        let store =
-            Arc::new(SnapshotStore::new(config.limits.max_symbols.get()).with_epoch(new_epoch()));
+        let store = Arc::new(
+            SnapshotStore::new(config.limits.max_symbols.get())
+                .with_epoch(epoch_for(&config, feeds)),
+        );
         let board = Arc::new(FeedBoard::default());
         let connections = Arc::new(Connections::default());
         register_series(&config, auth.as_deref(), feeds, tls_listener.is_some());
@@ -445,9 +447,36 @@ async fn every_second(shutdown: Shutdown, job: impl Fn()) {
     }
 }
 
-/// A fresh gateway epoch: 64 random bits as 16 hex digits. Every process
+/// The gateway's epoch (docs/protocol.md, Epochs). A gateway fed only by
+/// NATS feeds of one stream holds the publisher's seqs, the same on every
+/// replica and after a restart: the stream names its epoch, so a resume can
+/// move between replicas. Any other gateway counts seq from its own start
+/// and takes a random epoch.
+fn epoch_for(config: &Config, feeds: FeedSetup) -> String {
+    let stream = |feed: &tickgate_feeds::config::FeedConfig| {
+        (feed.kind == tickgate_feeds::config::FeedKind::Nats).then(|| {
+            feed.nats.as_ref().map_or_else(
+                || tickgate_feeds::config::NatsSettings::default().stream,
+                |n| n.stream.clone(),
+            )
+        })
+    };
+    if feeds == FeedSetup::Configured && !config.feeds.is_empty() {
+        let streams: Option<std::collections::BTreeSet<String>> =
+            config.feeds.iter().map(stream).collect();
+        if let Some(streams) = streams
+            && streams.len() == 1
+        {
+            let stream = streams.into_iter().next().unwrap_or_default();
+            return format!("nats:{stream}");
+        }
+    }
+    random_epoch()
+}
+
+/// A fresh random epoch: 64 random bits as 16 hex digits. Every process
 /// counts seq from its own start, so two processes must never share one.
-fn new_epoch() -> String {
+fn random_epoch() -> String {
     // Without OS randomness, the start time in nanoseconds still differs
     // between processes on one host.
     let bits = getrandom::u64().unwrap_or_else(|_| {

@@ -38,10 +38,13 @@ async fn subscriber_gets_subscribed_then_snapshot_then_updates() {
     client
         .send(r#"{"op":"subscribe","symbols":["AAPL","MSFT","NVDA"],"id":1}"#)
         .await;
-    let ack = client.next_json().await;
+    let mut ack = client.next_json().await;
+    // A process fed directly has a random epoch (docs/protocol.md, Epochs).
+    let epoch = ack["epoch"].take();
+    assert!(epoch.as_str().is_some_and(|e| e.len() == 16), "{epoch}");
     assert_eq!(
         ack,
-        json!({"type":"subscribed","id":1,"symbols":["AAPL","MSFT","NVDA"]})
+        json!({"type":"subscribed","id":1,"symbols":["AAPL","MSFT","NVDA"],"epoch":null})
     );
     let snapshot = client.next_json().await;
     assert_eq!(snapshot["type"], "snapshot");

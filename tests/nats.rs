@@ -323,6 +323,8 @@ struct Watcher {
     latest: std::collections::HashMap<String, Value>,
     /// Status messages (feed went stale/down/live) seen so far.
     statuses: Vec<Value>,
+    /// The gateway epoch its `subscribed` reply named.
+    epoch: Value,
 }
 
 impl Watcher {
@@ -336,8 +338,9 @@ impl Watcher {
         client
             .send_json(json!({"op": "subscribe", "symbols": symbols, "id": 1}))
             .await;
-        client.next_of_type("subscribed").await;
+        let epoch = client.next_of_type("subscribed").await["epoch"].clone();
         Self {
+            epoch,
             client,
             latest: Default::default(),
             statuses: Vec::new(),
@@ -478,9 +481,15 @@ async fn replicas_share_one_snapshot_and_survive_nats_and_publisher_restarts() {
         .collect();
     let mut resumed = Client::connect(gateway_c.addr("client")).await;
     resumed
-        .send_json(json!({"op": "subscribe", "symbols": SYMBOLS, "resume": held, "id": 2}))
+        .send_json(
+            json!({"op": "subscribe", "symbols": SYMBOLS, "resume": held,
+            "epoch": a.epoch, "id": 2}),
+        )
         .await;
-    resumed.next_of_type("subscribed").await;
+    // Fed by one stream, every replica is in that stream's epoch.
+    let epoch = resumed.next_of_type("subscribed").await["epoch"].clone();
+    assert_eq!(epoch, json!("nats:TEST_QUOTES"));
+    assert_eq!(epoch, a.epoch);
     let snapshot = resumed.next_of_type("snapshot").await;
     assert_eq!(snapshot["resumed"], true, "{snapshot}");
     assert_eq!(snapshot["unchanged"], SYMBOLS.len() - 1, "{snapshot}");
