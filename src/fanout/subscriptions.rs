@@ -370,7 +370,7 @@ mod tests {
         slot
     }
 
-    /// Subscribes to `name` (which has data from feed 2) with `delivery`
+    /// Subscribes to `A` (which has data from feed 2) with `delivery`
     /// while the feeds in `not_live` are not live; returns the snapshot
     /// quote.
     fn snapshot_quote(delivery: Delivery, not_live: Vec<FeedId>) -> (String, Arc<Slot>) {
