@@ -9,7 +9,7 @@ use std::time::Instant;
 use tickgate_feeds::FeedState;
 
 use crate::fanout::{FeedId, SymbolId};
-use crate::freshness::{Announcement, Freshness, Transition};
+use crate::freshness::{Announcement, Freshness, Status, Transition};
 use crate::telemetry;
 
 /// Latest known state of each feed, for `/readyz`, metrics and status
@@ -90,6 +90,22 @@ impl FeedBoard {
         let name = Arc::clone(&board.feeds.get(id as usize)?.name);
         let status = board.freshness.status_of_feed(id)?;
         Some((name, status.feed_state()))
+    }
+
+    /// The feeds whose symbols' clients are told `stale` or `down` right
+    /// now (a reconnecting feed reads `down`): the `stale` flag of `meta`
+    /// quotes. The board's lock is a leaf, so this may be read under a
+    /// mailbox lock.
+    pub fn feeds_not_live(&self) -> Vec<FeedId> {
+        let board = self.lock();
+        (0..board.feeds.len() as FeedId)
+            .filter(|&id| {
+                board
+                    .freshness
+                    .status_of_feed(id)
+                    .is_some_and(|status| status != Status::Live)
+            })
+            .collect()
     }
 
     /// The name of the feed with this id.

@@ -31,6 +31,7 @@ use crate::auth::Grant;
 use crate::board::FeedBoard;
 use crate::config::Config;
 use crate::fanout::SnapshotStore;
+use crate::fanout::drain::FeedLiveness;
 use crate::fanout::outbox::MAX_CONTROL_FRAMES;
 use crate::fanout::{Kick, Mailbox};
 use crate::ladder::{Ladder, climb};
@@ -103,7 +104,7 @@ pub async fn serve<S>(
     );
     let reason = {
         let reader = read_loop(&mut stream, &mailbox, started, &last_seen_ms, &mut session);
-        let writer = write_loop(&mut sink, &mailbox, &config, started, &last_seen_ms);
+        let writer = write_loop(&mut sink, &mailbox, &feeds, &config, started, &last_seen_ms);
         let drain_window = config.shutdown.drain_window;
         tokio::select! {
             reason = reader => reason,
@@ -290,6 +291,7 @@ fn classify_read_error(error: &WsError) -> CloseReason {
 async fn write_loop<S>(
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     mailbox: &Mailbox,
+    feeds: &FeedBoard,
     config: &Config,
     started: Instant,
     last_seen_ms: &AtomicU64,
@@ -365,7 +367,11 @@ where
         {
             return reason;
         }
-        let drain = mailbox.drain(Instant::now().into_std());
+        let feeds_not_live = || feeds.feeds_not_live();
+        let drain = mailbox.drain_with(
+            Instant::now().into_std(),
+            &mut FeedLiveness::new(&feeds_not_live),
+        );
         next_due = drain.next_due.map(Instant::from_std);
         if drain.is_empty() && !ping {
             continue;

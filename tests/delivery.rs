@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 
 // The clock is paused: feed pacing, the cap's slots and the reader's
 // timestamps all run on the gateway's clock, so a busy machine cannot make
@@ -94,6 +96,9 @@ async fn delta_updates_merge_into_the_full_quote_and_meta_reports_freshness() {
         panic!("full quote in the snapshot")
     };
     assert!(held.contains_key("bid_size"), "the snapshot is complete");
+    assert_eq!(held.remove("conflated"), Some(json!(0)));
+    assert!(held.remove("received_ts").is_some_and(|ts| ts.is_u64()));
+    assert_eq!(held.remove("stale"), Some(json!(false)), "no status: live");
 
     let mut bid_only = quote_tick("MSFT", 401.0);
     bid_only.ask = None;
@@ -113,13 +118,136 @@ async fn delta_updates_merge_into_the_full_quote_and_meta_reports_freshness() {
         panic!("object")
     };
     for (key, value) in delta {
-        if !matches!(key.as_str(), "conflated" | "received_ts") {
+        if !matches!(key.as_str(), "conflated" | "received_ts" | "stale") {
             held.insert(key, value);
         }
     }
     let full: Value =
         serde_json::from_str(&latest_quote_json(&gateway, "MSFT").expect("data")).expect("JSON");
     assert_eq!(Value::Object(held), full);
+    gateway.shutdown(WAIT).await;
+}
+
+/// A gateway with one TCP feed, `lines`, that connects out to `upstream`.
+/// The staleness window is long, so a busy machine never turns a pause into
+/// `stale`: only the test drops the feed.
+async fn gateway_with_tcp_feed(upstream: &TcpListener) -> tickgate::Gateway {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[[feeds]]
+name = "lines"
+kind = "tcp"
+address = "{address}"
+staleness_ms = 60000
+backoff_min_ms = 50
+backoff_max_ms = 200
+"#,
+        address = upstream.local_addr().expect("addr")
+    );
+    let config = tickgate::config::Config::from_toml(&text, "test").expect("valid config");
+    tickgate::Gateway::start(config, tickgate::FeedSetup::Configured)
+        .await
+        .expect("starts")
+}
+
+async fn feed_line(socket: &mut TcpStream, symbol: &str, bid: f64) {
+    let line = json!({"symbol": symbol, "bid": bid, "ask": bid + 0.02, "ts": tickgate_feeds::now_micros()});
+    socket
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .expect("write");
+}
+
+async fn accept_feed(upstream: &TcpListener) -> TcpStream {
+    tokio::time::timeout(WAIT, upstream.accept())
+        .await
+        .expect("the gateway connects out")
+        .expect("accept")
+        .0
+}
+
+/// The first update quote of `symbol` whose bid is `bid`.
+async fn quote_with_bid(client: &mut Client, symbol: &str, bid: f64) -> Value {
+    loop {
+        let frame = client.next_of_type("update").await;
+        let found = frame["quotes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|q| q["symbol"] == symbol && q["bid"] == bid)
+            .cloned();
+        if let Some(quote) = found {
+            return quote;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_quotes_say_stale_while_their_feed_is_down_and_not_once_it_is_live() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let gateway = gateway_with_tcp_feed(&upstream).await;
+    let mut socket = accept_feed(&upstream).await;
+    feed_line(&mut socket, "AAPL", 100.0).await;
+    wait_for_seq(&gateway, "AAPL", 1).await;
+    let mut plain = Client::connect(gateway.client_addr()).await;
+    plain.send(r#"{"op":"subscribe","symbols":["AAPL"]}"#).await;
+    let plain_snapshot = loop {
+        let message = plain.next_message().await;
+        let text = message.to_text().expect("text frame").to_owned();
+        if text.contains(r#""type":"snapshot""#) {
+            break text;
+        }
+    };
+    let shared = latest_quote_json(&gateway, "AAPL").expect("data");
+    assert_eq!(
+        plain_snapshot,
+        format!(r#"{{"type":"snapshot","quotes":[{shared}]}}"#),
+        "a plain snapshot is the shared quote, byte for byte"
+    );
+
+    // The upstream drops; the plain client hearing `down` shows the
+    // gateway knows.
+    drop(socket);
+    assert_eq!(plain.next_of_type("status").await["state"], "down");
+
+    // A meta client joining during the outage sees it on the quote itself.
+    let mut meta = Client::connect(gateway.client_addr()).await;
+    meta.send(r#"{"op":"subscribe","symbols":["AAPL"],"meta":true}"#)
+        .await;
+    let snapshot = meta.next_of_type("snapshot").await;
+    let quote = &snapshot["quotes"][0];
+    assert_eq!(quote["stale"], true, "{snapshot}");
+    assert_eq!(quote["bid"], 100.0);
+    assert_eq!(quote["conflated"], 0);
+    assert!(quote["received_ts"].is_u64(), "{snapshot}");
+    assert_eq!(
+        meta.next_json().await["state"],
+        "down",
+        "status still follows"
+    );
+
+    // The feed comes back; garbage first, then data: updates say not stale.
+    let mut socket = accept_feed(&upstream).await;
+    socket.write_all(b"{not json\n").await.expect("write");
+    feed_line(&mut socket, "AAPL", 101.0).await;
+    let quote = quote_with_bid(&mut meta, "AAPL", 101.0).await;
+    assert_eq!(quote["stale"], false, "{quote}");
+    assert!(quote["received_ts"].is_u64(), "{quote}");
+    feed_line(&mut socket, "AAPL", 102.0).await;
+    assert_eq!(
+        quote_with_bid(&mut meta, "AAPL", 102.0).await["stale"],
+        false
+    );
+
+    // Plain subscribers never see the metadata.
+    let quote = quote_with_bid(&mut plain, "AAPL", 102.0).await;
+    for key in ["stale", "received_ts", "conflated"] {
+        assert!(quote.get(key).is_none(), "{quote}");
+    }
     gateway.shutdown(WAIT).await;
 }
 

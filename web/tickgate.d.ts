@@ -59,11 +59,22 @@ export interface Quote {
   change_pct?: number;
   /** Microseconds since the Unix epoch of the source event. */
   ts?: number;
+  /** `meta` only: ticks of this symbol skipped since the previous quote (0 in a snapshot). */
+  conflated?: number;
+  /** `meta` only: gateway receive time, µs since the Unix epoch. */
+  received_ts?: number;
+  /** `meta` only: the feed serving the symbol was not live when the gateway sent this quote. */
+  stale?: boolean;
   /** The gateway may add fields; they are merged like the others. */
   [field: string]: unknown;
 }
 
-export type StaleReason = 'disconnected' | 'feed_stale' | 'feed_down' | 'age';
+/**
+ * Why a symbol is stale. `feed_not_live`: the last quote of a `meta`
+ * subscription carried `stale: true` (its feed was stale or down when the
+ * gateway sent it) and no `status` frame said more.
+ */
+export type StaleReason = 'disconnected' | 'feed_stale' | 'feed_down' | 'feed_not_live' | 'age';
 
 /** What the client holds for one subscribed symbol (the same object is updated in place). */
 export interface SymbolState {
@@ -82,6 +93,12 @@ export interface SymbolState {
   staleReason: StaleReason | null;
   /** Set when a `status` frame reported this symbol's feed stale or down. */
   feedState: { feed: string; state: 'stale' | 'down' } | null;
+  /**
+   * The `stale` flag of the last quote (`meta` subscriptions only): its feed
+   * was not live when the gateway sent it. Cleared by a fresh quote, a
+   * `status` of `live` naming the symbol, or a reconnect.
+   */
+  quoteStale: boolean;
   /** The gateway had no quote for it when subscribing; one arrives later. */
   noData: boolean;
 }
@@ -275,7 +292,7 @@ export interface DeliveryOptions {
   maxRate?: number;
   /** Updates carry only changed fields (merged transparently). */
   delta?: boolean;
-  /** Quotes carry `conflated` and `received_ts`. */
+  /** Quotes (snapshots and updates) carry `conflated`, `received_ts` and `stale`. */
   meta?: boolean;
   /** Default of the `trades` subscribe option. */
   trades?: boolean;

@@ -289,7 +289,10 @@ export class TickgateClient {
     this._setState('open', { reconnected: wasReconnect });
     // Feed status is per connection: the gateway reports stale feeds to each
     // new connection, and age-based staleness covers the rest.
-    for (const held of this.quotes.values()) held.feedState = null;
+    for (const held of this.quotes.values()) {
+      held.feedState = null;
+      held.quoteStale = false;
+    }
     this._markAllStale();
     for (const waiter of this._connectWaiters.splice(0)) waiter.resolve();
     this._resync();
@@ -876,6 +879,7 @@ export class TickgateClient {
       if (!held) continue;
       if (state === 'live') {
         if (listed || held.feedState?.feed === feed) held.feedState = null;
+        if (listed) held.quoteStale = false;
       } else {
         held.feedState = { feed, state };
       }
@@ -985,6 +989,7 @@ export class TickgateClient {
         stale: false,
         staleReason: null,
         feedState: null,
+        quoteStale: false,
         noData: false,
       };
       this.quotes.set(symbol, held);
@@ -1007,6 +1012,9 @@ export class TickgateClient {
     held.updates += 1;
     held.conflated += gap;
     held.noData = false;
+    // `meta` subscriptions: each quote says whether its feed was live when
+    // the gateway sent it, so no status frame needs to be tracked for it.
+    if (typeof quote.stale === 'boolean') held.quoteStale = quote.stale;
     this.stats.conflated += gap;
     if (rebased) this.stats.rebased += 1;
     this._refreshStale(held, now);
@@ -1046,11 +1054,12 @@ export class TickgateClient {
     for (const held of this.quotes.values()) this._refreshStale(held, now);
   }
 
-  /** Recomputes one symbol's stale flag: disconnected, then feed status, then age. */
+  /** Recomputes one symbol's stale flag: disconnected, then feed status, then the quote's own `stale` flag, then age. */
   _refreshStale(held, now) {
     let reason = null;
     if (this.state !== 'open' || !this._socket) reason = 'disconnected';
     else if (held.feedState) reason = held.feedState.state === 'down' ? 'feed_down' : 'feed_stale';
+    else if (held.quoteStale) reason = 'feed_not_live';
     else if (this.options.staleAfterMs > 0 && held.receivedAt > 0 && now - held.receivedAt > this.options.staleAfterMs) reason = 'age';
     const stale = reason !== null;
     if (stale === held.stale && reason === held.staleReason) return;

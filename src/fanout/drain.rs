@@ -3,11 +3,49 @@
 //! the trades-lost notice and the trades. Pure: `now` is a parameter.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::delivery::interval_of;
-use super::encode::{self, UpdateFrame};
+use super::encode::{self, Meta, UpdateFrame};
 use super::outbox::{Outbox, Subscription};
+use super::store::FeedId;
+
+/// Which feeds are not `live` as a frame is built: the `stale` flag of
+/// `meta` quotes. The feeds are read at most once per frame, and only when
+/// a meta quote goes into it, so plain subscriptions never ask.
+pub struct FeedLiveness<'a> {
+    read: Option<&'a dyn Fn() -> Vec<FeedId>>,
+    not_live: Vec<FeedId>,
+}
+
+impl<'a> FeedLiveness<'a> {
+    /// Reads the feeds that are not live with `read` when first needed.
+    /// `read` must not lock a mailbox: it runs under one.
+    pub fn new(read: &'a dyn Fn() -> Vec<FeedId>) -> Self {
+        Self {
+            read: Some(read),
+            not_live: Vec::new(),
+        }
+    }
+
+    /// Every feed live: for drains that only take control frames, and
+    /// tests.
+    pub fn all_live() -> Self {
+        Self {
+            read: None,
+            not_live: Vec::new(),
+        }
+    }
+
+    /// Whether `feed` is live (a feed never reported as not live is).
+    pub fn is_live(&mut self, feed: FeedId) -> bool {
+        if let Some(read) = self.read.take() {
+            self.not_live = read();
+        }
+        !self.not_live.contains(&feed)
+    }
+}
 
 /// What a writer takes out of the outbox in one go.
 #[derive(Debug, Default)]
@@ -79,7 +117,16 @@ impl Outbox {
     /// stays pending, and `next_due` says when to drain again, unless a trade
     /// of it is waiting: then its latest quote goes first, so a trade never
     /// arrives after a quote older than itself.
+    ///
+    /// Meta quotes read as `stale: false`: the writer uses
+    /// [`Outbox::drain_with`].
     pub fn drain(&mut self, now: Instant) -> Drain {
+        self.drain_with(now, &mut FeedLiveness::all_live())
+    }
+
+    /// [`Outbox::drain`], with the `stale` flag of meta quotes read from
+    /// `feeds` as the frame is built.
+    pub fn drain_with(&mut self, now: Instant, feeds: &mut FeedLiveness<'_>) -> Drain {
         let mut drain = Drain {
             control: self.control.drain(..).collect(),
             ..Drain::default()
@@ -113,7 +160,7 @@ impl Outbox {
             }
             sub.dirty = false;
             sub.seen_in = epoch;
-            emit(&mut frame, &mut drain, sub, now);
+            emit(&mut frame, &mut drain, sub, now, feeds);
         }
         self.dirty = candidates;
         // Symbols with a trade waiting whose newest quote is not marked dirty
@@ -123,7 +170,7 @@ impl Outbox {
                 && sub.seen_in != epoch
             {
                 sub.seen_in = epoch;
-                emit(&mut frame, &mut drain, sub, now);
+                emit(&mut frame, &mut drain, sub, now, feeds);
             }
         }
         drain.quotes = frame.quotes();
@@ -150,7 +197,13 @@ impl Outbox {
 /// Appends the latest quote of `sub` to the update frame if it is newer
 /// than what the client holds: the shared encoding, or one for this
 /// connection alone in delta and meta modes.
-fn emit(frame: &mut UpdateFrame, drain: &mut Drain, sub: &mut Subscription, now: Instant) {
+fn emit(
+    frame: &mut UpdateFrame,
+    drain: &mut Drain,
+    sub: &mut Subscription,
+    now: Instant,
+    feeds: &mut FeedLiveness<'_>,
+) {
     let Some(snapshot) = sub.slot.latest() else {
         return;
     };
@@ -169,7 +222,13 @@ fn emit(frame: &mut UpdateFrame, drain: &mut Drain, sub: &mut Subscription, now:
             sub.last_sent = Some(Arc::clone(&snapshot));
         }
         if sub.delivery.meta {
-            frame.push_with_meta(&body, conflated, snapshot.received_micros);
+            let feed = sub.slot.feed.load(Ordering::Relaxed);
+            let meta = Meta {
+                conflated,
+                received_micros: snapshot.received_micros,
+                stale: !feeds.is_live(feed),
+            };
+            frame.push_with_meta(&body, meta);
         } else {
             frame.push(&body);
         }

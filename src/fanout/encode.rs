@@ -30,15 +30,11 @@ impl UpdateFrame {
         self.buf.push_str(quote_json);
     }
 
-    /// Appends a quote object with `conflated` and `received_ts` spliced in
-    /// before its closing brace (meta mode).
-    pub fn push_with_meta(&mut self, quote_json: &str, conflated: u64, received_micros: u64) {
+    /// Appends a quote object with `meta` spliced in before its closing
+    /// brace (meta mode).
+    pub fn push_with_meta(&mut self, quote_json: &str, meta: Meta) {
         self.separator();
-        // A Quote object always ends with `}`.
-        self.buf.push_str(&quote_json[..quote_json.len() - 1]);
-        self.buf.push_str(&format!(
-            r#","conflated":{conflated},"received_ts":{received_micros}}}"#
-        ));
+        meta.splice_into(&mut self.buf, quote_json);
     }
 
     fn separator(&mut self) {
@@ -61,6 +57,57 @@ impl UpdateFrame {
         self.buf.push_str("]}");
         Some(self.buf)
     }
+}
+
+/// What a `meta` subscription adds to each quote it receives, in updates
+/// and snapshots alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Ticks of the symbol this client skipped since the quote it holds
+    /// (0 for a snapshot: the client held none).
+    pub conflated: u64,
+    /// Gateway receive time of the tick behind the quote (µs).
+    pub received_micros: u64,
+    /// The feed serving the symbol was not `live` when the frame was built.
+    pub stale: bool,
+}
+
+impl Meta {
+    /// `quote_json` with `,"conflated":…,"received_ts":…,"stale":…` spliced
+    /// in before its closing brace, appended to `buf`.
+    fn splice_into(self, buf: &mut String, quote_json: &str) {
+        use std::fmt::Write as _;
+        // A Quote object always ends with `}`.
+        let body = quote_json.strip_suffix('}').unwrap_or(quote_json);
+        buf.push_str(body);
+        let Self {
+            conflated,
+            received_micros,
+            stale,
+        } = self;
+        // Writing into a String cannot fail.
+        let _ = write!(
+            buf,
+            r#","conflated":{conflated},"received_ts":{received_micros},"stale":{stale}}}"#
+        );
+    }
+}
+
+/// A quote of a `snapshot` reply: the shared encoding, untouched, for a
+/// plain or delta subscription (snapshots are always complete); with `meta`
+/// spliced in for a meta subscription, as its updates carry it.
+pub fn snapshot_quote(snapshot: &Snapshot, meta: bool, stale: bool) -> String {
+    if !meta {
+        return snapshot.json.clone();
+    }
+    let mut quote = String::with_capacity(snapshot.json.len() + 64);
+    Meta {
+        conflated: 0,
+        received_micros: snapshot.received_micros,
+        stale,
+    }
+    .splice_into(&mut quote, &snapshot.json);
+    quote
 }
 
 /// A quote encoded for one connection: only the fields changed since
@@ -166,14 +213,50 @@ mod tests {
     fn quotes_are_comma_separated_and_meta_is_spliced_in() {
         let mut frame = UpdateFrame::with_capacity(2);
         frame.push(r#"{"symbol":"A","seq":1}"#);
-        frame.push_with_meta(r#"{"symbol":"B","seq":9}"#, 3, 77);
+        frame.push_with_meta(
+            r#"{"symbol":"B","seq":9}"#,
+            Meta {
+                conflated: 3,
+                received_micros: 77,
+                stale: true,
+            },
+        );
         assert_eq!(frame.quotes(), 2);
         assert_eq!(
             frame.finish().as_deref(),
             Some(
-                r#"{"type":"update","quotes":[{"symbol":"A","seq":1},{"symbol":"B","seq":9,"conflated":3,"received_ts":77}]}"#
+                r#"{"type":"update","quotes":[{"symbol":"A","seq":1},{"symbol":"B","seq":9,"conflated":3,"received_ts":77,"stale":true}]}"#
             )
         );
+    }
+
+    fn snapshot_of(json: &str) -> Snapshot {
+        Snapshot {
+            quote: Quote::new(Symbol::parse("B").expect("valid")),
+            json: json.to_owned(),
+            received_micros: 1_764_000_000_000_123,
+        }
+    }
+
+    #[test]
+    fn a_meta_snapshot_quote_carries_received_ts_and_staleness() {
+        let snapshot = snapshot_of(r#"{"symbol":"B","seq":9,"bid":1.5}"#);
+        assert_eq!(
+            snapshot_quote(&snapshot, true, false),
+            r#"{"symbol":"B","seq":9,"bid":1.5,"conflated":0,"received_ts":1764000000000123,"stale":false}"#
+        );
+        assert_eq!(
+            snapshot_quote(&snapshot, true, true),
+            r#"{"symbol":"B","seq":9,"bid":1.5,"conflated":0,"received_ts":1764000000000123,"stale":true}"#
+        );
+    }
+
+    #[test]
+    fn a_plain_snapshot_quote_is_the_shared_encoding_byte_for_byte() {
+        let json = r#"{"symbol":"B","seq":9,"bid":1.5}"#;
+        let snapshot = snapshot_of(json);
+        assert_eq!(snapshot_quote(&snapshot, false, true), json);
+        assert_eq!(snapshot_quote(&snapshot, false, false), json);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::drain::Drain;
+use super::drain::{Drain, FeedLiveness};
 use super::outbox::{ConnId, Outbox, SubIndex};
 use super::store::SymbolId;
 
@@ -180,7 +180,13 @@ impl Mailbox {
     /// Takes everything owed (see [`Outbox::drain`]) and lets a waiting reader
     /// go on.
     pub fn drain(&self, now: Instant) -> Drain {
-        let drain = self.lock().drain(now);
+        self.drain_with(now, &mut FeedLiveness::all_live())
+    }
+
+    /// [`Mailbox::drain`], with the `stale` flag of meta quotes read from
+    /// `feeds` (see [`Outbox::drain_with`]).
+    pub fn drain_with(&self, now: Instant, feeds: &mut FeedLiveness<'_>) -> Drain {
+        let drain = self.lock().drain_with(now, feeds);
         if !drain.control.is_empty() {
             self.drained.notify_one();
         }

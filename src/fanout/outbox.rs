@@ -602,6 +602,59 @@ mod tests {
     }
 
     #[test]
+    fn meta_updates_say_stale_exactly_while_their_feed_is_not_live() {
+        use std::sync::atomic::Ordering;
+
+        use crate::fanout::drain::FeedLiveness;
+
+        let store = SnapshotStore::new(10);
+        let msft = slot(&store, "MSFT");
+        msft.feed.store(4, Ordering::Relaxed);
+        let mut outbox = Outbox::default();
+        let meta = Delivery {
+            meta: true,
+            ..Delivery::default()
+        };
+        outbox.subscribe(Arc::clone(&msft), meta, None);
+        let mut stale_flag = |not_live: Vec<u32>, price: f64| {
+            store.apply(&msft, &tick(msft.symbol, price), 1);
+            outbox.mark_dirty(msft.id);
+            let read = move || not_live.clone();
+            let update = outbox
+                .drain_with(Instant::now(), &mut FeedLiveness::new(&read))
+                .update
+                .expect("update");
+            let frame: serde_json::Value = serde_json::from_str(&update).expect("JSON");
+            frame["quotes"][0]["stale"].clone()
+        };
+        assert_eq!(stale_flag(vec![4], 1.0), true);
+        assert_eq!(stale_flag(vec![], 2.0), false);
+        assert_eq!(stale_flag(vec![3], 3.0), false, "another feed is down");
+    }
+
+    #[test]
+    fn plain_updates_never_ask_which_feeds_are_live() {
+        use crate::fanout::drain::FeedLiveness;
+
+        let store = SnapshotStore::new(10);
+        let msft = slot(&store, "MSFT");
+        let mut outbox = Outbox::default();
+        outbox.subscribe(Arc::clone(&msft), Delivery::default(), None);
+        store.apply(&msft, &tick(msft.symbol, 1.0), 1);
+        outbox.mark_dirty(msft.id);
+        let read = || -> Vec<u32> { panic!("a plain quote read the feeds") };
+        let update = outbox
+            .drain_with(Instant::now(), &mut FeedLiveness::new(&read))
+            .update
+            .expect("update");
+        let latest = msft.latest().expect("data");
+        assert_eq!(
+            update,
+            format!(r#"{{"type":"update","quotes":[{}]}}"#, latest.json)
+        );
+    }
+
+    #[test]
     fn resume_skips_the_snapshot_only_while_the_clients_seq_is_current() {
         let store = SnapshotStore::new(10);
         let a = slot(&store, "A");

@@ -24,12 +24,15 @@
 //! callers pass bounded slices (see `session::subscribe`).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use indexmap::IndexMap;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use tickgate_feeds::Symbol;
 
 use super::delivery::{Delivery, Priority};
+use super::drain::FeedLiveness;
+use super::encode;
 use super::interest::{InterestFull, Waiting};
 use super::mailbox::Mailbox;
 use super::outbox::{ConnId, SubIndex};
@@ -113,6 +116,9 @@ pub struct SubscribeLimits {
 /// snapshot); they are queued under the same outbox lock that records the
 /// subscriptions, so no update of these symbols can be drained before them.
 /// It must not lock the mailbox.
+///
+/// The snapshot of a `meta` subscription reads every feed as live: the
+/// session uses [`subscribe_with`].
 pub fn subscribe(
     store: &SnapshotStore,
     mailbox: &Arc<Mailbox>,
@@ -122,6 +128,45 @@ pub fn subscribe(
     resume: &FxHashMap<Symbol, u64>,
     replies: impl FnOnce(&Subscribed) -> Vec<String>,
 ) -> Subscribed {
+    let request = Request {
+        symbols,
+        limits,
+        delivery,
+        resume,
+    };
+    subscribe_with(
+        store,
+        mailbox,
+        request,
+        &mut FeedLiveness::all_live(),
+        replies,
+    )
+}
+
+/// One slice of a subscribe request, as [`subscribe`] takes it.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub symbols: &'a [Symbol],
+    pub limits: SubscribeLimits,
+    pub delivery: Delivery,
+    pub resume: &'a FxHashMap<Symbol, u64>,
+}
+
+/// [`subscribe`], with the `stale` flag of a `meta` subscription's
+/// snapshot quotes read from `feeds`.
+pub fn subscribe_with(
+    store: &SnapshotStore,
+    mailbox: &Arc<Mailbox>,
+    request: Request<'_>,
+    feeds: &mut FeedLiveness<'_>,
+    replies: impl FnOnce(&Subscribed) -> Vec<String>,
+) -> Subscribed {
+    let Request {
+        symbols,
+        limits,
+        delivery,
+        resume,
+    } = request;
     let mut result = Subscribed::default();
     let mut joined: Vec<(Arc<Slot>, SubIndex)> = Vec::new();
     let mut wake = false;
@@ -158,7 +203,12 @@ pub fn subscribe(
             result.symbols.push(slot.symbol);
             let held = resume.get(&slot.symbol).copied();
             match outbox.subscribe(Arc::clone(&slot), delivery, held) {
-                Some(snapshot) => result.snapshot.push(snapshot.json.clone()),
+                Some(snapshot) => {
+                    let stale = delivery.meta && !feeds.is_live(slot.feed.load(Ordering::Relaxed));
+                    result
+                        .snapshot
+                        .push(encode::snapshot_quote(&snapshot, delivery.meta, stale));
+                }
                 None if held.is_some() && slot.latest().is_some() => result.unchanged += 1,
                 None if slot.latest().is_none() => result.no_data.push(slot.symbol),
                 None => {}
@@ -284,6 +334,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::fanout::FeedId;
 
     fn sym(name: &str) -> Symbol {
         Symbol::parse(name).expect("valid")
@@ -317,6 +368,67 @@ mod tests {
         assert!(created);
         hand_over(store, &slot);
         slot
+    }
+
+    /// Subscribes to `A` (which has data from feed 2) with `delivery`
+    /// while the feeds in `not_live` are not live; returns the snapshot
+    /// quote.
+    fn snapshot_quote(delivery: Delivery, not_live: Vec<FeedId>) -> (String, Arc<Slot>) {
+        let store = SnapshotStore::new(16);
+        let slot = publish(&store, "A");
+        slot.feed.store(2, Ordering::Relaxed);
+        let tick = tickgate_feeds::Tick {
+            symbol: Some(slot.symbol),
+            bid: Some(1.5),
+            ..Default::default()
+        };
+        store.apply(&slot, &tick, 1_764_000_000_000_123);
+        let read = move || not_live.clone();
+        let request = Request {
+            symbols: &[slot.symbol],
+            limits: LIMITS,
+            delivery,
+            resume: &FxHashMap::default(),
+        };
+        let mut result = subscribe_with(
+            &store,
+            &mailbox(1),
+            request,
+            &mut FeedLiveness::new(&read),
+            |_| Vec::new(),
+        );
+        assert_eq!(result.snapshot.len(), 1);
+        (result.snapshot.remove(0), slot)
+    }
+
+    #[test]
+    fn a_meta_snapshot_carries_received_ts_and_staleness() {
+        let meta = Delivery {
+            meta: true,
+            ..Delivery::default()
+        };
+        for (not_live, stale) in [(vec![2], true), (vec![], false), (vec![5], false)] {
+            let (quote, _) = snapshot_quote(meta, not_live);
+            let quote: serde_json::Value = serde_json::from_str(&quote).expect("JSON");
+            assert_eq!(quote["received_ts"], 1_764_000_000_000_123_u64);
+            assert_eq!(quote["conflated"], 0);
+            assert_eq!(quote["stale"], stale);
+            assert_eq!(quote["bid"], 1.5);
+        }
+    }
+
+    #[test]
+    fn a_plain_snapshot_is_the_shared_encoding_byte_for_byte() {
+        for delivery in [
+            Delivery::default(),
+            Delivery {
+                delta: true,
+                ..Delivery::default()
+            },
+        ] {
+            let (quote, slot) = snapshot_quote(delivery, vec![2]);
+            assert_eq!(quote, slot.latest().expect("data").json);
+        }
     }
 
     #[test]

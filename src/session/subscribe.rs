@@ -21,6 +21,7 @@ use tickgate_feeds::{FeedState, Symbol};
 use super::{Session, invalid_symbols, symbols_error};
 use crate::auth::Grant;
 use crate::fanout::Delivery;
+use crate::fanout::drain::FeedLiveness;
 use crate::fanout::subscriptions::{self, SubscribeLimits};
 use crate::protocol::{self, ErrorCode, RequestId, SubscribeOptions};
 use crate::telemetry;
@@ -171,14 +172,19 @@ impl Session<'_> {
             }
             replies
         };
+        let slice = subscriptions::Request {
+            symbols: slice,
+            limits: *limits,
+            delivery: *delivery,
+            resume,
+        };
+        let feeds_not_live = || self.feeds.feeds_not_live();
         let result = self.track_subscriptions(|| {
-            subscriptions::subscribe(
+            subscriptions::subscribe_with(
                 self.store,
                 &self.mailbox,
                 slice,
-                *limits,
-                *delivery,
-                resume,
+                &mut FeedLiveness::new(&feeds_not_live),
                 answer,
             )
         });
