@@ -88,6 +88,16 @@ pub struct FeedConfig {
     /// `/readyz` waits for this feed to be live.
     #[serde(default)]
     pub required: bool,
+    /// Local time of day (`HH:MM`, 24-hour, in `session_tz`) at which a new
+    /// trading session starts: `volume`, `open`, `high` and `low` start
+    /// over. Default `04:00` for kinds `polygon` and `alpaca`, `00:00`
+    /// otherwise (docs/feeds.md, "Trading sessions").
+    #[serde(default)]
+    pub session_start: Option<String>,
+    /// IANA time zone of `session_start`. Default `America/New_York` for
+    /// kinds `polygon` and `alpaca`, `UTC` otherwise.
+    #[serde(default)]
+    pub session_tz: Option<String>,
     /// Simulator: average ticks per second.
     #[serde(default)]
     pub rate: Option<f64>,
@@ -154,6 +164,8 @@ impl FeedConfig {
             ca_file: None,
             backup_for: None,
             required: false,
+            session_start: None,
+            session_tz: None,
             rate: None,
             seed: None,
             universe: None,

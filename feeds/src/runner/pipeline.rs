@@ -12,7 +12,7 @@ use super::Stop;
 use super::log_limit::LogLimiter;
 use crate::config::{FeedPlan, SymbolFilter};
 use crate::json::JsonDecoder;
-use crate::model::{Symbol, Tick, VenueEvent};
+use crate::model::{SessionClock, Symbol, Tick, VenueEvent};
 use crate::parse::{Decoded, Decoder, Notice, ParseError};
 use crate::telemetry;
 use crate::venue::Venue;
@@ -27,6 +27,8 @@ pub(crate) struct Pipeline {
     decoded: Decoded,
     filter: SymbolFilter,
     prefix: Option<String>,
+    /// Stamps each tick with its trading session (`None` for kind `nats`).
+    session: Option<SessionClock>,
     /// Ticks decoded but not yet sent; bounded by [`REPLAY_BATCH`](super::replay::REPLAY_BATCH) plus one
     /// message's ticks.
     pending: Vec<Tick>,
@@ -79,6 +81,7 @@ impl Pipeline {
             decoded: Decoded::default(),
             filter: plan.filter.clone(),
             prefix: plan.prefix.clone(),
+            session: plan.session.clone(),
             pending: Vec::new(),
             state: None,
             log: LogLimiter::default(),
@@ -241,20 +244,33 @@ impl Pipeline {
     }
 
     /// Sends the pending ticks as one batch; `restamp` replaces their `ts`.
+    /// Each tick is stamped with the trading session its `ts` (or, without
+    /// one, this moment) falls in.
     pub(crate) async fn flush(&mut self, restamp: bool) -> Result<(), Stop> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let mut ticks = std::mem::take(&mut self.pending);
+        let now = now_micros();
         if restamp {
-            let now = now_micros();
             ticks.iter_mut().for_each(|t| t.ts = Some(now));
+        }
+        if let Some(clock) = &self.session {
+            stamp_sessions(clock, &mut ticks, now);
         }
         self.send(FeedEvent::Ticks(TickBatch {
             feed: Arc::clone(&self.feed),
             ticks,
         }))
         .await
+    }
+}
+
+/// Stamps each tick with the session of its `ts`, or of `now` when it has
+/// none.
+fn stamp_sessions(clock: &SessionClock, ticks: &mut [Tick], now: u64) {
+    for tick in ticks {
+        tick.session = clock.session_of(tick.ts.unwrap_or(now));
     }
 }
 
