@@ -267,6 +267,7 @@ pub use plan::{FeedPlan, SourcePlan, validate_all};
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SessionClock;
     use std::time::Duration;
 
     fn parse(toml_text: &str) -> Vec<FeedConfig> {
@@ -359,6 +360,75 @@ mod tests {
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
         }
+    }
+
+    #[test]
+    fn session_boundaries_default_by_kind_and_are_configurable() {
+        let feeds = parse(
+            r#"
+            [[feeds]]
+            name = "sim"
+            kind = "sim"
+
+            [[feeds]]
+            name = "alpaca"
+            kind = "alpaca"
+            credentials = { key = "k", secret = "s" }
+            symbols = ["AAPL"]
+
+            [[feeds]]
+            name = "tokyo"
+            kind = "tcp"
+            address = "127.0.0.1:7000"
+            session_start = "08:45"
+            session_tz = "Asia/Tokyo"
+
+            [[feeds]]
+            name = "stream"
+            kind = "nats"
+            "#,
+        );
+        let plans = validate_all(&feeds).expect("valid");
+        let clock = |i: usize| plans[i].session.clone();
+        assert_eq!(clock(0), Some(SessionClock::utc_midnight()));
+        assert_eq!(
+            clock(1),
+            Some(SessionClock::parse("04:00", "America/New_York").expect("valid"))
+        );
+        assert_eq!(
+            clock(2),
+            Some(SessionClock::parse("08:45", "Asia/Tokyo").expect("valid"))
+        );
+        assert_eq!(clock(3), None, "a NATS feed carries the publisher's day");
+    }
+
+    #[test]
+    fn a_bad_session_boundary_is_refused_with_its_key() {
+        let mut bad_start = FeedConfig::new("a", FeedKind::Sim);
+        bad_start.session_start = Some("9:30".into());
+        let mut bad_zone = FeedConfig::new("b", FeedKind::Sim);
+        bad_zone.session_tz = Some("America/New_Yrok".into());
+        let mut both = FeedConfig::new("c", FeedKind::Sim);
+        both.session_start = Some("25:00".into());
+        both.session_tz = Some("EST+5".into());
+        let mut nats = FeedConfig::new("d", FeedKind::Nats);
+        nats.session_tz = Some("UTC".into());
+        let errors = validate_all(&[bad_start, bad_zone, both, nats]).expect_err("invalid");
+        let joined = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        for needle in [
+            "feed `a`: `session_start` must be a time of day as HH:MM (24-hour), such as \"04:00\"; got \"9:30\"",
+            "feed `b`: `session_tz` must be an IANA time zone such as \"America/New_York\" or \"UTC\"; got \"America/New_Yrok\"",
+            "feed `c`: `session_start` must be a time of day",
+            "feed `c`: `session_tz` must be an IANA time zone",
+            "feed `d`: `session_tz` does not apply to kind `nats`",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+        assert_eq!(errors.len(), 5, "{joined}");
     }
 
     #[test]
