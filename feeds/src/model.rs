@@ -209,14 +209,23 @@ pub struct Tick {
 }
 
 /// A trading session, named by the local date on which it starts in its
-/// feed's time zone. Later sessions compare greater.
+/// feed's time zone, with the instant it starts. Later sessions compare
+/// greater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SessionDay(jiff::civil::Date);
+pub struct SessionDay {
+    date: jiff::civil::Date,
+    start_micros: u64,
+}
 
 impl SessionDay {
     /// The local date on which the session starts.
     pub fn date(self) -> jiff::civil::Date {
-        self.0
+        self.date
+    }
+
+    /// When the session starts, µs since the Unix epoch.
+    pub fn start_micros(self) -> u64 {
+        self.start_micros
     }
 }
 
@@ -292,17 +301,22 @@ impl SessionClock {
     /// `None` only for an instant outside the calendar's range.
     pub fn session_of(&self, micros: u64) -> Option<SessionDay> {
         let at = jiff::Timestamp::from_microsecond(i64::try_from(micros).ok()?).ok()?;
-        let date = self.tz.to_datetime(at).date();
-        let start = self
-            .tz
+        let today = self.tz.to_datetime(at).date();
+        let date = if at >= self.start_of(today)? {
+            today
+        } else {
+            today.yesterday().ok()?
+        };
+        let start_micros = u64::try_from(self.start_of(date)?.as_microsecond()).ok()?;
+        Some(SessionDay { date, start_micros })
+    }
+
+    /// The instant the session of local date `date` starts.
+    fn start_of(&self, date: jiff::civil::Date) -> Option<jiff::Timestamp> {
+        self.tz
             .to_ambiguous_timestamp(jiff::civil::DateTime::from_parts(date, self.start))
             .compatible()
-            .ok()?;
-        if at >= start {
-            Some(SessionDay(date))
-        } else {
-            date.yesterday().ok().map(SessionDay)
-        }
+            .ok()
     }
 }
 
@@ -518,6 +532,7 @@ impl Quote {
             Some(seq) => self.seq = seq,
             None => self.seq += 1,
         }
+        let previous_ts = self.ts;
         self.ts = tick.ts.unwrap_or(received_micros);
         let merge = |slot: &mut Option<f64>, value: Option<f64>| {
             if value.is_some() {
@@ -529,6 +544,13 @@ impl Quote {
         let day_current = match (tick.session, self.session) {
             (Some(tick_day), Some(day)) if tick_day < day => false,
             (Some(tick_day), Some(day)) if tick_day > day => {
+                self.roll_over(tick_day);
+                true
+            }
+            // Day fields of unknown session (loaded from a stream at
+            // start-up, or from unstamped ticks) are the last session's when
+            // their time is before this session's start.
+            (Some(tick_day), None) if previous_ts != 0 && previous_ts < tick_day.start_micros => {
                 self.roll_over(tick_day);
                 true
             }
@@ -897,8 +919,8 @@ mod tests {
         u64::try_from(ts.as_microsecond()).expect("after 1970")
     }
 
-    fn day(date: &str) -> SessionDay {
-        SessionDay(date.parse().expect("valid date"))
+    fn day(date: &str) -> jiff::civil::Date {
+        date.parse().expect("valid date")
     }
 
     fn new_york() -> SessionClock {
@@ -946,15 +968,21 @@ mod tests {
             ("2026-11-02T09:00:00Z", "2026-11-02"),
         ];
         for (instant, want) in cases {
-            assert_eq!(ny.session_of(at(instant)), Some(day(want)), "{instant}");
+            assert_eq!(
+                ny.session_of(at(instant)).map(SessionDay::date),
+                Some(day(want)),
+                "{instant}"
+            );
         }
         let utc = SessionClock::utc_midnight();
         assert_eq!(
-            utc.session_of(at("2026-03-08T23:59:59.999999Z")),
+            utc.session_of(at("2026-03-08T23:59:59.999999Z"))
+                .map(SessionDay::date),
             Some(day("2026-03-08"))
         );
         assert_eq!(
-            utc.session_of(at("2026-03-09T00:00:00Z")),
+            utc.session_of(at("2026-03-09T00:00:00Z"))
+                .map(SessionDay::date),
             Some(day("2026-03-09"))
         );
     }
@@ -965,22 +993,30 @@ mod tests {
         // starts an hour later by the clock, at 03:30 EDT (07:30Z).
         let clock = SessionClock::parse("02:30", "America/New_York").expect("valid");
         assert_eq!(
-            clock.session_of(at("2026-03-08T07:29:59Z")),
+            clock
+                .session_of(at("2026-03-08T07:29:59Z"))
+                .map(SessionDay::date),
             Some(day("2026-03-07"))
         );
         assert_eq!(
-            clock.session_of(at("2026-03-08T07:30:00Z")),
+            clock
+                .session_of(at("2026-03-08T07:30:00Z"))
+                .map(SessionDay::date),
             Some(day("2026-03-08"))
         );
         // 01:30 happens twice on 2026-11-01: the session starts at the
         // first (EDT, 05:30Z).
         let clock = SessionClock::parse("01:30", "America/New_York").expect("valid");
         assert_eq!(
-            clock.session_of(at("2026-11-01T05:29:59Z")),
+            clock
+                .session_of(at("2026-11-01T05:29:59Z"))
+                .map(SessionDay::date),
             Some(day("2026-10-31"))
         );
         assert_eq!(
-            clock.session_of(at("2026-11-01T05:30:00Z")),
+            clock
+                .session_of(at("2026-11-01T05:30:00Z"))
+                .map(SessionDay::date),
             Some(day("2026-11-01"))
         );
     }
@@ -1010,7 +1046,7 @@ mod tests {
             "the last session's last price is the previous close"
         );
         assert_eq!(q.change, Some(0.5));
-        assert_eq!(q.session, Some(day("2026-03-10")));
+        assert_eq!(q.session.map(SessionDay::date), Some(day("2026-03-10")));
         q.apply(&trade_at(&ny, "2026-03-10T13:31:00Z", 13.0, 3.0), 0);
         assert_eq!(
             day_fields(&q),
@@ -1024,10 +1060,10 @@ mod tests {
         let mut q = Quote::new(sym("AAPL"));
         q.apply(&trade_at(&ny, "2026-11-02T15:00:00Z", 20.0, 100.0), 0);
         q.apply(&trade_at(&ny, "2026-11-03T09:00:00Z", 21.0, 10.0), 0);
-        assert_eq!(q.session, Some(day("2026-11-03")));
+        assert_eq!(q.session.map(SessionDay::date), Some(day("2026-11-03")));
         // Arrives late, from Monday's session (08:59Z is 03:59 EST).
         let late = trade_at(&ny, "2026-11-03T08:59:00Z", 99.0, 5_000.0);
-        assert_eq!(late.session, Some(day("2026-11-02")));
+        assert_eq!(late.session.map(SessionDay::date), Some(day("2026-11-02")));
         assert!(q.apply(&late, 0));
         assert_eq!(
             day_fields(&q),
@@ -1056,7 +1092,11 @@ mod tests {
             (Some(10.0), Some(21.0), Some(21.0), Some(21.0)),
             "nor its day statistics or clears"
         );
-        assert_eq!(q.session, Some(day("2026-11-03")), "no roll back");
+        assert_eq!(
+            q.session.map(SessionDay::date),
+            Some(day("2026-11-03")),
+            "no roll back"
+        );
         // The next tick of today's session still adds up.
         q.apply(&trade_at(&ny, "2026-11-03T15:00:00Z", 22.0, 1.0), 0);
         assert_eq!(
@@ -1140,5 +1180,39 @@ mod tests {
         }
         assert!(SessionClock::parse("23:59", "Asia/Tokyo").is_ok());
         assert!(SessionClock::parse("00:00", "UTC").is_ok());
+    }
+
+    #[test]
+    fn day_fields_loaded_without_a_session_roll_over_when_older_than_it() {
+        // A quote loaded at start-up (from the NATS stream) carries no
+        // session: its time decides whether its day fields are the last
+        // session's.
+        let ny = new_york();
+        let loaded = |instant: &str| {
+            let mut q = Quote::new(sym("AAPL"));
+            q.apply(
+                &Tick {
+                    session: None,
+                    ..trade_at(&ny, instant, 10.0, 500.0)
+                },
+                0,
+            );
+            q
+        };
+        let mut yesterday = loaded("2026-03-09T19:00:00Z");
+        yesterday.apply(&trade_at(&ny, "2026-03-10T13:30:00Z", 11.0, 1.0), 0);
+        assert_eq!(
+            day_fields(&yesterday),
+            (Some(1.0), Some(11.0), Some(11.0), Some(11.0))
+        );
+        assert_eq!(yesterday.prev_close, Some(10.0));
+        let mut today = loaded("2026-03-10T08:00:00Z");
+        today.apply(&trade_at(&ny, "2026-03-10T13:30:00Z", 11.0, 1.0), 0);
+        assert_eq!(
+            day_fields(&today),
+            (Some(501.0), Some(10.0), Some(11.0), Some(10.0)),
+            "same session: the loaded day goes on"
+        );
+        assert_eq!(today.session.map(SessionDay::date), Some(day("2026-03-10")));
     }
 }
