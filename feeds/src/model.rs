@@ -320,6 +320,43 @@ impl SessionClock {
     }
 }
 
+/// A [`SessionClock`] that remembers the last session it found and when the
+/// next one starts, so the ticks of one session are stamped with two
+/// comparisons instead of a time zone look-up each.
+#[derive(Debug, Clone)]
+pub struct SessionStamper {
+    clock: SessionClock,
+    /// The last session found and the start of the one after it (µs).
+    current: Option<(SessionDay, u64)>,
+}
+
+impl SessionStamper {
+    pub fn new(clock: SessionClock) -> Self {
+        Self {
+            clock,
+            current: None,
+        }
+    }
+
+    /// The same answer as [`SessionClock::session_of`].
+    pub fn session_of(&mut self, micros: u64) -> Option<SessionDay> {
+        if let Some((day, next_start)) = self.current
+            && (day.start_micros..next_start).contains(&micros)
+        {
+            return Some(day);
+        }
+        let day = self.clock.session_of(micros)?;
+        self.current = day
+            .date
+            .tomorrow()
+            .ok()
+            .and_then(|next| self.clock.start_of(next))
+            .and_then(|next| u64::try_from(next.as_microsecond()).ok())
+            .map(|next_start| (day, next_start));
+        Some(day)
+    }
+}
+
 /// Whether a symbol may trade, as a venue's halt/resume messages say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -1214,5 +1251,27 @@ mod tests {
             "same session: the loaded day goes on"
         );
         assert_eq!(today.session.map(SessionDay::date), Some(day("2026-03-10")));
+    }
+
+    #[test]
+    fn the_stamper_agrees_with_the_clock_in_any_order() {
+        let ny = new_york();
+        let mut stamper = SessionStamper::new(ny.clone());
+        let start = at("2026-03-06T00:00:00Z");
+        let end = at("2026-03-11T00:00:00Z");
+        // Forward in 7-minute steps across the spring change, then back
+        // and forth around each boundary.
+        let mut instants: Vec<u64> = (start..end).step_by(7 * 60 * 1_000_000).collect();
+        for boundary in ["2026-03-08T08:00:00Z", "2026-03-09T08:00:00Z"] {
+            let b = at(boundary);
+            instants.extend([b, b - 1, b + 1, b - 1, b]);
+        }
+        for micros in instants {
+            assert_eq!(
+                stamper.session_of(micros),
+                ny.session_of(micros),
+                "{micros}"
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use super::Stop;
 use super::log_limit::LogLimiter;
 use crate::config::{FeedPlan, SymbolFilter};
 use crate::json::JsonDecoder;
-use crate::model::{SessionClock, Symbol, Tick, VenueEvent};
+use crate::model::{SessionStamper, Symbol, Tick, VenueEvent};
 use crate::parse::{Decoded, Decoder, Notice, ParseError};
 use crate::telemetry;
 use crate::venue::Venue;
@@ -28,7 +28,7 @@ pub(crate) struct Pipeline {
     filter: SymbolFilter,
     prefix: Option<String>,
     /// Stamps each tick with its trading session (`None` for kind `nats`).
-    session: Option<SessionClock>,
+    session: Option<SessionStamper>,
     /// Ticks decoded but not yet sent; bounded by [`REPLAY_BATCH`](super::replay::REPLAY_BATCH) plus one
     /// message's ticks.
     pending: Vec<Tick>,
@@ -81,7 +81,7 @@ impl Pipeline {
             decoded: Decoded::default(),
             filter: plan.filter.clone(),
             prefix: plan.prefix.clone(),
-            session: plan.session.clone(),
+            session: plan.session.clone().map(SessionStamper::new),
             pending: Vec::new(),
             state: None,
             log: LogLimiter::default(),
@@ -255,22 +255,16 @@ impl Pipeline {
         if restamp {
             ticks.iter_mut().for_each(|t| t.ts = Some(now));
         }
-        if let Some(clock) = &self.session {
-            stamp_sessions(clock, &mut ticks, now);
+        if let Some(stamper) = &mut self.session {
+            for tick in &mut ticks {
+                tick.session = stamper.session_of(tick.ts.unwrap_or(now));
+            }
         }
         self.send(FeedEvent::Ticks(TickBatch {
             feed: Arc::clone(&self.feed),
             ticks,
         }))
         .await
-    }
-}
-
-/// Stamps each tick with the session of its `ts`, or of `now` when it has
-/// none.
-fn stamp_sessions(clock: &SessionClock, ticks: &mut [Tick], now: u64) {
-    for tick in ticks {
-        tick.session = clock.session_of(tick.ts.unwrap_or(now));
     }
 }
 
