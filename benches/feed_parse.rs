@@ -89,6 +89,7 @@ fn serde_tick(line: &[u8]) -> Option<Tick> {
         ts: g.ts,
         seq: None,
         cleared: Default::default(),
+        session: None,
     })
 }
 

@@ -213,3 +213,70 @@ fn the_example_feed_config_combines_every_kind_with_failover() {
         "no failover in the example"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn day_fields_roll_over_at_the_feeds_session_boundary_for_clients() {
+    let upstream = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let address = upstream.local_addr().expect("addr");
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[[feeds]]
+name = "equities"
+kind = "tcp"
+address = "{address}"
+session_start = "04:00"
+session_tz = "America/New_York"
+"#
+    );
+    let config = Config::from_toml(&text, "test").expect("valid config");
+    let gateway = Gateway::start(config, FeedSetup::Configured)
+        .await
+        .expect("starts");
+    let (mut socket, _) = tokio::time::timeout(WAIT, upstream.accept())
+        .await
+        .expect("gateway connects out")
+        .expect("accept");
+    // Monday 2026-03-09's trades, Tuesday's first print exactly at 04:00
+    // New York (08:00Z, daylight time since Sunday), then a late Monday print.
+    let trades = [
+        (10.0, 100.0, 1_773_066_600_000_000_u64), // 2026-03-09T14:30:00Z
+        (11.0, 50.0, 1_773_129_599_000_000),      // 2026-03-10T07:59:59Z
+        (11.5, 7.0, 1_773_129_600_000_000),       // 2026-03-10T08:00:00Z
+        (99.0, 5000.0, 1_773_129_000_000_000),    // 2026-03-10T07:50:00Z
+    ];
+    for (price, size, ts) in trades {
+        let text = format!(
+            "{}\n",
+            json!({"symbol": "AAPL", "last": price, "last_size": size, "ts": ts})
+        );
+        socket.write_all(text.as_bytes()).await.expect("write");
+    }
+    wait_for_seq(&gateway, "AAPL", 4).await;
+
+    let mut client = Client::connect(gateway.client_addr()).await;
+    client
+        .send(r#"{"op":"subscribe","symbols":["AAPL"],"id":1}"#)
+        .await;
+    client.next_of_type("subscribed").await;
+    let snapshot = client.next_json().await;
+    let quote = &snapshot["quotes"][0];
+    assert_eq!(
+        (
+            &quote["volume"],
+            &quote["open"],
+            &quote["high"],
+            &quote["low"]
+        ),
+        (&json!(7.0), &json!(11.5), &json!(11.5), &json!(11.5)),
+        "Tuesday's session only: {quote}"
+    );
+    assert_eq!(quote["prev_close"], 11.0, "Monday's last price: {quote}");
+    assert_eq!(quote["last"], 99.0, "the late print still stands as last");
+    gateway.shutdown(WAIT).await;
+}

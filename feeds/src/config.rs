@@ -88,6 +88,16 @@ pub struct FeedConfig {
     /// `/readyz` waits for this feed to be live.
     #[serde(default)]
     pub required: bool,
+    /// Local time of day (`HH:MM`, 24-hour, in `session_tz`) at which a new
+    /// trading session starts: `volume`, `open`, `high` and `low` start
+    /// over. Default `04:00` for kinds `polygon` and `alpaca`, `00:00`
+    /// otherwise (docs/feeds.md, "Trading sessions").
+    #[serde(default)]
+    pub session_start: Option<String>,
+    /// IANA time zone of `session_start`. Default `America/New_York` for
+    /// kinds `polygon` and `alpaca`, `UTC` otherwise.
+    #[serde(default)]
+    pub session_tz: Option<String>,
     /// Simulator: average ticks per second.
     #[serde(default)]
     pub rate: Option<f64>,
@@ -154,6 +164,8 @@ impl FeedConfig {
             ca_file: None,
             backup_for: None,
             required: false,
+            session_start: None,
+            session_tz: None,
             rate: None,
             seed: None,
             universe: None,
@@ -255,6 +267,7 @@ pub use plan::{FeedPlan, SourcePlan, validate_all};
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SessionClock;
     use std::time::Duration;
 
     fn parse(toml_text: &str) -> Vec<FeedConfig> {
@@ -347,6 +360,75 @@ mod tests {
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
         }
+    }
+
+    #[test]
+    fn session_boundaries_default_by_kind_and_are_configurable() {
+        let feeds = parse(
+            r#"
+            [[feeds]]
+            name = "sim"
+            kind = "sim"
+
+            [[feeds]]
+            name = "alpaca"
+            kind = "alpaca"
+            credentials = { key = "k", secret = "s" }
+            symbols = ["AAPL"]
+
+            [[feeds]]
+            name = "tokyo"
+            kind = "tcp"
+            address = "127.0.0.1:7000"
+            session_start = "08:45"
+            session_tz = "Asia/Tokyo"
+
+            [[feeds]]
+            name = "stream"
+            kind = "nats"
+            "#,
+        );
+        let plans = validate_all(&feeds).expect("valid");
+        let clock = |i: usize| plans[i].session.clone();
+        assert_eq!(clock(0), Some(SessionClock::utc_midnight()));
+        assert_eq!(
+            clock(1),
+            Some(SessionClock::parse("04:00", "America/New_York").expect("valid"))
+        );
+        assert_eq!(
+            clock(2),
+            Some(SessionClock::parse("08:45", "Asia/Tokyo").expect("valid"))
+        );
+        assert_eq!(clock(3), None, "a NATS feed carries the publisher's day");
+    }
+
+    #[test]
+    fn a_bad_session_boundary_is_refused_with_its_key() {
+        let mut bad_start = FeedConfig::new("a", FeedKind::Sim);
+        bad_start.session_start = Some("9:30".into());
+        let mut bad_zone = FeedConfig::new("b", FeedKind::Sim);
+        bad_zone.session_tz = Some("America/New_Yrok".into());
+        let mut both = FeedConfig::new("c", FeedKind::Sim);
+        both.session_start = Some("25:00".into());
+        both.session_tz = Some("EST+5".into());
+        let mut nats = FeedConfig::new("d", FeedKind::Nats);
+        nats.session_tz = Some("UTC".into());
+        let errors = validate_all(&[bad_start, bad_zone, both, nats]).expect_err("invalid");
+        let joined = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        for needle in [
+            "feed `a`: `session_start` must be a time of day as HH:MM (24-hour), such as \"04:00\"; got \"9:30\"",
+            "feed `b`: `session_tz` must be an IANA time zone such as \"America/New_York\" or \"UTC\"; got \"America/New_Yrok\"",
+            "feed `c`: `session_start` must be a time of day",
+            "feed `c`: `session_tz` must be an IANA time zone",
+            "feed `d`: `session_tz` does not apply to kind `nats`",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+        assert_eq!(errors.len(), 5, "{joined}");
     }
 
     #[test]

@@ -149,6 +149,15 @@ impl Cleared {
         self.0 == 0
     }
 
+    /// The day fields, which roll over at a session boundary.
+    pub const DAY: Self = Self(Self::VOLUME.0 | Self::OPEN.0 | Self::HIGH.0 | Self::LOW.0);
+
+    /// This set less the fields of `other`.
+    #[must_use]
+    pub fn without(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
     /// Every field of `other` is in this set.
     pub fn contains(self, other: Self) -> bool {
         self.0 & other.0 == other.0
@@ -192,6 +201,160 @@ pub struct Tick {
     pub seq: Option<u64>,
     /// Fields the feed sent as `null`: the quote forgets them.
     pub cleared: Cleared,
+    /// The trading session the tick belongs to, stamped by the feed runner
+    /// from `ts` (or the receive time) and the feed's session boundary;
+    /// `None` leaves the day fields as they are (docs/feeds.md, "Trading
+    /// sessions").
+    pub session: Option<SessionDay>,
+}
+
+/// A trading session, named by the local date on which it starts in its
+/// feed's time zone, with the instant it starts. Later sessions compare
+/// greater.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionDay {
+    date: jiff::civil::Date,
+    start_micros: u64,
+}
+
+impl SessionDay {
+    /// The local date on which the session starts.
+    pub fn date(self) -> jiff::civil::Date {
+        self.date
+    }
+
+    /// When the session starts, µs since the Unix epoch.
+    pub fn start_micros(self) -> u64 {
+        self.start_micros
+    }
+}
+
+/// Where one trading session ends and the next begins: a local time of day
+/// in an IANA time zone, e.g. 04:00 in `America/New_York` for US equities or
+/// 00:00 `UTC` for crypto. Time is always a parameter: nothing here reads a
+/// clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionClock {
+    start: jiff::civil::Time,
+    tz: jiff::tz::TimeZone,
+}
+
+/// Why a session boundary from the config cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionClockError {
+    /// `session_start` is not a time of day.
+    #[error("must be a time of day as HH:MM (24-hour), such as \"04:00\"; got {0:?}")]
+    BadStart(String),
+    /// `session_tz` is not in the time zone database.
+    #[error("must be an IANA time zone such as \"America/New_York\" or \"UTC\"; got {0:?}")]
+    UnknownZone(String),
+}
+
+impl SessionClock {
+    /// Sessions start at midnight UTC.
+    pub fn utc_midnight() -> Self {
+        Self {
+            start: jiff::civil::Time::MIN,
+            tz: jiff::tz::TimeZone::UTC,
+        }
+    }
+
+    /// Sessions starting at local time `start` in `tz`.
+    pub fn new(start: jiff::civil::Time, tz: jiff::tz::TimeZone) -> Self {
+        Self { start, tz }
+    }
+
+    /// Parses `start` (`HH:MM`, 24-hour) and looks up `zone` in the bundled
+    /// IANA time zone database.
+    pub fn parse(start: &str, zone: &str) -> Result<Self, SessionClockError> {
+        Ok(Self::new(
+            Self::parse_start(start)?,
+            Self::parse_zone(zone)?,
+        ))
+    }
+
+    /// Parses a session start time of day: `HH:MM`, two digits each, 00:00
+    /// to 23:59.
+    pub fn parse_start(text: &str) -> Result<jiff::civil::Time, SessionClockError> {
+        let bad = || SessionClockError::BadStart(text.to_string());
+        let (hour, minute) = text.split_once(':').ok_or_else(bad)?;
+        let two_digits = |part: &str| -> Result<i8, SessionClockError> {
+            if part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit()) {
+                part.parse().map_err(|_| bad())
+            } else {
+                Err(bad())
+            }
+        };
+        jiff::civil::Time::new(two_digits(hour)?, two_digits(minute)?, 0, 0).map_err(|_| bad())
+    }
+
+    /// Looks up an IANA time zone name in the time zone database bundled
+    /// with tickgate (the host's /usr/share/zoneinfo is not needed).
+    pub fn parse_zone(name: &str) -> Result<jiff::tz::TimeZone, SessionClockError> {
+        jiff::tz::TimeZone::get(name).map_err(|_| SessionClockError::UnknownZone(name.to_string()))
+    }
+
+    /// The session the instant `micros` (µs since the Unix epoch) falls in:
+    /// the last local start time at or before it. On a day whose start time
+    /// does not exist (a DST gap) the session starts that much later by the
+    /// clock (02:30 becomes 03:30); on a day it occurs twice, at the first.
+    /// `None` only for an instant outside the calendar's range.
+    pub fn session_of(&self, micros: u64) -> Option<SessionDay> {
+        let at = jiff::Timestamp::from_microsecond(i64::try_from(micros).ok()?).ok()?;
+        let today = self.tz.to_datetime(at).date();
+        let date = if at >= self.start_of(today)? {
+            today
+        } else {
+            today.yesterday().ok()?
+        };
+        let start_micros = u64::try_from(self.start_of(date)?.as_microsecond()).ok()?;
+        Some(SessionDay { date, start_micros })
+    }
+
+    /// The instant the session of local date `date` starts.
+    fn start_of(&self, date: jiff::civil::Date) -> Option<jiff::Timestamp> {
+        self.tz
+            .to_ambiguous_timestamp(jiff::civil::DateTime::from_parts(date, self.start))
+            .compatible()
+            .ok()
+    }
+}
+
+/// A [`SessionClock`] that remembers the last session it found and when the
+/// next one starts, so the ticks of one session are stamped with two
+/// comparisons instead of a time zone look-up each.
+#[derive(Debug, Clone)]
+pub struct SessionStamper {
+    clock: SessionClock,
+    /// The last session found and the start of the one after it (µs).
+    current: Option<(SessionDay, u64)>,
+}
+
+impl SessionStamper {
+    pub fn new(clock: SessionClock) -> Self {
+        Self {
+            clock,
+            current: None,
+        }
+    }
+
+    /// The same answer as [`SessionClock::session_of`].
+    pub fn session_of(&mut self, micros: u64) -> Option<SessionDay> {
+        if let Some((day, next_start)) = self.current
+            && (day.start_micros..next_start).contains(&micros)
+        {
+            return Some(day);
+        }
+        let day = self.clock.session_of(micros)?;
+        self.current = day
+            .date
+            .tomorrow()
+            .ok()
+            .and_then(|next| self.clock.start_of(next))
+            .and_then(|next| u64::try_from(next.as_microsecond()).ok())
+            .map(|next_start| (day, next_start));
+        Some(day)
+    }
 }
 
 /// Whether a symbol may trade, as a venue's halt/resume messages say.
@@ -367,6 +530,10 @@ pub struct Quote {
     /// Source event time (µs since epoch), or gateway receive time when the
     /// feed gave none.
     pub ts: u64,
+    /// The session `volume`, `open`, `high` and `low` belong to, once a
+    /// session-stamped tick arrived. Not part of the wire format.
+    #[serde(skip)]
+    pub session: Option<SessionDay>,
 }
 
 impl Quote {
@@ -389,6 +556,7 @@ impl Quote {
             change: None,
             change_pct: None,
             ts: 0,
+            session: None,
         }
     }
 
@@ -401,24 +569,48 @@ impl Quote {
             Some(seq) => self.seq = seq,
             None => self.seq += 1,
         }
+        let previous_ts = self.ts;
         self.ts = tick.ts.unwrap_or(received_micros);
         let merge = |slot: &mut Option<f64>, value: Option<f64>| {
             if value.is_some() {
                 *slot = value;
             }
         };
+        // The day fields follow the newest session seen; a late tick from
+        // an earlier session leaves them alone.
+        let day_current = match (tick.session, self.session) {
+            (Some(tick_day), Some(day)) if tick_day < day => false,
+            (Some(tick_day), Some(day)) if tick_day > day => {
+                self.roll_over(tick_day);
+                true
+            }
+            // Day fields of unknown session (loaded from a stream at
+            // start-up, or from unstamped ticks) are the last session's when
+            // their time is before this session's start.
+            (Some(tick_day), None) if previous_ts != 0 && previous_ts < tick_day.start_micros => {
+                self.roll_over(tick_day);
+                true
+            }
+            (Some(tick_day), _) => {
+                self.session = Some(tick_day);
+                true
+            }
+            (None, _) => true,
+        };
         merge(&mut self.bid, tick.bid);
         merge(&mut self.ask, tick.ask);
         merge(&mut self.bid_size, tick.bid_size);
         merge(&mut self.ask_size, tick.ask_size);
         merge(&mut self.prev_close, tick.prev_close);
-        merge(&mut self.open, tick.open);
-        merge(&mut self.high, tick.high);
-        merge(&mut self.low, tick.low);
+        if day_current {
+            merge(&mut self.open, tick.open);
+            merge(&mut self.high, tick.high);
+            merge(&mut self.low, tick.low);
+        }
         if let Some(price) = tick.last {
             self.last = Some(price);
             self.last_size = tick.last_size.or(self.last_size);
-            if tick.kind == TickKind::Trade {
+            if tick.kind == TickKind::Trade && day_current {
                 self.open.get_or_insert(price);
                 self.high = Some(self.high.map_or(price, |h| h.max(price)));
                 self.low = Some(self.low.map_or(price, |l| l.min(price)));
@@ -430,9 +622,16 @@ impl Quote {
         } else {
             merge(&mut self.last_size, tick.last_size);
         }
-        merge(&mut self.volume, tick.volume);
-        if !tick.cleared.is_empty() {
-            self.clear(tick.cleared);
+        if day_current {
+            merge(&mut self.volume, tick.volume);
+        }
+        let cleared = if day_current {
+            tick.cleared
+        } else {
+            tick.cleared.without(Cleared::DAY)
+        };
+        if !cleared.is_empty() {
+            self.clear(cleared);
         }
         match (self.last, self.prev_close) {
             (Some(last), Some(prev)) => {
@@ -450,6 +649,21 @@ impl Quote {
 }
 
 impl Quote {
+    /// Starts session `day`: the last session's last price becomes
+    /// `prev_close` (a feed that supplies its own overrides it), and
+    /// `volume`, `open`, `high` and `low` start over (unknown until the
+    /// session's first trade or a feed value).
+    fn roll_over(&mut self, day: SessionDay) {
+        self.session = Some(day);
+        if self.last.is_some() {
+            self.prev_close = self.last;
+        }
+        self.volume = None;
+        self.open = None;
+        self.high = None;
+        self.low = None;
+    }
+
     /// Forgets the `cleared` fields (the derived `change` follows).
     fn clear(&mut self, cleared: Cleared) {
         let slots = [
@@ -734,5 +948,330 @@ mod tests {
         );
         let json = serde_json::to_string(&q).expect("serializes");
         assert_eq!(json, r#"{"symbol":"MSFT","seq":1,"bid":1.5,"ts":42}"#);
+    }
+
+    /// µs since the epoch of an RFC 3339 instant.
+    fn at(instant: &str) -> u64 {
+        let ts: jiff::Timestamp = instant.parse().expect("valid instant");
+        u64::try_from(ts.as_microsecond()).expect("after 1970")
+    }
+
+    fn day(date: &str) -> jiff::civil::Date {
+        date.parse().expect("valid date")
+    }
+
+    fn new_york() -> SessionClock {
+        SessionClock::parse("04:00", "America/New_York").expect("valid clock")
+    }
+
+    /// A trade at `instant`, stamped with its session as the runner does.
+    fn trade_at(clock: &SessionClock, instant: &str, price: f64, size: f64) -> Tick {
+        let ts = at(instant);
+        Tick {
+            symbol: Some(sym("AAPL")),
+            kind: TickKind::Trade,
+            last: Some(price),
+            last_size: Some(size),
+            ts: Some(ts),
+            session: clock.session_of(ts),
+            ..Tick::default()
+        }
+    }
+
+    fn day_fields(q: &Quote) -> (Option<f64>, Option<f64>, Option<f64>, Option<f64>) {
+        (q.volume, q.open, q.high, q.low)
+    }
+
+    #[test]
+    fn the_session_starts_at_the_local_boundary_across_dst_changes() {
+        let ny = new_york();
+        let cases = [
+            // Winter (EST, UTC-5): 04:00 local is 09:00Z.
+            ("2026-03-06T08:59:59.999999Z", "2026-03-05"),
+            ("2026-03-06T09:00:00Z", "2026-03-06"),
+            ("2026-03-06T21:00:00Z", "2026-03-06"),
+            // Sunday 2026-03-08 springs forward at 02:00: from Monday on,
+            // 04:00 local is 08:00Z; a fixed UTC-5 would call 08:00Z 03:00.
+            ("2026-03-08T08:59:59Z", "2026-03-08"),
+            ("2026-03-09T07:59:59.999999Z", "2026-03-08"),
+            ("2026-03-09T08:00:00Z", "2026-03-09"),
+            // The transition day itself: 04:00 EDT is 08:00Z.
+            ("2026-03-08T07:59:59Z", "2026-03-07"),
+            ("2026-03-08T08:00:00Z", "2026-03-08"),
+            // Sunday 2026-11-01 falls back at 02:00: 04:00 EST is 09:00Z.
+            ("2026-11-01T08:30:00Z", "2026-10-31"),
+            ("2026-11-01T09:00:00Z", "2026-11-01"),
+            ("2026-11-02T08:59:59Z", "2026-11-01"),
+            ("2026-11-02T09:00:00Z", "2026-11-02"),
+        ];
+        for (instant, want) in cases {
+            assert_eq!(
+                ny.session_of(at(instant)).map(SessionDay::date),
+                Some(day(want)),
+                "{instant}"
+            );
+        }
+        let utc = SessionClock::utc_midnight();
+        assert_eq!(
+            utc.session_of(at("2026-03-08T23:59:59.999999Z"))
+                .map(SessionDay::date),
+            Some(day("2026-03-08"))
+        );
+        assert_eq!(
+            utc.session_of(at("2026-03-09T00:00:00Z"))
+                .map(SessionDay::date),
+            Some(day("2026-03-09"))
+        );
+    }
+
+    #[test]
+    fn a_start_inside_the_dst_gap_begins_when_the_gap_ends() {
+        // 02:30 does not exist in New York on 2026-03-08: that session
+        // starts an hour later by the clock, at 03:30 EDT (07:30Z).
+        let clock = SessionClock::parse("02:30", "America/New_York").expect("valid");
+        assert_eq!(
+            clock
+                .session_of(at("2026-03-08T07:29:59Z"))
+                .map(SessionDay::date),
+            Some(day("2026-03-07"))
+        );
+        assert_eq!(
+            clock
+                .session_of(at("2026-03-08T07:30:00Z"))
+                .map(SessionDay::date),
+            Some(day("2026-03-08"))
+        );
+        // 01:30 happens twice on 2026-11-01: the session starts at the
+        // first (EDT, 05:30Z).
+        let clock = SessionClock::parse("01:30", "America/New_York").expect("valid");
+        assert_eq!(
+            clock
+                .session_of(at("2026-11-01T05:29:59Z"))
+                .map(SessionDay::date),
+            Some(day("2026-10-31"))
+        );
+        assert_eq!(
+            clock
+                .session_of(at("2026-11-01T05:30:00Z"))
+                .map(SessionDay::date),
+            Some(day("2026-11-01"))
+        );
+    }
+
+    #[test]
+    fn day_fields_roll_over_at_the_session_boundary() {
+        let ny = new_york();
+        let mut q = Quote::new(sym("AAPL"));
+        // Monday after the spring change: the session starts at 08:00Z.
+        q.apply(&trade_at(&ny, "2026-03-09T14:30:00Z", 10.0, 100.0), 0);
+        q.apply(&trade_at(&ny, "2026-03-09T15:00:00Z", 12.0, 200.0), 0);
+        q.apply(&trade_at(&ny, "2026-03-09T20:00:00Z", 11.0, 50.0), 0);
+        assert_eq!(
+            day_fields(&q),
+            (Some(350.0), Some(10.0), Some(12.0), Some(10.0))
+        );
+        // Exactly at Tuesday's 04:00 EDT: a new session.
+        q.apply(&trade_at(&ny, "2026-03-10T08:00:00Z", 11.5, 7.0), 0);
+        assert_eq!(
+            day_fields(&q),
+            (Some(7.0), Some(11.5), Some(11.5), Some(11.5)),
+            "volume restarts from the trade's size, open/high/low from its price"
+        );
+        assert_eq!(
+            q.prev_close,
+            Some(11.0),
+            "the last session's last price is the previous close"
+        );
+        assert_eq!(q.change, Some(0.5));
+        assert_eq!(q.session.map(SessionDay::date), Some(day("2026-03-10")));
+        q.apply(&trade_at(&ny, "2026-03-10T13:31:00Z", 13.0, 3.0), 0);
+        assert_eq!(
+            day_fields(&q),
+            (Some(10.0), Some(11.5), Some(13.0), Some(11.5))
+        );
+    }
+
+    #[test]
+    fn a_late_tick_from_an_earlier_session_does_not_roll_back() {
+        let ny = new_york();
+        let mut q = Quote::new(sym("AAPL"));
+        q.apply(&trade_at(&ny, "2026-11-02T15:00:00Z", 20.0, 100.0), 0);
+        q.apply(&trade_at(&ny, "2026-11-03T09:00:00Z", 21.0, 10.0), 0);
+        assert_eq!(q.session.map(SessionDay::date), Some(day("2026-11-03")));
+        // Arrives late, from Monday's session (08:59Z is 03:59 EST).
+        let late = trade_at(&ny, "2026-11-03T08:59:00Z", 99.0, 5_000.0);
+        assert_eq!(late.session.map(SessionDay::date), Some(day("2026-11-02")));
+        assert!(q.apply(&late, 0));
+        assert_eq!(
+            day_fields(&q),
+            (Some(10.0), Some(21.0), Some(21.0), Some(21.0)),
+            "today's day fields ignore yesterday's trade"
+        );
+        let late_stats = Tick {
+            kind: TickKind::Quote,
+            last: None,
+            last_size: None,
+            volume: Some(1.0),
+            open: Some(1.0),
+            high: Some(1.0),
+            low: Some(1.0),
+            cleared: Cleared::BID,
+            ..late
+        };
+        q.apply(&late_stats, 0);
+        let late_clear = Tick {
+            cleared: Cleared::DAY,
+            ..late_stats
+        };
+        q.apply(&late_clear, 0);
+        assert_eq!(
+            day_fields(&q),
+            (Some(10.0), Some(21.0), Some(21.0), Some(21.0)),
+            "nor its day statistics or clears"
+        );
+        assert_eq!(
+            q.session.map(SessionDay::date),
+            Some(day("2026-11-03")),
+            "no roll back"
+        );
+        // The next tick of today's session still adds up.
+        q.apply(&trade_at(&ny, "2026-11-03T15:00:00Z", 22.0, 1.0), 0);
+        assert_eq!(
+            day_fields(&q),
+            (Some(11.0), Some(21.0), Some(22.0), Some(21.0))
+        );
+    }
+
+    #[test]
+    fn a_quote_in_a_new_session_clears_the_day_fields_until_a_trade() {
+        let utc = SessionClock::utc_midnight();
+        let mut q = Quote::new(sym("BTC-USD"));
+        q.apply(&trade_at(&utc, "2026-12-05T23:59:59Z", 100.0, 2.0), 0);
+        let ts = at("2026-12-06T00:00:00Z");
+        let bid = Tick {
+            symbol: Some(sym("BTC-USD")),
+            bid: Some(101.0),
+            ts: Some(ts),
+            session: utc.session_of(ts),
+            ..Tick::default()
+        };
+        q.apply(&bid, 0);
+        assert_eq!(day_fields(&q), (None, None, None, None));
+        assert_eq!(
+            (q.bid, q.last, q.prev_close),
+            (Some(101.0), Some(100.0), Some(100.0))
+        );
+        let json = serde_json::to_string(&q).expect("serializes");
+        assert!(
+            !json.contains("volume") && !json.contains("session"),
+            "{json}"
+        );
+        // A feed that supplies its own statistics sets them after the roll.
+        let stats = Tick {
+            volume: Some(5.0),
+            prev_close: Some(99.0),
+            ..bid
+        };
+        let ts2 = at("2026-12-07T00:00:01Z");
+        q.apply(
+            &Tick {
+                ts: Some(ts2),
+                session: utc.session_of(ts2),
+                ..stats
+            },
+            0,
+        );
+        assert_eq!((q.volume, q.prev_close), (Some(5.0), Some(99.0)));
+    }
+
+    #[test]
+    fn unstamped_ticks_keep_counting_the_day() {
+        let mut q = Quote::new(sym("AAPL"));
+        let ny = new_york();
+        q.apply(&trade_at(&ny, "2026-03-09T14:30:00Z", 10.0, 100.0), 0);
+        let unstamped = Tick {
+            session: None,
+            ..trade_at(&ny, "2026-03-10T14:30:00Z", 11.0, 1.0)
+        };
+        q.apply(&unstamped, 0);
+        assert_eq!(q.volume, Some(101.0));
+    }
+
+    #[test]
+    fn a_session_boundary_is_checked_when_parsed() {
+        for bad in [
+            "4:00", "24:00", "04:60", "0400", "04:00:00", "", "ab:cd", "+4:00",
+        ] {
+            assert_eq!(
+                SessionClock::parse(bad, "UTC"),
+                Err(SessionClockError::BadStart(bad.to_string())),
+                "{bad:?}"
+            );
+        }
+        for bad in ["Mars/Olympus", "", "EST5EDT6", "america/new york"] {
+            assert_eq!(
+                SessionClock::parse("04:00", bad),
+                Err(SessionClockError::UnknownZone(bad.to_string())),
+                "{bad:?}"
+            );
+        }
+        assert!(SessionClock::parse("23:59", "Asia/Tokyo").is_ok());
+        assert!(SessionClock::parse("00:00", "UTC").is_ok());
+    }
+
+    #[test]
+    fn day_fields_loaded_without_a_session_roll_over_when_older_than_it() {
+        // A quote loaded at start-up (from the NATS stream) carries no
+        // session: its time decides whether its day fields are the last
+        // session's.
+        let ny = new_york();
+        let loaded = |instant: &str| {
+            let mut q = Quote::new(sym("AAPL"));
+            q.apply(
+                &Tick {
+                    session: None,
+                    ..trade_at(&ny, instant, 10.0, 500.0)
+                },
+                0,
+            );
+            q
+        };
+        let mut yesterday = loaded("2026-03-09T19:00:00Z");
+        yesterday.apply(&trade_at(&ny, "2026-03-10T13:30:00Z", 11.0, 1.0), 0);
+        assert_eq!(
+            day_fields(&yesterday),
+            (Some(1.0), Some(11.0), Some(11.0), Some(11.0))
+        );
+        assert_eq!(yesterday.prev_close, Some(10.0));
+        let mut today = loaded("2026-03-10T08:00:00Z");
+        today.apply(&trade_at(&ny, "2026-03-10T13:30:00Z", 11.0, 1.0), 0);
+        assert_eq!(
+            day_fields(&today),
+            (Some(501.0), Some(10.0), Some(11.0), Some(10.0)),
+            "same session: the loaded day goes on"
+        );
+        assert_eq!(today.session.map(SessionDay::date), Some(day("2026-03-10")));
+    }
+
+    #[test]
+    fn the_stamper_agrees_with_the_clock_in_any_order() {
+        let ny = new_york();
+        let mut stamper = SessionStamper::new(ny.clone());
+        let start = at("2026-03-06T00:00:00Z");
+        let end = at("2026-03-11T00:00:00Z");
+        // Forward in 7-minute steps across the spring change, then back
+        // and forth around each boundary.
+        let mut instants: Vec<u64> = (start..end).step_by(7 * 60 * 1_000_000).collect();
+        for boundary in ["2026-03-08T08:00:00Z", "2026-03-09T08:00:00Z"] {
+            let b = at(boundary);
+            instants.extend([b, b - 1, b + 1, b - 1, b]);
+        }
+        for micros in instants {
+            assert_eq!(
+                stamper.session_of(micros),
+                ny.session_of(micros),
+                "{micros}"
+            );
+        }
     }
 }

@@ -203,6 +203,8 @@ fn apply_option(config: &mut FeedConfig, key: &str, value: &str) -> Result<(), S
         "ca_file" => config.ca_file = Some(PathBuf::from(value)),
         "backup_for" => config.backup_for = Some(value.to_string()),
         "required" => config.required = flag(key, value)?,
+        "session_start" => config.session_start = Some(value.to_string()),
+        "session_tz" => config.session_tz = Some(value.to_string()),
         "rate" => config.rate = Some(num(key, value)?),
         "seed" => config.seed = Some(num(key, value)?),
         "universe" => config.universe = Some(num(key, value)?),
@@ -265,6 +267,14 @@ mod tests {
         assert_eq!(
             (tcp.name.as_str(), tcp.staleness_ms, tcp.required),
             ("lines", 1500, true)
+        );
+        let equities = ok("tcp://127.0.0.1:7000?session_start=04:00&session_tz=America/New_York");
+        assert_eq!(
+            (
+                equities.session_start.as_deref(),
+                equities.session_tz.as_deref()
+            ),
+            (Some("04:00"), Some("America/New_York"))
         );
 
         let ws = ok(

@@ -114,3 +114,52 @@ async fn a_missing_recording_is_down_and_retried() {
     assert!(!feeds.seen.iter().any(|e| matches!(e, FeedEvent::Ticks(_))));
     feeds.stop().await;
 }
+
+#[tokio::test]
+async fn day_fields_roll_over_at_the_feeds_session_boundary() {
+    // Trades around Tuesday 2026-03-10 04:00 New York (08:00Z, daylight
+    // time since Sunday), then one late print from Monday.
+    let recording = [
+        r#"{"symbol":"AAPL","last":10.0,"last_size":100,"ts":1773066600000000}"#,
+        r#"{"symbol":"AAPL","last":12.0,"last_size":200,"ts":1773086340000000}"#,
+        r#"{"symbol":"AAPL","last":11.0,"last_size":50,"ts":1773129599000000}"#,
+        r#"{"symbol":"AAPL","last":11.5,"last_size":7,"ts":1773129600000000}"#,
+        r#"{"symbol":"AAPL","last":13.0,"last_size":3,"ts":1773149400000000}"#,
+        r#"{"symbol":"AAPL","last":99.0,"last_size":5000,"ts":1773129000000000}"#,
+    ];
+    let dir = std::env::temp_dir().join(format!("tickgate-feeds-session-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("session.jsonl");
+    std::fs::write(&path, recording.join("\n") + "\n").expect("write recording");
+    let mut config = quick("replay-session", FeedKind::Replay);
+    config.path = Some(path);
+    config.speed = Some(0.0);
+    config.session_start = Some("04:00".into());
+    config.session_tz = Some("America/New_York".into());
+    let mut feeds = Harness::start(&[config]);
+    let ticks = feeds.ticks(recording.len()).await;
+    feeds.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let days: Vec<String> = ticks
+        .iter()
+        .map(|t| t.session.expect("stamped").date().to_string())
+        .collect();
+    assert_eq!(
+        days,
+        [
+            "2026-03-09",
+            "2026-03-09",
+            "2026-03-09",
+            "2026-03-10",
+            "2026-03-10",
+            "2026-03-09"
+        ]
+    );
+    let quote = &final_state(&ticks)[&Symbol::parse("AAPL").expect("symbol")];
+    assert_eq!(
+        (quote.volume, quote.open, quote.high, quote.low),
+        (Some(10.0), Some(11.5), Some(13.0), Some(11.5)),
+        "Tuesday's day fields, untouched by Monday's late print"
+    );
+    assert_eq!(quote.prev_close, Some(11.0), "Monday's last price");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::http::Uri;
 
-use crate::model::Symbol;
+use crate::model::{SessionClock, Symbol};
 use crate::nats::NatsPlan;
 use crate::sim::SimConfig;
 use crate::venue::Venue;
@@ -29,6 +29,10 @@ pub struct FeedPlan {
     pub max_message_bytes: usize,
     pub backup_for: Option<Arc<str>>,
     pub required: bool,
+    /// Where this feed's trading sessions start; the runner stamps each
+    /// tick with its session. `None` (kind `nats`): the publisher's feeds
+    /// roll the day fields over and their quotes carry the result.
+    pub session: Option<SessionClock>,
 }
 
 /// Where a validated feed reads from.
@@ -142,6 +146,9 @@ impl FeedConfig {
         unused("loop", self.looped, &[Replay]);
         unused("restamp", self.restamp, &[Replay]);
         unused("nats", self.nats.is_some(), &[Nats]);
+        let all_but_nats = [Sim, Tcp, Ws, Replay, Polygon, Alpaca, Coinbase, Binance];
+        unused("session_start", self.session_start.is_some(), &all_but_nats);
+        unused("session_tz", self.session_tz.is_some(), &all_but_nats);
         for (key, present) in [
             ("rate", self.rate.is_some()),
             ("seed", self.seed.is_some()),
@@ -150,6 +157,7 @@ impl FeedConfig {
         ] {
             unused(key, present, &[Sim]);
         }
+        let session = self.session_clock(&mut errors);
         let source = self.source_plan(format, &mut errors);
         let plan = FeedPlan {
             name: Arc::from(self.name.as_str()),
@@ -165,6 +173,7 @@ impl FeedConfig {
             max_message_bytes: self.max_message_bytes,
             backup_for: self.backup_for.as_deref().map(Arc::from),
             required: self.required,
+            session,
         };
         if errors.is_empty() {
             Ok(plan)
@@ -272,6 +281,26 @@ impl FeedConfig {
                 }
             }
         }
+    }
+
+    /// The session boundary, with the kind's defaults: US equity venues
+    /// start the day with the 04:00 New York pre-market, everything else
+    /// at midnight UTC. `None` for kind `nats`.
+    fn session_clock(&self, errors: &mut Vec<FeedConfigError>) -> Option<SessionClock> {
+        let (start, zone) = match self.kind {
+            FeedKind::Nats => return None,
+            FeedKind::Polygon | FeedKind::Alpaca => ("04:00", "America/New_York"),
+            _ => ("00:00", "UTC"),
+        };
+        let start = self.session_start.as_deref().unwrap_or(start);
+        let zone = self.session_tz.as_deref().unwrap_or(zone);
+        let start = SessionClock::parse_start(start)
+            .map_err(|error| errors.push(self.invalid("session_start", &error.to_string())))
+            .ok();
+        let zone = SessionClock::parse_zone(zone)
+            .map_err(|error| errors.push(self.invalid("session_tz", &error.to_string())))
+            .ok();
+        Some(SessionClock::new(start?, zone?))
     }
 
     fn invalid(&self, key: &'static str, problem: &str) -> FeedConfigError {

@@ -12,7 +12,7 @@ use super::Stop;
 use super::log_limit::LogLimiter;
 use crate::config::{FeedPlan, SymbolFilter};
 use crate::json::JsonDecoder;
-use crate::model::{Symbol, Tick, VenueEvent};
+use crate::model::{SessionStamper, Symbol, Tick, VenueEvent};
 use crate::parse::{Decoded, Decoder, Notice, ParseError};
 use crate::telemetry;
 use crate::venue::Venue;
@@ -27,6 +27,8 @@ pub(crate) struct Pipeline {
     decoded: Decoded,
     filter: SymbolFilter,
     prefix: Option<String>,
+    /// Stamps each tick with its trading session (`None` for kind `nats`).
+    session: Option<SessionStamper>,
     /// Ticks decoded but not yet sent; bounded by [`REPLAY_BATCH`](super::replay::REPLAY_BATCH) plus one
     /// message's ticks.
     pending: Vec<Tick>,
@@ -79,6 +81,7 @@ impl Pipeline {
             decoded: Decoded::default(),
             filter: plan.filter.clone(),
             prefix: plan.prefix.clone(),
+            session: plan.session.clone().map(SessionStamper::new),
             pending: Vec::new(),
             state: None,
             log: LogLimiter::default(),
@@ -241,14 +244,21 @@ impl Pipeline {
     }
 
     /// Sends the pending ticks as one batch; `restamp` replaces their `ts`.
+    /// Each tick is stamped with the trading session its `ts` (or, without
+    /// one, this moment) falls in.
     pub(crate) async fn flush(&mut self, restamp: bool) -> Result<(), Stop> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let mut ticks = std::mem::take(&mut self.pending);
+        let now = now_micros();
         if restamp {
-            let now = now_micros();
             ticks.iter_mut().for_each(|t| t.ts = Some(now));
+        }
+        if let Some(stamper) = &mut self.session {
+            for tick in &mut ticks {
+                tick.session = stamper.session_of(tick.ts.unwrap_or(now));
+            }
         }
         self.send(FeedEvent::Ticks(TickBatch {
             feed: Arc::clone(&self.feed),

@@ -173,6 +173,7 @@ fn ticker_tick(obj: &Object<'_, '_>, symbol: Symbol) -> Result<Tick, ParseError>
         ts,
         seq: None,
         cleared: Cleared::default(),
+        session: None,
     })
 }
 

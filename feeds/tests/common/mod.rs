@@ -233,6 +233,11 @@ pub fn expected_generic_ticks() -> Vec<Tick> {
                 ts: item.get("ts").and_then(serde_json::Value::as_u64),
                 ..Tick::default()
             };
+            // The runner stamps each tick with its session (midnight UTC by
+            // default for these kinds).
+            tick.session = tick
+                .ts
+                .and_then(|ts| tickgate_feeds::model::SessionClock::utc_midnight().session_of(ts));
             let trade = match item.get("kind").and_then(|k| k.as_str()) {
                 Some(kind) => kind == "trade",
                 None => tick.last.is_some() && tick.bid.is_none() && tick.ask.is_none(),
