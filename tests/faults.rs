@@ -102,9 +102,20 @@ fn seeds() -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_fault_schedules_keep_every_client_fresh_and_convergent() {
     let mut failed = Vec::new();
+    let runs = TaskTracker::new();
     for seed in seeds() {
         let faults = schedule(seed);
-        let (violations, summary) = run(seed, &faults).await;
+        // One run per task, so a seed that panics (an event that never
+        // came) is reported and the next seed still runs.
+        let run = runs.spawn({
+            let faults = faults.clone();
+            async move { run(seed, &faults).await }
+        });
+        let Ok((violations, summary)) = run.await else {
+            println!("seed {seed}: FAILED {faults:?} (panicked, see above)");
+            failed.push(seed);
+            continue;
+        };
         if violations.is_empty() {
             println!("seed {seed}: ok {faults:?} ({summary})");
         } else {
@@ -438,15 +449,12 @@ impl Harness {
         });
     }
 
-    async fn stop(mut self) -> (Vec<history::Violation>, String) {
+    async fn stop(self) -> (Vec<history::Violation>, String) {
         for mode in &self.modes {
             mode.send_modify(|m| m.stop = true);
         }
         self.tasks.close();
         let _ = tokio::time::timeout(WAIT, self.tasks.wait()).await;
-        let _ = self.gateway.kill();
-        let _ = self.gateway.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
         let histories: Vec<History> = self
             .histories
             .iter()
@@ -467,6 +475,19 @@ impl Harness {
             .collect::<Vec<_>>()
             .join("; ");
         (history::check(&histories, &self.truth, BOUNDS), summary)
+    }
+}
+
+/// Ends the gateway this run started (also when the run panics) and its
+/// recording clients.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for mode in &self.modes {
+            mode.send_modify(|m| m.stop = true);
+        }
+        let _ = self.gateway.kill();
+        let _ = self.gateway.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
