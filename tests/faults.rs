@@ -60,7 +60,9 @@ enum Fault {
     FeedSilence,
     Garbage,
     Failover,
-    GatewayRestart,
+    /// Restart, then send this many values before the clients resume, so
+    /// the new process's seqs sometimes equal the ones clients hold.
+    GatewayRestart(u64),
     ClientReconnect(usize),
     ClientStall(usize),
 }
@@ -73,7 +75,7 @@ fn schedule(seed: u64) -> Vec<Fault> {
             1 => Fault::FeedSilence,
             2 => Fault::Garbage,
             3 => Fault::Failover,
-            4 => Fault::GatewayRestart,
+            4 => Fault::GatewayRestart(rng.random_range(1..=4)),
             5 => Fault::ClientReconnect(rng.random_range(0..CLIENTS)),
             _ => Fault::ClientStall(rng.random_range(1..CLIENTS)),
         })
@@ -397,7 +399,7 @@ impl Harness {
                 self.observer_sees_values().await;
                 self.primary.accept().await;
             }
-            Fault::GatewayRestart => {
+            Fault::GatewayRestart(values) => {
                 let _ = self.gateway.kill();
                 let _ = self.gateway.wait();
                 self.primary.socket = None;
@@ -406,7 +408,9 @@ impl Harness {
                 self.gateway = gateway;
                 self.primary.accept().await;
                 self.backup.accept().await;
-                self.send_values().await;
+                for _ in 0..values {
+                    self.send_values().await;
+                }
                 probe(client_addr, self.value as f64).await;
                 let from = self.now();
                 self.address.send_replace(client_addr);
