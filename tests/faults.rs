@@ -45,9 +45,10 @@ const OBSERVER: usize = 0;
 const STALENESS: Duration = Duration::from_millis(1000);
 const FAULTS_PER_RUN: usize = 6;
 /// Seeds of the normal test run, chosen to cover every fault between them:
-/// seed 1 catches a resume that ignores the epoch, seed 6 a reconnect never
-/// announced `live` (both checked against a deliberately broken gateway).
-const CI_SEEDS: [u64; 3] = [1, 2, 6];
+/// seed 1 catches a resume that ignores the epoch, seeds 5 and 6 a reconnect
+/// never announced `live` (checked against a deliberately broken gateway);
+/// seed 5 also sends garbage.
+const CI_SEEDS: [u64; 4] = [1, 2, 5, 6];
 /// Bound on waiting for any one event; only a broken gateway reaches it.
 const WAIT: Duration = Duration::from_secs(20);
 const BOUNDS: Bounds = Bounds {
