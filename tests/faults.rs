@@ -1,9 +1,10 @@
 //! The randomized fault checker (docs/faults.md): the real gateway binary
 //! with two TCP feeds this test serves (a primary and its backup) and three
 //! WebSocket clients that record every frame. A seed draws a schedule of
-//! faults — feed drop, feed silence past `staleness_ms`, garbage input,
-//! failover to the backup, gateway restart with client resume, client
-//! reconnect with resume, client stall — then the run heals, sends final
+//! faults — feed drop, feed silence past `staleness_ms`, garbage input
+//! (on the feed and from a hostile fourth client), failover to the backup,
+//! gateway restart with client resume, client reconnect with resume,
+//! client stall — then the run heals, sends final
 //! values, and the history checker (tests/checker/history.rs) judges every
 //! client's history. Every wait is for an event, bounded by [`WAIT`].
 //!
@@ -392,6 +393,8 @@ impl Harness {
                 for bytes in garbage {
                     self.primary.write(bytes).await;
                 }
+                let addr = *self.address.borrow();
+                hostile_client(addr).await;
             }
             Fault::Failover => {
                 let from = self.now();
@@ -539,6 +542,35 @@ fn spawn_gateway(config: &std::path::Path) -> (Child, SocketAddr) {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no client address in {line}"));
     (child, addr)
+}
+
+/// A fourth client that sends only garbage: broken JSON, an unknown op, an
+/// invalid symbol, a binary frame and an oversized frame. Whatever the
+/// gateway answers (errors, a close) concerns this client alone; the
+/// recording clients must keep receiving.
+async fn hostile_client(addr: SocketAddr) {
+    let stream = TcpStream::connect(addr)
+        .await
+        .expect("the hostile client connects");
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream)
+        .await
+        .expect("the hostile client's handshake");
+    let frames = [
+        Message::text("{not json"),
+        Message::text(r#"{"op":"launch","id":1}"#),
+        Message::text(r#"{"op":"subscribe","symbols":["??", ""],"id":2}"#),
+        Message::binary(vec![0xff_u8, 0x00, 0xfe]),
+        Message::text("x".repeat(1 << 20)),
+    ];
+    let mut sent = 0;
+    for frame in frames {
+        if ws.send(frame).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(sent >= 3, "the gateway took the first frames");
+    let _ = ws.close(None).await;
 }
 
 /// Waits until a fresh subscription at `addr` shows `value` for every
