@@ -649,7 +649,19 @@ async fn record(
             continue;
         }
         loop {
-            if mode.borrow_and_update().stalled {
+            // Every change of mode is acted on here, where it is marked
+            // seen: a reconnect asked for while a frame was being handled
+            // must not be swallowed by the next look at the mode.
+            let now = *mode.borrow_and_update();
+            if now.stop {
+                return;
+            }
+            if now.reconnects != reconnects {
+                reconnects = now.reconnects;
+                let _ = ws.close(None).await;
+                break;
+            }
+            if now.stalled {
                 let from = start.elapsed();
                 let _ = mode.wait_for(|m| !m.stalled || m.stop).await;
                 history
@@ -657,18 +669,13 @@ async fn record(
                     .expect("history lock")
                     .blind
                     .push((from, start.elapsed()));
+                continue;
             }
             let message = tokio::select! {
                 message = ws.next() => message,
                 changed = mode.changed() => {
-                    let now = *mode.borrow_and_update();
-                    if changed.is_err() || now.stop {
+                    if changed.is_err() {
                         return;
-                    }
-                    if now.reconnects != reconnects {
-                        reconnects = now.reconnects;
-                        let _ = ws.close(None).await;
-                        break;
                     }
                     continue;
                 }
