@@ -33,6 +33,12 @@ itself; see ATTACKS below for the sizes):
   junk            (auth is off by default) upgrades whose first frames are junk:
                   binary noise, text that is not JSON, invalid UTF-8, a reserved
                   opcode, an unmasked frame
+  client_cpu      a control, not an attack: the attacker process busy on the
+                  load tester's core, sending nothing (how much of a run's p99
+                  comes from sharing that core rather than from the server)
+
+A quiet run comes first and again last (how much two runs without an attack
+differ).
 
 The script runs the load tester, the observers and the attackers as three
 processes: the load tester (`tickgate loadtest`) and the observers on
@@ -75,6 +81,8 @@ ATTACKS = {
     "ping_flood": {"connections": 20},
     "junk": {"connections": 50},
 }
+# Control runs, not attacks (not part of "all").
+CONTROLS = {"client_cpu": {}}
 # Per-connection bound on reconnects (on top of the time bound).
 MAX_ROUNDS = 2000
 # limits.max_message_bytes (docs/config.md default).
@@ -507,6 +515,18 @@ async def junk(port, k, end, size, stats):
     await asyncio.gather(*(one(i) for i in range(size["connections"])))
 
 
+async def client_cpu(port, k, end, size, stats):
+    """Not an attack: the attacker process busy on the load tester's core,
+    sending nothing, to tell the cost of sharing that core from the cost to
+    the server."""
+    while time.monotonic() < end:
+        spin = time.monotonic() + 0.01
+        while time.monotonic() < spin:
+            pass
+        stats.add("busy_slices")
+        await asyncio.sleep(0)
+
+
 ATTACK_FNS = {
     "big_subscribe": big_subscribe,
     "churn": churn,
@@ -517,6 +537,7 @@ ATTACK_FNS = {
     "oversized": oversized,
     "ping_flood": ping_flood,
     "junk": junk,
+    "client_cpu": client_cpu,
 }
 NEEDS_UNIVERSE = {"churn", "reconnect_storm", "stalled"}
 
@@ -527,7 +548,7 @@ async def run_attacks(names, port, seconds, universe):
     tasks = []
     for name in names:
         k = list(ATTACK_FNS).index(name)
-        args = (port, k, end, ATTACKS[name], stats[name])
+        args = (port, k, end, {**ATTACKS, **CONTROLS}[name], stats[name])
         if name in NEEDS_UNIVERSE:
             args += (universe,)
         tasks.append(ATTACK_FNS[name](*args))
@@ -702,8 +723,9 @@ def main():
     ap.add_argument("--duration", type=float, default=12, help="measured seconds of each load test")
     ap.add_argument("--attack-for", type=float, default=9, help="seconds each attack lasts (inside the measured phase)")
     ap.add_argument("--observers", type=int, default=20)
-    ap.add_argument("--attacks", default=",".join(ATTACKS),
-                    help="attacks run one at a time, then all together (comma-separated)")
+    ap.add_argument("--attacks", default=",".join(list(ATTACKS) + list(CONTROLS)),
+                    help="attacks run one at a time, then all together (comma-separated); "
+                         "client_cpu is a control: the attacker process only burns CPU on the load tester's core")
     ap.add_argument("--no-all", action="store_true", help="skip the run with every attack at once")
     ap.add_argument("--out", default="noisy_neighbour")
     ap.add_argument("--no-build", action="store_true")
@@ -727,15 +749,18 @@ def main():
     if a.attack_for > a.duration - 2:
         raise SystemExit("--attack-for must leave at least 2 s of the measured phase")
     attacks = [x for x in a.attacks.split(",") if x]
-    unknown = set(attacks) - set(ATTACKS)
+    unknown = set(attacks) - set(ATTACKS) - set(CONTROLS)
     if unknown:
         raise SystemExit(f"unknown attacks: {', '.join(sorted(unknown))}")
     ensure_websockets()
     use_target_dir()
     bench.prepare(["tickgate"], build=not a.no_build)
     plan = [("quiet", [])] + [(x, [x]) for x in attacks]
-    if len(attacks) > 1 and not a.no_all:
-        plan.append(("all", attacks))
+    hostile = [x for x in attacks if x in ATTACKS]
+    if len(hostile) > 1 and not a.no_all:
+        plan.append(("all", hostile))
+    # The quiet run again last: how much two runs without an attack differ.
+    plan.append(("quiet again", []))
     started = time.time()
     runs = []
     for name, names in plan:
