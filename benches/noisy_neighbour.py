@@ -46,7 +46,8 @@ LOADTEST_CORE, the attackers on the same core at nice 10 so that the
 measuring clients go first; the server on SERVER_CORE. It needs the Python
 package `websockets`; when missing it makes the venv `.tools/venv` (as
 deploy/test.sh does), installs `websockets==17.4` there and runs itself
-again with it.
+again with it. The release binary is taken from $CARGO_TARGET_DIR/release
+when that is set, from target/release otherwise.
 """
 
 import argparse
