@@ -765,7 +765,11 @@ def main():
     started = time.time()
     runs = []
     for name, names in plan:
-        r = one_run(name, names, a)
+        try:
+            r = one_run(name, names, a)
+        except RuntimeError as e:
+            bench.log(f"  {name}: {e}")
+            r = {"run": name, "attacks": names, "failed": True, "error": str(e)}
         runs.append(r)
         bench.log(row(r, runs[0]))
     payload = {"scenario": "noisy_neighbour", "machine": bench.machine(), "clients": a.clients,
