@@ -5,13 +5,21 @@
 //! `fuzz/corpus/<target>/` (at most 20,000 files per target).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Version};
+use tickgate::auth::Grant;
+use tickgate::board::FeedBoard;
 use tickgate::config::Config;
+use tickgate::fanout::store::SnapshotStore;
+use tickgate::fanout::{Fanout, Mailbox};
 use tickgate::protocol::{self, Request};
 use tickgate::server::handshake;
+use tickgate::session::{Inbound, Outcome, Session, SessionLimits};
 use tickgate::telemetry;
+use tickgate_feeds::{Symbol, Tick};
 
 const MAX_FILES: usize = 20_000;
 
@@ -113,6 +121,87 @@ fn upgrade_request(data: &[u8]) {
                 "{error:?}"
             );
         }
+    }
+}
+
+/// The body of `fuzz/fuzz_targets/session.rs`: one session fed a sequence
+/// of frames, one per input line. A line's first byte picks the frame kind
+/// (low 3 bits: 1 binary, 2 ping, 3 pong, 4 close, else text) and how far
+/// the clock moves (high 5 bits × 10 ms); the rest is the text. The session
+/// never panics, every frame it queues is a JSON object with a `type`, it
+/// never holds more than its 20 subscriptions, a large subscribe finishes,
+/// and a close is its last word.
+fn session(data: &[u8]) {
+    let store = SnapshotStore::new(64);
+    let ticks: Vec<Tick> = ["AAPL", "MSFT", "BTC-USD"]
+        .iter()
+        .map(|name| Tick {
+            symbol: Symbol::parse(name).ok(),
+            bid: Some(1.0),
+            ..Tick::default()
+        })
+        .collect();
+    Fanout::default().apply(&store, 0, &ticks, 1_764_000_000_000_000);
+    let board = FeedBoard::default();
+    let start = Instant::now();
+    let mailbox = Arc::new(Mailbox::new(1, 8, start));
+    let mut limits = SessionLimits::from_config(&Config::default());
+    limits.max_subscriptions = 20;
+    let mut session = Session::new(
+        &store,
+        &board,
+        None,
+        Arc::clone(&mailbox),
+        limits,
+        Some(Grant::unrestricted()),
+        start,
+        Duration::from_secs(1_764_000_000),
+    );
+    let mut now = start;
+    for line in data.split(|&b| b == b'\n') {
+        let Some((&head, rest)) = line.split_first() else {
+            continue;
+        };
+        now += Duration::from_millis(u64::from(head >> 3) * 10);
+        let text = String::from_utf8_lossy(rest);
+        let frame = match head & 7 {
+            1 => Inbound::Binary,
+            2 => Inbound::Ping,
+            3 => Inbound::Pong,
+            4 => Inbound::Close,
+            _ => Inbound::Text(&text),
+        };
+        let mut outcome = session.handle(frame, now);
+        while outcome == Outcome::Continue && session.has_unfinished_request() {
+            session.continue_request();
+        }
+        if outcome == Outcome::Continue && session.deadline().is_some_and(|d| now >= d) {
+            outcome = session.on_deadline(now);
+        }
+        for frame in mailbox.drain(now).into_frames() {
+            let value: serde_json::Value = serde_json::from_str(&frame).expect("frames are JSON");
+            assert!(value["type"].is_string(), "{frame}");
+        }
+        assert!(mailbox.lock().subscription_count() <= 20);
+        if let Outcome::Close(_) = outcome {
+            if let Some(words) = session.take_last_words() {
+                let value: serde_json::Value =
+                    serde_json::from_str(&words).expect("last words are JSON");
+                assert_eq!(value["type"], "error");
+            }
+            break;
+        }
+    }
+    session.end();
+}
+
+#[test]
+fn session_seeds_and_corpus_replay_without_panics() {
+    let files = inputs("session");
+    assert!(files.len() >= 5, "seeds missing: {files:?}");
+    for file in files {
+        let data = std::fs::read(&file).expect("read");
+        session(&data);
     }
 }
 
