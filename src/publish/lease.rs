@@ -45,15 +45,21 @@ pub(super) async fn acquire(
     let bucket = config.lease_bucket.clone();
     let holder = Bytes::from(holder);
     let mut waiting_logged = false;
+    // Opened once, then kept while standing by: each retry is one create.
+    let mut store: Option<kv::Store> = None;
     loop {
         let attempt = async {
-            let store = open_bucket(context, config)
-                .await
-                .map_err(|e| format!("cannot open the lease bucket {bucket}: {e}"))?;
+            if store.is_none() {
+                let opened = open_bucket(context, config)
+                    .await
+                    .map_err(|e| format!("cannot open the lease bucket {bucket}: {e}"))?;
+                store = Some(opened);
+            }
+            let opened = store.as_ref().expect("opened above");
             let asked_at = Instant::now();
-            match store.create(KEY, holder.clone()).await {
+            match opened.create(KEY, holder.clone()).await {
                 Ok(revision) => Ok(Some(Lease {
-                    store,
+                    store: opened.clone(),
                     holder: holder.clone(),
                     revision,
                     ttl,
