@@ -121,6 +121,10 @@ pub struct LoadtestArgs {
     /// Bearer token sent in the `Authorization` header.
     #[arg(long)]
     pub token: Option<String>,
+    /// Ask tickgate for its binary encoding (WebSocket subprotocol
+    /// `tickgate.v1.bin`: MessagePack frames) instead of JSON text.
+    #[arg(long)]
+    pub binary: bool,
     /// PID of the server under test: report its CPU time and resident memory.
     #[arg(long)]
     pub server_pid: Option<u32>,

@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) target: Target,
     pub(crate) mode: PeerMode,
     pub(crate) token: Option<String>,
+    /// The subprotocol to ask for: `tickgate.v1.bin` with `--binary`.
+    pub(crate) subprotocol: Option<&'static str>,
     pub(crate) read_buffer: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) stall_after: Duration,
@@ -76,6 +78,9 @@ impl Shared {
             target,
             mode: args.mode,
             token: args.token.clone(),
+            subprotocol: args
+                .binary
+                .then_some(crate::loadtest::scan::BINARY_SUBPROTOCOL),
             read_buffer: args.read_buffer,
             connect_timeout: args.connect_timeout,
             stall_after: args.stall_after,
