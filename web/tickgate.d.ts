@@ -257,7 +257,7 @@ export interface ReconnectOptions {
 
 export interface ClientOptions {
   /** WebSocket constructor; defaults to globalThis.WebSocket (pass `ws` in Node 20). */
-  WebSocket?: new (url: string) => WebSocketLike;
+  WebSocket?: WebSocketConstructor;
   /** Sent as `?token=` on the WebSocket URL. */
   token?: string;
   /** No frame for this long: the link is dead, reconnect (default 15000; 0 disables). */
@@ -298,15 +298,31 @@ export interface DeliveryOptions {
   trades?: boolean;
 }
 
-/** The part of the WebSocket interface the client uses. */
+/**
+ * A socket event handler as the client assigns it. Declared through a method
+ * so that `strict` TypeScript compares its parameter bivariantly: the DOM's
+ * `(this: WebSocket, ev: MessageEvent) => any` and the `ws` package's
+ * `(event: WebSocket.MessageEvent) => void` both fit, although each names a
+ * narrower event type than the fields the client reads.
+ */
+export type SocketHandler<E> = { bivarianceHack(event: E): void }['bivarianceHack'];
+
+/**
+ * The part of the WebSocket interface the client uses. The browser's
+ * `WebSocket`, Node 22's global one (Node 20 with `--experimental-websocket`)
+ * and the `ws` package's class all satisfy it.
+ */
 export interface WebSocketLike {
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
-  onclose: ((event: { code?: number; reason?: string }) => void) | null;
+  onopen: SocketHandler<unknown> | null;
+  onmessage: SocketHandler<{ data: unknown }> | null;
+  onerror: SocketHandler<unknown> | null;
+  onclose: SocketHandler<{ code?: number; reason?: string }> | null;
 }
+
+/** A WebSocket class: `new WebSocket(url)`, as the DOM and `ws` declare it. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
 export interface ClientEvents {
   /** Connection state changed (also on every scheduled reconnect attempt). */

@@ -1,0 +1,12 @@
+// Compiled by web/test/types.test.js with `tsc --strict --noEmit` and the DOM
+// lib only: the browser's own WebSocket class must be accepted as-is.
+import { TickgateClient, type SymbolState } from '../tickgate.js';
+
+const client = new TickgateClient('ws://127.0.0.1:8080/ws', { WebSocket });
+const viaGlobal = new TickgateClient('ws://127.0.0.1:8080/ws', { WebSocket: globalThis.WebSocket });
+client.on('quote', (state: SymbolState) => {
+  const bid: number | undefined = state.quote.bid;
+  console.log(state.symbol, bid);
+});
+void client.connect().then(() => client.subscribe(['AAPL']));
+viaGlobal.close();
