@@ -315,16 +315,8 @@ impl Session {
                         out.line(quote);
                     }
                 }
-                Some("status") => {
-                    if board.status(&message) {
-                        out.line(&Value::Object(message));
-                    }
-                }
-                Some("trading") => {
-                    if board.trading(&message) {
-                        out.line(&Value::Object(message));
-                    }
-                }
+                Some("status") if board.status(&message) => out.line(&Value::Object(message)),
+                Some("trading") if board.trading(&message) => out.line(&Value::Object(message)),
                 Some("error") => {
                     let code = message
                         .get("code")
