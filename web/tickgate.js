@@ -23,6 +23,11 @@
 //   (see `RECONCILIATION` in docs/web.md and `#accept` below).
 // - Stale/live per symbol, from the gateway's `status` frames, from data age
 //   and from the connection being down.
+// - Trading halts per symbol (`trading` frames): the `trading` event,
+//   `client.halted` and `SymbolState.trading`.
+// - A failed attempt ends on the socket's `error` (Node's built-in WebSocket
+//   sends no `close` for a refused connection), and a subscribe acked after
+//   its timeout is unsubscribed again so the gateway stops sending it.
 // - Trades (`subscribe(symbols, { trades: true })`): every trade in order on
 //   the `trades` event, losses announced on `tradesLost`.
 // - Viewport priority (`setPriority`), remembered and sent again after every

@@ -417,6 +417,27 @@ mod tests {
     }
 
     #[test]
+    fn a_new_subscription_forgets_status_and_halts_until_the_gateway_repeats_them() {
+        let mut board = board(SortKey::Symbol);
+        let now = Instant::now();
+        board.quotes(&frame(json!({"type":"snapshot","quotes":[{"symbol":"AAPL","seq":1},{"symbol":"MSFT","seq":1}]})), now);
+        board.trading(&frame(
+            json!({"type":"trading","state":"halted","symbols":["AAPL","MSFT"]}),
+        ));
+        board.status(&frame(
+            json!({"type":"status","feed":"eq","state":"stale","symbols":["AAPL"]}),
+        ));
+        // Reconnected: the ack, then the gateway repeats only MSFT's halt.
+        board.subscribed(&[json!("AAPL"), json!("MSFT"), json!("NVDA")]);
+        board.trading(&frame(
+            json!({"type":"trading","state":"halted","symbols":["MSFT"]}),
+        ));
+        let screen = board.render("u", now);
+        assert!(row_of(&screen, "AAPL").ends_with("live"), "{screen}");
+        assert!(row_of(&screen, "MSFT").ends_with("HALTED"), "{screen}");
+    }
+
+    #[test]
     fn sorts_by_change_and_age_with_unknown_values_last() {
         let mut board = board(SortKey::Change);
         let t0 = Instant::now();
