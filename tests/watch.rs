@@ -432,9 +432,9 @@ async fn a_url_without_ws_gets_a_suggestion_instead_of_a_refusal() {
     gateway.shutdown(WAIT).await;
 }
 
-/// A WebSocket peer that plays a gateway for two connections: the first acks
-/// with an epoch, sends AAPL seq 5 and drops; the second records what the
-/// reconnecting watch asks for.
+/// A WebSocket peer that plays a gateway for two connections: the first sends
+/// junk, acks with an epoch, sends AAPL seq 5, then a frame over watch's size
+/// limit; the second records what the reconnecting watch asks for.
 #[tokio::test]
 async fn a_reconnect_resumes_with_the_seqs_and_epoch_held() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -454,6 +454,23 @@ async fn a_reconnect_resumes_with_the_seqs_and_epoch_held() {
             let request: serde_json::Value = serde_json::from_str(text.as_str()).expect("JSON");
             subscribes.push(request.clone());
             let id = request["id"].clone();
+            if connection == 0 {
+                // Hostile input first: none of it may stop the watch or its quotes.
+                for junk in [
+                    "not json",
+                    "[1,2]",
+                    "{\"type\":\"update\",\"quotes\":\"AAPL\"}",
+                    "{\"type\":\"trading\",\"state\":\"weird\"}",
+                    "{\"type\":\"status\",\"symbols\":7}",
+                ] {
+                    futures_util::SinkExt::send(&mut ws, Message::text(junk))
+                        .await
+                        .expect("send");
+                }
+                futures_util::SinkExt::send(&mut ws, Message::binary(vec![0xff; 64]))
+                    .await
+                    .expect("send");
+            }
             for frame in [
                 serde_json::json!({"type":"subscribed","id":id,"symbols":["AAPL"],"epoch":"e1"}),
                 serde_json::json!({"type":"snapshot","quotes":if connection == 0 { serde_json::json!([{"symbol":"AAPL","seq":5,"bid":1.0}]) } else { serde_json::json!([]) }}),
@@ -463,7 +480,13 @@ async fn a_reconnect_resumes_with_the_seqs_and_epoch_held() {
                     .expect("send");
             }
             if connection == 0 {
-                drop(ws); // the link breaks without a close frame
+                // Then a frame over watch's 16 MiB limit: the link is dropped and redialled.
+                let oversized = format!(
+                    "{{\"type\":\"update\",\"quotes\":[],\"pad\":\"{}\"}}",
+                    "x".repeat(17 << 20)
+                );
+                let _ = futures_util::SinkExt::send(&mut ws, Message::text(oversized)).await;
+                drop(ws);
             } else {
                 return (subscribes, ws);
             }
@@ -487,9 +510,19 @@ async fn a_reconnect_resumes_with_the_seqs_and_epoch_held() {
     assert_eq!(subscribes[0].get("resume"), None, "nothing to resume yet");
     assert_eq!(subscribes[1]["resume"], serde_json::json!({"AAPL": 5}));
     assert_eq!(subscribes[1]["epoch"], "e1");
+    let lines = json_lines(&watch.seen);
+    let reconnecting = lines
+        .iter()
+        .find(|l| l["type"] == "reconnecting")
+        .expect("a reconnecting line");
     assert!(
-        json_lines(&watch.seen)
-            .iter()
-            .any(|l| l["type"] == "reconnecting")
+        reconnecting["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("too long")),
+        "{reconnecting}"
+    );
+    assert!(
+        lines.iter().any(|l| l["symbol"] == "AAPL" && l["seq"] == 5),
+        "the quote after the junk arrived"
     );
 }
