@@ -434,7 +434,8 @@ async fn a_url_without_ws_gets_a_suggestion_instead_of_a_refusal() {
 
 /// A WebSocket peer that plays a gateway for two connections: the first sends
 /// junk, acks with an epoch, sends AAPL seq 5, then a frame over watch's size
-/// limit; the second records what the reconnecting watch asks for.
+/// limit; the second records what the reconnecting watch asks for, then
+/// stays silent until watch pings it.
 #[tokio::test]
 async fn a_reconnect_resumes_with_the_seqs_and_epoch_held() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -488,13 +489,25 @@ async fn a_reconnect_resumes_with_the_seqs_and_epoch_held() {
                 let _ = futures_util::SinkExt::send(&mut ws, Message::text(oversized)).await;
                 drop(ws);
             } else {
+                // A gateway without heartbeats on a quiet market: watch asks
+                // for a pong before it would give up on the silent link.
+                let Some(Ok(Message::Text(text))) = futures_util::StreamExt::next(&mut ws).await
+                else {
+                    panic!("no ping");
+                };
+                let ping: serde_json::Value = serde_json::from_str(text.as_str()).expect("JSON");
+                assert_eq!(ping["op"], "ping", "{ping}");
+                let pong = serde_json::json!({"type": "pong", "id": ping["id"], "ts": 1});
+                futures_util::SinkExt::send(&mut ws, Message::text(pong.to_string()))
+                    .await
+                    .expect("send");
                 return (subscribes, ws);
             }
         }
         unreachable!("returns on the second connection")
     });
     let mut watch = Watch::start(&["--url", &format!("ws://{addr}/ws"), "--json", "aapl"]);
-    let (subscribes, _ws) = tokio::time::timeout(WAIT, peer)
+    let (subscribes, _ws) = tokio::time::timeout(3 * WAIT, peer)
         .await
         .expect("two connections")
         .expect("peer");

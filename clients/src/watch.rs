@@ -241,11 +241,24 @@ impl Session {
         let mut redraw = tokio::time::interval(REDRAW);
         let mut last_frame = Instant::now();
         board.heard(last_frame.into_std());
+        let mut pinged = false;
         loop {
             let silence = tokio::time::sleep_until(last_frame + SILENCE_TIMEOUT);
+            // Half-way through a silence, ask for a pong: a healthy gateway
+            // that sends no heartbeats stays connected through a quiet market.
+            let ping_at = tokio::time::sleep_until(last_frame + SILENCE_TIMEOUT / 2);
             let frame = tokio::select! {
                 () = silence => {
                     return Ended::Lost { reason: format!("no frame for {} s", SILENCE_TIMEOUT.as_secs()), subscribed };
+                }
+                () = ping_at, if !pinged => {
+                    pinged = true;
+                    let ping = json!({"op": "ping", "id": self.next_id});
+                    self.next_id += 1;
+                    if let Err(e) = ws.send(Message::text(ping.to_string())).await {
+                        return Ended::Lost { reason: e.to_string(), subscribed };
+                    }
+                    continue;
                 }
                 _ = redraw.tick() => {
                     out.draw(board, &target.url);
@@ -279,6 +292,7 @@ impl Session {
                 Some(Ok(_)) => continue,
             };
             last_frame = Instant::now();
+            pinged = false;
             let now = last_frame.into_std();
             board.heard(now);
             let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text.as_str()) else {
