@@ -23,6 +23,11 @@
 //   (see `RECONCILIATION` in docs/web.md and `#accept` below).
 // - Stale/live per symbol, from the gateway's `status` frames, from data age
 //   and from the connection being down.
+// - Trading halts per symbol (`trading` frames): the `trading` event,
+//   `client.halted` and `SymbolState.trading`.
+// - A failed attempt ends on the socket's `error` (Node's built-in WebSocket
+//   sends no `close` for a refused connection), and a subscribe acked after
+//   its timeout is unsubscribed again so the gateway stops sending it.
 // - Trades (`subscribe(symbols, { trades: true })`): every trade in order on
 //   the `trades` event, losses announced on `tradesLost`.
 // - Viewport priority (`setPriority`), remembered and sent again after every
@@ -56,6 +61,12 @@ const DEFAULTS = Object.freeze({
   validateSymbols: true,
   reconnect: Object.freeze({ initialDelayMs: 250, maxDelayMs: 10_000, factor: 2, jitter: 0.5 }),
 });
+
+/** Timed-out subscribes remembered per connection, to undo a late ack (oldest forgotten first). */
+const LATE_ACKS_KEPT = 256;
+
+/** Trading states of the gateway's `trading` frames. */
+export const TRADING_STATES = Object.freeze(['trading', 'halted']);
 
 /** Browsers only allow 1000 and 3000-4999 as close codes sent by a client. */
 const CLOSE_HEARTBEAT_TIMEOUT = 4000;
@@ -143,6 +154,15 @@ export class TickgateClient {
     this._gatewayEpoch = null;
     this._nextId = 1;
     this._pending = new Map(); // id -> in-flight request
+    // Subscribes that timed out on the current socket, id -> symbols: if the
+    // gateway acks one late, what it took and we no longer want is
+    // unsubscribed. Emptied when the socket ends; at most LATE_ACKS_KEPT.
+    this._timedOut = new Map();
+    /** Symbols the gateway reported halted (`trading` frames), symbol -> Date.now() of the halt. */
+    this.halted = new Map();
+    // After a resubscription: symbols held as halted that the gateway has not
+    // confirmed yet (it repeats a halt right after the snapshot).
+    this._haltsToConfirm = null;
     this._waiting = []; // requests made while no socket was open
     this._attempt = 0;
     this._lastFrameAt = 0;
@@ -268,7 +288,15 @@ export class TickgateClient {
       this._onFrame(typeof event.data === 'string' ? event.data : String(event.data));
     };
     socket.onerror = () => {
-      // `onclose` follows and carries the code; nothing to decide here.
+      // A failed attempt or a broken link. Browsers and `ws` follow with
+      // `onclose`, but Node's built-in WebSocket (undici) fires only `error`
+      // for a refused connection: waiting for a close that never comes would
+      // hold every attempt for the whole connect timeout. Drop the socket
+      // now; a close that still follows is ignored (the socket is detached).
+      if (this._socket !== socket) return;
+      const opened = this.state === 'open';
+      if (!opened) this._emit('error', new TickgateError('connect_failed', `cannot connect to ${this.url}`));
+      this._drop(socket, 1006, opened ? 'socket error' : 'connection failed');
     };
     socket.onclose = (event) => {
       if (this._socket !== socket) return;
@@ -324,6 +352,7 @@ export class TickgateClient {
     }
     this._waiting.push(...requeue);
     this._pending.clear();
+    this._timedOut.clear(); // a new connection holds nothing
     this._markAllStale('disconnected');
     if (slowConsumer) {
       // The gateway gave up on this connection (it stopped reading); the
@@ -588,6 +617,10 @@ export class TickgateClient {
     const request = this._pending.get(id);
     if (!request) return;
     this._pending.delete(id);
+    if (request.op === 'subscribe') {
+      this._timedOut.set(id, request.symbols);
+      if (this._timedOut.size > LATE_ACKS_KEPT) this._timedOut.delete(this._timedOut.keys().next().value);
+    }
     this._settle(request, null, new TickgateError('timeout', `no reply to ${request.op} within ${this.options.requestTimeoutMs} ms`, { id, op: request.op, symbols: request.symbols }));
   }
 
@@ -820,17 +853,23 @@ export class TickgateClient {
       case 'status':
         this._onStatus(frame);
         break;
+      case 'trading':
+        this._onTrading(frame);
+        break;
       case 'heartbeat':
       default:
         break;
     }
+    if (frame.type !== 'snapshot' && frame.type !== 'status' && frame.type !== 'trading' && frame.type !== 'subscribed') this._settleHaltsToConfirm();
   }
 
   _onAck(frame) {
     if (frame.type === 'subscribed' && typeof frame.epoch === 'string') this._gatewayEpoch = frame.epoch;
     this._settleOlder(frame.id);
+    if (frame.type === 'subscribed') this._undoLateSubscribe(frame);
     const request = this._pending.get(frame.id);
     if (!request) return;
+    if (request.internal && request.op === 'subscribe' && frame.type === 'subscribed') this._expectHaltsRepeated(frame.symbols);
     this._pending.delete(frame.id);
     if (frame.type === 'subscribed' && frame.no_data) {
       for (const s of frame.no_data) {
@@ -839,6 +878,23 @@ export class TickgateClient {
       }
     }
     this._settle(request, frame, null);
+  }
+
+  /**
+   * The gateway acked a subscribe we had already given up on (it timed out
+   * and was rejected): it now holds symbols the page was told it does not
+   * have, and would send their quotes for nothing. Unsubscribe those that
+   * are still unwanted; a symbol subscribed again meanwhile stays.
+   */
+  _undoLateSubscribe(frame) {
+    const asked = this._timedOut.get(frame.id);
+    if (!asked) return;
+    this._timedOut.delete(frame.id);
+    const acked = Array.isArray(frame.symbols) ? frame.symbols : asked;
+    const unwanted = acked.filter((s) => typeof s === 'string' && !this.desired.has(s));
+    if (unwanted.length === 0) return;
+    this._emit('error', new TickgateError('late_ack', `late ack of subscribe ${frame.id}: unsubscribing ${unwanted.join(', ')}`, { id: frame.id, symbols: unwanted, op: 'subscribe' }));
+    this._sendRequest({ op: 'unsubscribe', symbols: unwanted, added: [], errors: [], internal: true, resolve: () => {}, reject: () => {} });
   }
 
   _onError(frame) {
@@ -886,6 +942,66 @@ export class TickgateClient {
       this._refreshStale(held, Date.now());
     }
     this._emit('status', { feed, state, symbols: listed });
+  }
+
+  /**
+   * A `trading` frame: `{"type":"trading","state":"halted"|"trading","symbols":[…]}`,
+   * sent once per change, and right after the snapshot for a halted symbol
+   * a connection subscribes to. Held per symbol in `halted` and on its
+   * SymbolState (`trading`, `tradingSince`), even before its first quote.
+   */
+  _onTrading(frame) {
+    const state = frame.state;
+    if (!TRADING_STATES.includes(state) || !Array.isArray(frame.symbols)) {
+      this._emit('error', new TickgateError('bad_frame', 'trading frame without a known state and a symbol list'));
+      return;
+    }
+    const now = Date.now();
+    const changed = [];
+    for (const symbol of frame.symbols) {
+      if (typeof symbol !== 'string' || !this.desired.has(symbol)) continue;
+      this._haltsToConfirm?.delete(symbol);
+      if (this._setTrading(symbol, state, now)) changed.push(symbol);
+    }
+    if (changed.length > 0) this._emit('trading', { state, symbols: changed, at: now });
+  }
+
+  /** Records one symbol's trading state; true when it changed. */
+  _setTrading(symbol, state, now) {
+    const wasHalted = this.halted.has(symbol);
+    if ((state === 'halted') === wasHalted) return false;
+    if (state === 'halted') this.halted.set(symbol, now);
+    else this.halted.delete(symbol);
+    const held = this.quotes.get(symbol);
+    if (held) {
+      held.trading = state;
+      held.tradingSince = now;
+      this._emitSymbol(symbol, held, { source: 'trading', changed: [], previous: {}, gap: 0, rebased: false });
+    }
+    return true;
+  }
+
+  /**
+   * After a resubscription the gateway repeats the halt of every symbol still
+   * halted, right after the snapshot. Symbols held as halted that it does not
+   * repeat resumed trading while we were away.
+   */
+  _expectHaltsRepeated(symbols) {
+    const acked = new Set(Array.isArray(symbols) ? symbols : []);
+    const held = [...this.halted.keys()].filter((s) => acked.has(s));
+    if (held.length === 0) return;
+    this._haltsToConfirm ??= new Set();
+    for (const s of held) this._haltsToConfirm.add(s);
+  }
+
+  /** The frames right after the snapshot are over: what was not repeated is trading again. */
+  _settleHaltsToConfirm() {
+    const pending = this._haltsToConfirm;
+    if (!pending) return;
+    this._haltsToConfirm = null;
+    const now = Date.now();
+    const resumed = [...pending].filter((s) => this._setTrading(s, 'trading', now));
+    if (resumed.length > 0) this._emit('trading', { state: 'trading', symbols: resumed, at: now });
   }
 
   /** Trades in feed order; the quote of each symbol at least as new arrived before. */
@@ -991,6 +1107,8 @@ export class TickgateClient {
         feedState: null,
         quoteStale: false,
         noData: false,
+        trading: this.halted.has(symbol) ? 'halted' : 'trading',
+        tradingSince: this.halted.get(symbol) ?? null,
       };
       this.quotes.set(symbol, held);
     }
@@ -1026,6 +1144,8 @@ export class TickgateClient {
   /** Removes a symbol from the wanted set and the held state. */
   _forget(symbol) {
     this.desired.delete(symbol);
+    this.halted.delete(symbol);
+    this._haltsToConfirm?.delete(symbol);
     this.quotes.delete(symbol);
     this._tradeSymbols.delete(symbol);
     this.priorities.delete(symbol);
