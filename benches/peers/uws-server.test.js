@@ -181,7 +181,7 @@ test('serves wss with the certificate files it is given (SSLApp)', async (t) => 
   assert.equal(await c.next(), `{"type":"update","quotes":[${line('AAPL', 1)}]}`);
 });
 
-test('bad command lines exit with a usage message', () => {
+test('bad command lines exit 64 with a usage message', () => {
   for (const args of [[], ['127.0.0.1:0'], ['127.0.0.1:0', '127.0.0.1:1', '--tls-cert', 'a.pem'],
     ['127.0.0.1:0', '127.0.0.1:1', '--threads', '4']]) {
     let failed;
@@ -191,6 +191,7 @@ test('bad command lines exit with a usage message', () => {
       failed = e;
     }
     assert.ok(failed, `exits non-zero for ${args.join(' ')}`);
+    assert.equal(failed.status, 64, `exit status for ${args.join(' ')}`);
     assert.match(failed.stderr.toString(), /usage: node uws-server\.js/);
   }
 });
