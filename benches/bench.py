@@ -87,10 +87,11 @@ def tickgate_has_feed_flag():
 def machine():
     cpu = "unknown"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as lines:
+            for line in lines:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     return {
@@ -222,10 +223,11 @@ class Server:
 def cpu_pressure():
     """(some avg10 %, some total µs, monotonic time) from /proc/pressure/cpu."""
     try:
-        for line in open("/proc/pressure/cpu"):
-            if line.startswith("some"):
-                f = dict(kv.split("=") for kv in line.split()[1:])
-                return float(f["avg10"]), int(f["total"]), time.monotonic()
+        with open("/proc/pressure/cpu") as lines:
+            for line in lines:
+                if line.startswith("some"):
+                    f = dict(kv.split("=") for kv in line.split()[1:])
+                    return float(f["avg10"]), int(f["total"]), time.monotonic()
     except (OSError, KeyError, ValueError):
         pass
     return None

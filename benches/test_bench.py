@@ -78,5 +78,33 @@ class UwsPeer(unittest.TestCase):
         self.assertFalse(Path(server.tmp).exists())
 
 
+@unittest.skipUnless(bench.TICKGATE.exists() and (bench.PEERS / "node_modules" / bench.NODE_PEERS["uws"]).exists(),
+                     "needs the release tickgate (its load tester) and `npm ci` in benches/peers")
+class UwsUnderTheLoadTester(unittest.TestCase):
+    """The real peer process, started as the scenario scripts start it, under
+    the real load tester: 20 clients x 10 of 30 symbols, 500 ticks/s, 1.5 s."""
+
+    def check_every_quote_arrives(self, kind):
+        with bench.Server(kind) as server:
+            r = bench.loadtest(server, "--clients", 20, "--symbols-per-client", 10, "--universe", 30,
+                               "--feed-rate", 500, "--duration", "1500ms", "--drain", "3s", timeout=120)
+        self.assertIsNotNone(r, "the load test ran")
+        d = r["delivery"]
+        self.assertEqual(r["connections"]["subscribed"], 20, r["connections"])
+        self.assertGreater(r["feed"]["ticks_published"], 100)
+        self.assertEqual(d["received"], d["expected"], d)
+        self.assertEqual((d["seq_gaps"], d["seq_regressions"], d["unexpected_quotes"]), (0, 0, 0), d)
+        self.assertTrue(d["all_latest_delivered"], d)
+        self.assertEqual((r["errors"], r["closes_by_code"]), ({}, {}))
+        self.assertEqual(r["server_kind"], kind)
+        self.assertGreater(r["server"]["rss_connected_bytes"], 0, "the load tester measured the peer process")
+
+    def test_uws_delivers_every_quote_in_order(self):
+        self.check_every_quote_arrives("uws")
+
+    def test_uws_wss_delivers_every_quote_in_order(self):
+        self.check_every_quote_arrives("uws-wss")
+
+
 if __name__ == "__main__":
     unittest.main()
