@@ -36,6 +36,7 @@ use crate::fanout::outbox::MAX_CONTROL_FRAMES;
 use crate::fanout::{Kick, Mailbox};
 use crate::ladder::{Ladder, climb};
 use crate::protocol;
+use crate::protocol::binary::{BinaryEncoder, Encoding};
 use crate::registry::Connections;
 use crate::session::{CloseReason, Inbound, Outcome, Session, SessionLimits};
 use crate::shutdown::Shutdown;
@@ -66,6 +67,7 @@ pub async fn serve<S>(
     context: Context,
     transport: &'static str,
     grant: Option<Grant>,
+    encoding: Encoding,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -102,9 +104,18 @@ pub async fn serve<S>(
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default(),
     );
+    let mut wire = Frames::new(encoding);
     let reason = {
         let reader = read_loop(&mut stream, &mailbox, started, &last_seen_ms, &mut session);
-        let writer = write_loop(&mut sink, &mailbox, &feeds, &config, started, &last_seen_ms);
+        let writer = write_loop(
+            &mut sink,
+            &mut wire,
+            &mailbox,
+            &feeds,
+            &config,
+            started,
+            &last_seen_ms,
+        );
         let drain_window = config.shutdown.drain_window;
         tokio::select! {
             reason = reader => reason,
@@ -138,6 +149,7 @@ pub async fn serve<S>(
     } else {
         CLOSE_HANDSHAKE
     };
+    let owed = owed.into_iter().map(|frame| wire.message(frame)).collect();
     let _ = tokio::time::timeout(handshake, close_handshake(sink, stream, reason, owed)).await;
     telemetry::connection_closed(transport, reason.as_str());
     connections.closed(conn_id);
@@ -159,14 +171,14 @@ async fn close_handshake<S>(
     mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     reason: CloseReason,
-    owed: Vec<String>,
+    owed: Vec<Message>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match reason.close_frame() {
         Some((code, why)) => {
             for frame in owed {
-                if sink.feed(Message::text(frame)).await.is_err() {
+                if sink.feed(frame).await.is_err() {
                     return;
                 }
             }
@@ -288,8 +300,10 @@ fn classify_read_error(error: &WsError) -> CloseReason {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one handle per owner, by design
 async fn write_loop<S>(
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    wire: &mut Frames,
     mailbox: &Mailbox,
     feeds: &FeedBoard,
     config: &Config,
@@ -385,12 +399,13 @@ where
         let write_started = Instant::now();
         {
             let sink = &mut *sink;
+            let wire = &mut *wire;
             let mut write = std::pin::pin!(async move {
                 if ping {
                     sink.feed(Message::Ping(Default::default())).await?;
                 }
                 for frame in drain.into_frames() {
-                    sink.feed(Message::text(frame)).await?;
+                    sink.feed(wire.message(frame)).await?;
                 }
                 sink.flush().await
             });
@@ -452,6 +467,28 @@ where
         }
         if let Some(received) = oldest_received {
             latency.record(now_micros().saturating_sub(received) as f64 / 1e6);
+        }
+    }
+}
+
+/// How this connection's frames travel: JSON text (the default), or the
+/// binary encoding its client chose at the upgrade (`tickgate.v1.bin`).
+struct Frames {
+    binary: Option<BinaryEncoder>,
+}
+
+impl Frames {
+    fn new(encoding: Encoding) -> Self {
+        Self {
+            binary: (encoding == Encoding::Binary).then(BinaryEncoder::default),
+        }
+    }
+
+    /// One server message, built as JSON, in this connection's encoding.
+    fn message(&mut self, frame: String) -> Message {
+        match &mut self.binary {
+            Some(encoder) => Message::binary(encoder.encode(&frame)),
+            None => Message::text(frame),
         }
     }
 }

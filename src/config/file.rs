@@ -113,6 +113,8 @@ struct LimitsFile {
     max_requests_per_second: f64,
     request_burst: u32,
     max_rate_limited: u32,
+    max_symbols_per_second: f64,
+    symbol_burst: u32,
 }
 
 impl Default for LimitsFile {
@@ -131,6 +133,8 @@ impl Default for LimitsFile {
             max_requests_per_second: d.max_requests_per_second,
             request_burst: d.request_burst.get(),
             max_rate_limited: d.max_rate_limited.get(),
+            max_symbols_per_second: d.max_symbols_per_second,
+            symbol_burst: d.symbol_burst.get(),
         }
     }
 }
@@ -189,6 +193,11 @@ impl ConfigFile {
             d.max_rate_limited,
             "limits.max_rate_limited must be at least 1",
         );
+        let symbol_burst = positive_u32(
+            l.symbol_burst,
+            d.symbol_burst,
+            "limits.symbol_burst must be at least 1",
+        );
         let r = self.rebalance;
         let shed_per_second = positive_u32(
             r.shed_per_second,
@@ -208,6 +217,8 @@ impl ConfigFile {
             max_requests_per_second: l.max_requests_per_second,
             request_burst,
             max_rate_limited,
+            max_symbols_per_second: l.max_symbols_per_second,
+            symbol_burst,
         };
         let config = Config {
             server: self.server,

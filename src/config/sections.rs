@@ -120,6 +120,14 @@ pub struct LimitsConfig {
     /// Refused (`rate_limited`) frames within 10 s that close the
     /// connection with 1008.
     pub max_rate_limited: NonZeroU32,
+    /// Symbols a connection's `subscribe` and `unsubscribe` requests may
+    /// name per second, sustained (token bucket); a request over it is
+    /// refused whole with `rate_limited`. 0 = no limit.
+    pub max_symbols_per_second: f64,
+    /// Symbols a connection may name at once before the rate applies; at
+    /// least `max_subscriptions_per_connection`, so a client can always
+    /// subscribe its whole allowance in one request.
+    pub symbol_burst: NonZeroU32,
 }
 
 /// Per-connection timers and buffers.
@@ -286,6 +294,8 @@ impl Default for LimitsConfig {
             max_requests_per_second: 50.0,
             request_burst: const { nonzero_u32(100) },
             max_rate_limited: const { nonzero_u32(20) },
+            max_symbols_per_second: 2_000.0,
+            symbol_burst: const { nonzero_u32(5_000) },
         }
     }
 }

@@ -54,6 +54,17 @@ impl Config {
             "limits.max_requests_per_second must be between 0 (no limit) and 100000",
         );
         check(
+            l.max_symbols_per_second.is_finite()
+                && (0.0..=10_000_000.0).contains(&l.max_symbols_per_second),
+            "limits.max_symbols_per_second must be between 0 (no limit) and 10000000",
+        );
+        check(
+            usize::try_from(l.symbol_burst.get())
+                .is_ok_and(|burst| burst >= l.max_subscriptions_per_connection.get()),
+            "limits.symbol_burst must be at least limits.max_subscriptions_per_connection, \
+             so a client can subscribe its whole allowance in one request",
+        );
+        check(
             l.client_ip_header
                 .as_deref()
                 .is_none_or(|h| hyper::header::HeaderName::from_bytes(h.as_bytes()).is_ok()),

@@ -121,6 +121,8 @@ fn limits() -> SessionLimits {
         max_requests_per_second: 0.0,
         request_burst: 100,
         max_rate_limited: 20,
+        max_symbols_per_second: 0.0,
+        symbol_burst: 100,
         first_message_timeout: Duration::from_secs(5),
     }
 }
@@ -819,6 +821,69 @@ fn a_request_flood_is_refused_then_closed() {
     let words: Value =
         serde_json::from_str(&session.take_last_words().expect("last words")).expect("json");
     assert_eq!(words["message"], "too many requests; closing");
+}
+
+#[test]
+fn symbols_past_the_budget_refuse_the_whole_request_until_it_refills() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let mut session = fx.session_with(
+        Some(Grant::unrestricted()),
+        SessionLimits {
+            max_symbols_per_second: 10.0,
+            symbol_burst: 5,
+            max_rate_limited: 3,
+            ..limits()
+        },
+        now,
+    );
+    let names = ["AA", "BB", "CC", "DD", "EE", "FF"];
+    // Four symbols fit; the unsubscribe of all four does not (one left).
+    text(
+        &mut session,
+        json!({"op":"subscribe","id":1,"symbols":&names[..4]}),
+        now,
+    );
+    text(
+        &mut session,
+        json!({"op":"unsubscribe","id":2,"symbols":&names[..4]}),
+        now,
+    );
+    let frames = fx.frames(now);
+    assert_eq!(frames[0]["type"], "subscribed");
+    let refusal = frames.last().expect("a refusal");
+    assert_eq!(refusal["type"], "error");
+    assert_eq!(refusal["id"], 2);
+    assert_eq!(refusal["code"], "rate_limited");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("names 4 symbols") && m.contains("1 more")),
+        "{refusal}"
+    );
+    // Nothing of the refused request was done.
+    assert_eq!(fx.subscriptions(), 4);
+
+    // 300 ms later three more tokens came: the unsubscribe goes through.
+    let later = now + Duration::from_millis(300);
+    text(
+        &mut session,
+        json!({"op":"unsubscribe","id":3,"symbols":&names[..4]}),
+        later,
+    );
+    let frames = fx.frames(later);
+    assert_eq!(frames.last().expect("reply")["type"], "unsubscribed");
+    assert_eq!(fx.subscriptions(), 0);
+
+    // A request larger than the burst can never pass; each refusal is a
+    // strike (the first was request 2), and the third closes.
+    let huge = json!({"op":"subscribe","id":4,"symbols":names});
+    assert_eq!(text(&mut session, huge.clone(), later), Outcome::Continue);
+    assert_eq!(
+        text(&mut session, huge, later),
+        Outcome::Close(CloseReason::RateLimited)
+    );
+    assert_eq!(fx.subscriptions(), 0);
 }
 
 #[test]
