@@ -307,7 +307,30 @@ export interface ClientOptions {
    * carries only symbols that changed meanwhile (default false).
    */
   resume?: boolean;
+  /**
+   * Ask for the gateway's binary encoding (subprotocol `tickgate.v1.bin`,
+   * MessagePack frames, docs/protocol.md) and decode it with `decode`, a
+   * MessagePack decoder such as `decode` of the `@msgpack/msgpack` package.
+   * Everything the client emits is the same as with JSON. A gateway that does
+   * not accept the subprotocol answers in JSON, which is read as usual.
+   */
+  binary?: BinaryOptions;
 }
+
+export interface BinaryOptions {
+  /** Decodes one MessagePack value (a binary frame's bytes). */
+  decode(bytes: Uint8Array): unknown;
+}
+
+/** The WebSocket subprotocol of the binary encoding. */
+export const BINARY_SUBPROTOCOL: 'tickgate.v1.bin';
+
+/**
+ * Turns one decoded binary message back into the JSON protocol's message,
+ * in place (learns `defs` into `ids`, restores `symbol`, unscales prices).
+ * Throws a `bad_frame` TickgateError for an unknown symbol id.
+ */
+export function expandBinary<T extends object>(message: T, ids: Map<number, string>): T;
 
 /** The gateway's opt-in per-subscription delivery options. */
 export interface DeliveryOptions {
@@ -342,10 +365,12 @@ export interface WebSocketLike {
   onmessage: SocketHandler<{ data: unknown }> | null;
   onerror: SocketHandler<unknown> | null;
   onclose: SocketHandler<{ code?: number; reason?: string }> | null;
+  /** Set to `'arraybuffer'` when the binary encoding is asked for. */
+  binaryType?: string;
 }
 
 /** A WebSocket class: `new WebSocket(url)`, as the DOM and `ws` declare it. */
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
 export interface ClientEvents {
   /** Connection state changed (also on every scheduled reconnect attempt). */

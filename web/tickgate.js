@@ -72,6 +72,56 @@ export const TRADING_STATES = Object.freeze(['trading', 'halted']);
 const CLOSE_HEARTBEAT_TIMEOUT = 4000;
 
 /** Returns null when `symbol` is acceptable to the gateway, else a reason. */
+/** The WebSocket subprotocol of the gateway's binary encoding (docs/protocol.md). */
+export const BINARY_SUBPROTOCOL = 'tickgate.v1.bin';
+
+/** Fields a binary quote or trade may carry as an integer scaled by its `px`. */
+const SCALED_PRICES = new Set(['bid', 'ask', 'last', 'open', 'high', 'low', 'prev_close', 'change', 'price']);
+
+/**
+ * Turns one decoded binary message (a MessagePack map, already decoded to
+ * an object) back into the JSON protocol's message, in place: learns the
+ * `defs` table into `ids` (id -> symbol, one Map per connection), puts
+ * `symbol` back for `s`, and divides scaled prices by 10^`px`. Throws a
+ * `bad_frame` TickgateError for an id the connection was never told.
+ */
+export function expandBinary(message, ids) {
+  if (Array.isArray(message.defs)) {
+    for (const entry of message.defs) {
+      if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[1] !== 'string') {
+        throw new TickgateError('bad_frame', 'malformed symbol table in a binary frame');
+      }
+      ids.set(Number(entry[0]), entry[1]);
+    }
+    delete message.defs;
+  }
+  for (const key of ['quotes', 'trades']) {
+    const list = message[key];
+    if (!Array.isArray(list)) continue;
+    for (let i = 0; i < list.length; i += 1) {
+      const quote = list[i];
+      if (!quote || typeof quote !== 'object') continue;
+      // A new object rather than `delete` on the decoded one: deleting keys
+      // turns an object into a slow dictionary in every JS engine.
+      let symbol;
+      if (quote.s !== undefined) {
+        symbol = ids.get(Number(quote.s));
+        if (symbol === undefined) throw new TickgateError('bad_frame', `binary frame names unknown symbol id ${quote.s}`);
+      }
+      const px = Number.isInteger(quote.px) && quote.px > 0 && quote.px <= 9 ? quote.px : 0;
+      const scale = 10 ** px;
+      const out = symbol === undefined ? {} : { symbol };
+      for (const field in quote) {
+        if (field === 's' || field === 'px') continue;
+        const value = quote[field];
+        out[field] = px > 0 && SCALED_PRICES.has(field) && Number.isInteger(value) ? value / scale : value;
+      }
+      list[i] = out;
+    }
+  }
+  return message;
+}
+
 export function symbolError(symbol) {
   if (typeof symbol !== 'string' || symbol.length === 0) return 'empty symbol';
   if (symbol.length > 32) return 'longer than 32 characters';
@@ -267,13 +317,18 @@ export class TickgateClient {
     this._setState(state, { attempt: this._attempt, dialing: true });
     let socket;
     try {
-      socket = new this.WebSocket(this._socketUrl());
+      const binary = this.options.binary?.decode;
+      socket = binary
+        ? new this.WebSocket(this._socketUrl(), [BINARY_SUBPROTOCOL])
+        : new this.WebSocket(this._socketUrl());
+      if (binary) socket.binaryType = 'arraybuffer';
     } catch (err) {
       this._emit('error', new TickgateError('connect_failed', String(err?.message ?? err)));
       this._scheduleReconnect();
       return;
     }
     this._socket = socket;
+    this._binaryIds = new Map();
     this._epoch += 1;
     this._timers.connect = setTimeout(() => {
       if (this._socket === socket && this.state !== 'open') this._drop(socket, 4001, 'connect timeout');
@@ -285,7 +340,9 @@ export class TickgateClient {
     };
     socket.onmessage = (event) => {
       if (this._socket !== socket) return;
-      this._onFrame(typeof event.data === 'string' ? event.data : String(event.data));
+      if (typeof event.data === 'string') this._onFrame(event.data);
+      else if (this.options.binary?.decode) this._onBinaryFrame(event.data);
+      else this._onFrame(String(event.data));
     };
     socket.onerror = () => {
       // A failed attempt or a broken link. Browsers and `ws` follow with
@@ -815,6 +872,25 @@ export class TickgateClient {
 
   // ---- frames -------------------------------------------------------------------
 
+  _onBinaryFrame(data) {
+    this._lastFrameAt = Date.now();
+    this.stats.frames += 1;
+    let frame;
+    try {
+      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+      frame = this.options.binary.decode(bytes);
+      if (!frame || typeof frame !== 'object' || Array.isArray(frame)) throw new TickgateError('bad_frame', 'a binary frame must be a map');
+      expandBinary(frame, this._binaryIds);
+    } catch (err) {
+      // An id never defined or an undecodable frame: what this connection
+      // holds can no longer be trusted; start over on a new one.
+      this._emit('error', err instanceof TickgateError ? err : new TickgateError('bad_frame', `undecodable binary frame: ${err?.message ?? err}`));
+      if (this._socket) this._drop(this._socket, 4002, 'bad binary frame');
+      return;
+    }
+    this._onMessage(frame);
+  }
+
   _onFrame(text) {
     this._lastFrameAt = Date.now();
     this.stats.frames += 1;
@@ -825,6 +901,10 @@ export class TickgateClient {
       this._emit('error', new TickgateError('bad_frame', 'gateway sent a frame that is not JSON'));
       return;
     }
+    this._onMessage(frame);
+  }
+
+  _onMessage(frame) {
     if (!frame || typeof frame !== 'object') return;
     this._emit('frame', frame);
     switch (frame.type) {

@@ -1,5 +1,6 @@
 // Compiled by web/test/types.test.js with `tsc --strict --noEmit` and the DOM
 // lib only: the browser's own WebSocket class must be accepted as-is.
+import { decode } from '@msgpack/msgpack';
 import { TickgateClient, type SymbolState, type TradingEvent } from '../tickgate.js';
 
 const client = new TickgateClient('ws://127.0.0.1:8080/ws', { WebSocket });
@@ -15,3 +16,6 @@ client.on('trading', (event: TradingEvent) => {
 });
 void client.connect().then(() => client.subscribe(['AAPL']));
 viaGlobal.close();
+// The binary encoding (tickgate.v1.bin), decoded with @msgpack/msgpack.
+const binary = new TickgateClient('ws://127.0.0.1:8080/ws', { WebSocket, binary: { decode } });
+void binary.connect();
