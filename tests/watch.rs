@@ -92,6 +92,64 @@ async fn watch_json_prints_quotes_and_names_refused_symbols() {
     gateway.shutdown(WAIT).await;
 }
 
+/// `--binary`: watch asks for the MessagePack encoding and prints the same
+/// quotes, values exact (a price with two decimals, one with none short).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_binary_prints_the_same_quotes_as_json() {
+    let gateway = gateway_without_feeds(test_config()).await;
+    inject(
+        &gateway,
+        vec![quote_tick("AAPL", 231.38), quote_tick("MSFT", 1.0 / 3.0)],
+    )
+    .await;
+    wait_for_seq(&gateway, "MSFT", 1).await;
+    let url = format!("ws://{}/ws", gateway.client_addr());
+    let run = |binary: bool| {
+        let mut args: Vec<String> = ["--url", &url, "--json", "--duration", "1"]
+            .map(String::from)
+            .to_vec();
+        if binary {
+            args.push("--binary".into());
+        }
+        args.extend(["aapl".into(), "MSFT".into()]);
+        watch(args)
+    };
+    let (binary, json) = tokio::join!(run(true), run(false));
+    let quotes = |output: &std::process::Output| -> Vec<serde_json::Value> {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        json_lines(&String::from_utf8_lossy(&output.stdout))
+            .into_iter()
+            .filter(|line| line["symbol"].is_string())
+            .map(|mut quote| {
+                // Per-connection freshness fields differ between the two.
+                if let Some(object) = quote.as_object_mut() {
+                    object.remove("received_ts");
+                    object.remove("conflated");
+                }
+                quote
+            })
+            .collect()
+    };
+    let (binary, json) = (quotes(&binary), quotes(&json));
+    assert_eq!(binary.len(), 2, "{binary:?}");
+    assert_eq!(binary, json);
+    assert!(
+        binary
+            .iter()
+            .any(|q| q["symbol"] == "AAPL" && q["bid"] == 231.38)
+    );
+    assert!(
+        binary
+            .iter()
+            .any(|q| q["symbol"] == "MSFT" && q["bid"] == 1.0 / 3.0)
+    );
+    gateway.shutdown(WAIT).await;
+}
+
 #[tokio::test]
 async fn watch_explains_an_unreachable_gateway_and_a_refused_request() {
     let free = std::net::TcpListener::bind("127.0.0.1:0")

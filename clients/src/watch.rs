@@ -28,6 +28,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 pub use board::SortKey;
 use board::{Board, Link};
 
+use crate::binary::{self, BinaryDecoder};
+
 /// Dialling and the WebSocket handshake together, per attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// No frame for this long (three gateway heartbeats): the link is dead.
@@ -62,6 +64,10 @@ pub struct WatchArgs {
     /// Stop after this many seconds (runs until Ctrl-C when absent).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
+    /// Ask the gateway for its binary encoding (WebSocket subprotocol
+    /// `tickgate.v1.bin`: MessagePack frames) instead of JSON text.
+    #[arg(long)]
+    pub binary: bool,
     /// Symbols to watch, e.g. AAPL MSFT NVDA (case does not matter; commas work too).
     #[arg(required = true, value_name = "SYMBOL")]
     pub symbols: Vec<String>,
@@ -102,7 +108,8 @@ pub enum WatchError {
 /// when the first connection cannot be made (a wrong URL should not look
 /// like a gateway that is restarting); after that, it reconnects forever.
 pub async fn run(args: WatchArgs) -> Result<(), WatchError> {
-    let target = Target::parse(&args.url)?;
+    let mut target = Target::parse(&args.url)?;
+    target.binary = args.binary;
     let stale_after = seconds("stale-after", args.stale_after)?;
     let symbols = normalize_symbols(&args.symbols);
     let mut board = Board::new(&symbols, args.sort, stale_after);
@@ -238,6 +245,8 @@ impl Session {
         }
 
         let mut subscribed = false;
+        // Symbol ids are per connection: a new one starts a new table.
+        let mut decoder = target.binary.then(BinaryDecoder::default);
         let mut redraw = tokio::time::interval(REDRAW);
         let mut last_frame = Instant::now();
         board.heard(last_frame.into_std());
@@ -266,7 +275,7 @@ impl Session {
                 }
                 frame = ws.next() => frame,
             };
-            let text = match frame {
+            let message = match frame {
                 None => {
                     return Ended::Lost {
                         reason: "the gateway ended the stream".into(),
@@ -288,14 +297,28 @@ impl Session {
                         subscribed,
                     };
                 }
-                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Text(text))) => serde_json::from_str::<Value>(text.as_str()).ok(),
+                Some(Ok(Message::Binary(bytes))) => match decoder.as_mut() {
+                    Some(decoder) => match decoder.decode(&bytes) {
+                        Ok(message) => Some(message),
+                        // An id never defined: nothing after it can be read
+                        // right; start over on a new connection.
+                        Err(e) => {
+                            return Ended::Lost {
+                                reason: format!("undecodable binary frame: {e}"),
+                                subscribed,
+                            };
+                        }
+                    },
+                    None => continue,
+                },
                 Some(Ok(_)) => continue,
             };
             last_frame = Instant::now();
             pinged = false;
             let now = last_frame.into_std();
             board.heard(now);
-            let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text.as_str()) else {
+            let Some(Value::Object(message)) = message else {
                 continue;
             };
             match message.get("type").and_then(Value::as_str) {
@@ -362,6 +385,8 @@ impl Session {
 /// Where to connect, parsed once.
 struct Target {
     url: String,
+    /// Ask for the binary encoding (`--binary`).
+    binary: bool,
     host_port: String,
     /// The path of the URL (`/ws` when right).
     path: String,
@@ -379,6 +404,7 @@ impl Target {
         Ok(Self {
             url: url.to_owned(),
             host_port: host_port.to_owned(),
+            binary: false,
             path: path.split('?').next().unwrap_or_default().to_owned(),
         })
     }
@@ -398,6 +424,12 @@ impl Target {
             && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
         {
             request.headers_mut().insert("authorization", value);
+        }
+        if self.binary {
+            request.headers_mut().insert(
+                "sec-websocket-protocol",
+                HeaderValue::from_static(binary::SUBPROTOCOL),
+            );
         }
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE_BYTES))

@@ -12,7 +12,8 @@
 //!   float64;
 //! - a size or volume with an integral value travels as an integer.
 //!
-//! Decoding (see [`decode`]) gives back exactly the JSON message's values.
+//! Decoding ([`BinaryDecoder`], in `tickgate-clients` so the command-line
+//! clients share it) gives back exactly the JSON message's values.
 //! The layout is documented in docs/protocol.md ("Binary encoding").
 //!
 //! A [`BinaryEncoder`] belongs to one connection (it holds the ids the
@@ -20,32 +21,11 @@
 //! both encodings always say the same thing.
 
 use rustc_hash::FxHashMap;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
-/// The WebSocket subprotocol a client offers to receive binary frames.
-pub const SUBPROTOCOL: &str = "tickgate.v1.bin";
-
-/// Most decimal places a price may have to travel as a scaled integer.
-pub const MAX_DECIMALS: i32 = 9;
-
-/// Largest integer a decoder can hold exactly in a float64 (2^53).
-const EXACT_INT: f64 = 9_007_199_254_740_992.0;
-
-/// Price fields of a quote or trade: scaled integers where exact.
-const PRICES: [&str; 9] = [
-    "bid",
-    "ask",
-    "last",
-    "open",
-    "high",
-    "low",
-    "prev_close",
-    "change",
-    "price",
-];
-
-/// Size fields: integers when integral.
-const SIZES: [&str; 5] = ["bid_size", "ask_size", "last_size", "volume", "size"];
+pub use tickgate_clients::binary::{
+    BinaryDecoder, DecodeError, MAX_DECIMALS, PRICES, SIZES, SUBPROTOCOL,
+};
 
 /// How a connection's server messages travel, chosen at the upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +139,9 @@ fn decimals(value: f64) -> Option<i32> {
     (0..=MAX_DECIMALS).find(|&places| scaled(value, places).is_some())
 }
 
+/// Largest integer a decoder can hold exactly in a float64 (2^53).
+const EXACT_INT: f64 = 9_007_199_254_740_992.0;
+
 /// `value × 10^places` as an integer, when dividing it back gives exactly
 /// `value` and it fits a float64's exact range.
 fn scaled(value: f64, places: i32) -> Option<i64> {
@@ -172,87 +155,6 @@ fn scaled(value: f64, places: i32) -> Option<i64> {
     #[allow(clippy::cast_precision_loss)] // |int| < 2^53: exact
     let back = int as f64 / factor;
     (back.to_bits() == value.to_bits()).then_some(int)
-}
-
-/// What a decoder must remember between frames: the symbol ids learnt.
-#[derive(Debug, Default)]
-pub struct BinaryDecoder {
-    names: FxHashMap<u64, String>,
-}
-
-/// Why a binary frame could not be decoded.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("not MessagePack: {0}")]
-    Format(#[from] rmp_serde::decode::Error),
-    #[error("a frame must be a map")]
-    NotAMap,
-    #[error("symbol id {0} was never defined")]
-    UnknownId(u64),
-    #[error("malformed symbols table")]
-    BadTable,
-}
-
-impl BinaryDecoder {
-    /// The JSON form of one binary frame: exactly the message the JSON
-    /// encoding would have carried (numbers as JSON numbers).
-    pub fn decode(&mut self, bytes: &[u8]) -> Result<Value, DecodeError> {
-        let Value::Object(mut message) = rmp_serde::from_slice::<Value>(bytes)? else {
-            return Err(DecodeError::NotAMap);
-        };
-        if let Some(table) = message.remove("defs") {
-            let Value::Array(entries) = table else {
-                return Err(DecodeError::BadTable);
-            };
-            for entry in entries {
-                match entry {
-                    Value::Array(pair) if pair.len() == 2 => {
-                        let (Some(id), Some(name)) = (pair[0].as_u64(), pair[1].as_str()) else {
-                            return Err(DecodeError::BadTable);
-                        };
-                        self.names.insert(id, name.to_owned());
-                    }
-                    _ => return Err(DecodeError::BadTable),
-                }
-            }
-        }
-        for list in ["quotes", "trades"] {
-            if let Some(Value::Array(items)) = message.get_mut(list) {
-                for item in items {
-                    if let Value::Object(quote) = item {
-                        self.expand(quote)?;
-                    }
-                }
-            }
-        }
-        Ok(Value::Object(message))
-    }
-
-    fn expand(&self, quote: &mut Map<String, Value>) -> Result<(), DecodeError> {
-        if let Some(id) = quote.remove("s").and_then(|id| id.as_u64()) {
-            let name = self.names.get(&id).ok_or(DecodeError::UnknownId(id))?;
-            quote.insert("symbol".to_owned(), Value::String(name.clone()));
-        }
-        let places = quote
-            .remove("px")
-            .and_then(|p| p.as_i64())
-            .map_or(0, |p| p.clamp(0, i64::from(MAX_DECIMALS)));
-        #[allow(clippy::cast_possible_truncation)] // clamped to 0..=9
-        let factor = 10f64.powi(places as i32);
-        for field in PRICES.iter().chain(SIZES.iter()) {
-            if let Some(value) = quote.get_mut(*field)
-                && let Some(int) = value.as_i64()
-            {
-                let divisor = if PRICES.contains(field) { factor } else { 1.0 };
-                #[allow(clippy::cast_precision_loss)] // encoder keeps |int| < 2^53
-                let float = int as f64 / divisor;
-                if let Some(number) = Number::from_f64(float) {
-                    *value = Value::Number(number);
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
