@@ -32,6 +32,12 @@ pub struct SlowConsumerConfig {
     /// with `state: restored`; `recover_after_ms`).
     #[serde(rename = "recover_after_ms", with = "millis")]
     pub recover_after: Duration,
+    /// Hysteresis: a connection that falls behind again within the quiet
+    /// window that restored it goes straight back to the step it held, and
+    /// its next quiet window is twice as long, up to this
+    /// (`max_recover_after_ms`; equal to `recover_after_ms` turns it off).
+    #[serde(rename = "max_recover_after_ms", with = "millis")]
+    pub max_recover_after: Duration,
     /// Step 3: a write the socket has not taken for this long (the client
     /// stopped reading) closes the connection with 4008
     /// (`close_after_ms`; 0 = never: `None`).
@@ -46,6 +52,7 @@ impl Default for SlowConsumerConfig {
             notice_after: Some(Duration::from_secs(2)),
             reduced_rate_hz: 1.0,
             recover_after: Duration::from_secs(3),
+            max_recover_after: Duration::from_secs(30),
             close_after: Some(Duration::from_secs(45)),
         }
     }
