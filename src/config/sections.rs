@@ -154,10 +154,12 @@ pub struct ConnectionConfig {
     /// this wait unsent, so a client that stops reading finds little stale
     /// data ahead of the latest values when it reads again.
     pub notsent_lowat_bytes: usize,
-    /// After a write, a connection waits at least this long before the next
-    /// one, so a busy connection sends fewer, fuller frames (0 = write as
-    /// soon as anything changes). The first change after a quiet spell goes
-    /// out at once (`min_write_interval_ms`).
+    /// An optional floor between two writes of one connection
+    /// (`min_write_interval_ms`). 0, the default, is adaptive coalescing: a
+    /// change goes out at once when the socket is idle, and changes conflate
+    /// into one frame only while a write is in flight. Above 0, a connection
+    /// that wrote less than this long ago also waits out the rest of it; the
+    /// first change after a quiet spell still goes out at once.
     pub min_write_interval: Duration,
     /// Ceiling on updates per second per symbol for every subscription
     /// (clients may ask for less with `max_rate`); 0 = no ceiling.
@@ -308,7 +310,7 @@ impl Default for ConnectionConfig {
             max_update_rate_hz: 0.0,
             send_buffer_bytes: 64 * 1024,
             notsent_lowat_bytes: 16 * 1024,
-            min_write_interval: Duration::from_millis(2),
+            min_write_interval: Duration::ZERO,
             trade_buffer: const { nonzero(1024) },
         }
     }
