@@ -528,6 +528,8 @@ mod tests {
             let server = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
             let client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
             let writer_mailbox = Arc::clone(&mailbox);
+            // The writer belongs to the test's runtime and ends with it.
+            #[allow(clippy::disallowed_methods)]
             tokio::spawn(async move {
                 let (mut sink, _stream) = server.split();
                 let feeds = FeedBoard::default();

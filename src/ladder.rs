@@ -375,6 +375,9 @@ mod tests {
         assert_eq!(ladder.next_deadline(t0), None);
     }
 
+    /// A write's start, length and the level (classes slowed) it ran at.
+    type Held = (Instant, Duration, u32);
+
     /// A client that cannot take full rate but keeps up once its lowest
     /// class is slowed, driven the way the writer drives the ladder: at
     /// full rate every write blocks for `full_write`, slowed each takes
@@ -387,7 +390,7 @@ mod tests {
         until: Instant,
         level: &mut u32,
         full_write: Duration,
-    ) -> (Vec<(Instant, Duration, u32)>, Vec<(Instant, Step)>) {
+    ) -> (Vec<Held>, Vec<(Instant, Step)>) {
         let ms = Duration::from_millis;
         let mut held = Vec::new();
         let mut steps = Vec::new();
@@ -420,7 +423,7 @@ mod tests {
     }
 
     /// Time spent writing at full rate (level 0) within `[from, to)`.
-    fn at_full_rate(held: &[(Instant, Duration, u32)], from: Instant) -> Duration {
+    fn at_full_rate(held: &[Held], from: Instant) -> Duration {
         held.iter()
             .filter(|(at, _, level)| *at >= from && *level == 0)
             .map(|(_, took, _)| *took)
