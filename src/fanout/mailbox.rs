@@ -148,6 +148,18 @@ impl Mailbox {
         }
     }
 
+    /// [`Mailbox::mark_dirty_at`] without the wake-up: returns whether the
+    /// writer needs one, which the caller gives with [`Mailbox::wake_writer`]
+    /// once its whole fan-out pass is marked, so the pass shares one frame.
+    pub fn mark_dirty_deferred(&self, index: SubIndex, id: SymbolId) -> bool {
+        self.lock().mark_dirty_at(index, id)
+    }
+
+    /// Wakes the writer (after [`Mailbox::mark_dirty_deferred`]).
+    pub fn wake_writer(&self) {
+        self.wake.notify_one();
+    }
+
     /// Queues a trade of `id` if this connection wants it, waking the writer
     /// if needed. Returns whether the full buffer dropped its oldest trade;
     /// the drop is counted here at once (`trades_lost`), so a client that
