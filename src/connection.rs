@@ -366,9 +366,10 @@ where
                     tokio::time::sleep_until(ready_at).await;
                 }
             }
-            // One turn of the scheduler, no timer: the fan-out pass that woke
-            // us (marking its symbols one by one, possibly on another worker)
-            // usually finishes meanwhile, so its changes share this frame.
+            // One turn of the scheduler, no timer: the fan-out wakes us once
+            // its whole batch is marked, and what else is queued for this
+            // connection at the same moment (trades, which wake at once,
+            // the session's replies) joins this frame too.
             tokio::task::yield_now().await;
         }
         if ladder.is_behind()
