@@ -32,6 +32,12 @@ pub struct SlowConsumerConfig {
     /// with `state: restored`; `recover_after_ms`).
     #[serde(rename = "recover_after_ms", with = "millis")]
     pub recover_after: Duration,
+    /// Hysteresis: a connection that falls behind again within the quiet
+    /// window that restored it goes straight back to the step it held, and
+    /// its next quiet window is twice as long, up to this
+    /// (`max_recover_after_ms`; equal to `recover_after_ms` turns it off).
+    #[serde(rename = "max_recover_after_ms", with = "millis")]
+    pub max_recover_after: Duration,
     /// Step 3: a write the socket has not taken for this long (the client
     /// stopped reading) closes the connection with 4008
     /// (`close_after_ms`; 0 = never: `None`).
@@ -46,6 +52,7 @@ impl Default for SlowConsumerConfig {
             notice_after: Some(Duration::from_secs(2)),
             reduced_rate_hz: 1.0,
             recover_after: Duration::from_secs(3),
+            max_recover_after: Duration::from_secs(30),
             close_after: Some(Duration::from_secs(45)),
         }
     }
@@ -155,10 +162,12 @@ pub struct ConnectionConfig {
     /// this wait unsent, so a client that stops reading finds little stale
     /// data ahead of the latest values when it reads again.
     pub notsent_lowat_bytes: usize,
-    /// After a write, a connection waits at least this long before the next
-    /// one, so a busy connection sends fewer, fuller frames (0 = write as
-    /// soon as anything changes). The first change after a quiet spell goes
-    /// out at once (`min_write_interval_ms`).
+    /// An optional floor between two writes of one connection
+    /// (`min_write_interval_ms`). 0, the default, is adaptive coalescing: a
+    /// change goes out at once when the socket is idle, and changes conflate
+    /// into one frame only while a write is in flight. Above 0, a connection
+    /// that wrote less than this long ago also waits out the rest of it; the
+    /// first change after a quiet spell still goes out at once.
     pub min_write_interval: Duration,
     /// Ceiling on updates per second per symbol for every subscription
     /// (clients may ask for less with `max_rate`); 0 = no ceiling.
@@ -311,7 +320,7 @@ impl Default for ConnectionConfig {
             max_update_rate_hz: 0.0,
             send_buffer_bytes: 64 * 1024,
             notsent_lowat_bytes: 16 * 1024,
-            min_write_interval: Duration::from_millis(2),
+            min_write_interval: Duration::ZERO,
             trade_buffer: const { nonzero(1024) },
         }
     }

@@ -123,6 +123,10 @@ impl Config {
             "slow_consumer.recover_after_ms must be at least 1",
         );
         check(
+            (l.recover_after..=Duration::from_secs(3_600)).contains(&l.max_recover_after),
+            "slow_consumer.max_recover_after_ms must be between slow_consumer.recover_after_ms and 3600000",
+        );
+        check(
             l.close_after
                 .is_none_or(|close| close > l.notice_after.unwrap_or(Duration::ZERO)),
             "slow_consumer.close_after_ms must be 0 (never) or greater than slow_consumer.notice_after_ms",

@@ -148,6 +148,18 @@ impl Mailbox {
         }
     }
 
+    /// [`Mailbox::mark_dirty_at`] without the wake-up: returns whether the
+    /// writer needs one, which the caller gives with [`Mailbox::wake_writer`]
+    /// once its whole fan-out pass is marked, so the pass shares one frame.
+    pub fn mark_dirty_deferred(&self, index: SubIndex, id: SymbolId) -> bool {
+        self.lock().mark_dirty_at(index, id)
+    }
+
+    /// Wakes the writer (after [`Mailbox::mark_dirty_deferred`]).
+    pub fn wake_writer(&self) {
+        self.wake.notify_one();
+    }
+
     /// Queues a trade of `id` if this connection wants it, waking the writer
     /// if needed. Returns whether the full buffer dropped its oldest trade;
     /// the drop is counted here at once (`trades_lost`), so a client that
@@ -191,5 +203,97 @@ impl Mailbox {
             self.drained.notify_one();
         }
         drain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::task::{Context, Wake, Waker};
+
+    use tickgate_feeds::{Symbol, Tick};
+
+    use super::*;
+    use crate::fanout::subscriptions::{self, SubscribeLimits};
+    use crate::fanout::{Delivery, Fanout, SnapshotStore};
+
+    /// A writer's waker that notes how many symbols were pending when it
+    /// was woken.
+    struct Watch {
+        mailbox: Arc<Mailbox>,
+        pending_at_wake: Mutex<Vec<usize>>,
+    }
+
+    impl Wake for Watch {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            let pending = self.mailbox.lock().pending();
+            self.pending_at_wake
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(pending);
+        }
+    }
+
+    #[test]
+    fn the_writer_is_woken_once_its_whole_batch_is_marked() {
+        let names: Vec<String> = (0..20).map(|i| format!("S{i:02}")).collect();
+        let symbols: Vec<Symbol> = names
+            .iter()
+            .map(|s| Symbol::parse(s).expect("symbol"))
+            .collect();
+        let store = SnapshotStore::new(100);
+        for symbol in &symbols {
+            store.get_or_create(*symbol).expect("room");
+        }
+        let mailbox = Arc::new(Mailbox::new(1, 16, Instant::now()));
+        subscriptions::subscribe(
+            &store,
+            &mailbox,
+            &symbols,
+            SubscribeLimits {
+                per_connection: 100,
+                interest: 100,
+            },
+            Delivery::default(),
+            &Default::default(),
+            |_| Vec::new(),
+        );
+        mailbox.drain(Instant::now());
+
+        // The writer waits for its wake-up, as the connection's does.
+        let watch = Arc::new(Watch {
+            mailbox: Arc::clone(&mailbox),
+            pending_at_wake: Mutex::new(Vec::new()),
+        });
+        let waker = Waker::from(Arc::clone(&watch));
+        let mut notified = std::pin::pin!(mailbox.wake.notified());
+        assert!(
+            notified
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+
+        let ticks: Vec<Tick> = symbols
+            .iter()
+            .map(|symbol| Tick {
+                symbol: Some(*symbol),
+                bid: Some(1.0),
+                ..Tick::default()
+            })
+            .collect();
+        Fanout::default().apply(&store, 0, &ticks, 1_764_000_000_000_000);
+        assert_eq!(
+            *watch
+                .pending_at_wake
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+            [symbols.len()],
+            "one wake-up, with the whole batch pending"
+        );
     }
 }
