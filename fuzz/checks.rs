@@ -38,7 +38,7 @@ pub(crate) fn client_request(data: &[u8]) {
         Ok(Request::Priority { classes, .. }) => {
             assert!(classes.iter().any(|(_, texts)| !texts.is_empty()));
         }
-        Ok(Request::Ping { .. } | Request::Auth { .. }) => {}
+        Ok(Request::Ping { .. } | Request::Auth { .. } | Request::Ack { .. }) => {}
         Err(error) => {
             let frame = error.to_frame();
             let value: serde_json::Value =

@@ -338,6 +338,7 @@ where
         latency,
     } = telemetry::delivery_handles();
     let min_write_interval = settings.min_write_interval;
+    let ack_window = settings.ack_window_frames;
     let mut ladder = Ladder::new(&config.slow_consumer);
     let reduced_rate_hz = config.slow_consumer.reduced_rate_hz;
     // When rate-capped symbols are pending, the next slot at which one may go.
@@ -397,6 +398,12 @@ where
         {
             return reason;
         }
+        // A client that acknowledges what it reads has a full window: hold
+        // everything back (the outbox keeps each symbol's latest value) until
+        // its next `ack` wakes this loop.
+        if mailbox.acks.full(ack_window) {
+            continue;
+        }
         let feeds_not_live = || feeds.feeds_not_live();
         let drain = mailbox.drain_with(
             Instant::now().into_std(),
@@ -407,6 +414,9 @@ where
             continue;
         }
         let (sent_frames, sent_bytes) = drain.size();
+        // Counted before the write: a quick client may acknowledge a
+        // message before this task runs again.
+        mailbox.acks.wrote(sent_frames);
         let (quotes, gaps, trades) = (drain.quotes, drain.conflated, drain.trade_count);
         let oldest_received = drain.oldest_received_micros;
         mailbox
@@ -709,5 +719,37 @@ mod tests {
         for symbol in symbols {
             assert_eq!(last[symbol], (ROUNDS, ROUNDS as f64), "{symbol}");
         }
+    }
+
+    /// A client that acknowledges gets at most the window unacknowledged;
+    /// meanwhile the outbox conflates, and the next acknowledgement brings
+    /// the latest value, not the backlog.
+    #[tokio::test(start_paused = true)]
+    async fn an_acknowledging_client_gets_at_most_its_window_then_the_latest_value() {
+        let mut config = Config::default();
+        config.connection.ack_window_frames = 2;
+        let mut rig = Rig::start(&["AAPL"], config, 1 << 20).await;
+        // Acknowledgements on (what the session does for `{"op":"ack"}`).
+        assert_eq!(rig.mailbox.acks.ack(0), Ok(true), "turned on");
+        rig.tick("AAPL", 1.0);
+        assert_eq!(rig.next_update().await, [("AAPL".into(), 1, 1.0)]);
+        rig.tick("AAPL", 2.0);
+        assert_eq!(rig.next_update().await, [("AAPL".into(), 2, 2.0)]);
+        assert_eq!(rig.mailbox.acks.sent(), 2);
+        // Two unacknowledged: nothing more goes out, however long we wait
+        // (the paused clock runs ahead while every task is idle).
+        for bid in 3..=9 {
+            rig.tick("AAPL", f64::from(bid));
+        }
+        let held = tokio::time::timeout(Duration::from_secs(3), rig.next_update()).await;
+        assert!(held.is_err(), "a frame past the window: {held:?}");
+        assert_eq!(rig.mailbox.acks.sent(), 2);
+        // The client has read both: the latest value comes, conflated.
+        assert_eq!(rig.mailbox.acks.ack(2), Ok(true));
+        assert_eq!(rig.mailbox.acks.ack(1), Ok(false), "an older count");
+        rig.mailbox.wake_writer();
+        assert_eq!(rig.next_update().await, [("AAPL".into(), 9, 9.0)]);
+        // An acknowledgement of more than was written is refused.
+        assert_eq!(rig.mailbox.acks.ack(10), Err(3));
     }
 }

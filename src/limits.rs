@@ -69,6 +69,12 @@ impl RequestRate {
         self.strike(now)
     }
 
+    /// Gives back the token a frame took, for a request that turned out to
+    /// cost nothing worth limiting (an acknowledgement of new messages).
+    pub fn refund(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+
     /// Counts a refusal decided elsewhere (a request over the symbol
     /// budget) as a strike, as if the frame had found the bucket empty.
     pub fn strike(&mut self, now: Instant) -> RateVerdict {

@@ -302,6 +302,11 @@ impl<'a> Session<'a> {
         match request {
             Request::Auth { .. } => {}
             Request::Ping { id } => self.ping(id.as_ref(), now),
+            Request::Ack { frames } => {
+                if self.ack(frames) {
+                    self.rate.refund();
+                }
+            }
             Request::Subscribe {
                 id,
                 symbols,
@@ -311,6 +316,29 @@ impl<'a> Session<'a> {
             Request::Unsubscribe { id, symbols } => self.unsubscribe(id.as_ref(), &symbols),
         }
         Outcome::Continue
+    }
+
+    /// `{"op":"ack"}`: the client has read `frames` messages in all. The
+    /// writer may send again if it was holding data back for the window.
+    /// Returns whether the count moved forward: such an acknowledgement is
+    /// bounded by what the gateway sent, so it takes no request token.
+    fn ack(&mut self, frames: u64) -> bool {
+        match self.mailbox.acks.ack(frames) {
+            Ok(advanced) => {
+                self.mailbox.wake_writer();
+                advanced
+            }
+            Err(sent) => {
+                telemetry::bad_request(ErrorCode::BadRequest.as_str());
+                self.mailbox.push_control([protocol::error(
+                    None,
+                    ErrorCode::BadRequest,
+                    &format!("\"frames\" acknowledges {frames} messages but only {sent} were sent"),
+                    &[],
+                )]);
+                false
+            }
+        }
     }
 
     /// Refuses a whole `subscribe`/`unsubscribe` that names more symbols

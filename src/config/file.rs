@@ -54,6 +54,7 @@ struct ConnectionFile {
     notsent_lowat_bytes: usize,
     #[serde(with = "millis")]
     min_write_interval_ms: Duration,
+    ack_window_frames: u64,
     max_update_rate_hz: f64,
     trade_buffer: usize,
 }
@@ -70,6 +71,7 @@ impl Default for ConnectionFile {
             send_buffer_bytes: d.send_buffer_bytes,
             notsent_lowat_bytes: d.notsent_lowat_bytes,
             min_write_interval_ms: d.min_write_interval,
+            ack_window_frames: d.ack_window_frames,
             max_update_rate_hz: d.max_update_rate_hz,
             trade_buffer: d.trade_buffer.get(),
         }
@@ -232,6 +234,7 @@ impl ConfigFile {
                 send_buffer_bytes: c.send_buffer_bytes,
                 notsent_lowat_bytes: c.notsent_lowat_bytes,
                 min_write_interval: c.min_write_interval_ms,
+                ack_window_frames: c.ack_window_frames,
                 max_update_rate_hz: c.max_update_rate_hz,
                 trade_buffer,
             },

@@ -169,6 +169,11 @@ pub struct ConnectionConfig {
     /// that wrote less than this long ago also waits out the rest of it; the
     /// first change after a quiet spell still goes out at once.
     pub min_write_interval: Duration,
+    /// Messages a connection whose client acknowledges what it read
+    /// (`{"op":"ack"}`) may have unacknowledged; the rest conflates in its
+    /// outbox until the next acknowledgement (`ack_window_frames`). 0 turns
+    /// acknowledgements off (they are accepted and ignored).
+    pub ack_window_frames: u64,
     /// Ceiling on updates per second per symbol for every subscription
     /// (clients may ask for less with `max_rate`); 0 = no ceiling.
     pub max_update_rate_hz: f64,
@@ -321,6 +326,7 @@ impl Default for ConnectionConfig {
             send_buffer_bytes: 64 * 1024,
             notsent_lowat_bytes: 16 * 1024,
             min_write_interval: Duration::ZERO,
+            ack_window_frames: 8,
             trade_buffer: const { nonzero(1024) },
         }
     }

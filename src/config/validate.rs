@@ -105,6 +105,10 @@ impl Config {
             "connection.min_write_interval_ms must be at most 1000",
         );
         check(
+            c.ack_window_frames <= 1_000_000,
+            "connection.ack_window_frames must be at most 1000000 (0 turns acknowledgements off)",
+        );
+        check(
             c.max_update_rate_hz.is_finite() && (0.0..=1000.0).contains(&c.max_update_rate_hz),
             "connection.max_update_rate_hz must be between 0 (no ceiling) and 1000",
         );

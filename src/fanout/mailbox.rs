@@ -3,7 +3,7 @@
 //! counters. Nothing here awaits: waiting on the `Notify`s is the
 //! connection's job.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -29,6 +29,57 @@ pub struct Mailbox {
     kick: std::sync::OnceLock<Kick>,
     /// Notified once, when [`Mailbox::kick`] sets a reason.
     pub kicked: Notify,
+    /// Messages written and acknowledged (`{"op":"ack"}`).
+    pub acks: AckWindow,
+}
+
+/// The messages a connection wrote and those its client acknowledged
+/// having read (*extension*, docs/protocol.md "Acknowledgements"). Once a
+/// client acknowledges, the writer keeps at most a window of messages
+/// unacknowledged and lets the rest conflate in the outbox, so a slow
+/// reader gets the latest values instead of a backlog in kernel buffers.
+#[derive(Debug, Default)]
+pub struct AckWindow {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    on: AtomicBool,
+}
+
+impl AckWindow {
+    /// The writer wrote `messages` more.
+    pub fn wrote(&self, messages: u64) {
+        self.sent.fetch_add(messages, Ordering::Relaxed);
+    }
+
+    /// Messages written so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// The client has read `messages` in all: turns the window on, and
+    /// says whether the count moved forward (an older count than one
+    /// already given changes nothing). `Err` carries the messages actually
+    /// written when the count is higher.
+    pub fn ack(&self, messages: u64) -> Result<bool, u64> {
+        let sent = self.sent();
+        if messages > sent {
+            return Err(sent);
+        }
+        let before = self.acked.fetch_max(messages, Ordering::Relaxed);
+        let was_on = self.on.swap(true, Ordering::Relaxed);
+        Ok(messages > before || !was_on)
+    }
+
+    /// Whether the writer must hold data back: the client acknowledges
+    /// and `window` messages (0: no limit) are unacknowledged.
+    pub fn full(&self, window: u64) -> bool {
+        window > 0
+            && self.on.load(Ordering::Relaxed)
+            && self
+                .sent()
+                .saturating_sub(self.acked.load(Ordering::Relaxed))
+                >= window
+    }
 }
 
 /// Why the gateway itself asks a connection to close.
@@ -117,6 +168,7 @@ impl Mailbox {
             stats: ConnStats::new(opened),
             kick: std::sync::OnceLock::new(),
             kicked: Notify::new(),
+            acks: AckWindow::default(),
         }
     }
 

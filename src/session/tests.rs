@@ -999,3 +999,71 @@ fn limits_come_from_the_configuration() {
         config.auth.first_message_timeout
     );
 }
+
+#[test]
+fn acknowledgements_are_checked_and_get_no_reply() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let mut session = fx.session(Some(Grant::unrestricted()), now);
+    // Nothing written yet: acknowledging 0 is fine and answered with nothing.
+    text(&mut session, json!({"op":"ack","frames":0}), now);
+    assert!(fx.frames(now).is_empty());
+    assert!(!fx.mailbox.acks.full(0), "a 0 window is no limit");
+    fx.mailbox.acks.wrote(3);
+    assert!(fx.mailbox.acks.full(3));
+    text(&mut session, json!({"op":"ack","frames":3}), now);
+    assert!(!fx.mailbox.acks.full(3));
+    for (bad, says) in [
+        (
+            json!({"op":"ack","frames":4}),
+            "acknowledges 4 messages but only 3 were sent",
+        ),
+        (json!({"op":"ack","frames":-1}), "non-negative integer"),
+        (json!({"op":"ack","frames":1.5}), "non-negative integer"),
+        (json!({"op":"ack","frames":"3"}), "non-negative integer"),
+        (json!({"op":"ack"}), "non-negative integer"),
+    ] {
+        assert_eq!(text(&mut session, bad.clone(), now), Outcome::Continue);
+        let frames = fx.frames(now);
+        assert_eq!(frames.len(), 1, "{bad}: {frames:?}");
+        assert_eq!(frames[0]["code"], "bad_request", "{bad}");
+        assert!(
+            frames[0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says)),
+            "{bad}: {}",
+            frames[0]
+        );
+    }
+}
+
+#[test]
+fn acknowledgements_of_new_messages_take_no_request_token() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let mut session = fx.session_with(
+        Some(Grant::unrestricted()),
+        SessionLimits {
+            max_requests_per_second: 1.0,
+            request_burst: 2,
+            max_rate_limited: 100,
+            ..limits()
+        },
+        now,
+    );
+    // Far more acknowledgements than the request rate allows, each of new
+    // messages: none is refused.
+    for read in 1..=50 {
+        fx.mailbox.acks.wrote(1);
+        text(&mut session, json!({"op":"ack","frames":read}), now);
+    }
+    assert!(fx.frames(now).is_empty());
+    // Repeating a count acknowledges nothing new: it takes a token, and
+    // past the burst it is refused like any request.
+    for _ in 0..3 {
+        text(&mut session, json!({"op":"ack","frames":50}), now);
+    }
+    let frames = fx.frames(now);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["code"], "rate_limited");
+}

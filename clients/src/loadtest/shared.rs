@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) token: Option<String>,
     /// The subprotocol to ask for: `tickgate.v1.bin` with `--binary`.
     pub(crate) subprotocol: Option<&'static str>,
+    /// `--ack-every`: acknowledge after this many messages (0: never).
+    pub(crate) ack_every: u64,
     pub(crate) read_buffer: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) stall_after: Duration,
@@ -81,6 +83,7 @@ impl Shared {
             subprotocol: args
                 .binary
                 .then_some(crate::loadtest::scan::BINARY_SUBPROTOCOL),
+            ack_every: args.ack_every,
             read_buffer: args.read_buffer,
             connect_timeout: args.connect_timeout,
             stall_after: args.stall_after,

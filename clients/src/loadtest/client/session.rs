@@ -56,6 +56,8 @@ pub(super) async fn session(
     };
     let mut nats_buf: Vec<u8> = Vec::new();
     let mut binary_ids = scan::BinaryIds::default();
+    // Messages read on this connection, and the count last acknowledged.
+    let (mut received, mut acknowledged) = (0u64, 0u64);
     let mut local = Local::default();
     let mut stall_done = !plan.stalled;
     let cancel = shared.cancel.clone();
@@ -130,6 +132,7 @@ pub(super) async fn session(
                 }
                 Frame::Text(bytes) if shared.mode == PeerMode::Tickgate => {
                     local.frames += 1;
+                    received += 1;
                     let scanned = scan::scan(bytes, |kind, q| {
                         if matches!(kind, MessageType::Update | MessageType::Snapshot) {
                             on_quote(
@@ -149,6 +152,7 @@ pub(super) async fn session(
                     if shared.mode == PeerMode::Tickgate && shared.subprotocol.is_some() =>
                 {
                     local.frames += 1;
+                    received += 1;
                     let scanned = scan::scan_binary(bytes, &mut binary_ids, |kind, q| {
                         if matches!(kind, MessageType::Update | MessageType::Snapshot) {
                             on_quote(
@@ -198,6 +202,11 @@ pub(super) async fn session(
         }
         if let Some(payload) = pong {
             client.send(10, &payload).await?;
+        }
+        if shared.ack_every > 0 && received - acknowledged >= shared.ack_every {
+            acknowledged = received;
+            let ack = format!(r#"{{"op":"ack","frames":{received}}}"#);
+            client.send(1, ack.as_bytes()).await?;
         }
         if nats_ping {
             client.send(2, b"PONG\r\n").await?;
