@@ -308,6 +308,14 @@ export interface ClientOptions {
    */
   resume?: boolean;
   /**
+   * Acknowledge what was read (`{"op":"ack"}`) after every this many
+   * messages (default 4; 0 turns acknowledgements off). The gateway then
+   * keeps at most its `ack_window_frames` (8) unacknowledged and sends the
+   * latest values after that, so a slow page gets fresh quotes instead of a
+   * backlog. Keep it at most the gateway's window.
+   */
+  acknowledgeEvery?: number;
+  /**
    * Ask for the gateway's binary encoding (subprotocol `tickgate.v1.bin`,
    * MessagePack frames, docs/protocol.md) and decode it with `decode`, a
    * MessagePack decoder such as `decode` of the `@msgpack/msgpack` package.

@@ -59,6 +59,7 @@ const DEFAULTS = Object.freeze({
   staleAfterMs: 30_000,
   stableAfterMs: 5_000,
   validateSymbols: true,
+  acknowledgeEvery: 4,
   reconnect: Object.freeze({ initialDelayMs: 250, maxDelayMs: 10_000, factor: 2, jitter: 0.5 }),
 });
 
@@ -329,6 +330,9 @@ export class TickgateClient {
     }
     this._socket = socket;
     this._binaryIds = new Map();
+    // Messages read on this socket, and the count last acknowledged.
+    this._received = 0;
+    this._acknowledged = 0;
     this._epoch += 1;
     this._timers.connect = setTimeout(() => {
       if (this._socket === socket && this.state !== 'open') this._drop(socket, 4001, 'connect timeout');
@@ -340,9 +344,11 @@ export class TickgateClient {
     };
     socket.onmessage = (event) => {
       if (this._socket !== socket) return;
+      this._received += 1;
       if (typeof event.data === 'string') this._onFrame(event.data);
       else if (this.options.binary?.decode) this._onBinaryFrame(event.data);
       else this._onFrame(String(event.data));
+      if (this._socket === socket) this._acknowledge();
     };
     socket.onerror = () => {
       // A failed attempt or a broken link. Browsers and `ws` follow with
@@ -470,6 +476,18 @@ export class TickgateClient {
       clearInterval(this._timers[key]);
       this._timers[key] = null;
     }
+  }
+
+  /**
+   * Tells the gateway how many messages this socket has read, every
+   * `acknowledgeEvery` of them: the gateway then keeps at most its window
+   * unacknowledged and sends the latest values after that, not a backlog
+   * (docs/protocol.md, Acknowledgements).
+   */
+  _acknowledge() {
+    const every = this.options.acknowledgeEvery;
+    if (!every || this._received - this._acknowledged < every) return;
+    if (this._send({ op: 'ack', frames: this._received })) this._acknowledged = this._received;
   }
 
   _send(message) {
