@@ -148,6 +148,15 @@ impl Mailbox {
         }
     }
 
+    /// Queues a change of `id`'s trading status if the client does not hold
+    /// it yet (see [`Outbox::sync_trading`]), waking the writer if needed.
+    pub fn sync_trading(&self, index: SubIndex, id: SymbolId) {
+        let wake = self.lock().sync_trading(index, id);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
     /// Queues a trade of `id` if this connection wants it, waking the writer
     /// if needed. Returns whether the full buffer dropped its oldest trade;
     /// the drop is counted here at once (`trades_lost`), so a client that

