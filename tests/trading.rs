@@ -310,15 +310,19 @@ async fn a_cancel_of_last_reverts_it_and_a_correction_replaces_it_on_the_wire() 
         (&json!(15.0), &json!(4))
     );
 
-    // A cancel of an unknown trade, a correction to a negative price and a
-    // cancel without a symbol change nothing visible; the next quote is
-    // the only update, with `last` untouched.
+    // A newer trade becomes `last`. Then a cancel of the older trade 1, of
+    // an unknown trade, a correction to a negative price and a cancel
+    // without a symbol change nothing visible: the next quote is the only
+    // update, with `last` untouched.
+    send(&mut feed, &[alpaca_trade("AAPL", 3, 102.0, 30.0)]).await;
+    frames_until(&mut client, "AAPL", "last", 102.0).await;
     send(
         &mut feed,
         &[
+            json!([{"T": "x", "S": "AAPL", "i": 1, "t": "2025-03-04T15:00:04Z"}]),
             json!([{"T": "x", "S": "AAPL", "i": 77, "t": "2025-03-04T15:00:04Z"}]),
-            json!([{"T": "c", "S": "AAPL", "oi": 1, "cp": -3.0, "t": "2025-03-04T15:00:04Z"}]),
-            json!([{"T": "x", "i": 1}]),
+            json!([{"T": "c", "S": "AAPL", "oi": 3, "cp": -3.0, "t": "2025-03-04T15:00:04Z"}]),
+            json!([{"T": "x", "i": 3}]),
             alpaca_quote("AAPL", 98.0),
         ],
     )
@@ -326,28 +330,29 @@ async fn a_cancel_of_last_reverts_it_and_a_correction_replaces_it_on_the_wire() 
     let seen = frames_until(&mut client, "AAPL", "bid", 98.0).await;
     let marker = only_update_of(&seen, "AAPL");
     assert_eq!(
-        (&marker["last"], &marker["seq"]),
-        (&json!(99.5), &json!(5))
+        (&marker["last"], &marker["last_size"], &marker["seq"]),
+        (&json!(102.0), &json!(30.0), &json!(6))
     );
 
-    // The last standing trade cancelled: `last` and `last_size` unknown.
+    // The last standing trade cancelled (1 and 2 are gone): `last` and
+    // `last_size` unknown.
     send(
         &mut feed,
         &[
-            json!([{"T": "x", "S": "AAPL", "i": 1, "t": "2025-03-04T15:00:05Z"}]),
+            json!([{"T": "x", "S": "AAPL", "i": 3, "t": "2025-03-04T15:00:05Z"}]),
             alpaca_quote("AAPL", 97.0),
         ],
     )
     .await;
-    // (The revision, seq 6, and the quote, seq 7, may share one update.)
+    // (The revision, seq 7, and the quote, seq 8, may share one update.)
     let seen = frames_until(&mut client, "AAPL", "bid", 97.0).await;
     let cleared = quote_of(seen.last().expect("a frame"));
-    assert_eq!(cleared["seq"], 7);
+    assert_eq!(cleared["seq"], 8);
     assert!(cleared["last"].is_null() && cleared["last_size"].is_null());
 
     for (kind, outcome, count) in [
         ("cancel", "applied", 2.0),
-        ("cancel", "ignored", 1.0),
+        ("cancel", "ignored", 2.0),
         ("correction", "applied", 1.0),
         ("correction", "ignored", 1.0),
     ] {
@@ -364,7 +369,7 @@ async fn a_recorded_alpaca_session_with_halts_corrections_and_cancels_replays_to
     let dir = TempDir::new("replay");
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/feeds/testdata/alpaca-halts.jsonl");
     let feeds = format!(
-        "[[feeds]]\nname = \"recorded\"\nkind = \"replay\"\npath = \"{path}\"\nformat = \"alpaca\"\nspeed = 0\n"
+        "[[feeds]]\nname = \"recorded\"\nkind = \"replay\"\npath = \"{path}\"\nformat = \"alpaca\"\nspeed = 0\nstaleness_ms = 60000\n"
     );
     let (_gateway, addr, admin) = gateway(&dir, &feeds);
     // The replay runs as fast as it can: wait until its last event counted.
