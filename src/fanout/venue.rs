@@ -56,7 +56,8 @@ impl VenueReport {
             .filter(|(_, _, n)| *n > 0)
     }
 
-    fn count(&mut self, event: &VenueEvent, applied: bool) {
+    /// Counts one event.
+    pub fn count(&mut self, event: &VenueEvent, applied: bool) {
         let kind = match event {
             VenueEvent::TradingStatus {
                 status: TradingStatus::Halted,

@@ -59,13 +59,14 @@ impl PublishLoop {
                 outcome = attempt => outcome,
             };
             match outcome {
-                Ok(quotes) => {
+                Ok((quotes, trading)) => {
                     info!(
                         stream = %self.plan.stream,
                         symbols = quotes.len(),
                         "loaded the stream's last quotes; seq continues from them"
                     );
                     self.book.load(quotes);
+                    self.book.load_trading(trading);
                     telemetry::publish_symbols(self.book.symbols());
                     self.readiness.loaded.store(true, Ordering::Relaxed);
                     self.backoff.reset();
@@ -193,7 +194,15 @@ impl PublishLoop {
     /// Venue events: a trading status travels to the gateways inside the
     /// symbol's next published quote (docs/nats.md, "Trading status").
     fn apply_venue(&mut self, batch: &VenueBatch) {
-        let _ = batch;
+        let applied = self.book.apply_venue(&batch.events, now_micros());
+        let mut report = crate::fanout::VenueReport::default();
+        for (event, applied) in batch.events.iter().zip(applied) {
+            report.count(event, applied);
+        }
+        for (kind, outcome, count) in report.counted() {
+            telemetry::venue_events(kind, outcome, count);
+        }
+        telemetry::publish_symbols(self.book.symbols());
     }
 
     /// Publishes up to `max_in_flight` pending quotes, oldest change first.

@@ -194,7 +194,7 @@ impl Pipeline {
     /// Queues a halt, resumption, correction or cancel through the symbol
     /// filter and prefix, after the ticks queued so far; logged at debug
     /// level, rate-limited.
-    fn venue_event(&mut self, event: &VenueEvent) {
+    pub(crate) fn venue_event(&mut self, event: &VenueEvent) {
         let symbol = event.symbol();
         if !self.filter.allows(symbol.as_str()) {
             return;
