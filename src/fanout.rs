@@ -45,5 +45,5 @@ pub use delivery::{Delivery, Priority};
 pub use drain::Drain;
 pub use mailbox::{ConnStats, Kick, Mailbox};
 pub use outbox::{ConnId, Outbox, SubIndex};
-pub use venue::{VENUE_EVENT_KINDS, VENUE_EVENT_OUTCOMES, VenueReport};
 pub use store::{FeedId, NO_FEED, Slot, Snapshot, SnapshotStore, StoreFull, SymbolId};
+pub use venue::{VENUE_EVENT_KINDS, VENUE_EVENT_OUTCOMES, VenueReport};

@@ -23,10 +23,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "tickgate-trading-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tickgate-trading-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         Self(dir)
@@ -299,8 +297,10 @@ async fn a_cancel_of_last_reverts_it_and_a_correction_replaces_it_on_the_wire() 
     // A correction of trade 1, now shown: replaced.
     send(
         &mut feed,
-        &[json!([{"T": "c", "S": "AAPL", "oi": 1, "op": 100.0, "os": 10,
-                  "ci": 5, "cp": 99.5, "cs": 15, "t": "2025-03-04T15:00:03Z"}])],
+        &[
+            json!([{"T": "c", "S": "AAPL", "oi": 1, "op": 100.0, "os": 10,
+                  "ci": 5, "cp": 99.5, "cs": 15, "t": "2025-03-04T15:00:03Z"}]),
+        ],
     )
     .await;
     let seen = frames_until(&mut client, "AAPL", "last", 99.5).await;
@@ -356,18 +356,19 @@ async fn a_cancel_of_last_reverts_it_and_a_correction_replaces_it_on_the_wire() 
         ("correction", "applied", 1.0),
         ("correction", "ignored", 1.0),
     ] {
-        let series = format!(
-            "tickgate_venue_events_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}"
-        );
+        let series =
+            format!("tickgate_venue_events_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}");
         assert_eq!(metric_value(admin, &series).await, count, "{series}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recorded_alpaca_session_with_halts_corrections_and_cancels_replays_to_the_right_state()
-{
+async fn a_recorded_alpaca_session_with_halts_corrections_and_cancels_replays_to_the_right_state() {
     let dir = TempDir::new("replay");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/feeds/testdata/alpaca-halts.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/feeds/testdata/alpaca-halts.jsonl"
+    );
     let feeds = format!(
         "[[feeds]]\nname = \"recorded\"\nkind = \"replay\"\npath = \"{path}\"\nformat = \"alpaca\"\nspeed = 0\nstaleness_ms = 60000\n"
     );
@@ -414,9 +415,8 @@ async fn a_recorded_alpaca_session_with_halts_corrections_and_cancels_replays_to
         ("cancel", "ignored", 1.0),
         ("correction", "applied", 1.0),
     ] {
-        let series = format!(
-            "tickgate_venue_events_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}"
-        );
+        let series =
+            format!("tickgate_venue_events_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}");
         assert_eq!(metric_value(admin, &series).await, count, "{series}");
     }
 }

@@ -190,10 +190,8 @@ fn trading(state: &str, symbols: &[&str]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_halt_travels_through_the_bus_and_a_late_gateway_loads_it_from_the_stream() {
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "tickgate-trading-nats-{}",
-        std::process::id()
-    )));
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("tickgate-trading-nats-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(dir.0.join("store")).expect("temp dir");
     let (_nats, url) = nats_server(&dir.0.join("store"));

@@ -165,9 +165,7 @@ pub(super) fn apply_venue(
 ) {
     for event in events {
         let applied = match *event {
-            VenueEvent::TradingStatus { symbol, status, .. } => {
-                set_trading(store, symbol, status)
-            }
+            VenueEvent::TradingStatus { symbol, status, .. } => set_trading(store, symbol, status),
             VenueEvent::TradeCorrected {
                 symbol,
                 trade_id,
@@ -175,15 +173,17 @@ pub(super) fn apply_venue(
                 size,
                 ts,
                 ..
-            } => valid_correction(price, size)
-                && revise(
-                    store,
-                    recent,
-                    (symbol, trade_id, ts),
-                    Some((price, size)),
-                    now_micros,
-                    &mut touched,
-                ),
+            } => {
+                valid_correction(price, size)
+                    && revise(
+                        store,
+                        recent,
+                        (symbol, trade_id, ts),
+                        Some((price, size)),
+                        now_micros,
+                        &mut touched,
+                    )
+            }
             VenueEvent::TradeCancelled {
                 symbol,
                 trade_id,
@@ -273,7 +273,10 @@ mod tests {
         assert_eq!((tick.last, tick.last_size), (Some(10.0), Some(100.0)));
         let tick = recent.revise(0, 1, None, Some(10.0)).expect("visible");
         assert_eq!((tick.last, tick.last_size), (None, None));
-        assert!(tick.cleared.contains(Cleared::LAST.with(Cleared::LAST_SIZE)));
+        assert!(
+            tick.cleared
+                .contains(Cleared::LAST.with(Cleared::LAST_SIZE))
+        );
         assert_eq!(recent.revise(0, 1, None, None), None, "already gone");
     }
 

@@ -137,7 +137,8 @@ mod tests {
             (trading, tick.seq, tick.bid),
             (Some(TradingStatus::Halted), Some(7), Some(1.5))
         );
-        let mut bad = br#"{"symbol":"AAPL","seq":8,"trading":"maybe","ts":1764000000000000}"#.to_vec();
+        let mut bad =
+            br#"{"symbol":"AAPL","seq":8,"trading":"maybe","ts":1764000000000000}"#.to_vec();
         assert_eq!(
             decode_published(&mut scratch, &mut bad),
             Err(ParseError::WrongType { field: "trading" })

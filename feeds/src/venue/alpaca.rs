@@ -195,7 +195,11 @@ mod tests {
             (TickKind::Trade, Some(141.03), Some(40.0))
         );
         assert_eq!(t.ts, Some(1_741_100_401_500_000));
-        assert_eq!(t.trade_id, Some(7), "corrections and cancels name trades by id");
+        assert_eq!(
+            t.trade_id,
+            Some(7),
+            "corrections and cancels name trades by id"
+        );
     }
 
     #[test]
