@@ -396,10 +396,11 @@ async fn a_recorded_alpaca_session_with_halts_corrections_and_cancels_replays_to
             .unwrap_or_else(|| panic!("{symbol} in {snapshot}"))
     };
     let aapl = quote("AAPL");
-    // 1003 cancelled (back to 1002), then 1002 corrected.
+    // 1003 cancelled (back to 1002), 1002 corrected, 1005 printed and
+    // cancelled in one frame, then 1006: nine changes, in feed order.
     assert_eq!(
         (&aapl["last"], &aapl["last_size"], &aapl["seq"]),
-        (&json!(210.17), &json!(45.0), &json!(6))
+        (&json!(210.6), &json!(12.0), &json!(9))
     );
     let msft = quote("MSFT");
     assert_eq!(
@@ -411,7 +412,7 @@ async fn a_recorded_alpaca_session_with_halts_corrections_and_cancels_replays_to
     for (kind, outcome, count) in [
         ("halt", "applied", 2.0),
         ("resume", "applied", 1.0),
-        ("cancel", "applied", 1.0),
+        ("cancel", "applied", 2.0),
         ("cancel", "ignored", 1.0),
         ("correction", "applied", 1.0),
     ] {
