@@ -152,6 +152,8 @@ impl QuoteBook {
 mod tests {
     use super::*;
 
+    use serde_json::json;
+
     /// 2025-01-01T00:00:00Z in microseconds: a plausible receive time.
     const NOW: u64 = 1_735_689_600_000_000;
 
@@ -173,6 +175,45 @@ mod tests {
 
     fn payload(outgoing: &Outgoing) -> serde_json::Value {
         serde_json::from_slice(&outgoing.2).expect("quote JSON")
+    }
+
+    #[test]
+    fn a_status_change_is_a_new_message_carrying_trading_and_a_repeat_is_none() {
+        let mut book = QuoteBook::default();
+        book.apply(&[bid("AAPL", 1.0)], NOW);
+        book.take(10, "md.quote");
+        let halt = |status| VenueEvent::TradingStatus {
+            symbol: symbol("AAPL"),
+            status,
+            ts: None,
+        };
+        // A resumption of a never-halted symbol is no news.
+        assert_eq!(
+            book.apply_venue(&[halt(TradingStatus::Trading)], NOW),
+            [false]
+        );
+        assert_eq!(book.pending(), 0);
+        assert_eq!(
+            book.apply_venue(
+                &[halt(TradingStatus::Halted), halt(TradingStatus::Halted)],
+                NOW
+            ),
+            [true, false]
+        );
+        let batch = book.take(10, "md.quote");
+        let message = payload(&batch[0]);
+        assert_eq!(
+            (&message["seq"], &message["trading"]),
+            (&json!(2), &json!("halted"))
+        );
+        assert_eq!(message["bid"], 1.0, "the quote itself is unchanged");
+        book.apply_venue(&[halt(TradingStatus::Trading)], NOW);
+        book.apply(&[bid("AAPL", 2.0)], NOW);
+        let message = payload(&book.take(10, "md.quote")[0]);
+        assert_eq!(
+            (&message["seq"], &message["trading"]),
+            (&json!(4), &json!("trading"))
+        );
     }
 
     #[test]
