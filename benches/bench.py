@@ -19,11 +19,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = ROOT / "benches"
-RESULTS = BENCHES / "results"
+# BENCH_RESULTS=/some/dir sends the JSON, tables and plots elsewhere (a smoke
+# run that must not overwrite the recorded results).
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or BENCHES / "results")
 PEERS = BENCHES / "peers"
-TICKGATE = ROOT / "target" / "release" / "tickgate"
-BENCH_GATEWAY = ROOT / "target" / "release" / "examples" / "bench-gateway"
-PEER_BIN = PEERS / "rust" / "target" / "release"
+
+
+def release_dir(default):
+    """Where cargo puts release binaries: $CARGO_TARGET_DIR/release when that
+    is set (cargo builds there, whatever the manifest), else default/release."""
+    target = os.environ.get("CARGO_TARGET_DIR")
+    return (Path(target) if target else default) / "release"
+
+
+TICKGATE = release_dir(ROOT / "target") / "tickgate"
+BENCH_GATEWAY = release_dir(ROOT / "target") / "examples" / "bench-gateway"
+PEER_BIN = release_dir(PEERS / "rust" / "target")
 # Server kind "tickgate-baseline": another tickgate build (a release binary of
 # an earlier commit) measured in the same run, for before/after comparisons.
 TICKGATE_BASELINE = os.environ.get("TICKGATE_BASELINE")
@@ -31,7 +42,13 @@ TICKGATE_BASELINE = os.environ.get("TICKGATE_BASELINE")
 SERVER_CORE = os.environ.get("SERVER_CORE", "0")
 LOADTEST_CORE = os.environ.get("LOADTEST_CORE", "1")
 
-ALL_SERVERS = ["tickgate", "nats", "node-ws", "socketio", "naive-tungstenite", "floor"]
+ALL_SERVERS = ["tickgate", "uws", "nats", "node-ws", "socketio", "naive-tungstenite", "floor"]
+# Servers measured on a TLS listener: the load tester trusts the ca.pem of
+# `tickgate dev-cert`, which also wrote their certificate and key.
+TLS_SERVERS = {"tickgate-wss", "uws-wss"}
+# Node.js peers and the npm package each needs in benches/peers/node_modules.
+NODE_PEERS = {"node-ws": "ws", "socketio": "socket.io",
+              "uws": "@trufflesuite/uws-js-unofficial", "uws-wss": "@trufflesuite/uws-js-unofficial"}
 
 
 def log(*parts):
@@ -49,9 +66,8 @@ def prepare(servers, build=True):
         sh(["cargo", "build", "--release", "--bin", "tickgate", "--example", "bench-gateway"], cwd=ROOT)
     if {"naive-tungstenite", "floor"} & set(servers) and build:
         sh(["cargo", "build", "--release", "--manifest-path", PEERS / "rust" / "Cargo.toml"])
-    node_peers = {"node-ws": "ws", "socketio": "socket.io"}
     if any(kind in servers and not (PEERS / "node_modules" / package).exists()
-           for kind, package in node_peers.items()):
+           for kind, package in NODE_PEERS.items()):
         sh(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEERS)
     if "nats" in servers and shutil.which("nats-server") is None:
         sh(["apt-get", "install", "-y", "nats-server"])
@@ -71,10 +87,11 @@ def tickgate_has_feed_flag():
 def machine():
     cpu = "unknown"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as lines:
+            for line in lines:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     return {
@@ -103,13 +120,15 @@ class Server:
     def url(self):
         if self.kind == "tickgate-wss":
             return f"wss://localhost:{self.tls_port}/ws"
+        if self.kind == "uws-wss":
+            return f"wss://localhost:{self.client_port}/ws"
         if self.kind == "socketio":
             return f"ws://127.0.0.1:{self.client_port}/socket.io/?EIO=4&transport=websocket"
         return f"ws://127.0.0.1:{self.client_port}/ws"
 
     def loadtest_args(self):
         """Load tester flags for this server: protocol and feed."""
-        if self.kind == "tickgate-wss":
+        if self.kind in TLS_SERVERS:
             return ["--ca-file", Path(self.tmp) / "ca.pem", "--feed-listen", f"127.0.0.1:{self.feed_port}"]
         if self.kind == "nats":
             return ["--mode", "nats", "--feed-nats", f"127.0.0.1:{self.nats_port}"]
@@ -131,10 +150,16 @@ class Server:
                     "--feed", f"tcp://{feed}"]
         if self.kind == "tickgate-wss":
             # The same gateway, measured on its wss listener (dev certificate).
-            self.tmp = tempfile.mkdtemp(prefix="tickgate-bench-tls-")
-            subprocess.run([str(TICKGATE), "dev-cert", "--out", self.tmp], check=True, capture_output=True)
+            self._dev_cert()
             return [TICKGATE, "--listen", listen, "--admin-listen", "127.0.0.1:0", "--feed", f"tcp://{feed}",
                     "--tls-listen", f"127.0.0.1:{self.tls_port}", "--tls-cert", Path(self.tmp) / "server.pem",
+                    "--tls-key", Path(self.tmp) / "server-key.pem"]
+        if self.kind == "uws":
+            return ["node", PEERS / "uws-server.js", listen, feed]
+        if self.kind == "uws-wss":
+            # uWS's SSLApp with the certificate files tickgate-wss uses.
+            self._dev_cert()
+            return ["node", PEERS / "uws-server.js", listen, feed, "--tls-cert", Path(self.tmp) / "server.pem",
                     "--tls-key", Path(self.tmp) / "server-key.pem"]
         if self.kind == "naive-tungstenite":
             return [PEER_BIN / "naive", listen, feed]
@@ -154,6 +179,12 @@ class Server:
             )
             return ["nats-server", "-c", conf]
         raise ValueError(self.kind)
+
+    def _dev_cert(self):
+        """A CA and a server certificate for localhost in a fresh temporary
+        directory (`tickgate dev-cert`): server.pem, server-key.pem, ca.pem."""
+        self.tmp = tempfile.mkdtemp(prefix="tickgate-bench-tls-")
+        subprocess.run([str(TICKGATE), "dev-cert", "--out", self.tmp], check=True, capture_output=True)
 
     def __enter__(self):
         cmd = ["taskset", "-c", SERVER_CORE] + [str(c) for c in self.command()]
@@ -192,10 +223,11 @@ class Server:
 def cpu_pressure():
     """(some avg10 %, some total µs, monotonic time) from /proc/pressure/cpu."""
     try:
-        for line in open("/proc/pressure/cpu"):
-            if line.startswith("some"):
-                f = dict(kv.split("=") for kv in line.split()[1:])
-                return float(f["avg10"]), int(f["total"]), time.monotonic()
+        with open("/proc/pressure/cpu") as lines:
+            for line in lines:
+                if line.startswith("some"):
+                    f = dict(kv.split("=") for kv in line.split()[1:])
+                    return float(f["avg10"]), int(f["total"]), time.monotonic()
     except (OSError, KeyError, ValueError):
         pass
     return None

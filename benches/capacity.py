@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Scenario *capacity*: N clients x 50 symbols of a 5,000-symbol Zipf
 universe (ticks also Zipf-distributed), feed rate ramped until tick-to-client
-p99 exceeds 50 ms or deliveries fall behind (ratio < 0.999). tickgate only by
-default (the peers are compared in broadcast.py).
+p99 exceeds 50 ms or deliveries fall behind (ratio < 0.999). tickgate and
+uWebSockets.js by default (the other peers are compared in broadcast.py).
 
 Run:   python3 benches/capacity.py                       (about 3 minutes)
        python3 benches/capacity.py --clients 1000,10000
@@ -25,7 +25,7 @@ from broadcast import passed
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", default="1000")
-    ap.add_argument("--servers", default="tickgate")
+    ap.add_argument("--servers", default="tickgate,uws")
     ap.add_argument("--rates", default="1000,3000,10000,30000,100000")
     ap.add_argument("--duration", default="5s")
     ap.add_argument("--all-steps", action="store_true", help="run every rate, not only up to the first miss")

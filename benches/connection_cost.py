@@ -6,8 +6,9 @@ them (at most 512 handshakes in flight) and subscribe to nothing.
 
 Run:   python3 benches/connection_cost.py                (about 2 minutes)
        python3 benches/connection_cost.py --counts 1000 --servers tickgate
-Writes benches/results/connection_cost.{json,md}. `ws` only (the load tester
-has no wss client yet).
+       python3 benches/connection_cost.py --servers tickgate-wss,uws-wss   (wss)
+Writes benches/results/connection_cost.{json,md} (--out NAME: NAME.json and
+NAME.md).
 """
 
 import argparse
@@ -20,6 +21,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--counts", default="1000,10000")
     ap.add_argument("--servers", default=",".join(bench.ALL_SERVERS))
+    ap.add_argument("--out", default="connection_cost", help="results file name (without .json/.md)")
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
     servers = a.servers.split(",")
@@ -44,14 +46,14 @@ def main():
                       f"established {r['connections']['established']} failed {r['connections']['failed']}")
     payload = {"scenario": "connection_cost", "machine": bench.machine(), "seconds": round(time.time() - started),
                "runs": runs}
-    bench.write_json("connection_cost", payload)
-    bench.write_text("connection_cost.md", table(payload))
+    bench.write_json(a.out, payload)
+    bench.write_text(f"{a.out}.md", table(payload))
     print(table(payload))
 
 
 def table(p):
     rows = [
-        "### connection cost: idle ws connections",
+        "### connection cost: idle connections (ws, or wss for the *-wss servers)",
         "",
         "| server | connections | established | RSS before MiB | RSS connected MiB | KiB per connection | handshakes/s | load tester CPU s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -1,6 +1,7 @@
-//! Bandwidth of delta mode against full quotes: the bytes of `update` frames
-//! one client subscribed to every symbol would receive, computed with the
-//! gateway's own store and outbox (the code that builds the frames on the
+//! Bandwidth of delta mode against full quotes, in JSON and in the binary
+//! encoding (`tickgate.v1.bin`): the bytes of `update` frames one client
+//! subscribed to every symbol would receive, computed with the gateway's own
+//! store, outbox and binary encoder (the code that builds the frames on the
 //! wire, minus the 2–10 bytes of WebSocket framing per frame).
 //!
 //! Byte counts do not depend on the machine, so this is a plain program,
@@ -15,23 +16,29 @@
 //! tick (a client that keeps up: no conflation) or every 250 ms of the
 //! ticks' time (a 4 Hz dashboard: conflated).
 //!
-//! Run: `cargo bench --bench delta_bandwidth [-- recording.jsonl …]`
+//! Run: `cargo bench --bench delta_bandwidth [-- recording.jsonl … coinbase:venue-recording.jsonl …]`
+//! (`venue:path` reads a recording in that venue's own message format).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tickgate::fanout::{Delivery, Outbox};
 use tickgate::fanout::{Slot, SnapshotStore};
+use tickgate::protocol::binary::BinaryEncoder;
 use tickgate_feeds::json::parse_ticks;
-use tickgate_feeds::parse::JsonScratch;
+use tickgate_feeds::parse::{Decoded, JsonScratch};
 use tickgate_feeds::sim::{SimConfig, Simulator};
+use tickgate_feeds::venue::Venue;
 use tickgate_feeds::{Symbol, Tick};
 
-/// Bytes of update frames, and quotes in them, for one client.
+/// Bytes of update frames, and quotes in them, for one client; the same
+/// frames in the binary encoding.
 #[derive(Default)]
 struct Tally {
     bytes: u64,
     quotes: u64,
+    binary: BinaryEncoder,
+    binary_bytes: u64,
 }
 
 /// A plain and a delta client subscribed to every symbol they see.
@@ -83,7 +90,10 @@ impl Pair {
         for (outbox, tally) in [&mut self.plain, &mut self.delta] {
             let drain = outbox.drain(now);
             tally.quotes += drain.quotes;
-            tally.bytes += drain.update.map_or(0, |f| f.len() as u64);
+            if let Some(frame) = drain.update {
+                tally.bytes += frame.len() as u64;
+                tally.binary_bytes += tally.binary.encode(&frame).len() as u64;
+            }
         }
     }
 }
@@ -145,6 +155,25 @@ fn recorded_ticks(path: &str) -> Vec<(u64, Tick)> {
     ticks
 }
 
+/// A recording in a venue's own wire format (`feeds/testdata/<venue>.jsonl`,
+/// one message per line), decoded by that venue's adapter.
+fn venue_ticks(venue: Venue, path: &str) -> Vec<(u64, Tick)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut decoder = venue.decoder(1 << 20);
+    let mut out = Decoded::default();
+    let mut ticks = Vec::new();
+    let mut last_ts = 0u64;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        out.clear();
+        decoder.decode(&mut line.as_bytes().to_vec(), &mut out);
+        for tick in out.ticks.drain(..) {
+            last_ts = tick.ts.unwrap_or(last_ts);
+            ticks.push((last_ts, tick));
+        }
+    }
+    ticks
+}
+
 fn report(source: &str, ticks: &[(u64, Tick)]) {
     for (policy, every) in [
         ("every tick", None),
@@ -152,14 +181,16 @@ fn report(source: &str, ticks: &[(u64, Tick)]) {
     ] {
         let (plain, delta) = replay(ticks, every);
         let saved = 100.0 * (1.0 - delta.bytes as f64 / plain.bytes.max(1) as f64);
+        let per_quote = |bytes: u64, tally: &Tally| bytes as f64 / tally.quotes.max(1) as f64;
         println!(
-            "| {source} | {} | {policy} | {} | {} | {:.1} | {} | {:.1} | {saved:.1} % |",
+            "| {source} | {} | {policy} | {} | {:.1} | {:.1} | {saved:.1} % | {:.1} | {:.1} | {:.2} |",
             ticks.len(),
             plain.quotes,
-            plain.bytes,
-            plain.bytes as f64 / plain.quotes.max(1) as f64,
-            delta.bytes,
-            delta.bytes as f64 / delta.quotes.max(1) as f64,
+            per_quote(plain.bytes, &plain),
+            per_quote(delta.bytes, &delta),
+            per_quote(plain.binary_bytes, &plain),
+            per_quote(delta.binary_bytes, &delta),
+            delta.binary_bytes as f64 / plain.bytes.max(1) as f64,
         );
     }
 }
@@ -170,9 +201,9 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     println!(
-        "| source | ticks | drained | quotes sent | full bytes | full B/quote | delta bytes | delta B/quote | saved |"
+        "| source | ticks | drained | quotes sent | JSON full B/quote | JSON delta B/quote | delta saved | binary full B/quote | binary delta B/quote | binary delta / JSON full |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     report("simulator (seed 42)", &simulator_ticks(200_000));
     let files = if files.is_empty() {
         vec![concat!(env!("CARGO_MANIFEST_DIR"), "/feeds/testdata/generic.jsonl").to_owned()]
@@ -180,9 +211,23 @@ fn main() {
         files
     };
     for file in files {
-        let name = std::path::Path::new(&file)
+        // `venue:path` reads a recording in that venue's own format.
+        let (venue, path) = match file.split_once(':') {
+            Some((name, path)) => match Venue::from_name(name) {
+                Some(venue) => (Some(venue), path.to_owned()),
+                None => (None, file.clone()),
+            },
+            None => (None, file.clone()),
+        };
+        let name = std::path::Path::new(&path)
             .file_name()
-            .map_or(file.clone(), |n| n.to_string_lossy().into_owned());
-        report(&name, &recorded_ticks(&file));
+            .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
+        match venue {
+            Some(venue) => report(
+                &format!("{name} ({})", venue.as_str()),
+                &venue_ticks(venue, &path),
+            ),
+            None => report(&name, &recorded_ticks(&path)),
+        }
     }
 }

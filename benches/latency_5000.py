@@ -16,7 +16,7 @@ import time
 import bench
 
 TARGET_P99_MS = 30.0
-SERVERS = ["tickgate", "tickgate-wss", "nats", "node-ws", "socketio", "naive-tungstenite", "floor"]
+SERVERS = ["tickgate", "tickgate-wss", "uws", "uws-wss", "nats", "node-ws", "socketio", "naive-tungstenite", "floor"]
 
 
 def main():

@@ -38,7 +38,14 @@ itself; see ATTACKS below for the sizes):
                   comes from sharing that core rather than from the server)
 
 A quiet run comes first and again last (how much two runs without an attack
-differ).
+differ). Each server of --servers (tickgate and uWebSockets.js by default)
+gets the whole plan in turn, and its runs are compared with its own quiet
+run. The uWS peer speaks only the benches' peer contract (subscribe and
+unsubscribe, with the id echoed), not tickgate's limits, pings or errors, so
+against it the attacks meet uWS's own defaults: a frame over 16 KiB (the
+largest subscribe, the oversized frames) closes the connection, a socket
+more than 64 KiB behind has messages dropped, and there is no request rate
+limit.
 
 The script runs the load tester, the observers and the attackers as three
 processes: the load tester (`tickgate loadtest`) and the observers on
@@ -47,7 +54,7 @@ measuring clients go first; the server on SERVER_CORE. It needs the Python
 package `websockets`; when missing it makes the venv `.tools/venv` (as
 deploy/test.sh does), installs `websockets==17.4` there and runs itself
 again with it. The release binary is taken from $CARGO_TARGET_DIR/release
-when that is set, from target/release otherwise.
+when that is set, from target/release otherwise (bench.py).
 """
 
 import argparse
@@ -107,14 +114,6 @@ def ensure_websockets():
         subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", WEBSOCKETS],
                        check=True)
     os.execv(python, [str(python), __file__] + sys.argv[1:])
-
-
-def use_target_dir():
-    """The release binary lives in CARGO_TARGET_DIR when that is set."""
-    target = os.environ.get("CARGO_TARGET_DIR")
-    if target:
-        bench.TICKGATE = Path(target) / "release" / "tickgate"
-        bench.BENCH_GATEWAY = Path(target) / "release" / "examples" / "bench-gateway"
 
 
 # ---------------------------------------------------------------- raw clients
@@ -652,12 +651,12 @@ def stop(proc):
             proc.wait()
 
 
-def one_run(name, attacks, a):
-    """One load test with `attacks` (empty: the quiet run)."""
+def one_run(kind, name, attacks, a):
+    """One load test of server `kind` with `attacks` (empty: the quiet run)."""
     me = [sys.executable, __file__]
     core = ["taskset", "-c", bench.LOADTEST_CORE]
     lead, window = 1.0, a.duration - 1.5
-    with bench.Server("tickgate") as server:
+    with bench.Server(kind) as server:
         observers = subprocess.Popen(
             core + me + ["--role", "observers", "--port", str(server.client_port), "--observers", str(a.observers),
                          "--window", str(window)], stdout=subprocess.PIPE, text=True)
@@ -668,7 +667,7 @@ def one_run(name, attacks, a):
             loadtest = threading.Thread(target=lambda: result.update(report=bench.loadtest(
                 server, "--clients", a.clients, "--symbols-per-client", 100, "--universe", a.universe,
                 "--feed-rate", a.rate, "--feed-popularity", "zipf", "--duration", f"{a.duration:g}s",
-                "--drain", "3s", "--connect-rate", 5000, "--label", f"noisy neighbour {name}")))
+                "--drain", "3s", "--connect-rate", 5000, "--label", f"noisy neighbour {kind} {name}")))
             loadtest.start()
             if read_line(observers, 120) != "feed":
                 raise RuntimeError("no update reached the observers")
@@ -703,6 +702,7 @@ def one_run(name, attacks, a):
             stop(observers)
     r = result.get("report") or {"failed": True}
     r.update({
+        "server_kind": kind,
         "run": name,
         "attacks": attacks,
         "attack_seconds": a.attack_for,
@@ -724,6 +724,7 @@ def main():
     ap.add_argument("--duration", type=float, default=12, help="measured seconds of each load test")
     ap.add_argument("--attack-for", type=float, default=9, help="seconds each attack lasts (inside the measured phase)")
     ap.add_argument("--observers", type=int, default=20)
+    ap.add_argument("--servers", default="tickgate,uws", help="servers, each through the whole plan in turn")
     ap.add_argument("--attacks", default=",".join(list(ATTACKS) + list(CONTROLS)),
                     help="attacks run one at a time, then all together (comma-separated); "
                          "client_cpu is a control: the attacker process only burns CPU on the load tester's core")
@@ -754,8 +755,8 @@ def main():
     if unknown:
         raise SystemExit(f"unknown attacks: {', '.join(sorted(unknown))}")
     ensure_websockets()
-    use_target_dir()
-    bench.prepare(["tickgate"], build=not a.no_build)
+    servers = a.servers.split(",")
+    bench.prepare(servers, build=not a.no_build)
     plan = [("quiet", [])] + [(x, [x]) for x in attacks]
     hostile = [x for x in attacks if x in ATTACKS]
     if len(hostile) > 1 and not a.no_all:
@@ -764,15 +765,18 @@ def main():
     plan.append(("quiet again", []))
     started = time.time()
     runs = []
-    for name, names in plan:
-        try:
-            r = one_run(name, names, a)
-        except RuntimeError as e:
-            bench.log(f"  {name}: {e}")
-            r = {"run": name, "attacks": names, "failed": True, "error": str(e)}
-        runs.append(r)
-        bench.log(row(r, runs[0]))
-    payload = {"scenario": "noisy_neighbour", "machine": bench.machine(), "clients": a.clients,
+    for kind in servers:
+        quiet = None
+        for name, names in plan:
+            try:
+                r = one_run(kind, name, names, a)
+            except RuntimeError as e:
+                bench.log(f"  {kind} {name}: {e}")
+                r = {"server_kind": kind, "run": name, "attacks": names, "failed": True, "error": str(e)}
+            runs.append(r)
+            quiet = quiet or r
+            bench.log(row(r, quiet))
+    payload = {"scenario": "noisy_neighbour", "machine": bench.machine(), "servers": servers, "clients": a.clients,
                "universe": a.universe, "rate": a.rate, "duration": a.duration, "attack_seconds": a.attack_for,
                "observers": a.observers, "observed_symbols": OBSERVED_SYMBOLS, "sizes": ATTACKS,
                "command": " ".join(["python3", "benches/noisy_neighbour.py"] + sys.argv[1:]),
@@ -792,8 +796,9 @@ def longest_gap(r):
 
 
 def row(r, quiet):
+    kind = r.get("server_kind", "tickgate")
     if r.get("failed"):
-        return f"| {r['run']} | run failed | | | | | | | | |"
+        return f"| {kind} | {r['run']} | run failed: {r.get('error', '')} |" + " |" * 13
     p99 = r["latency_ms"]["p99"]
     ratio = bench.ratio(p99, quiet["latency_ms"]["p99"]) if not quiet.get("failed") else float("nan")
     gap = longest_gap(r)
@@ -805,7 +810,7 @@ def row(r, quiet):
         + (" (closes " + ", ".join(f"{c}: {n}" for c, n in sorted(v["closes_by_code"].items())) + ")"
            if v["closes_by_code"] else "")
         for k, v in att.items()) if len(att) == 1 else f"{len(att)} attacks" if att else ""
-    return (f"| {r['run']} | {p99:.1f} | {ratio:.2f}x | {r['latency_ms']['max']:.0f} "
+    return (f"| {kind} | {r['run']} | {p99:.1f} | {ratio:.2f}x | {r['latency_ms']['max']:.0f} "
             f"| {r['throughput']['quotes_per_second']:,.0f} | {r['delivery']['ratio']:.4f} "
             f"| {gap if gap is not None else '-'} | {'yes' if meets else 'no'} "
             f"| {r['server_cpu_during_attack']} | {r.get('attacker_cpu_seconds') or '-'} "
@@ -816,7 +821,6 @@ def row(r, quiet):
 
 def table(p):
     runs = p["runs"]
-    quiet = runs[0]
     per_client = 100 * p["clients"] / p["universe"]
     rows = [
         f"### noisy neighbour: {p['clients']} clients x 100 of {p['universe']} symbols, {p['rate']:g} Zipf ticks/s "
@@ -827,12 +831,17 @@ def table(p):
         f"({p['observers']} observers on {', '.join(p['observed_symbols'][:2])} … {p['observed_symbols'][-1]}). "
         "Server CPU: share of its core during the attack window; attacker CPU: seconds of the attack process.",
         "",
-        "| run | p99 ms | p99 vs quiet | max ms | delivered quotes/s | delivery ratio | longest gap ms | meets targets "
+        "| server | run | p99 ms | p99 vs quiet | max ms | delivered quotes/s | delivery ratio | longest gap ms | meets targets "
         "| server CPU | attacker CPU s | load tester CPU | CPU pressure | server sockets mid-attack | observer errors "
         "| what the attack did |",
-        "|---|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|---|---|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|---|---|---|",
     ]
-    rows += [row(r, quiet) for r in runs]
+    # Each server's runs against its own quiet run (its first).
+    quiet = {}
+    for r in runs:
+        kind = r.get("server_kind", "tickgate")
+        quiet.setdefault(kind, r)
+        rows.append(row(r, quiet[kind]))
     rows += ["", f"Command: `{p['command']}` ({p['seconds']} s in all).", ""]
     return "\n".join(rows) + "\n"
 

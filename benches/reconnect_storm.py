@@ -5,8 +5,10 @@ connection without a closing handshake and reconnects at once. Reports the
 time until each client is resubscribed and receiving updates again (p50,
 p99, max = "all receiving").
 
-Run:   python3 benches/reconnect_storm.py                (under a minute)
-Writes benches/results/reconnect_storm.{json,md}.
+Run:   python3 benches/reconnect_storm.py                (about a minute)
+       python3 benches/reconnect_storm.py --clients 1000 --servers uws
+Writes benches/results/reconnect_storm.{json,md} (--out NAME: NAME.json and
+NAME.md).
 """
 
 import argparse
@@ -18,7 +20,8 @@ import bench
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=10000)
-    ap.add_argument("--servers", default="tickgate")
+    ap.add_argument("--servers", default="tickgate,uws")
+    ap.add_argument("--out", default="reconnect_storm", help="results file name (without .json/.md)")
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
     servers = a.servers.split(",")
@@ -38,7 +41,7 @@ def main():
         bench.log(bench.summary(r), r["reconnect"])
     payload = {"scenario": "reconnect_storm", "machine": bench.machine(), "clients": a.clients,
                "seconds": round(time.time() - started), "runs": runs}
-    bench.write_json("reconnect_storm", payload)
+    bench.write_json(a.out, payload)
     rows = [f"### reconnect storm: {a.clients} clients drop and reconnect at once", "",
             "| server | receiving again | p50 ms | p99 ms | max (all receiving) ms | errors | load tester CPU s |",
             "|---|---:|---:|---:|---:|---|---:|"]
@@ -49,7 +52,7 @@ def main():
         t = r["reconnect"]["time_to_receiving_ms"] or {}
         rows.append(f"| {r['server_kind']} | {r['reconnect']['receiving_again']} | {t.get('p50', '-')} | {t.get('p99', '-')} "
                     f"| {t.get('max', '-')} | {r['errors'] or ''} | {r['loadtest_cpu']['total_cpu_seconds']:.2f} |")
-    bench.write_text("reconnect_storm.md", "\n".join(rows) + "\n")
+    bench.write_text(f"{a.out}.md", "\n".join(rows) + "\n")
     print("\n".join(rows))
 
 

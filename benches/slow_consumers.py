@@ -27,7 +27,7 @@ def main():
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=200, help="feed ticks/s over 100 symbols")
     ap.add_argument("--stall", type=float, default=10.0, help="seconds the stalled clients stop reading")
-    ap.add_argument("--servers", default="tickgate,nats,node-ws")
+    ap.add_argument("--servers", default="tickgate,uws,nats,node-ws")
     ap.add_argument("--out", default="slow_consumers", help="results file name (without .json/.md)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--from-json", help="write the table and plot of a saved run instead of running")

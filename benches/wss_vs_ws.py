@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Scenario *wss vs ws*: the same gateway measured on its plain listener
 (`tickgate`) and on its TLS listener (`tickgate-wss`, `tickgate dev-cert`),
-taking turns at every step so background load hits both alike:
+and uWebSockets.js the same way (`uws`: App, `uws-wss`: SSLApp with the same
+certificate files), taking turns at every step so background load hits them
+alike:
 
 1. the broadcast ramp: 1,000 clients x the same 100 symbols, feed rates
    ramped (as broadcast.py);
 2. 5,000 clients x the same 100 symbols at 100 ticks/s, --rounds times.
 
-Target: wss p99 within 1.5x of ws (and the same delivered throughput).
+Target: wss p99 within 1.5x of ws (and the same delivered throughput), for
+tickgate; uWS's ratio is the reference for what TLS costs a fast server.
 
-Run:   python3 benches/wss_vs_ws.py                      (about 5 minutes)
+Run:   python3 benches/wss_vs_ws.py                      (about 8 minutes)
+       python3 benches/wss_vs_ws.py --servers tickgate   (tickgate only, as before)
 Writes benches/results/wss_vs_ws.{json,md} and wss_vs_ws-p99.svg.
 """
 
@@ -20,7 +24,13 @@ import time
 import bench
 
 TARGET = 1.5
-KINDS = ["tickgate", "tickgate-wss"]
+# Servers that have a TLS twin named NAME-wss.
+BASES = ["tickgate", "uws"]
+
+
+def kinds(bases):
+    """Each server on ws, then on wss: tickgate, tickgate-wss, uws, uws-wss."""
+    return [k for base in bases for k in (base, f"{base}-wss")]
 
 
 def run(kind, clients, rate, duration, label):
@@ -38,14 +48,20 @@ def main():
     ap.add_argument("--big-rate", type=float, default=100)
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the 5,000-client step")
     ap.add_argument("--duration", default="5s")
+    ap.add_argument("--servers", default=",".join(BASES),
+                    help=f"servers measured on ws and on wss, of {', '.join(BASES)}")
     ap.add_argument("--out", default="wss_vs_ws")
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
-    bench.prepare(KINDS, build=not a.no_build)
+    bases = a.servers.split(",")
+    if set(bases) - set(BASES):
+        raise SystemExit(f"--servers: only {', '.join(BASES)} have a wss twin here")
+    every = kinds(bases)
+    bench.prepare(every, build=not a.no_build)
     started = time.time()
     runs = []
     for rate in [float(r) for r in a.rates.split(",")]:
-        for kind in KINDS:
+        for kind in every:
             r = run(kind, 1000, rate, a.duration, f"wss_vs_ws broadcast {kind} {rate:g}/s")
             if r is None:
                 runs.append({"server_kind": kind, "step": "broadcast", "feed_rate": rate, "failed": True})
@@ -54,7 +70,7 @@ def main():
             runs.append(r)
             bench.log(bench.summary(r))
     for round_ in range(a.rounds):
-        for kind in KINDS:
+        for kind in every:
             r = run(kind, a.big_clients, a.big_rate, a.duration,
                     f"wss_vs_ws {a.big_clients} clients {kind} round {round_ + 1}")
             if r is None:
@@ -64,7 +80,7 @@ def main():
             r["round"] = round_ + 1
             runs.append(r)
             bench.log(bench.summary(r))
-    payload = {"scenario": "wss_vs_ws", "machine": bench.machine(), "target_p99_ratio": TARGET,
+    payload = {"scenario": "wss_vs_ws", "machine": bench.machine(), "target_p99_ratio": TARGET, "servers": bases,
                "big_clients": a.big_clients, "big_rate": a.big_rate,
                "seconds": round(time.time() - started), "runs": runs}
     bench.write_json(a.out, payload)
@@ -94,39 +110,46 @@ RULE = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 
 
 def table(p):
+    bases = p.get("servers", ["tickgate"])
     ok = [r for r in p["runs"] if not r.get("failed")]
     failed = [r for r in p["runs"] if r.get("failed")]
-    rows = ["### wss vs ws: the same gateway on its TLS and its plain listener", "",
+    rows = ["### wss vs ws: each server on its TLS and its plain listener", "",
             "Broadcast ramp, 1,000 clients x the same 100 symbols:", ""]
-    rows += ["| feed ticks/s | offered quotes/s | wss p99 / ws p99 | wss delivered / ws delivered |", "|---:|---:|---:|---:|"]
+    rows += ["| server | feed ticks/s | offered quotes/s | wss p99 / ws p99 | wss delivered / ws delivered |",
+             "|---|---:|---:|---:|---:|"]
     by_rate = {}
     for r in ok:
         if r["step"] == "broadcast":
             by_rate.setdefault(r["feed"]["rate_per_second"], {})[r["server_kind"]] = r
-    for rate, pair in sorted(by_rate.items()):
-        if len(pair) == 2:
-            ws, wss = pair["tickgate"], pair["tickgate-wss"]
-            rows.append(f"| {rate:g} | {rate * 1000:,.0f} | {bench.ratio(wss['latency_ms']['p99'], ws['latency_ms']['p99']):.2f} "
-                        f"| {bench.ratio(wss['throughput']['quotes_per_second'], ws['throughput']['quotes_per_second']):.3f} |")
+    for base in bases:
+        for rate, step in sorted(by_rate.items()):
+            if base in step and f"{base}-wss" in step:
+                ws, wss = step[base], step[f"{base}-wss"]
+                rows.append(f"| {base} | {rate:g} | {rate * 1000:,.0f} "
+                            f"| {bench.ratio(wss['latency_ms']['p99'], ws['latency_ms']['p99']):.2f} "
+                            f"| {bench.ratio(wss['throughput']['quotes_per_second'], ws['throughput']['quotes_per_second']):.3f} |")
     rows += ["", "| feed ticks/s " + HEAD, "|---:" + RULE]
-    for rate, pair in sorted(by_rate.items()):
-        for kind in KINDS:
-            if kind in pair:
-                rows.append(f"| {rate:g} " + row(pair[kind]))
+    for rate, step in sorted(by_rate.items()):
+        for kind in kinds(bases):
+            if kind in step:
+                rows.append(f"| {rate:g} " + row(step[kind]))
     big = [r for r in ok if r["step"] == "big"]
     rows += ["", f"{p['big_clients']:,} clients x the same 100 symbols at {p['big_rate']:g} ticks/s:", "",
              "| round " + HEAD, "|---:" + RULE]
-    for r in sorted(big, key=lambda r: (r["round"], r["server_kind"])):
+    for r in sorted(big, key=lambda r: (r["round"], kinds(bases).index(r["server_kind"]))):
         rows.append(f"| {r['round']} " + row(r))
-    ratios = []
-    for round_ in sorted({r["round"] for r in big}):
-        pair = {r["server_kind"]: r for r in big if r["round"] == round_}
-        if len(pair) == 2:
-            ratios.append(bench.ratio(pair["tickgate-wss"]["latency_ms"]["p99"], pair["tickgate"]["latency_ms"]["p99"]))
-    if ratios:
-        m = statistics.median(ratios)
-        rows += ["", f"wss p99 / ws p99 per round: {', '.join(f'{x:.2f}' for x in ratios)}; median {m:.2f} "
-                 f"(target <= {p['target_p99_ratio']:g}: {'met' if m <= p['target_p99_ratio'] else 'missed'})"]
+    for base in bases:
+        ratios = []
+        for round_ in sorted({r["round"] for r in big}):
+            pair = {r["server_kind"]: r for r in big if r["round"] == round_}
+            if base in pair and f"{base}-wss" in pair:
+                ratios.append(bench.ratio(pair[f"{base}-wss"]["latency_ms"]["p99"], pair[base]["latency_ms"]["p99"]))
+        if ratios:
+            m = statistics.median(ratios)
+            verdict = (f"target <= {p['target_p99_ratio']:g}: {'met' if m <= p['target_p99_ratio'] else 'missed'}"
+                       if base == "tickgate" else "reference")
+            rows += ["", f"{base}: wss p99 / ws p99 per round: {', '.join(f'{x:.2f}' for x in ratios)}; "
+                     f"median {m:.2f} ({verdict})"]
     if failed:
         rows += ["", "Failed runs: " + ", ".join(f"{r['server_kind']} {r.get('feed_rate', r.get('round'))}" for r in failed)]
     return "\n".join(rows) + "\n"

@@ -222,6 +222,28 @@ mod tests {
     }
 
     #[test]
+    fn the_recovery_window_may_grow_but_never_shrink_below_its_base() {
+        let text = "[slow_consumer]\nrecover_after_ms = 3000\nmax_recover_after_ms = 3000";
+        let config = Config::from_toml(text, "test").expect("valid: doubling off");
+        assert_eq!(
+            config.slow_consumer.max_recover_after,
+            Duration::from_secs(3)
+        );
+        for text in [
+            "[slow_consumer]\nrecover_after_ms = 3000\nmax_recover_after_ms = 2999",
+            "[slow_consumer]\nmax_recover_after_ms = 3600001",
+        ] {
+            let Err(ConfigError::Invalid(problems)) = Config::from_toml(text, "test") else {
+                panic!("expected Invalid: {text}");
+            };
+            assert!(
+                problems[0].contains("slow_consumer.max_recover_after_ms must be between"),
+                "{problems:?}"
+            );
+        }
+    }
+
+    #[test]
     fn zero_socket_buffer_settings_leave_the_kernel_defaults() {
         let text = "[connection]\nsend_buffer_bytes = 0\nnotsent_lowat_bytes = 0";
         let config = Config::from_toml(text, "test").expect("valid");

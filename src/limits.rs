@@ -66,6 +66,18 @@ impl RequestRate {
             self.tokens -= 1.0;
             return RateVerdict::Allow;
         }
+        self.strike(now)
+    }
+
+    /// Gives back the token a frame took, for a request that turned out to
+    /// cost nothing worth limiting (an acknowledgement of new messages).
+    pub fn refund(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+
+    /// Counts a refusal decided elsewhere (a request over the symbol
+    /// budget) as a strike, as if the frame had found the bucket empty.
+    pub fn strike(&mut self, now: Instant) -> RateVerdict {
         if now.saturating_duration_since(self.strikes_since) > STRIKE_WINDOW {
             self.strikes = 0;
             self.strikes_since = now;
@@ -75,6 +87,52 @@ impl RequestRate {
             RateVerdict::Close
         } else {
             RateVerdict::Refuse
+        }
+    }
+}
+
+/// Per-connection symbol budget: every symbol a `subscribe` or
+/// `unsubscribe` names takes a token, so the work a connection can ask for
+/// is bounded in symbols per second, not only in requests per second. A
+/// request is taken whole or refused whole.
+#[derive(Debug)]
+pub struct SymbolBudget {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl SymbolBudget {
+    /// A full bucket of `burst` symbols refilled at `rate` per second;
+    /// `rate` 0 turns the budget off.
+    pub fn new(rate: f64, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            refilled: now,
+        }
+    }
+
+    /// Takes `symbols` tokens at `now`; `Err` carries the whole symbols the
+    /// bucket holds now, and nothing is taken.
+    pub fn take(&mut self, symbols: usize, now: Instant) -> Result<(), usize> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.refilled = now;
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+        let wanted = symbols as f64;
+        if wanted <= self.tokens {
+            self.tokens -= wanted;
+            Ok(())
+        } else {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Err(self.tokens.floor() as usize)
         }
     }
 }
@@ -197,6 +255,23 @@ pub fn origin_problems(allowed: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symbol_budget_takes_whole_requests_and_refills() {
+        let start = Instant::now();
+        let mut budget = SymbolBudget::new(100.0, 1000, start);
+        assert_eq!(budget.take(1000, start), Ok(()));
+        assert_eq!(budget.take(1, start), Err(0));
+        // Half a second refills 50 symbols: 60 are refused whole, 50 pass.
+        let later = start + Duration::from_millis(500);
+        assert_eq!(budget.take(60, later), Err(50));
+        assert_eq!(budget.take(50, later), Ok(()));
+        // Never more than the burst, however long the pause.
+        let much_later = start + Duration::from_secs(3600);
+        assert_eq!(budget.take(1001, much_later), Err(1000));
+        let off = &mut SymbolBudget::new(0.0, 1, start);
+        assert_eq!(off.take(1_000_000, start), Ok(()));
+    }
 
     #[test]
     fn bucket_allows_burst_then_refuses_then_closes() {

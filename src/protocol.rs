@@ -2,6 +2,7 @@
 //! ([`request`]), encode server replies ([`reply`]). Pure functions: no
 //! sockets, no clock.
 
+pub mod binary;
 pub mod reply;
 pub mod request;
 

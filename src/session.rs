@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::fanout::Mailbox;
 use crate::fanout::store::SnapshotStore;
 use crate::fanout::subscriptions;
-use crate::limits::{RateVerdict, RequestRate};
+use crate::limits::{RateVerdict, RequestRate, SymbolBudget};
 use crate::protocol::{self, ErrorCode, Request, RequestId};
 use crate::telemetry;
 
@@ -85,6 +85,11 @@ pub struct SessionLimits {
     /// `limits.max_rate_limited`: refused frames within the strike window
     /// that close the connection.
     pub max_rate_limited: u32,
+    /// `limits.max_symbols_per_second`: symbols `subscribe`/`unsubscribe`
+    /// may name per second, sustained; 0 = no limit.
+    pub max_symbols_per_second: f64,
+    /// `limits.symbol_burst`: symbols named at once before that rate applies.
+    pub symbol_burst: u32,
     /// `auth.first_message_timeout_ms`: time an unauthenticated connection
     /// has to send `{"op":"auth"}`.
     pub first_message_timeout: Duration,
@@ -100,6 +105,8 @@ impl SessionLimits {
             max_requests_per_second: config.limits.max_requests_per_second,
             request_burst: config.limits.request_burst.get(),
             max_rate_limited: config.limits.max_rate_limited.get(),
+            max_symbols_per_second: config.limits.max_symbols_per_second,
+            symbol_burst: config.limits.symbol_burst.get(),
             first_message_timeout: config.auth.first_message_timeout,
         }
     }
@@ -119,6 +126,8 @@ pub struct Session<'a> {
     grant: Option<Grant>,
     deadline: Option<Instant>,
     rate: RequestRate,
+    /// Symbols `subscribe` and `unsubscribe` may still name.
+    symbols: SymbolBudget,
     /// An error frame to send just before a policy close (1008).
     last_words: Option<String>,
     /// The rest of a subscribe too large for one slice; the driver calls
@@ -154,6 +163,7 @@ impl<'a> Session<'a> {
             limits.max_rate_limited,
             now,
         );
+        let symbols = SymbolBudget::new(limits.max_symbols_per_second, limits.symbol_burst, now);
         Self {
             store,
             feeds,
@@ -163,6 +173,7 @@ impl<'a> Session<'a> {
             grant,
             deadline,
             rate,
+            symbols,
             last_words: None,
             unfinished: None,
             opened: (now, unix_now),
@@ -282,9 +293,20 @@ impl<'a> Session<'a> {
         if self.grant.is_none() {
             return self.unauthenticated();
         }
+        if let Request::Subscribe { id, symbols, .. } | Request::Unsubscribe { id, symbols } =
+            &request
+            && let Err(available) = self.symbols.take(symbols.len(), now)
+        {
+            return self.over_symbol_budget(id.as_ref(), symbols.len(), available, now);
+        }
         match request {
             Request::Auth { .. } => {}
             Request::Ping { id } => self.ping(id.as_ref(), now),
+            Request::Ack { frames } => {
+                if self.ack(frames) {
+                    self.rate.refund();
+                }
+            }
             Request::Subscribe {
                 id,
                 symbols,
@@ -293,6 +315,60 @@ impl<'a> Session<'a> {
             Request::Priority { id, classes } => self.set_priority(id.as_ref(), &classes),
             Request::Unsubscribe { id, symbols } => self.unsubscribe(id.as_ref(), &symbols),
         }
+        Outcome::Continue
+    }
+
+    /// `{"op":"ack"}`: the client has read `frames` messages in all. The
+    /// writer may send again if it was holding data back for the window.
+    /// Returns whether the count moved forward: such an acknowledgement is
+    /// bounded by what the gateway sent, so it takes no request token.
+    fn ack(&mut self, frames: u64) -> bool {
+        match self.mailbox.acks.ack(frames) {
+            Ok(advanced) => {
+                self.mailbox.wake_writer();
+                advanced
+            }
+            Err(sent) => {
+                telemetry::bad_request(ErrorCode::BadRequest.as_str());
+                self.mailbox.push_control([protocol::error(
+                    None,
+                    ErrorCode::BadRequest,
+                    &format!("\"frames\" acknowledges {frames} messages but only {sent} were sent"),
+                    &[],
+                )]);
+                false
+            }
+        }
+    }
+
+    /// Refuses a whole `subscribe`/`unsubscribe` that names more symbols
+    /// than the connection's symbol budget holds now; a strike like any
+    /// other refusal, so a client that keeps trying is closed.
+    fn over_symbol_budget(
+        &mut self,
+        id: Option<&RequestId>,
+        named: usize,
+        available: usize,
+        now: Instant,
+    ) -> Outcome {
+        telemetry::rate_limited();
+        telemetry::symbols_refused("symbol_budget", named);
+        if self.rate.strike(now) == RateVerdict::Close {
+            return self.close(
+                CloseReason::RateLimited,
+                ErrorCode::RateLimited,
+                "too many symbols requested; closing",
+            );
+        }
+        telemetry::bad_request(ErrorCode::RateLimited.as_str());
+        let message = format!(
+            "this request names {named} symbols but the connection may name {available} more \
+             now (limits.max_symbols_per_second {}, symbol_burst {}); nothing was done, \
+             retry later or in smaller requests",
+            self.limits.max_symbols_per_second, self.limits.symbol_burst
+        );
+        self.mailbox
+            .push_control([protocol::error(id, ErrorCode::RateLimited, &message, &[])]);
         Outcome::Continue
     }
 

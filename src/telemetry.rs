@@ -131,10 +131,16 @@ pub const CLOSE_REASONS: [&str; 12] = [
 ];
 
 /// Every `reason` of `tickgate_symbols_refused_total`: malformed, not
-/// covered by the token, over the connection's subscription limit, or new
-/// while `limits.max_interest` symbols are already waited for.
-pub const SYMBOL_REFUSE_REASONS: [&str; 4] =
-    ["invalid", "not_entitled", "over_limit", "interest_full"];
+/// covered by the token, over the connection's subscription limit, new
+/// while `limits.max_interest` symbols are already waited for, or in a
+/// request past the connection's symbol budget.
+pub const SYMBOL_REFUSE_REASONS: [&str; 5] = [
+    "invalid",
+    "not_entitled",
+    "over_limit",
+    "interest_full",
+    "symbol_budget",
+];
 
 /// Every `reason` of `tickgate_connections_refused_total`: the admission
 /// checks, then `server::handshake::HandshakeError::kind` and the request

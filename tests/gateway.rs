@@ -228,6 +228,9 @@ async fn invalid_symbols_are_refused_by_name_while_the_rest_subscribe() {
 async fn hostile_frames_get_errors_or_a_size_close_and_others_are_unaffected() {
     let mut config = test_config();
     config.limits.max_message_bytes = std::num::NonZeroUsize::new(128 * 1024).expect("positive");
+    // Room for the 10,000-symbol request below: it tests the subscription
+    // limit and slicing, not the symbol budget (tests/hostile).
+    config.limits.symbol_burst = std::num::NonZeroU32::new(20_000).expect("positive");
     let gateway = gateway_without_feeds(config).await;
     let mut bystander = Client::connect(gateway.client_addr()).await;
     bystander

@@ -103,6 +103,55 @@ async fn loadtest_as_the_tcp_feed_sees_every_latest_quote_delivered() {
     gateway.shutdown(Duration::from_secs(2)).await;
 }
 
+/// The same run in the binary encoding: the load tester asks for
+/// `tickgate.v1.bin`, reads MessagePack frames, and still accounts for every
+/// latest quote by seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_in_the_binary_encoding_sees_every_latest_quote_delivered() {
+    let gateway = Gateway::start(config(), FeedSetup::External)
+        .await
+        .expect("starts");
+    let feed_addr = free_addr();
+    let feed = tickgate_feeds::FeedSpec::parse(&format!("tcp://{feed_addr}")).expect("spec");
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tickgate_feeds::spawn(&feed, gateway.feed_sender(), stop.clone(), &tracker).expect("feed");
+    let url = format!("ws://{}/ws", gateway.client_addr());
+    let report = loadtest_feeding(&url, feed_addr, &["--binary"]).await;
+    assert_eq!(report["connections"]["subscribed"], 20, "{report}");
+    assert!(
+        report["delivery"]["received"].as_u64() > Some(100),
+        "{report}"
+    );
+    assert_eq!(report["delivery"]["all_latest_delivered"], true, "{report}");
+    assert_eq!(report["delivery"]["seq_regressions"], 0, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}));
+    stop.cancel();
+    gateway.shutdown(Duration::from_secs(2)).await;
+}
+
+/// Acknowledging every 4 messages: the gateway holds at most its window
+/// unacknowledged, and every latest quote still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_acknowledging_what_it_reads_sees_every_latest_quote_delivered() {
+    let gateway = Gateway::start(config(), FeedSetup::External)
+        .await
+        .expect("starts");
+    let feed_addr = free_addr();
+    let feed = tickgate_feeds::FeedSpec::parse(&format!("tcp://{feed_addr}")).expect("spec");
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tickgate_feeds::spawn(&feed, gateway.feed_sender(), stop.clone(), &tracker).expect("feed");
+    let url = format!("ws://{}/ws", gateway.client_addr());
+    let report = loadtest_feeding(&url, feed_addr, &["--ack-every", "4"]).await;
+    assert_eq!(report["connections"]["subscribed"], 20, "{report}");
+    assert_eq!(report["delivery"]["all_latest_delivered"], true, "{report}");
+    assert_eq!(report["delivery"]["seq_regressions"], 0, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}));
+    stop.cancel();
+    gateway.shutdown(Duration::from_secs(2)).await;
+}
+
 /// `node` and `npm` on PATH, with the peers' npm packages installed (from the
 /// lock file, when missing); `None` only when Node.js or npm is absent.
 fn node_peers_ready() -> Option<std::path::PathBuf> {

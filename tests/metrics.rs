@@ -70,7 +70,13 @@ async fn every_metric_is_exported_with_its_type_and_moves_with_traffic() {
     // not symbols of the store.
     assert_eq!(value(&during, "tickgate_interest_symbols"), 300.0);
     assert_eq!(value(&during, "tickgate_symbols"), 0.0);
-    for reason in ["invalid", "not_entitled", "over_limit", "interest_full"] {
+    for reason in [
+        "invalid",
+        "not_entitled",
+        "over_limit",
+        "interest_full",
+        "symbol_budget",
+    ] {
         let key = format!(r#"tickgate_symbols_refused_total{{reason="{reason}"}}"#);
         assert_eq!(before.get(&key), Some(&0.0), "{key} exported at 0");
     }

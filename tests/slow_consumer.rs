@@ -2,7 +2,8 @@
 //! reads slowly, catches up, then stops reading: the `slow` notice and the
 //! rate reduction of background symbols, visible symbols keeping their rate,
 //! pings answered throughout, the `restored` notice, and the 4008 close, at
-//! the configured thresholds, each counted in metrics.
+//! the configured thresholds, each counted in metrics; and a client that
+//! stays slow staying in its step instead of flapping (hysteresis).
 
 // Test peers and helper tasks belong to the test and end with it; no
 // gateway shutdown waits for them.
@@ -18,7 +19,9 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tickgate::Gateway;
 use tickgate_feeds::{FeedEvent, TickBatch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -103,6 +106,58 @@ fn updates_between(log: &[(Instant, Seen)], from: Instant, to: Instant) -> HashM
     counts
 }
 
+/// Ticks every symbol every 5 ms until `stop` (at most 40 s).
+fn feed(gateway: &Gateway, symbols: &[String], stop: &Arc<AtomicBool>) -> JoinHandle<()> {
+    let sender = gateway.feed_sender();
+    let stop = Arc::clone(stop);
+    let symbols = symbols.to_vec();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut price = 1.0;
+        while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(40) {
+            price += 0.01;
+            let ticks = symbols.iter().map(|s| quote_tick(s, price)).collect();
+            let batch = TickBatch {
+                feed: "test".into(),
+                ticks,
+            };
+            if sender.send(FeedEvent::Ticks(batch)).await.is_err() {
+                return;
+            }
+            // Paces the feed, not a wait for an event.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+/// Every visible and background symbol, published once, a feeder ticking
+/// them all, and a client (small receive buffer) subscribed to them with
+/// its ranks set.
+async fn ranked_client_under_feed(
+    gateway: &Gateway,
+    stop: &Arc<AtomicBool>,
+) -> (Client, JoinHandle<()>) {
+    let mut symbols: Vec<String> = VISIBLE.iter().map(|s| s.to_string()).collect();
+    symbols.extend(background());
+    inject(
+        gateway,
+        symbols.iter().map(|s| quote_tick(s, 1.0)).collect(),
+    )
+    .await;
+    wait_for_seq(gateway, "BG49", 1).await;
+    let feeder = feed(gateway, &symbols, stop);
+    let mut client = Client::connect_small_buffer(gateway.client_addr()).await;
+    client
+        .send_json(json!({"op":"subscribe","symbols":symbols,"id":1}))
+        .await;
+    client.next_of_type("snapshot").await;
+    client
+        .send_json(json!({"op":"priority","visible":VISIBLE,"background":background(),"id":2}))
+        .await;
+    client.next_of_type("priority").await;
+    (client, feeder)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ladder_slows_background_first_restores_and_finally_closes_4008() {
     let mut config = test_config();
@@ -121,30 +176,8 @@ async fn the_ladder_slows_background_first_restores_and_finally_closes_4008() {
     .await;
     wait_for_seq(&gateway, "BG49", 1).await;
 
-    // Every symbol ticks every 5 ms, bounded to 40 s.
     let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let sender = gateway.feed_sender();
-        let stop = Arc::clone(&stop);
-        let symbols = symbols.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let mut price = 1.0;
-            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(40) {
-                price += 0.01;
-                let ticks = symbols.iter().map(|s| quote_tick(s, price)).collect();
-                let batch = TickBatch {
-                    feed: "test".into(),
-                    ticks,
-                };
-                if sender.send(FeedEvent::Ticks(batch)).await.is_err() {
-                    return;
-                }
-                // Paces the feed, not a wait for an event.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
+    let feeder = feed(&gateway, &symbols, &stop);
 
     let mut client = Client::connect_small_buffer(gateway.client_addr()).await;
     client
@@ -383,5 +416,65 @@ async fn priority_requests_are_checked() {
     assert_eq!(rows[0]["mode"]["background"], 1, "{rows}");
     assert_eq!(rows[0]["mode"]["trades"], 1, "{rows}");
     client.assert_usable().await;
+    gateway.shutdown(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stays_slow_stays_slowed_instead_of_flapping() {
+    let mut config = test_config();
+    config.slow_consumer.blocked_write = Duration::from_millis(50);
+    config.slow_consumer.notice_after = Some(Duration::from_millis(500));
+    config.slow_consumer.reduced_rate_hz = 2.0;
+    config.slow_consumer.recover_after = Duration::from_millis(1_000);
+    config.slow_consumer.max_recover_after = Duration::from_millis(8_000);
+    config.slow_consumer.close_after = None;
+    let gateway = gateway_without_feeds(config).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (mut client, feeder) = ranked_client_under_feed(&gateway, &stop).await;
+
+    // 12 s reading 300 KB/s, far less than the 1.6 MB/s of full rate but
+    // well above the ~75 KB/s once the background is slowed to 2 Hz:
+    // sustained pressure that slowing the background relieves. A fixed 1 s window
+    // restored it every ~1.5 s (seven times or more); doubling windows
+    // (1, 2, 4, 8 s) allow at most three probes in 12 s.
+    let mut log = Vec::new();
+    read_for(
+        &mut client,
+        Duration::from_secs(12),
+        Some(300_000.0),
+        &mut log,
+    )
+    .await;
+    let slowed = notices(&log, "slowed");
+    let restored = notices(&log, "restored");
+    assert!(!slowed.is_empty(), "slowed under pressure");
+    assert!(
+        restored.len() <= 3,
+        "{} restores in 12 s of sustained pressure: {:?}",
+        restored.len(),
+        restored.iter().map(|(_, v)| v).collect::<Vec<_>>()
+    );
+    // Slowing the background was enough: the visible symbols were never
+    // slowed, and each relapse went straight back to the background step.
+    for (_, notice) in &slowed {
+        assert_eq!(notice["priority"], "background", "{notice}");
+    }
+    assert!(slowed.len() <= restored.len() + 1, "{slowed:?}");
+
+    // Reading at full speed again: restored within max_recover_after.
+    let fast_from = Instant::now();
+    let deadline = fast_from + Duration::from_secs(20);
+    while notices(&log, "restored")
+        .iter()
+        .all(|(at, _)| *at < fast_from)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no restored notice after catching up"
+        );
+        read_for(&mut client, Duration::from_millis(200), None, &mut log).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    feeder.await.expect("feeder");
     gateway.shutdown(WAIT).await;
 }

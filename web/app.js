@@ -6,7 +6,7 @@
 // Query parameters:
 //   ?url=ws://host:port/ws   gateway WebSocket (default: this page's host, /ws)
 //   ?token=...               token sent to the gateway
-//   ?symbols=AAPL,MSFT       watchlist to show (instead of the saved one)
+//   ?symbols=AAPL,MSFT       watchlist to show (instead of the saved ones; nothing is saved)
 //   ?symbols=200             the first N symbols of the simulator universe
 //   ?theme=dark|light        force a theme
 //   ?staleAfter=10           seconds without a quote before a symbol is stale
@@ -36,8 +36,16 @@ const TOP_200 = (
 
 const SPARK_POINTS = 60;
 const SPARK_REDRAW_MS = 250;
-const WATCHLIST_KEY = 'tickgate.watchlist';
+/** The single list saved before named watchlists: read once, as the list "Main". */
+const LEGACY_WATCHLIST_KEY = 'tickgate.watchlist';
+/** `{ current, lists: { name: [symbol, …] } }` */
+const WATCHLISTS_KEY = 'tickgate.watchlists';
 const THEME_KEY = 'tickgate.theme';
+/** The link shows amber when no frame (quote or heartbeat) came for this long; the gateway sends a heartbeat every 5 s. */
+const QUIET_AFTER_MS = 7000;
+/** Prices show at least this many decimals, and at most MAX_DECIMALS (more is float noise). */
+const MIN_DECIMALS = 2;
+const MAX_DECIMALS = 6;
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -48,6 +56,8 @@ const el = {
   statSymbols: $('stat-symbols'), statFrames: $('stat-frames'), statConflated: $('stat-conflated'),
   statReconnects: $('stat-reconnects'), statUrl: $('stat-url'), slowBanner: $('slow-banner'),
   tape: $('tape'), tapeTitle: $('tape-title'), tapeList: $('tape-list'), tapeClose: $('tape-close'),
+  linkAnnounce: $('link-announce'), headRow: $('head-row'),
+  lists: $('lists'), listSelect: $('list-select'), listName: $('list-name'), listDelete: $('list-delete'),
 };
 
 // ---- settings from the URL ------------------------------------------------------
@@ -59,25 +69,41 @@ function gatewayUrl() {
   return `${scheme}//${location.host}/ws`;
 }
 
-function initialWatchlist() {
+/**
+ * Named watchlists. Saved in localStorage unless the URL names the symbols
+ * (then that list is shown as "Link" and nothing is saved).
+ */
+function loadWatchlists() {
   const requested = params.get('symbols');
   if (requested) {
     const n = Number(requested);
-    if (Number.isInteger(n) && n > 0) return TOP_200.slice(0, n);
-    return parseSymbolInput(requested).symbols;
+    const symbols = Number.isInteger(n) && n > 0 ? TOP_200.slice(0, n) : parseSymbolInput(requested).symbols;
+    return { current: 'Link', lists: { Link: symbols } };
   }
   try {
-    const saved = JSON.parse(localStorage.getItem(WATCHLIST_KEY) ?? 'null');
-    if (Array.isArray(saved)) return saved.filter((s) => typeof s === 'string');
+    const saved = JSON.parse(safeStorageGet(WATCHLISTS_KEY) ?? 'null');
+    const lists = {};
+    for (const [name, symbols] of Object.entries(saved?.lists ?? {})) {
+      if (typeof name === 'string' && name.trim() && Array.isArray(symbols)) lists[name] = symbols.filter((s) => typeof s === 'string' && !symbolError(s));
+    }
+    const names = Object.keys(lists);
+    if (names.length > 0) return { current: names.includes(saved.current) ? saved.current : names[0], lists };
   } catch {
-    // storage unavailable or corrupt: use the default
+    // storage unavailable or corrupt: start from the older single list or the default
   }
-  return DEFAULT_WATCHLIST;
+  try {
+    const legacy = JSON.parse(safeStorageGet(LEGACY_WATCHLIST_KEY) ?? 'null');
+    if (Array.isArray(legacy)) return { current: 'Main', lists: { Main: legacy.filter((s) => typeof s === 'string') } };
+  } catch {
+    // corrupt: use the default
+  }
+  return { current: 'Main', lists: { Main: [...DEFAULT_WATCHLIST] } };
 }
 
 const staleAfterSeconds = Number(params.get('staleAfter') ?? 10);
 const validate = params.get('validate') !== '0';
 const persist = !params.has('symbols');
+const watchlists = loadWatchlists();
 
 const client = new TickgateClient(gatewayUrl(), {
   token: params.get('token') ?? undefined,
@@ -129,16 +155,23 @@ function safeStorageSet(key, value) {
 const rows = new Map();
 const dirty = new Set();
 
-const CELLS = ['bid', 'ask', 'last', 'change', 'change_pct', 'volume', 'ups'];
-const CELL_CLASS = { bid: 'c-bid', ask: 'c-ask', last: 'c-last', change: 'c-chg', change_pct: 'c-pct', volume: 'c-vol', ups: 'c-ups' };
+const CELLS = ['trading', 'bid', 'ask', 'size', 'spread', 'last', 'change', 'change_pct', 'open', 'high', 'low', 'volume', 'age', 'ups'];
+const CELL_CLASS = {
+  trading: 'c-state', bid: 'c-bid', ask: 'c-ask', size: 'c-size', spread: 'c-spread', last: 'c-last', change: 'c-chg',
+  change_pct: 'c-pct', open: 'c-open', high: 'c-high', low: 'c-low', volume: 'c-vol', age: 'c-age', ups: 'c-ups',
+};
 const FLASHING = ['bid', 'ask', 'last'];
+/** Quote fields whose decimals set the row's price precision. */
+const PRICE_FIELDS = ['bid', 'ask', 'last', 'open', 'high', 'low', 'prev_close'];
 
 function createRow(symbol) {
   const tr = document.createElement('div');
   tr.className = 'row';
   tr.setAttribute('role', 'row');
+  tr.tabIndex = -1; // roving: the active row gets 0 (see the keyboard section)
   tr.dataset.symbol = symbol;
   tr.dataset.stale = 'false';
+  tr.dataset.trading = 'unknown';
   const sym = document.createElement('div');
   sym.className = 'c-sym';
   sym.setAttribute('role', 'rowheader');
@@ -153,7 +186,7 @@ function createRow(symbol) {
   const cells = {};
   for (const key of CELLS) {
     const td = document.createElement('div');
-    td.className = `num ${CELL_CLASS[key]}`;
+    td.className = key === 'trading' ? CELL_CLASS[key] : `num ${CELL_CLASS[key]}`;
     td.setAttribute('role', 'cell');
     td.dataset.field = key;
     td.textContent = key === 'ups' ? '0' : '–';
@@ -175,6 +208,8 @@ function createRow(symbol) {
   button.textContent = '×';
   button.title = `Remove ${symbol}`;
   button.setAttribute('aria-label', `Remove ${symbol}`);
+  // Keyboard users remove the focused row with Delete: one Tab stop per row, not two.
+  button.tabIndex = -1;
   button.addEventListener('click', () => removeSymbols([symbol]));
   rm.append(button);
   tr.append(rm);
@@ -190,6 +225,7 @@ function createRow(symbol) {
     text: {}, flash: {},
     spark: new Float64Array(SPARK_POINTS), sparkLen: 0, sparkStart: 0, sparkDirty: false, sparkDrawnAt: 0,
     renderedAt: 0, ticks: 0, ups: 0, stale: false, staleReason: null, badgeText: '',
+    decimals: MIN_DECIMALS, trading: null, ageLevel: '',
   };
 }
 
@@ -207,6 +243,7 @@ function addRows(symbols) {
   }
   el.rows.append(fragment);
   afterWatchlistChange();
+  applyOrder();
   return fresh;
 }
 
@@ -227,11 +264,88 @@ function dropRows(symbols) {
   afterWatchlistChange();
 }
 
+/** While a list is being switched to, the rows do not describe any list yet. */
+let switchingList = false;
+
 function afterWatchlistChange() {
   el.empty.hidden = rows.size > 0;
   el.statSymbols.textContent = String(rows.size);
-  if (persist) safeStorageSet(WATCHLIST_KEY, JSON.stringify([...rows.keys()]));
+  ensureRovingRow();
+  if (switchingList) return;
+  watchlists.lists[watchlists.current] = [...rows.keys()];
+  saveWatchlists();
+  renderListControls();
 }
+
+function saveWatchlists() {
+  if (persist) safeStorageSet(WATCHLISTS_KEY, JSON.stringify(watchlists));
+}
+
+// ---- named watchlists ----------------------------------------------------------------
+
+function renderListControls() {
+  const names = Object.keys(watchlists.lists);
+  const options = names.map((name) => {
+    const option = document.createElement('option');
+    option.value = name;
+    option.textContent = `${name} (${watchlists.lists[name].length})`;
+    option.selected = name === watchlists.current;
+    return option;
+  });
+  el.listSelect.replaceChildren(...options);
+  el.listDelete.disabled = names.length < 2;
+  el.listDelete.title = names.length < 2 ? 'The last watchlist cannot be deleted' : `Delete the watchlist ${watchlists.current}`;
+}
+
+/** Shows the list `name`: rows not on it go (and are unsubscribed), its symbols come in its order. */
+function switchList(name) {
+  const symbols = watchlists.lists[name];
+  if (!symbols) return;
+  switchingList = true;
+  removeSymbols([...rows.keys()].filter((s) => !symbols.includes(s)));
+  addSymbols(symbols); // adds its rows at once; the gateway's answer comes later
+  const held = new Map(rows);
+  rows.clear();
+  for (const symbol of symbols) if (held.has(symbol)) rows.set(symbol, held.get(symbol));
+  watchlists.current = name;
+  switchingList = false;
+  afterWatchlistChange();
+  applyOrder();
+  renderListControls();
+}
+
+el.listSelect.addEventListener('change', () => switchList(el.listSelect.value));
+
+el.lists.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const name = el.listName.value.trim();
+  if (!name) {
+    showFormError([{ symbol: 'list', message: 'type a name for the new watchlist' }], el.listName);
+    return;
+  }
+  if (watchlists.lists[name]) {
+    showFormError([{ symbol: name, message: 'a watchlist with this name exists' }], el.listName);
+    return;
+  }
+  el.listName.value = '';
+  showFormError([], el.listName);
+  watchlists.lists[name] = [];
+  saveWatchlists();
+  switchList(name);
+});
+
+el.listName.addEventListener('input', () => showFormError([], el.listName));
+
+el.listDelete.addEventListener('click', () => {
+  const names = Object.keys(watchlists.lists);
+  if (names.length < 2) return;
+  const gone = watchlists.current;
+  const next = names[names.indexOf(gone) === 0 ? 1 : names.indexOf(gone) - 1];
+  switchList(next);
+  delete watchlists.lists[gone];
+  saveWatchlists();
+  renderListControls();
+});
 
 // ---- adding and removing symbols ------------------------------------------------
 
@@ -249,11 +363,13 @@ function parseSymbolInput(text) {
   return { symbols, invalid };
 }
 
-function showFormError(parts) {
+/** Names each problem under the form; `input` gets the invalid mark. An empty list clears both. */
+function showFormError(parts, input = el.input) {
   el.formError.replaceChildren();
   el.input.removeAttribute('aria-invalid');
+  el.listName.removeAttribute('aria-invalid');
   if (parts.length === 0) return;
-  el.input.setAttribute('aria-invalid', 'true');
+  input.setAttribute('aria-invalid', 'true');
   parts.forEach((part, i) => {
     if (i > 0) el.formError.append(document.createTextNode(' · '));
     const code = document.createElement('code');
@@ -304,6 +420,7 @@ function handleRejected(errors, report) {
 }
 
 function removeSymbols(symbols) {
+  if (symbols.length === 0) return;
   dropRows(symbols);
   client.unsubscribe(symbols).catch(() => {
     // already gone on the gateway side: nothing to show
@@ -328,9 +445,8 @@ el.form.addEventListener('submit', (event) => {
   addSymbols(symbols);
 });
 
-el.input.addEventListener('input', () => {
-  if (el.input.value === '') showFormError([]);
-});
+// Any edit of the box answers the error shown for it.
+el.input.addEventListener('input', () => showFormError([]));
 
 el.loadTop.addEventListener('click', () => addSymbols(TOP_200));
 el.clearAll.addEventListener('click', () => removeSymbols([...rows.keys()]));
@@ -356,7 +472,37 @@ client.on('quote', (state, info) => {
     }
   }
   if (info.changed.includes('last') && typeof state.quote.last === 'number') pushSpark(row, state.quote.last);
+  for (const field of PRICE_FIELDS) {
+    if (info.changed.includes(field)) row.decimals = Math.max(row.decimals, decimalsOf(state.quote[field]));
+  }
   dirty.add(state.symbol);
+});
+
+/**
+ * Decimals a price is quoted with: the instrument's tick precision, as far
+ * as the prices seen tell (the protocol has no tick-size field). Binary
+ * float noise (231.38000000000002) is cut at MAX_DECIMALS.
+ */
+function decimalsOf(value) {
+  if (typeof value !== 'number' || !Number.isFinite(value)) return MIN_DECIMALS;
+  const text = Math.abs(value).toFixed(MAX_DECIMALS).replace(/0+$/, '');
+  return Math.min(MAX_DECIMALS, text.length - text.indexOf('.') - 1);
+}
+
+// Trading status (extension frame): {"type":"trading","state":"halted"|"trading","symbols":[…]}.
+// The client library hands every frame to 'frame' listeners before it handles
+// the types it knows; this one it does not know, so the page reads it here.
+client.on('frame', (frame) => {
+  if (frame.type !== 'trading') return;
+  if (frame.state !== 'halted' && frame.state !== 'trading') return;
+  if (!Array.isArray(frame.symbols)) return;
+  for (const symbol of frame.symbols) {
+    const row = typeof symbol === 'string' ? rows.get(symbol) : undefined;
+    if (!row) continue;
+    row.trading = frame.state;
+    dirty.add(symbol);
+  }
+  scheduleRender();
 });
 
 client.on('stale', (event) => {
@@ -375,13 +521,12 @@ function pushSpark(row, value) {
 // ---- connection state -------------------------------------------------------------------
 
 let nextAttemptAt = 0;
-let reconnectAttempt = 0;
 
 client.on('state', (event) => {
-  if (event.state === 'reconnecting' && event.delayMs !== undefined) {
-    nextAttemptAt = Date.now() + event.delayMs;
-    reconnectAttempt = event.attempt ?? reconnectAttempt + 1;
-  }
+  if (event.state === 'reconnecting' && event.delayMs !== undefined) nextAttemptAt = Date.now() + event.delayMs;
+  // A new connection starts without trading status: the gateway sends
+  // `halted` again right after the snapshot for symbols still halted.
+  if (event.state === 'open') for (const row of rows.values()) row.trading = null;
   renderConnection();
   for (const symbol of rows.keys()) dirty.add(symbol);
   scheduleRender();
@@ -389,11 +534,34 @@ client.on('state', (event) => {
 
 client.on('status', () => renderBanner());
 
+/**
+ * The link as a desk should read it: `live` while frames arrive, `quiet`
+ * (amber) when the socket is open but nothing came for QUIET_AFTER_MS
+ * (heartbeats come every 5 s, so the gateway or the network is stuck),
+ * `down` (red) while disconnected, `connecting` at the start.
+ */
+function linkState() {
+  const state = client.state;
+  if (state === 'open') return client.silentForMs > QUIET_AFTER_MS ? 'quiet' : 'live';
+  if (state === 'connecting' && client.stats.reconnects === 0 && !announcedLink) return 'connecting';
+  return 'down';
+}
+
+const LINK_ANNOUNCEMENTS = {
+  live: 'Connected to the gateway: prices are live.',
+  quiet: 'No data from the gateway for 7 seconds: prices may be old.',
+  down: 'Disconnected from the gateway: prices are frozen. Reconnecting.',
+};
+let announcedLink = null;
+
 function renderConnection() {
   const state = client.state;
+  const link = linkState();
   el.conn.dataset.state = state;
+  el.conn.dataset.link = link;
   let text;
-  if (state === 'open') text = 'live';
+  if (link === 'quiet') text = `no data for ${Math.floor(client.silentForMs / 1000)} s`;
+  else if (state === 'open') text = 'live';
   else if (state === 'connecting') text = 'connecting…';
   else if (state === 'closed') text = 'closed';
   else {
@@ -401,7 +569,12 @@ function renderConnection() {
     text = wait > 150 ? `reconnecting in ${(wait / 1000).toFixed(1)} s` : 'reconnecting…';
   }
   if (el.connText.textContent !== text) el.connText.textContent = text;
-  el.conn.title = client.lastClose ? `last close: ${client.lastClose.code} ${client.lastClose.reason}` : '';
+  el.conn.title = client.lastClose ? `Link to the gateway; last close: ${client.lastClose.code} ${client.lastClose.reason}` : 'Link to the gateway';
+  // The live region speaks on a change of link state only, never per second of a countdown.
+  if (link !== 'connecting' && link !== announcedLink) {
+    announcedLink = link;
+    el.linkAnnounce.textContent = LINK_ANNOUNCEMENTS[link];
+  }
   renderBanner();
 }
 
@@ -410,7 +583,8 @@ function renderBanner() {
   let level = 'warn';
   if (client.state === 'reconnecting' || (client.state === 'closed' && rows.size > 0)) {
     const why = client.lastClose?.slowConsumer ? ' It closed this connection because the page stopped reading (slow consumer, 4008).' : '';
-    message = `Disconnected from the gateway — prices are frozen at their last value.${why} Reconnecting (attempt ${reconnectAttempt})…`;
+    // No attempt counter here: this is an alert, re-read on every change.
+    message = `Disconnected from the gateway — prices are frozen at their last value.${why} Reconnecting…`;
     level = 'bad';
   } else {
     const bad = [...client.feeds].filter(([, state]) => state !== 'live');
@@ -537,7 +711,7 @@ function renderTape() {
       const price = document.createElement('span');
       price.className = 'num';
       if (previousPrice !== undefined && trade.price !== previousPrice) price.classList.add(trade.price > previousPrice ? 'pos' : 'neg');
-      price.textContent = formatPrice(trade.price);
+      price.textContent = formatPrice(trade.price, rows.get(trade.symbol)?.decimals);
       const size = document.createElement('span');
       size.className = 'num';
       size.textContent = trade.size === undefined ? '' : formatVolume(trade.size);
@@ -549,13 +723,148 @@ function renderTape() {
   el.tapeList.replaceChildren(...items.reverse()); // newest first
 }
 
+// ---- sorting -----------------------------------------------------------------------------
+//
+// A click (or Enter/Space: the headers are buttons) sorts by that column,
+// again reverses it. Rows without a value go last either way. Without a
+// sort, rows keep the watchlist's order.
+
+let sortKey = null;
+let sortDir = 1;
+
+function sortValue(row, key, now) {
+  if (key === 'symbol') return row.symbol;
+  if (key === 'ups') return row.ups;
+  if (key === 'trading') return row.trading ?? (client.get(row.symbol)?.seq !== undefined ? 'trading' : undefined);
+  const state = client.get(row.symbol);
+  const q = state?.quote ?? {};
+  if (key === 'age') return state?.receivedAt ? now - state.receivedAt : undefined;
+  if (key === 'spread') return spreadOf(q);
+  if (key === 'change') return changeOf(q).change;
+  if (key === 'change_pct') return changeOf(q).pct;
+  return typeof q[key] === 'number' ? q[key] : undefined;
+}
+
+function compareRows(a, b) {
+  if (a.value === undefined || b.value === undefined) return (a.value === undefined) - (b.value === undefined);
+  const order = typeof a.value === 'string' ? a.value.localeCompare(b.value) : a.value - b.value;
+  return order * sortDir;
+}
+
+/** Puts the row elements in display order; moves nothing when the order holds. */
+function applyOrder() {
+  let ordered = [...rows.values()];
+  if (sortKey) {
+    const now = Date.now();
+    ordered = ordered
+      .map((row) => ({ row, value: sortValue(row, sortKey, now) }))
+      .sort(compareRows)
+      .map((entry) => entry.row);
+  }
+  const shown = el.rows.children;
+  if (shown.length === ordered.length && ordered.every((row, i) => shown[i] === row.tr)) return;
+  const focused = document.activeElement;
+  el.rows.append(...ordered.map((row) => row.tr));
+  if (focused instanceof HTMLElement && focused !== document.activeElement && el.rows.contains(focused)) focused.focus({ preventScroll: true });
+}
+
+function setSort(key) {
+  if (sortKey === key) sortDir = -sortDir;
+  else {
+    sortKey = key;
+    sortDir = 1;
+  }
+  for (const header of el.headRow.querySelectorAll('[data-sort]')) {
+    if (header.dataset.sort === sortKey) header.setAttribute('aria-sort', sortDir === 1 ? 'ascending' : 'descending');
+    else header.removeAttribute('aria-sort');
+  }
+  applyOrder();
+}
+
+for (const header of el.headRow.querySelectorAll('[data-sort]')) {
+  header.querySelector('button').addEventListener('click', () => setSort(header.dataset.sort));
+}
+
+// ---- keyboard on rows --------------------------------------------------------------------
+//
+// The rows are one Tab stop (a roving tabindex): arrows, Home and End move
+// between rows, Enter or Space opens the row's trades tape, Delete removes it.
+
+function ensureRovingRow() {
+  const rowEls = [...el.rows.children];
+  if (rowEls.some((tr) => tr.tabIndex === 0)) return;
+  if (rowEls[0]) rowEls[0].tabIndex = 0;
+}
+
+function focusRow(tr) {
+  if (!tr) return;
+  for (const other of el.rows.querySelectorAll('.row[tabindex="0"]')) if (other !== tr) other.tabIndex = -1;
+  tr.tabIndex = 0;
+  tr.focus();
+}
+
+el.rows.addEventListener('focusin', (event) => {
+  const tr = event.target.closest?.('.row');
+  if (tr && tr.tabIndex !== 0) focusRow(tr);
+});
+
+el.rows.addEventListener('keydown', (event) => {
+  const tr = event.target;
+  if (!(tr instanceof HTMLElement) || !tr.classList.contains('row')) return;
+  const symbol = tr.dataset.symbol;
+  switch (event.key) {
+    case 'ArrowDown':
+      focusRow(tr.nextElementSibling);
+      break;
+    case 'ArrowUp':
+      focusRow(tr.previousElementSibling);
+      break;
+    case 'Home':
+      focusRow(el.rows.firstElementChild);
+      break;
+    case 'End':
+      focusRow(el.rows.lastElementChild);
+      break;
+    case 'Enter':
+    case ' ':
+      selectTape(tapeSymbol === symbol ? null : symbol);
+      break;
+    case 'Delete':
+    case 'Backspace': {
+      const next = tr.nextElementSibling ?? tr.previousElementSibling;
+      removeSymbols([symbol]);
+      ensureRovingRow();
+      if (next) focusRow(next);
+      break;
+    }
+    default:
+      return;
+  }
+  event.preventDefault();
+});
+
 // ---- rendering ----------------------------------------------------------------------------
 
-const priceDigits = (v) => (Math.abs(v) >= 1 ? 2 : 4);
-
-function formatPrice(v) {
-  return typeof v === 'number' ? v.toFixed(priceDigits(v)) : '–';
+/** A price at its instrument's precision (`decimals`, see decimalsOf). */
+function formatPrice(v, decimals = MIN_DECIMALS) {
+  return typeof v === 'number' ? v.toFixed(decimals) : '–';
 }
+
+function formatSize(v) {
+  if (typeof v !== 'number') return '–';
+  return Math.abs(v) >= 1e5 ? formatVolume(v) : Math.round(v).toLocaleString('en-US');
+}
+
+/** Change against the previous close: the gateway's, or computed from last and prev_close. */
+function changeOf(q) {
+  const change = typeof q.change === 'number' ? q.change
+    : typeof q.last === 'number' && typeof q.prev_close === 'number' ? q.last - q.prev_close : undefined;
+  const pct = typeof q.change_pct === 'number' ? q.change_pct
+    : change !== undefined && q.prev_close ? (change / q.prev_close) * 100 : undefined;
+  return { change, pct };
+}
+
+const spreadOf = (q) => (typeof q.bid === 'number' && typeof q.ask === 'number' ? q.ask - q.bid : undefined);
 
 function formatSigned(v, digits, suffix = '') {
   if (typeof v !== 'number') return '–';
@@ -589,18 +898,25 @@ function setSign(td, value) {
 function renderRow(row, now) {
   const state = client.get(row.symbol);
   const q = state?.quote ?? {};
-  setText(row, 'bid', formatPrice(q.bid));
-  setText(row, 'ask', formatPrice(q.ask));
-  setText(row, 'last', formatPrice(q.last));
-  const change = typeof q.change === 'number' ? q.change
-    : typeof q.last === 'number' && typeof q.prev_close === 'number' ? q.last - q.prev_close : undefined;
-  const pct = typeof q.change_pct === 'number' ? q.change_pct
-    : change !== undefined && q.prev_close ? (change / q.prev_close) * 100 : undefined;
-  setText(row, 'change', formatSigned(change, 2));
+  const d = row.decimals;
+  setText(row, 'bid', formatPrice(q.bid, d));
+  setText(row, 'ask', formatPrice(q.ask, d));
+  setText(row, 'size', q.bid_size === undefined && q.ask_size === undefined ? '–' : `${formatSize(q.bid_size)} × ${formatSize(q.ask_size)}`);
+  setText(row, 'spread', formatPrice(spreadOf(q), d));
+  setText(row, 'last', formatPrice(q.last, d));
+  const { change, pct } = changeOf(q);
+  setText(row, 'change', formatSigned(change, d));
   setText(row, 'change_pct', formatSigned(pct, 2, '%'));
   setSign(row.cells.change, change);
   setSign(row.cells.change_pct, pct);
+  setText(row, 'open', formatPrice(q.open, d));
+  setText(row, 'high', formatPrice(q.high, d));
+  setText(row, 'low', formatPrice(q.low, d));
   setText(row, 'volume', formatVolume(q.volume));
+  const trading = row.trading ?? (state?.seq !== undefined ? 'trading' : null);
+  setText(row, 'trading', trading ?? '–');
+  if (row.tr.dataset.trading !== (trading ?? 'unknown')) row.tr.dataset.trading = trading ?? 'unknown';
+  renderRowAge(row, state, now);
 
   for (const field of FLASHING) {
     const direction = row.flash[field];
@@ -617,8 +933,12 @@ function renderRow(row, now) {
   }
   let badge = '';
   if (stale) badge = reason === 'disconnected' ? 'offline' : reason === 'age' ? 'stale' : reason === 'feed_down' ? 'feed down' : 'stale';
+  else if (row.trading === 'halted') badge = 'halted';
   else if (!state || state.seq === undefined) badge = row.badgeText === 'no data' ? 'no data' : 'waiting';
-  if (badge !== row.badge.textContent) row.badge.textContent = badge;
+  if (badge !== row.badge.textContent) {
+    row.badge.textContent = badge;
+    row.badge.dataset.kind = badge === 'halted' || badge === 'offline' || badge === 'feed down' ? 'bad' : 'warn';
+  }
 
   if (row.sparkDirty && now - row.sparkDrawnAt >= SPARK_REDRAW_MS) drawSpark(row, now);
 }
@@ -712,6 +1032,33 @@ function drawSpark(row, now) {
   ctx.stroke();
 }
 
+/**
+ * The row's age: time since its last quote arrived, amber from half the
+ * stale threshold, red from the threshold on (or when the symbol is stale
+ * for another reason: feed down, link down).
+ */
+function renderRowAge(row, state, now) {
+  const receivedAt = state?.receivedAt ?? 0;
+  const age = receivedAt ? now - receivedAt : undefined;
+  const staleMs = staleAfterSeconds * 1000;
+  let level = 'none';
+  if (state?.stale || (age !== undefined && age >= staleMs)) level = 'stale';
+  else if (age !== undefined) level = age >= staleMs / 2 ? 'warn' : 'ok';
+  setText(row, 'age', age === undefined ? '–' : ageText(age));
+  if (row.ageLevel !== level) {
+    row.ageLevel = level;
+    row.cells.age.dataset.level = level;
+  }
+}
+
+/** Ages move on without quotes: refresh them on the rows on screen. */
+function renderAges(now) {
+  for (const tr of visible) {
+    const row = rows.get(tr.dataset.symbol);
+    if (row) renderRowAge(row, client.get(row.symbol), now);
+  }
+}
+
 function ageText(ms) {
   if (ms < 1000) return `${(ms / 1000).toFixed(1)} s`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
@@ -796,6 +1143,7 @@ function render(time) {
     lastHeader = now;
     renderConnection();
     renderAge(now);
+    renderAges(now);
   }
   if (now - lastSecond >= 1000) {
     const elapsed = lastSecond ? (now - lastSecond) / 1000 : 1;
@@ -837,6 +1185,8 @@ function everySecond(elapsed) {
   framesAtLastSecond = frames;
   el.statConflated.textContent = String(client.stats.conflated);
   el.statReconnects.textContent = String(client.stats.reconnects);
+  // A sorted list follows the prices, once a second so rows do not jitter.
+  if (sortKey) applyOrder();
 }
 
 // ---- start -------------------------------------------------------------------------------------
@@ -847,9 +1197,9 @@ matchMedia('(prefers-color-scheme: dark)').addEventListener?.('change', () => {
   for (const row of rows.values()) row.sparkDirty = true;
 });
 
-const startList = initialWatchlist();
 client.connect().catch(() => {});
-addSymbols(startList, { reportErrors: true }).then(() => {
+renderListControls();
+addSymbols(watchlists.lists[watchlists.current], { reportErrors: true }).then(() => {
   const tape = params.get('trades');
   if (tape && rows.has(tape.toUpperCase())) selectTape(tape.toUpperCase());
 });
@@ -858,4 +1208,4 @@ renderConnection();
 scheduleRender();
 
 // For debugging from the console and for the end-to-end test.
-window.tickgate = { client, rows };
+window.tickgate = { client, rows, watchlists };

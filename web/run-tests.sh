@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the web tests: the client library against a real gateway and the
 # dashboard in headless Chromium. Installs what is missing first:
-#   - npm dev dependencies (ws, playwright-core) into web/node_modules
+#   - npm dev dependencies (ws, playwright-core, axe-core, typescript, @types/ws,
+#     @msgpack/msgpack) into web/node_modules
 #   - Debian's chromium at /usr/bin/chromium
 #   - the gateway binary (cargo build, dev profile) unless TICKGATE_BIN is set
 # Usage: web/run-tests.sh            (from anywhere; run as root for apt-get)
@@ -11,7 +12,9 @@ web_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$web_dir/.." && pwd)"
 cd "$repo_root"
 
-if [ ! -d "$web_dir/node_modules/ws" ] || [ ! -d "$web_dir/node_modules/playwright-core" ]; then
+if [ ! -d "$web_dir/node_modules/ws" ] || [ ! -d "$web_dir/node_modules/playwright-core" ] \
+  || [ ! -d "$web_dir/node_modules/axe-core" ] || [ ! -d "$web_dir/node_modules/typescript" ] \
+  || [ ! -d "$web_dir/node_modules/@msgpack/msgpack" ]; then
   echo "web: installing npm dev dependencies" >&2
   (cd "$web_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -34,7 +34,8 @@ export type LocalErrorCode =
   | 'closed'            // close() was called, or the connection went away (ping)
   | 'heartbeat_timeout' // the watchdog judged the link dead (error event only)
   | 'connect_failed'    // the WebSocket constructor threw (error event only)
-  | 'bad_frame'         // the gateway sent something that is not JSON (error event only)
+  | 'bad_frame'         // the gateway sent something that is not JSON, or a frame it cannot read (error event only)
+  | 'late_ack'          // a subscribe that timed out was acked later; its symbols are unsubscribed again (error event only)
   | 'slow_consumer';    // the gateway closed the link with 4008 (error event only; a reconnect follows)
 
 export type ErrorCode = GatewayErrorCode | LocalErrorCode | (string & {});
@@ -101,11 +102,33 @@ export interface SymbolState {
   quoteStale: boolean;
   /** The gateway had no quote for it when subscribing; one arrives later. */
   noData: boolean;
+  /**
+   * Whether the venue halted the symbol (`trading` frames): `'trading'`
+   * unless the gateway said `halted`. A halted symbol gets no new quotes;
+   * its last quote is the current one.
+   */
+  trading: TradingState;
+  /** Date.now() when `trading` last changed (null: no `trading` frame yet). */
+  tradingSince: number | null;
+}
+
+/** A symbol's trading state as the gateway reports it. */
+export type TradingState = 'trading' | 'halted';
+/** The trading states. */
+export const TRADING_STATES: readonly TradingState[];
+
+/** A `trading` frame changed the state of these held symbols. */
+export interface TradingEvent {
+  state: TradingState;
+  /** The subscribed symbols whose state changed (never empty). */
+  symbols: string[];
+  /** Date.now() when it arrived. */
+  at: number;
 }
 
 export interface QuoteInfo {
-  /** 'status' when only the stale flag changed. */
-  source: 'snapshot' | 'update' | 'status';
+  /** 'status' when only the stale flag changed, 'trading' when only the trading state did. */
+  source: 'snapshot' | 'update' | 'status' | 'trading';
   /** Fields whose value changed with this quote. */
   changed: string[];
   /** Values of the changed fields before this quote. */
@@ -257,7 +280,7 @@ export interface ReconnectOptions {
 
 export interface ClientOptions {
   /** WebSocket constructor; defaults to globalThis.WebSocket (pass `ws` in Node 20). */
-  WebSocket?: new (url: string) => WebSocketLike;
+  WebSocket?: WebSocketConstructor;
   /** Sent as `?token=` on the WebSocket URL. */
   token?: string;
   /** No frame for this long: the link is dead, reconnect (default 15000; 0 disables). */
@@ -284,7 +307,30 @@ export interface ClientOptions {
    * carries only symbols that changed meanwhile (default false).
    */
   resume?: boolean;
+  /**
+   * Ask for the gateway's binary encoding (subprotocol `tickgate.v1.bin`,
+   * MessagePack frames, docs/protocol.md) and decode it with `decode`, a
+   * MessagePack decoder such as `decode` of the `@msgpack/msgpack` package.
+   * Everything the client emits is the same as with JSON. A gateway that does
+   * not accept the subprotocol answers in JSON, which is read as usual.
+   */
+  binary?: BinaryOptions;
 }
+
+export interface BinaryOptions {
+  /** Decodes one MessagePack value (a binary frame's bytes). */
+  decode(bytes: Uint8Array): unknown;
+}
+
+/** The WebSocket subprotocol of the binary encoding. */
+export const BINARY_SUBPROTOCOL: 'tickgate.v1.bin';
+
+/**
+ * Turns one decoded binary message back into the JSON protocol's message,
+ * in place (learns `defs` into `ids`, restores `symbol`, unscales prices).
+ * Throws a `bad_frame` TickgateError for an unknown symbol id.
+ */
+export function expandBinary<T extends object>(message: T, ids: Map<number, string>): T;
 
 /** The gateway's opt-in per-subscription delivery options. */
 export interface DeliveryOptions {
@@ -298,15 +344,33 @@ export interface DeliveryOptions {
   trades?: boolean;
 }
 
-/** The part of the WebSocket interface the client uses. */
+/**
+ * A socket event handler as the client assigns it. Declared through a method
+ * so that `strict` TypeScript compares its parameter bivariantly: the DOM's
+ * `(this: WebSocket, ev: MessageEvent) => any` and the `ws` package's
+ * `(event: WebSocket.MessageEvent) => void` both fit, although each names a
+ * narrower event type than the fields the client reads.
+ */
+export type SocketHandler<E> = { bivarianceHack(event: E): void }['bivarianceHack'];
+
+/**
+ * The part of the WebSocket interface the client uses. The browser's
+ * `WebSocket`, Node 22's global one (Node 20 with `--experimental-websocket`)
+ * and the `ws` package's class all satisfy it.
+ */
 export interface WebSocketLike {
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
-  onclose: ((event: { code?: number; reason?: string }) => void) | null;
+  onopen: SocketHandler<unknown> | null;
+  onmessage: SocketHandler<{ data: unknown }> | null;
+  onerror: SocketHandler<unknown> | null;
+  onclose: SocketHandler<{ code?: number; reason?: string }> | null;
+  /** Set to `'arraybuffer'` when the binary encoding is asked for. */
+  binaryType?: string;
 }
+
+/** A WebSocket class: `new WebSocket(url)`, as the DOM and `ws` declare it. */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
 export interface ClientEvents {
   /** Connection state changed (also on every scheduled reconnect attempt). */
@@ -317,6 +381,8 @@ export interface ClientEvents {
   stale: (event: StaleEvent, state: SymbolState) => void;
   /** A `status` frame arrived. */
   status: (event: StatusEvent) => void;
+  /** Symbols were halted or resume trading (`trading` frames). */
+  trading: (event: TradingEvent) => void;
   /** Every `error` frame from the gateway, and local link failures. */
   error: (error: TickgateError) => void;
   /** A socket ended; a reconnect follows unless close() was called. */
@@ -361,6 +427,8 @@ export class TickgateClient {
   readonly quotes: ReadonlyMap<string, SymbolState>;
   /** Feed name -> last state from a `status` frame on this connection. */
   readonly feeds: ReadonlyMap<string, string>;
+  /** Subscribed symbols the gateway reported halted -> Date.now() of the halt (also before their first quote). */
+  readonly halted: ReadonlyMap<string, number>;
   readonly stats: {
     frames: number;
     quotes: number;

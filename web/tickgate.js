@@ -23,6 +23,11 @@
 //   (see `RECONCILIATION` in docs/web.md and `#accept` below).
 // - Stale/live per symbol, from the gateway's `status` frames, from data age
 //   and from the connection being down.
+// - Trading halts per symbol (`trading` frames): the `trading` event,
+//   `client.halted` and `SymbolState.trading`.
+// - A failed attempt ends on the socket's `error` (Node's built-in WebSocket
+//   sends no `close` for a refused connection), and a subscribe acked after
+//   its timeout is unsubscribed again so the gateway stops sending it.
 // - Trades (`subscribe(symbols, { trades: true })`): every trade in order on
 //   the `trades` event, losses announced on `tradesLost`.
 // - Viewport priority (`setPriority`), remembered and sent again after every
@@ -57,10 +62,66 @@ const DEFAULTS = Object.freeze({
   reconnect: Object.freeze({ initialDelayMs: 250, maxDelayMs: 10_000, factor: 2, jitter: 0.5 }),
 });
 
+/** Timed-out subscribes remembered per connection, to undo a late ack (oldest forgotten first). */
+const LATE_ACKS_KEPT = 256;
+
+/** Trading states of the gateway's `trading` frames. */
+export const TRADING_STATES = Object.freeze(['trading', 'halted']);
+
 /** Browsers only allow 1000 and 3000-4999 as close codes sent by a client. */
 const CLOSE_HEARTBEAT_TIMEOUT = 4000;
 
 /** Returns null when `symbol` is acceptable to the gateway, else a reason. */
+/** The WebSocket subprotocol of the gateway's binary encoding (docs/protocol.md). */
+export const BINARY_SUBPROTOCOL = 'tickgate.v1.bin';
+
+/** Fields a binary quote or trade may carry as an integer scaled by its `px`. */
+const SCALED_PRICES = new Set(['bid', 'ask', 'last', 'open', 'high', 'low', 'prev_close', 'change', 'price']);
+
+/**
+ * Turns one decoded binary message (a MessagePack map, already decoded to
+ * an object) back into the JSON protocol's message, in place: learns the
+ * `defs` table into `ids` (id -> symbol, one Map per connection), puts
+ * `symbol` back for `s`, and divides scaled prices by 10^`px`. Throws a
+ * `bad_frame` TickgateError for an id the connection was never told.
+ */
+export function expandBinary(message, ids) {
+  if (Array.isArray(message.defs)) {
+    for (const entry of message.defs) {
+      if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[1] !== 'string') {
+        throw new TickgateError('bad_frame', 'malformed symbol table in a binary frame');
+      }
+      ids.set(Number(entry[0]), entry[1]);
+    }
+    delete message.defs;
+  }
+  for (const key of ['quotes', 'trades']) {
+    const list = message[key];
+    if (!Array.isArray(list)) continue;
+    for (let i = 0; i < list.length; i += 1) {
+      const quote = list[i];
+      if (!quote || typeof quote !== 'object') continue;
+      // A new object rather than `delete` on the decoded one: deleting keys
+      // turns an object into a slow dictionary in every JS engine.
+      let symbol;
+      if (quote.s !== undefined) {
+        symbol = ids.get(Number(quote.s));
+        if (symbol === undefined) throw new TickgateError('bad_frame', `binary frame names unknown symbol id ${quote.s}`);
+      }
+      const px = Number.isInteger(quote.px) && quote.px > 0 && quote.px <= 9 ? quote.px : 0;
+      const scale = 10 ** px;
+      const out = symbol === undefined ? {} : { symbol };
+      for (const field in quote) {
+        if (field === 's' || field === 'px') continue;
+        const value = quote[field];
+        out[field] = px > 0 && SCALED_PRICES.has(field) && Number.isInteger(value) ? value / scale : value;
+      }
+      list[i] = out;
+    }
+  }
+  return message;
+}
+
 export function symbolError(symbol) {
   if (typeof symbol !== 'string' || symbol.length === 0) return 'empty symbol';
   if (symbol.length > 32) return 'longer than 32 characters';
@@ -143,6 +204,15 @@ export class TickgateClient {
     this._gatewayEpoch = null;
     this._nextId = 1;
     this._pending = new Map(); // id -> in-flight request
+    // Subscribes that timed out on the current socket, id -> symbols: if the
+    // gateway acks one late, what it took and we no longer want is
+    // unsubscribed. Emptied when the socket ends; at most LATE_ACKS_KEPT.
+    this._timedOut = new Map();
+    /** Symbols the gateway reported halted (`trading` frames), symbol -> Date.now() of the halt. */
+    this.halted = new Map();
+    // After a resubscription: symbols held as halted that the gateway has not
+    // confirmed yet (it repeats a halt right after the snapshot).
+    this._haltsToConfirm = null;
     this._waiting = []; // requests made while no socket was open
     this._attempt = 0;
     this._lastFrameAt = 0;
@@ -247,13 +317,18 @@ export class TickgateClient {
     this._setState(state, { attempt: this._attempt, dialing: true });
     let socket;
     try {
-      socket = new this.WebSocket(this._socketUrl());
+      const binary = this.options.binary?.decode;
+      socket = binary
+        ? new this.WebSocket(this._socketUrl(), [BINARY_SUBPROTOCOL])
+        : new this.WebSocket(this._socketUrl());
+      if (binary) socket.binaryType = 'arraybuffer';
     } catch (err) {
       this._emit('error', new TickgateError('connect_failed', String(err?.message ?? err)));
       this._scheduleReconnect();
       return;
     }
     this._socket = socket;
+    this._binaryIds = new Map();
     this._epoch += 1;
     this._timers.connect = setTimeout(() => {
       if (this._socket === socket && this.state !== 'open') this._drop(socket, 4001, 'connect timeout');
@@ -265,10 +340,20 @@ export class TickgateClient {
     };
     socket.onmessage = (event) => {
       if (this._socket !== socket) return;
-      this._onFrame(typeof event.data === 'string' ? event.data : String(event.data));
+      if (typeof event.data === 'string') this._onFrame(event.data);
+      else if (this.options.binary?.decode) this._onBinaryFrame(event.data);
+      else this._onFrame(String(event.data));
     };
     socket.onerror = () => {
-      // `onclose` follows and carries the code; nothing to decide here.
+      // A failed attempt or a broken link. Browsers and `ws` follow with
+      // `onclose`, but Node's built-in WebSocket (undici) fires only `error`
+      // for a refused connection: waiting for a close that never comes would
+      // hold every attempt for the whole connect timeout. Drop the socket
+      // now; a close that still follows is ignored (the socket is detached).
+      if (this._socket !== socket) return;
+      const opened = this.state === 'open';
+      if (!opened) this._emit('error', new TickgateError('connect_failed', `cannot connect to ${this.url}`));
+      this._drop(socket, 1006, opened ? 'socket error' : 'connection failed');
     };
     socket.onclose = (event) => {
       if (this._socket !== socket) return;
@@ -324,6 +409,7 @@ export class TickgateClient {
     }
     this._waiting.push(...requeue);
     this._pending.clear();
+    this._timedOut.clear(); // a new connection holds nothing
     this._markAllStale('disconnected');
     if (slowConsumer) {
       // The gateway gave up on this connection (it stopped reading); the
@@ -588,6 +674,10 @@ export class TickgateClient {
     const request = this._pending.get(id);
     if (!request) return;
     this._pending.delete(id);
+    if (request.op === 'subscribe') {
+      this._timedOut.set(id, request.symbols);
+      if (this._timedOut.size > LATE_ACKS_KEPT) this._timedOut.delete(this._timedOut.keys().next().value);
+    }
     this._settle(request, null, new TickgateError('timeout', `no reply to ${request.op} within ${this.options.requestTimeoutMs} ms`, { id, op: request.op, symbols: request.symbols }));
   }
 
@@ -782,6 +872,25 @@ export class TickgateClient {
 
   // ---- frames -------------------------------------------------------------------
 
+  _onBinaryFrame(data) {
+    this._lastFrameAt = Date.now();
+    this.stats.frames += 1;
+    let frame;
+    try {
+      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+      frame = this.options.binary.decode(bytes);
+      if (!frame || typeof frame !== 'object' || Array.isArray(frame)) throw new TickgateError('bad_frame', 'a binary frame must be a map');
+      expandBinary(frame, this._binaryIds);
+    } catch (err) {
+      // An id never defined or an undecodable frame: what this connection
+      // holds can no longer be trusted; start over on a new one.
+      this._emit('error', err instanceof TickgateError ? err : new TickgateError('bad_frame', `undecodable binary frame: ${err?.message ?? err}`));
+      if (this._socket) this._drop(this._socket, 4002, 'bad binary frame');
+      return;
+    }
+    this._onMessage(frame);
+  }
+
   _onFrame(text) {
     this._lastFrameAt = Date.now();
     this.stats.frames += 1;
@@ -792,6 +901,10 @@ export class TickgateClient {
       this._emit('error', new TickgateError('bad_frame', 'gateway sent a frame that is not JSON'));
       return;
     }
+    this._onMessage(frame);
+  }
+
+  _onMessage(frame) {
     if (!frame || typeof frame !== 'object') return;
     this._emit('frame', frame);
     switch (frame.type) {
@@ -820,17 +933,23 @@ export class TickgateClient {
       case 'status':
         this._onStatus(frame);
         break;
+      case 'trading':
+        this._onTrading(frame);
+        break;
       case 'heartbeat':
       default:
         break;
     }
+    if (frame.type !== 'snapshot' && frame.type !== 'status' && frame.type !== 'trading' && frame.type !== 'subscribed') this._settleHaltsToConfirm();
   }
 
   _onAck(frame) {
     if (frame.type === 'subscribed' && typeof frame.epoch === 'string') this._gatewayEpoch = frame.epoch;
     this._settleOlder(frame.id);
+    if (frame.type === 'subscribed') this._undoLateSubscribe(frame);
     const request = this._pending.get(frame.id);
     if (!request) return;
+    if (request.internal && request.op === 'subscribe' && frame.type === 'subscribed') this._expectHaltsRepeated(frame.symbols);
     this._pending.delete(frame.id);
     if (frame.type === 'subscribed' && frame.no_data) {
       for (const s of frame.no_data) {
@@ -839,6 +958,23 @@ export class TickgateClient {
       }
     }
     this._settle(request, frame, null);
+  }
+
+  /**
+   * The gateway acked a subscribe we had already given up on (it timed out
+   * and was rejected): it now holds symbols the page was told it does not
+   * have, and would send their quotes for nothing. Unsubscribe those that
+   * are still unwanted; a symbol subscribed again meanwhile stays.
+   */
+  _undoLateSubscribe(frame) {
+    const asked = this._timedOut.get(frame.id);
+    if (!asked) return;
+    this._timedOut.delete(frame.id);
+    const acked = Array.isArray(frame.symbols) ? frame.symbols : asked;
+    const unwanted = acked.filter((s) => typeof s === 'string' && !this.desired.has(s));
+    if (unwanted.length === 0) return;
+    this._emit('error', new TickgateError('late_ack', `late ack of subscribe ${frame.id}: unsubscribing ${unwanted.join(', ')}`, { id: frame.id, symbols: unwanted, op: 'subscribe' }));
+    this._sendRequest({ op: 'unsubscribe', symbols: unwanted, added: [], errors: [], internal: true, resolve: () => {}, reject: () => {} });
   }
 
   _onError(frame) {
@@ -886,6 +1022,66 @@ export class TickgateClient {
       this._refreshStale(held, Date.now());
     }
     this._emit('status', { feed, state, symbols: listed });
+  }
+
+  /**
+   * A `trading` frame: `{"type":"trading","state":"halted"|"trading","symbols":[…]}`,
+   * sent once per change, and right after the snapshot for a halted symbol
+   * a connection subscribes to. Held per symbol in `halted` and on its
+   * SymbolState (`trading`, `tradingSince`), even before its first quote.
+   */
+  _onTrading(frame) {
+    const state = frame.state;
+    if (!TRADING_STATES.includes(state) || !Array.isArray(frame.symbols)) {
+      this._emit('error', new TickgateError('bad_frame', 'trading frame without a known state and a symbol list'));
+      return;
+    }
+    const now = Date.now();
+    const changed = [];
+    for (const symbol of frame.symbols) {
+      if (typeof symbol !== 'string' || !this.desired.has(symbol)) continue;
+      this._haltsToConfirm?.delete(symbol);
+      if (this._setTrading(symbol, state, now)) changed.push(symbol);
+    }
+    if (changed.length > 0) this._emit('trading', { state, symbols: changed, at: now });
+  }
+
+  /** Records one symbol's trading state; true when it changed. */
+  _setTrading(symbol, state, now) {
+    const wasHalted = this.halted.has(symbol);
+    if ((state === 'halted') === wasHalted) return false;
+    if (state === 'halted') this.halted.set(symbol, now);
+    else this.halted.delete(symbol);
+    const held = this.quotes.get(symbol);
+    if (held) {
+      held.trading = state;
+      held.tradingSince = now;
+      this._emitSymbol(symbol, held, { source: 'trading', changed: [], previous: {}, gap: 0, rebased: false });
+    }
+    return true;
+  }
+
+  /**
+   * After a resubscription the gateway repeats the halt of every symbol still
+   * halted, right after the snapshot. Symbols held as halted that it does not
+   * repeat resumed trading while we were away.
+   */
+  _expectHaltsRepeated(symbols) {
+    const acked = new Set(Array.isArray(symbols) ? symbols : []);
+    const held = [...this.halted.keys()].filter((s) => acked.has(s));
+    if (held.length === 0) return;
+    this._haltsToConfirm ??= new Set();
+    for (const s of held) this._haltsToConfirm.add(s);
+  }
+
+  /** The frames right after the snapshot are over: what was not repeated is trading again. */
+  _settleHaltsToConfirm() {
+    const pending = this._haltsToConfirm;
+    if (!pending) return;
+    this._haltsToConfirm = null;
+    const now = Date.now();
+    const resumed = [...pending].filter((s) => this._setTrading(s, 'trading', now));
+    if (resumed.length > 0) this._emit('trading', { state: 'trading', symbols: resumed, at: now });
   }
 
   /** Trades in feed order; the quote of each symbol at least as new arrived before. */
@@ -991,6 +1187,8 @@ export class TickgateClient {
         feedState: null,
         quoteStale: false,
         noData: false,
+        trading: this.halted.has(symbol) ? 'halted' : 'trading',
+        tradingSince: this.halted.get(symbol) ?? null,
       };
       this.quotes.set(symbol, held);
     }
@@ -1026,6 +1224,8 @@ export class TickgateClient {
   /** Removes a symbol from the wanted set and the held state. */
   _forget(symbol) {
     this.desired.delete(symbol);
+    this.halted.delete(symbol);
+    this._haltsToConfirm?.delete(symbol);
     this.quotes.delete(symbol);
     this._tradeSymbols.delete(symbol);
     this.priorities.delete(symbol);

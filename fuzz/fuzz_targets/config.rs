@@ -1,17 +1,10 @@
 //! Config loader: `RUSTC_BOOTSTRAP=1 cargo fuzz run config`.
-//!
-//! Any text must load or yield a `ConfigError` (syntax or a list of
-//! problems), never panic; a config that loads must validate again.
+//! The checks: `config` in `fuzz/checks.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tickgate::config::Config;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    if let Ok(config) = Config::from_toml(text, "fuzz") {
-        assert!(config.validate().is_ok());
-    }
-});
+#[path = "../checks.rs"]
+mod checks;
+
+fuzz_target!(|data: &[u8]| checks::config(data));

@@ -54,6 +54,7 @@ struct ConnectionFile {
     notsent_lowat_bytes: usize,
     #[serde(with = "millis")]
     min_write_interval_ms: Duration,
+    ack_window_frames: u64,
     max_update_rate_hz: f64,
     trade_buffer: usize,
 }
@@ -70,6 +71,7 @@ impl Default for ConnectionFile {
             send_buffer_bytes: d.send_buffer_bytes,
             notsent_lowat_bytes: d.notsent_lowat_bytes,
             min_write_interval_ms: d.min_write_interval,
+            ack_window_frames: d.ack_window_frames,
             max_update_rate_hz: d.max_update_rate_hz,
             trade_buffer: d.trade_buffer.get(),
         }
@@ -113,6 +115,8 @@ struct LimitsFile {
     max_requests_per_second: f64,
     request_burst: u32,
     max_rate_limited: u32,
+    max_symbols_per_second: f64,
+    symbol_burst: u32,
 }
 
 impl Default for LimitsFile {
@@ -131,6 +135,8 @@ impl Default for LimitsFile {
             max_requests_per_second: d.max_requests_per_second,
             request_burst: d.request_burst.get(),
             max_rate_limited: d.max_rate_limited.get(),
+            max_symbols_per_second: d.max_symbols_per_second,
+            symbol_burst: d.symbol_burst.get(),
         }
     }
 }
@@ -189,6 +195,11 @@ impl ConfigFile {
             d.max_rate_limited,
             "limits.max_rate_limited must be at least 1",
         );
+        let symbol_burst = positive_u32(
+            l.symbol_burst,
+            d.symbol_burst,
+            "limits.symbol_burst must be at least 1",
+        );
         let r = self.rebalance;
         let shed_per_second = positive_u32(
             r.shed_per_second,
@@ -208,6 +219,8 @@ impl ConfigFile {
             max_requests_per_second: l.max_requests_per_second,
             request_burst,
             max_rate_limited,
+            max_symbols_per_second: l.max_symbols_per_second,
+            symbol_burst,
         };
         let config = Config {
             server: self.server,
@@ -221,6 +234,7 @@ impl ConfigFile {
                 send_buffer_bytes: c.send_buffer_bytes,
                 notsent_lowat_bytes: c.notsent_lowat_bytes,
                 min_write_interval: c.min_write_interval_ms,
+                ack_window_frames: c.ack_window_frames,
                 max_update_rate_hz: c.max_update_rate_hz,
                 trade_buffer,
             },

@@ -32,6 +32,12 @@ pub struct SlowConsumerConfig {
     /// with `state: restored`; `recover_after_ms`).
     #[serde(rename = "recover_after_ms", with = "millis")]
     pub recover_after: Duration,
+    /// Hysteresis: a connection that falls behind again within the quiet
+    /// window that restored it goes straight back to the step it held, and
+    /// its next quiet window is twice as long, up to this
+    /// (`max_recover_after_ms`; equal to `recover_after_ms` turns it off).
+    #[serde(rename = "max_recover_after_ms", with = "millis")]
+    pub max_recover_after: Duration,
     /// Step 3: a write the socket has not taken for this long (the client
     /// stopped reading) closes the connection with 4008
     /// (`close_after_ms`; 0 = never: `None`).
@@ -46,6 +52,7 @@ impl Default for SlowConsumerConfig {
             notice_after: Some(Duration::from_secs(2)),
             reduced_rate_hz: 1.0,
             recover_after: Duration::from_secs(3),
+            max_recover_after: Duration::from_secs(30),
             close_after: Some(Duration::from_secs(45)),
         }
     }
@@ -120,6 +127,14 @@ pub struct LimitsConfig {
     /// Refused (`rate_limited`) frames within 10 s that close the
     /// connection with 1008.
     pub max_rate_limited: NonZeroU32,
+    /// Symbols a connection's `subscribe` and `unsubscribe` requests may
+    /// name per second, sustained (token bucket); a request over it is
+    /// refused whole with `rate_limited`. 0 = no limit.
+    pub max_symbols_per_second: f64,
+    /// Symbols a connection may name at once before the rate applies; at
+    /// least `max_subscriptions_per_connection`, so a client can always
+    /// subscribe its whole allowance in one request.
+    pub symbol_burst: NonZeroU32,
 }
 
 /// Per-connection timers and buffers.
@@ -147,11 +162,18 @@ pub struct ConnectionConfig {
     /// this wait unsent, so a client that stops reading finds little stale
     /// data ahead of the latest values when it reads again.
     pub notsent_lowat_bytes: usize,
-    /// After a write, a connection waits at least this long before the next
-    /// one, so a busy connection sends fewer, fuller frames (0 = write as
-    /// soon as anything changes). The first change after a quiet spell goes
-    /// out at once (`min_write_interval_ms`).
+    /// An optional floor between two writes of one connection
+    /// (`min_write_interval_ms`). 0, the default, is adaptive coalescing: a
+    /// change goes out at once when the socket is idle, and changes conflate
+    /// into one frame only while a write is in flight. Above 0, a connection
+    /// that wrote less than this long ago also waits out the rest of it; the
+    /// first change after a quiet spell still goes out at once.
     pub min_write_interval: Duration,
+    /// Messages a connection whose client acknowledges what it read
+    /// (`{"op":"ack"}`) may have unacknowledged; the rest conflates in its
+    /// outbox until the next acknowledgement (`ack_window_frames`). 0 turns
+    /// acknowledgements off (they are accepted and ignored).
+    pub ack_window_frames: u64,
     /// Ceiling on updates per second per symbol for every subscription
     /// (clients may ask for less with `max_rate`); 0 = no ceiling.
     pub max_update_rate_hz: f64,
@@ -286,6 +308,8 @@ impl Default for LimitsConfig {
             max_requests_per_second: 50.0,
             request_burst: const { nonzero_u32(100) },
             max_rate_limited: const { nonzero_u32(20) },
+            max_symbols_per_second: 2_000.0,
+            symbol_burst: const { nonzero_u32(5_000) },
         }
     }
 }
@@ -301,7 +325,8 @@ impl Default for ConnectionConfig {
             max_update_rate_hz: 0.0,
             send_buffer_bytes: 64 * 1024,
             notsent_lowat_bytes: 16 * 1024,
-            min_write_interval: Duration::from_millis(2),
+            min_write_interval: Duration::ZERO,
+            ack_window_frames: 8,
             trade_buffer: const { nonzero(1024) },
         }
     }

@@ -54,6 +54,17 @@ impl Config {
             "limits.max_requests_per_second must be between 0 (no limit) and 100000",
         );
         check(
+            l.max_symbols_per_second.is_finite()
+                && (0.0..=10_000_000.0).contains(&l.max_symbols_per_second),
+            "limits.max_symbols_per_second must be between 0 (no limit) and 10000000",
+        );
+        check(
+            usize::try_from(l.symbol_burst.get())
+                .is_ok_and(|burst| burst >= l.max_subscriptions_per_connection.get()),
+            "limits.symbol_burst must be at least limits.max_subscriptions_per_connection, \
+             so a client can subscribe its whole allowance in one request",
+        );
+        check(
             l.client_ip_header
                 .as_deref()
                 .is_none_or(|h| hyper::header::HeaderName::from_bytes(h.as_bytes()).is_ok()),
@@ -94,6 +105,10 @@ impl Config {
             "connection.min_write_interval_ms must be at most 1000",
         );
         check(
+            c.ack_window_frames <= 1_000_000,
+            "connection.ack_window_frames must be at most 1000000 (0 turns acknowledgements off)",
+        );
+        check(
             c.max_update_rate_hz.is_finite() && (0.0..=1000.0).contains(&c.max_update_rate_hz),
             "connection.max_update_rate_hz must be between 0 (no ceiling) and 1000",
         );
@@ -110,6 +125,10 @@ impl Config {
         check(
             l.recover_after >= Duration::from_millis(1),
             "slow_consumer.recover_after_ms must be at least 1",
+        );
+        check(
+            (l.recover_after..=Duration::from_secs(3_600)).contains(&l.max_recover_after),
+            "slow_consumer.max_recover_after_ms must be between slow_consumer.recover_after_ms and 3600000",
         );
         check(
             l.close_after

@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use tickgate_feeds::{Tick, TickError, TickKind, VenueEvent};
 
 use super::encode;
+use super::mailbox::Mailbox;
 use super::store::{FeedId, Slot, SnapshotStore, StoreFull, SymbolId};
 use super::subscriptions::{hand_over, lock_subscribers};
 use super::venue::{self, RecentTrades, VenueReport};
@@ -91,6 +92,8 @@ pub struct Fanout {
     touched: Vec<Arc<Slot>>,
     /// `touched_flag[id]`: symbol already in `touched` for this batch.
     touched_flag: Vec<bool>,
+    /// Writers to wake once the whole batch is marked.
+    wake: Vec<Arc<Mailbox>>,
     report: ApplyReport,
     /// The last trades of each symbol, for corrections and cancels.
     recent: RecentTrades,
@@ -205,8 +208,15 @@ impl Fanout {
         for slot in self.touched.drain(..) {
             self.touched_flag[slot.id as usize] = false;
             for (mailbox, index) in lock_subscribers(&slot).iter() {
-                mailbox.mark_dirty_at(index, slot.id);
+                if mailbox.mark_dirty_deferred(index, slot.id) {
+                    self.wake.push(Arc::clone(mailbox));
+                }
             }
+        }
+        // Woken only now, a writer finds every symbol of this batch dirty
+        // and sends them in one frame.
+        for mailbox in self.wake.drain(..) {
+            mailbox.wake_writer();
         }
     }
 }

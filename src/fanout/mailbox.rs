@@ -3,7 +3,7 @@
 //! counters. Nothing here awaits: waiting on the `Notify`s is the
 //! connection's job.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -29,6 +29,57 @@ pub struct Mailbox {
     kick: std::sync::OnceLock<Kick>,
     /// Notified once, when [`Mailbox::kick`] sets a reason.
     pub kicked: Notify,
+    /// Messages written and acknowledged (`{"op":"ack"}`).
+    pub acks: AckWindow,
+}
+
+/// The messages a connection wrote and those its client acknowledged
+/// having read (*extension*, docs/protocol.md "Acknowledgements"). Once a
+/// client acknowledges, the writer keeps at most a window of messages
+/// unacknowledged and lets the rest conflate in the outbox, so a slow
+/// reader gets the latest values instead of a backlog in kernel buffers.
+#[derive(Debug, Default)]
+pub struct AckWindow {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    on: AtomicBool,
+}
+
+impl AckWindow {
+    /// The writer wrote `messages` more.
+    pub fn wrote(&self, messages: u64) {
+        self.sent.fetch_add(messages, Ordering::Relaxed);
+    }
+
+    /// Messages written so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// The client has read `messages` in all: turns the window on, and
+    /// says whether the count moved forward (an older count than one
+    /// already given changes nothing). `Err` carries the messages actually
+    /// written when the count is higher.
+    pub fn ack(&self, messages: u64) -> Result<bool, u64> {
+        let sent = self.sent();
+        if messages > sent {
+            return Err(sent);
+        }
+        let before = self.acked.fetch_max(messages, Ordering::Relaxed);
+        let was_on = self.on.swap(true, Ordering::Relaxed);
+        Ok(messages > before || !was_on)
+    }
+
+    /// Whether the writer must hold data back: the client acknowledges
+    /// and `window` messages (0: no limit) are unacknowledged.
+    pub fn full(&self, window: u64) -> bool {
+        window > 0
+            && self.on.load(Ordering::Relaxed)
+            && self
+                .sent()
+                .saturating_sub(self.acked.load(Ordering::Relaxed))
+                >= window
+    }
 }
 
 /// Why the gateway itself asks a connection to close.
@@ -117,6 +168,7 @@ impl Mailbox {
             stats: ConnStats::new(opened),
             kick: std::sync::OnceLock::new(),
             kicked: Notify::new(),
+            acks: AckWindow::default(),
         }
     }
 
@@ -155,6 +207,18 @@ impl Mailbox {
         if wake {
             self.wake.notify_one();
         }
+    }
+
+    /// [`Mailbox::mark_dirty_at`] without the wake-up: returns whether the
+    /// writer needs one, which the caller gives with [`Mailbox::wake_writer`]
+    /// once its whole fan-out pass is marked, so the pass shares one frame.
+    pub fn mark_dirty_deferred(&self, index: SubIndex, id: SymbolId) -> bool {
+        self.lock().mark_dirty_at(index, id)
+    }
+
+    /// Wakes the writer (after [`Mailbox::mark_dirty_deferred`]).
+    pub fn wake_writer(&self) {
+        self.wake.notify_one();
     }
 
     /// Queues a trade of `id` if this connection wants it, waking the writer
@@ -200,5 +264,97 @@ impl Mailbox {
             self.drained.notify_one();
         }
         drain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::task::{Context, Wake, Waker};
+
+    use tickgate_feeds::{Symbol, Tick};
+
+    use super::*;
+    use crate::fanout::subscriptions::{self, SubscribeLimits};
+    use crate::fanout::{Delivery, Fanout, SnapshotStore};
+
+    /// A writer's waker that notes how many symbols were pending when it
+    /// was woken.
+    struct Watch {
+        mailbox: Arc<Mailbox>,
+        pending_at_wake: Mutex<Vec<usize>>,
+    }
+
+    impl Wake for Watch {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            let pending = self.mailbox.lock().pending();
+            self.pending_at_wake
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(pending);
+        }
+    }
+
+    #[test]
+    fn the_writer_is_woken_once_its_whole_batch_is_marked() {
+        let names: Vec<String> = (0..20).map(|i| format!("S{i:02}")).collect();
+        let symbols: Vec<Symbol> = names
+            .iter()
+            .map(|s| Symbol::parse(s).expect("symbol"))
+            .collect();
+        let store = SnapshotStore::new(100);
+        for symbol in &symbols {
+            store.get_or_create(*symbol).expect("room");
+        }
+        let mailbox = Arc::new(Mailbox::new(1, 16, Instant::now()));
+        subscriptions::subscribe(
+            &store,
+            &mailbox,
+            &symbols,
+            SubscribeLimits {
+                per_connection: 100,
+                interest: 100,
+            },
+            Delivery::default(),
+            &Default::default(),
+            |_| Vec::new(),
+        );
+        mailbox.drain(Instant::now());
+
+        // The writer waits for its wake-up, as the connection's does.
+        let watch = Arc::new(Watch {
+            mailbox: Arc::clone(&mailbox),
+            pending_at_wake: Mutex::new(Vec::new()),
+        });
+        let waker = Waker::from(Arc::clone(&watch));
+        let mut notified = std::pin::pin!(mailbox.wake.notified());
+        assert!(
+            notified
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+
+        let ticks: Vec<Tick> = symbols
+            .iter()
+            .map(|symbol| Tick {
+                symbol: Some(*symbol),
+                bid: Some(1.0),
+                ..Tick::default()
+            })
+            .collect();
+        Fanout::default().apply(&store, 0, &ticks, 1_764_000_000_000_000);
+        assert_eq!(
+            *watch
+                .pending_at_wake
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+            [symbols.len()],
+            "one wake-up, with the whole batch pending"
+        );
     }
 }

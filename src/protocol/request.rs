@@ -141,6 +141,11 @@ pub enum Request {
     Ping {
         id: Option<RequestId>,
     },
+    /// *Extension*: the client has read `frames` messages of this
+    /// connection in all (`{"op":"ack","frames":120}`); no reply.
+    Ack {
+        frames: u64,
+    },
     /// *Extension*: present or refresh a token (`{"op":"auth","token":"…"}`).
     Auth {
         id: Option<RequestId>,
@@ -271,6 +276,15 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
             })
         }
         "ping" => Ok(Request::Ping { id }),
+        "ack" => match object.remove("frames") {
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(Request::Ack {
+                frames: n.as_u64().unwrap_or_default(),
+            }),
+            _ => Err(RequestError::bad(
+                id,
+                "\"frames\" must be the number of messages read (a non-negative integer)",
+            )),
+        },
         "priority" => {
             let mut classes = Vec::new();
             for priority in Priority::ALL.into_iter().rev() {

@@ -19,6 +19,7 @@ use crate::auth::{self, AuthError, Grant};
 use crate::config::Config;
 use crate::connection;
 use crate::limits;
+use crate::protocol::binary::{self, Encoding};
 use crate::telemetry;
 
 /// Answers a WebSocket upgrade on `/ws` and hands the socket to a connection task.
@@ -109,6 +110,13 @@ pub(super) fn upgrade(
             return response;
         }
     };
+    let encoding = Encoding::negotiate(
+        request
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    );
     let on_upgrade = hyper::upgrade::on(&mut request);
     let ws_config = websocket_config(&services.config);
     let context = services.connection_context();
@@ -123,7 +131,7 @@ pub(super) fn upgrade(
                     Some(ws_config),
                 )
                 .await;
-                connection::serve(ws, context, transport, grant).await;
+                connection::serve(ws, context, transport, grant, encoding).await;
             }
             Err(error) => debug!(%error, "websocket upgrade failed"),
         }
@@ -135,6 +143,12 @@ pub(super) fn upgrade(
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     if let Ok(value) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    if encoding == Encoding::Binary {
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(binary::SUBPROTOCOL),
+        );
     }
     response
 }

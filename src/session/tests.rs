@@ -121,6 +121,8 @@ fn limits() -> SessionLimits {
         max_requests_per_second: 0.0,
         request_burst: 100,
         max_rate_limited: 20,
+        max_symbols_per_second: 0.0,
+        symbol_burst: 100,
         first_message_timeout: Duration::from_secs(5),
     }
 }
@@ -822,6 +824,69 @@ fn a_request_flood_is_refused_then_closed() {
 }
 
 #[test]
+fn symbols_past_the_budget_refuse_the_whole_request_until_it_refills() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let mut session = fx.session_with(
+        Some(Grant::unrestricted()),
+        SessionLimits {
+            max_symbols_per_second: 10.0,
+            symbol_burst: 5,
+            max_rate_limited: 3,
+            ..limits()
+        },
+        now,
+    );
+    let names = ["AA", "BB", "CC", "DD", "EE", "FF"];
+    // Four symbols fit; the unsubscribe of all four does not (one left).
+    text(
+        &mut session,
+        json!({"op":"subscribe","id":1,"symbols":&names[..4]}),
+        now,
+    );
+    text(
+        &mut session,
+        json!({"op":"unsubscribe","id":2,"symbols":&names[..4]}),
+        now,
+    );
+    let frames = fx.frames(now);
+    assert_eq!(frames[0]["type"], "subscribed");
+    let refusal = frames.last().expect("a refusal");
+    assert_eq!(refusal["type"], "error");
+    assert_eq!(refusal["id"], 2);
+    assert_eq!(refusal["code"], "rate_limited");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("names 4 symbols") && m.contains("1 more")),
+        "{refusal}"
+    );
+    // Nothing of the refused request was done.
+    assert_eq!(fx.subscriptions(), 4);
+
+    // 300 ms later three more tokens came: the unsubscribe goes through.
+    let later = now + Duration::from_millis(300);
+    text(
+        &mut session,
+        json!({"op":"unsubscribe","id":3,"symbols":&names[..4]}),
+        later,
+    );
+    let frames = fx.frames(later);
+    assert_eq!(frames.last().expect("reply")["type"], "unsubscribed");
+    assert_eq!(fx.subscriptions(), 0);
+
+    // A request larger than the burst can never pass; each refusal is a
+    // strike (the first was request 2), and the third closes.
+    let huge = json!({"op":"subscribe","id":4,"symbols":names});
+    assert_eq!(text(&mut session, huge.clone(), later), Outcome::Continue);
+    assert_eq!(
+        text(&mut session, huge, later),
+        Outcome::Close(CloseReason::RateLimited)
+    );
+    assert_eq!(fx.subscriptions(), 0);
+}
+
+#[test]
 fn the_request_rate_refills_with_time() {
     let fx = Fixture::new();
     let now = Instant::now();
@@ -933,4 +998,72 @@ fn limits_come_from_the_configuration() {
         limits.first_message_timeout,
         config.auth.first_message_timeout
     );
+}
+
+#[test]
+fn acknowledgements_are_checked_and_get_no_reply() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let mut session = fx.session(Some(Grant::unrestricted()), now);
+    // Nothing written yet: acknowledging 0 is fine and answered with nothing.
+    text(&mut session, json!({"op":"ack","frames":0}), now);
+    assert!(fx.frames(now).is_empty());
+    assert!(!fx.mailbox.acks.full(0), "a 0 window is no limit");
+    fx.mailbox.acks.wrote(3);
+    assert!(fx.mailbox.acks.full(3));
+    text(&mut session, json!({"op":"ack","frames":3}), now);
+    assert!(!fx.mailbox.acks.full(3));
+    for (bad, says) in [
+        (
+            json!({"op":"ack","frames":4}),
+            "acknowledges 4 messages but only 3 were sent",
+        ),
+        (json!({"op":"ack","frames":-1}), "non-negative integer"),
+        (json!({"op":"ack","frames":1.5}), "non-negative integer"),
+        (json!({"op":"ack","frames":"3"}), "non-negative integer"),
+        (json!({"op":"ack"}), "non-negative integer"),
+    ] {
+        assert_eq!(text(&mut session, bad.clone(), now), Outcome::Continue);
+        let frames = fx.frames(now);
+        assert_eq!(frames.len(), 1, "{bad}: {frames:?}");
+        assert_eq!(frames[0]["code"], "bad_request", "{bad}");
+        assert!(
+            frames[0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says)),
+            "{bad}: {}",
+            frames[0]
+        );
+    }
+}
+
+#[test]
+fn acknowledgements_of_new_messages_take_no_request_token() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let mut session = fx.session_with(
+        Some(Grant::unrestricted()),
+        SessionLimits {
+            max_requests_per_second: 1.0,
+            request_burst: 2,
+            max_rate_limited: 100,
+            ..limits()
+        },
+        now,
+    );
+    // Far more acknowledgements than the request rate allows, each of new
+    // messages: none is refused.
+    for read in 1..=50 {
+        fx.mailbox.acks.wrote(1);
+        text(&mut session, json!({"op":"ack","frames":read}), now);
+    }
+    assert!(fx.frames(now).is_empty());
+    // Repeating a count acknowledges nothing new: it takes a token, and
+    // past the burst it is refused like any request.
+    for _ in 0..3 {
+        text(&mut session, json!({"op":"ack","frames":50}), now);
+    }
+    let frames = fx.frames(now);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["code"], "rate_limited");
 }

@@ -25,7 +25,10 @@ async fn interest_symbols(admin: SocketAddr) -> f64 {
 pub async fn largest_subscribe_of_new_symbols() {
     const MESSAGE: usize = 256 * 1024;
     const SYMBOLS: usize = 26_000;
-    let gateway = Gateway::start_with(MESSAGE, "max_subscriptions_per_connection = 30000");
+    let gateway = Gateway::start_with(
+        MESSAGE,
+        "max_subscriptions_per_connection = 30000\nsymbol_burst = 30000",
+    );
     let admin = gateway.admin;
     let mut suite = Suite::on(gateway).await;
 

@@ -124,6 +124,28 @@ pub async fn run(suite: &mut Suite) {
         })
         .await;
     suite
+        .attack(
+            "more symbols than the symbol budget, again and again",
+            async move {
+                // 6,000 names (the budget holds 5,000): refused whole, cheaply,
+                // with a small frame instead of a 6,000-name echo; the
+                // connection stays usable for requests within the budget.
+                let symbols: Vec<String> = (0..6_000).map(|i| format!("B{i}")).collect();
+                let request = json!({"op":"subscribe","id":"huge","symbols":symbols}).to_string();
+                let mut raw = Raw::open(addr).await;
+                for _ in 0..3 {
+                    raw.expect_reply(&text(&request), "names 6000 symbols")
+                        .await;
+                }
+                raw.expect_reply(
+                    &text(r#"{"op":"subscribe","id":"small","symbols":["AAPL"]}"#),
+                    "snapshot",
+                )
+                .await;
+            },
+        )
+        .await;
+    suite
         .attack("empty text frame", async move {
             Raw::open(addr)
                 .await

@@ -42,6 +42,9 @@ export function scriptedSockets() {
     frame(object) {
       this.onmessage?.({ data: JSON.stringify(object) });
     }
+    error() {
+      this.onerror?.({ type: 'error' });
+    }
     drop(code = 1006, reason = '') {
       this.onclose?.({ code, reason });
     }

@@ -269,7 +269,9 @@ describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
       return wrap.scrollWidth - wrap.clientWidth;
     });
     assert.ok(tableOverflow <= 1, `the watchlist needs ${tableOverflow}px of sideways scrolling`);
-    assert.equal(await page.locator('[data-symbol="AAPL"] [data-field="bid"]').isVisible(), false, 'bid column hidden on phones');
+    assert.equal(await page.locator('[data-symbol="AAPL"] [data-field="bid"]').isVisible(), true, 'bid stays on phones');
+    assert.equal(await page.locator('[data-symbol="AAPL"] [data-field="ask"]').isVisible(), true, 'ask stays on phones');
+    assert.equal(await page.locator('[data-symbol="AAPL"] [data-field="volume"]').isVisible(), false, 'volume gives way on phones');
     assert.equal(await page.locator('[data-symbol="AAPL"] [data-field="last"]').isVisible(), true);
     await page.waitForTimeout(1500);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-phone.png') });

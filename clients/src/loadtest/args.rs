@@ -121,6 +121,16 @@ pub struct LoadtestArgs {
     /// Bearer token sent in the `Authorization` header.
     #[arg(long)]
     pub token: Option<String>,
+    /// Ask tickgate for its binary encoding (WebSocket subprotocol
+    /// `tickgate.v1.bin`: MessagePack frames) instead of JSON text.
+    #[arg(long)]
+    pub binary: bool,
+    /// Acknowledge what was read (`{"op":"ack"}`) after every N messages,
+    /// so tickgate keeps at most its window unacknowledged and conflates
+    /// the rest; N at most the gateway's `connection.ack_window_frames`
+    /// (8 by default). 0: no acknowledgements.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub ack_every: u64,
     /// PID of the server under test: report its CPU time and resident memory.
     #[arg(long)]
     pub server_pid: Option<u32>,

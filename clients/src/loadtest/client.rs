@@ -122,6 +122,7 @@ async fn connect(plan: &ClientPlan, shared: &Shared) -> Result<WsClient<Box<dyn 
             &target.host,
             &target.path,
             shared.token.as_deref(),
+            shared.subprotocol,
             shared.read_buffer,
         )
         .await

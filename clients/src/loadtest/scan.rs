@@ -103,6 +103,83 @@ pub(crate) fn scan(frame: &[u8], mut each: impl FnMut(MessageType, QuoteRef<'_>)
     })
 }
 
+/// The WebSocket subprotocol of tickgate's binary encoding.
+pub(crate) const BINARY_SUBPROTOCOL: &str = "tickgate.v1.bin";
+
+/// The symbol names a binary connection has been told, by id (ids count
+/// from 0 in order of first use; docs/protocol.md, "Binary encoding").
+#[derive(Debug, Default)]
+pub(crate) struct BinaryIds(Vec<Box<[u8]>>);
+
+/// The parts of a binary frame the load tester reads; every other key
+/// (prices, sizes, ids of requests) is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct BinaryFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a str>,
+    #[serde(borrow, default)]
+    code: Option<&'a str>,
+    #[serde(borrow, default)]
+    defs: Vec<(u64, &'a str)>,
+    #[serde(default)]
+    quotes: Vec<BinaryQuote>,
+}
+
+#[derive(serde::Deserialize)]
+struct BinaryQuote {
+    s: Option<u64>,
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    ts: u64,
+}
+
+/// [`scan`] for a binary (`tickgate.v1.bin`) frame: learns the frame's
+/// `defs`, then calls `each` for every quote whose id is known. A frame
+/// that is not a MessagePack map is `Other`.
+pub(crate) fn scan_binary(
+    frame: &[u8],
+    ids: &mut BinaryIds,
+    mut each: impl FnMut(MessageType, QuoteRef<'_>),
+) -> Scanned {
+    let Ok(parsed) = rmp_serde::from_slice::<BinaryFrame<'_>>(frame) else {
+        return Scanned {
+            kind: MessageType::Other,
+            code: None,
+        };
+    };
+    for (id, name) in parsed.defs {
+        let Ok(id) = usize::try_from(id) else {
+            continue;
+        };
+        if id >= ids.0.len() {
+            ids.0.resize(id + 1, Box::default());
+        }
+        ids.0[id] = name.as_bytes().into();
+    }
+    let kind = parsed.kind.map_or(MessageType::Other, MessageType::of);
+    for quote in parsed.quotes {
+        let Some(symbol) = quote
+            .s
+            .and_then(|id| usize::try_from(id).ok())
+            .and_then(|id| ids.0.get(id))
+            .filter(|name| !name.is_empty())
+        else {
+            continue;
+        };
+        each(
+            kind,
+            QuoteRef {
+                symbol,
+                seq: quote.seq,
+                ts: quote.ts,
+            },
+        );
+    }
+    let code = (kind == MessageType::Error).then(|| parsed.code.unwrap_or("unknown").to_owned());
+    Scanned { kind, code }
+}
+
 /// One argument of a Socket.IO event: a quote, an array of quotes, or an
 /// object holding `quotes`.
 fn event_argument(
@@ -220,6 +297,53 @@ mod tests {
                 (Update, b"A".to_vec(), 1, 2),
                 (Update, b"B".to_vec(), 3, 4)
             ]
+        );
+    }
+
+    #[test]
+    fn binary_frames_yield_their_quotes_once_their_ids_are_known() {
+        let frame = |value: serde_json::Value| rmp_serde::to_vec_named(&value).expect("msgpack");
+        let mut ids = BinaryIds::default();
+        let mut seen = Vec::new();
+        let first = frame(
+            serde_json::json!({"type":"snapshot","defs":[[0,"AAPL"],[1,"MSFT"]],
+            "quotes":[{"s":0,"seq":3,"bid":23138,"px":2,"ts":17},{"s":1,"seq":9,"ts":18}]}),
+        );
+        let scanned = scan_binary(&first, &mut ids, |kind, q| {
+            seen.push((
+                kind,
+                String::from_utf8_lossy(q.symbol).into_owned(),
+                q.seq,
+                q.ts,
+            ));
+        });
+        assert_eq!(scanned.kind, MessageType::Snapshot);
+        // Later frames name known ids only; an unknown id is skipped.
+        let second = frame(
+            serde_json::json!({"type":"update","quotes":[{"s":1,"seq":10,"ts":19},{"s":7,"seq":1}]}),
+        );
+        scan_binary(&second, &mut ids, |kind, q| {
+            seen.push((
+                kind,
+                String::from_utf8_lossy(q.symbol).into_owned(),
+                q.seq,
+                q.ts,
+            ));
+        });
+        assert_eq!(
+            seen,
+            [
+                (MessageType::Snapshot, "AAPL".to_owned(), 3, 17),
+                (MessageType::Snapshot, "MSFT".to_owned(), 9, 18),
+                (MessageType::Update, "MSFT".to_owned(), 10, 19),
+            ]
+        );
+        let error = frame(serde_json::json!({"type":"error","code":"rate_limited","message":"…"}));
+        let scanned = scan_binary(&error, &mut ids, |_, _| {});
+        assert_eq!(scanned.code.as_deref(), Some("rate_limited"));
+        assert_eq!(
+            scan_binary(b"\xc1garbage", &mut ids, |_, _| {}).kind,
+            MessageType::Other
         );
     }
 }

@@ -23,6 +23,10 @@ pub(crate) struct Shared {
     pub(crate) target: Target,
     pub(crate) mode: PeerMode,
     pub(crate) token: Option<String>,
+    /// The subprotocol to ask for: `tickgate.v1.bin` with `--binary`.
+    pub(crate) subprotocol: Option<&'static str>,
+    /// `--ack-every`: acknowledge after this many messages (0: never).
+    pub(crate) ack_every: u64,
     pub(crate) read_buffer: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) stall_after: Duration,
@@ -76,6 +80,10 @@ impl Shared {
             target,
             mode: args.mode,
             token: args.token.clone(),
+            subprotocol: args
+                .binary
+                .then_some(crate::loadtest::scan::BINARY_SUBPROTOCOL),
+            ack_every: args.ack_every,
             read_buffer: args.read_buffer,
             connect_timeout: args.connect_timeout,
             stall_after: args.stall_after,

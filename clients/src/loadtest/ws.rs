@@ -76,12 +76,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsClient<S> {
         host: &str,
         path: &str,
         token: Option<&str>,
+        subprotocol: Option<&str>,
         read_buffer: usize,
     ) -> Result<Self, WsError> {
         let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let protocol = subprotocol.map_or(String::new(), |p| {
+            format!("Sec-WebSocket-Protocol: {p}\r\n")
+        });
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{auth}\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{auth}{protocol}\r\n"
         );
         stream.write_all(request.as_bytes()).await?;
         let mut buf = vec![0u8; read_buffer.max(1024)];
@@ -107,6 +111,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsClient<S> {
             return Err(WsError::Handshake(
                 String::from_utf8_lossy(status_line).into_owned(),
             ));
+        }
+        if let Some(protocol) = subprotocol {
+            let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
+            let chosen = format!("sec-websocket-protocol: {}", protocol.to_ascii_lowercase());
+            if !head.contains(&chosen) {
+                return Err(WsError::Handshake(format!(
+                    "the server did not accept the subprotocol {protocol}"
+                )));
+            }
         }
         Ok(Self {
             stream,

@@ -55,6 +55,9 @@ pub(super) async fn session(
         String::new()
     };
     let mut nats_buf: Vec<u8> = Vec::new();
+    let mut binary_ids = scan::BinaryIds::default();
+    // Messages read on this connection, and the count last acknowledged.
+    let (mut received, mut acknowledged) = (0u64, 0u64);
     let mut local = Local::default();
     let mut stall_done = !plan.stalled;
     let cancel = shared.cancel.clone();
@@ -129,6 +132,7 @@ pub(super) async fn session(
                 }
                 Frame::Text(bytes) if shared.mode == PeerMode::Tickgate => {
                     local.frames += 1;
+                    received += 1;
                     let scanned = scan::scan(bytes, |kind, q| {
                         if matches!(kind, MessageType::Update | MessageType::Snapshot) {
                             on_quote(
@@ -142,29 +146,27 @@ pub(super) async fn session(
                             );
                         }
                     });
-                    match scanned.kind {
-                        MessageType::Update => {
-                            if let Some(from) = reconnected_from.take() {
-                                shared.record_reconnect(from.elapsed());
-                            }
+                    after_scan(&scanned, shared, held, permit, reconnected_from, &mut acked);
+                }
+                Frame::Binary(bytes)
+                    if shared.mode == PeerMode::Tickgate && shared.subprotocol.is_some() =>
+                {
+                    local.frames += 1;
+                    received += 1;
+                    let scanned = scan::scan_binary(bytes, &mut binary_ids, |kind, q| {
+                        if matches!(kind, MessageType::Update | MessageType::Snapshot) {
+                            on_quote(
+                                plan,
+                                shared,
+                                held,
+                                &mut local,
+                                q,
+                                now,
+                                kind == MessageType::Update,
+                            );
                         }
-                        MessageType::Snapshot => {
-                            held.snapshot_seen = true;
-                        }
-                        MessageType::Subscribed => {
-                            if !acked {
-                                acked = true;
-                                if permit.take().is_some() {
-                                    shared.subscribed.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                        }
-                        MessageType::Error => {
-                            let code = scanned.code.as_deref().unwrap_or("unknown");
-                            shared.count_error(&format!("server_{code}"));
-                        }
-                        MessageType::Heartbeat | MessageType::Other => {}
-                    }
+                    });
+                    after_scan(&scanned, shared, held, permit, reconnected_from, &mut acked);
                 }
                 Frame::Text(bytes) | Frame::Binary(bytes) => {
                     local.frames += 1;
@@ -201,6 +203,11 @@ pub(super) async fn session(
         if let Some(payload) = pong {
             client.send(10, &payload).await?;
         }
+        if shared.ack_every > 0 && received - acknowledged >= shared.ack_every {
+            acknowledged = received;
+            let ack = format!(r#"{{"op":"ack","frames":{received}}}"#);
+            client.send(1, ack.as_bytes()).await?;
+        }
         if nats_ping {
             client.send(2, b"PONG\r\n").await?;
         }
@@ -224,6 +231,42 @@ pub(super) async fn session(
             }
         }
         shared.add(&mut local, plan.stalled);
+    }
+}
+
+/// What a tickgate frame of `scanned`'s type means besides its quotes: the
+/// first update after a reconnect, the snapshot, the subscription's
+/// confirmation, or an error.
+fn after_scan(
+    scanned: &scan::Scanned,
+    shared: &Shared,
+    held: &mut Held,
+    permit: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+    reconnected_from: &mut Option<Instant>,
+    acked: &mut bool,
+) {
+    match scanned.kind {
+        MessageType::Update => {
+            if let Some(from) = reconnected_from.take() {
+                shared.record_reconnect(from.elapsed());
+            }
+        }
+        MessageType::Snapshot => {
+            held.snapshot_seen = true;
+        }
+        MessageType::Subscribed => {
+            if !*acked {
+                *acked = true;
+                if permit.take().is_some() {
+                    shared.subscribed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        MessageType::Error => {
+            let code = scanned.code.as_deref().unwrap_or("unknown");
+            shared.count_error(&format!("server_{code}"));
+        }
+        MessageType::Heartbeat | MessageType::Other => {}
     }
 }
 
