@@ -88,6 +88,7 @@ fn serde_tick(line: &[u8]) -> Option<Tick> {
         prev_close: g.prev_close,
         ts: g.ts,
         seq: None,
+        trade_id: None,
         cleared: Default::default(),
         session: None,
     })

@@ -378,7 +378,10 @@ def feeds():
               [(f"max by (pod) (tickgate_symbols{{{SEL}}})", "{{pod}}")], "short", g(0, 30, 24, 6)),
         panel("timeseries", "Status messages to clients /min", "status messages sent on freshness transitions (live, stale, down), one per client and change, summed over pods. A burst of down then live is a feed reconnect or failover as clients saw it.",
               [(f"sum by (state) (rate(tickgate_status_messages_total{{{SEL}}}[{RI}])) * 60", "{{state}}")],
-              "short", g(0, 36, 24, 6)),
+              "short", g(0, 36, 12, 6)),
+        panel("timeseries", "Venue events /min", "Halts, resumptions, trade corrections and cancels from the venues, by kind and outcome (applied: clients saw a change; ignored: a repeated status, an older or unknown trade), summed over pods. See docs/feeds.md, Halts, corrections and cancels.",
+              [(f"sum by (kind, outcome) (rate(tickgate_venue_events_total{{{SEL}}}[{RI}])) * 60", "{{kind}} {{outcome}}")],
+              "short", g(12, 36, 12, 6)),
     ]
     return dashboard(
         "tickgate-feeds",

@@ -20,6 +20,9 @@
 //! - [`mailbox`]: an outbox shared between the ingest task and one
 //!   connection, with its wake-ups and counters.
 //! - [`apply`]: one feed batch into the store and onto the outboxes.
+//! - [`venue`]: halts and resumptions (the per-symbol trading status and
+//!   its `trading` messages), trade corrections and cancels (a bounded
+//!   history of recent trades per symbol, revising `last`).
 //!
 //! Everything here is synchronous: no `async`, no clock reads (time is a
 //! parameter), no metrics calls (functions return counts; callers record
@@ -35,6 +38,7 @@ pub mod outbox;
 pub mod store;
 pub mod subscriptions;
 pub mod trades;
+pub mod venue;
 
 pub use apply::{ApplyReport, Fanout, REJECT_REASONS};
 pub use delivery::{Delivery, Priority};
@@ -42,3 +46,4 @@ pub use drain::Drain;
 pub use mailbox::{ConnStats, Kick, Mailbox};
 pub use outbox::{ConnId, Outbox, SubIndex};
 pub use store::{FeedId, NO_FEED, Slot, Snapshot, SnapshotStore, StoreFull, SymbolId};
+pub use venue::{VENUE_EVENT_KINDS, VENUE_EVENT_OUTCOMES, VenueReport};

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tickgate_feeds::{FeedEvent, TickBatch, now_micros};
+use tickgate_feeds::{FeedEvent, TickBatch, VenueBatch, now_micros};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -60,6 +60,7 @@ pub async fn run(ingest: Ingest, mut events: mpsc::Receiver<FeedEvent>) {
                     announce(&connections, &feeds, &news);
                 }
             }
+            FeedEvent::Venue(batch) => batcher.apply_venue(&store, &batch),
             FeedEvent::State {
                 feed,
                 state: feed_state,
@@ -114,6 +115,16 @@ struct Batcher {
 }
 
 impl Batcher {
+    /// Applies venue events (halts, resumptions, corrections, cancels) and
+    /// counts them by kind and outcome.
+    fn apply_venue(&mut self, store: &SnapshotStore, batch: &VenueBatch) {
+        let report = self.fanout.apply_venue(store, &batch.events, now_micros());
+        for (kind, outcome, count) in report.counted() {
+            telemetry::venue_events(kind, outcome, count);
+        }
+        telemetry::symbols(store.symbol_count());
+    }
+
     /// Returns what to tell clients whose symbols moved to this feed.
     fn apply(
         &mut self,

@@ -58,6 +58,10 @@ pub const FEED_LAST_TICK_AGE: &str = "tickgate_feed_last_tick_age_seconds";
 pub const STATUS_MESSAGES: &str = "tickgate_status_messages_total";
 /// The `state` label of [`STATUS_MESSAGES`], a closed set.
 pub const STATUS_STATES: [&str; 3] = ["live", "stale", "down"];
+/// Venue events (halts, resumptions, trade corrections and cancels), by
+/// `kind` and `outcome` ([`crate::fanout::VENUE_EVENT_KINDS`],
+/// [`crate::fanout::VENUE_EVENT_OUTCOMES`]).
+pub const VENUE_EVENTS: &str = "tickgate_venue_events_total";
 pub const BUILD_INFO: &str = "tickgate_build_info";
 pub const SLOW_CONSUMERS: &str = "tickgate_slow_consumers";
 pub const SLOW_CONSUMER_STEPS: &str = "tickgate_slow_consumer_steps_total";

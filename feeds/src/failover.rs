@@ -99,6 +99,8 @@ async fn gate(
                 telemetry::failover_suppressed(&batch.feed, batch.ticks.len() as u64);
                 continue;
             }
+            // The primary's own halts and trade corrections stand.
+            (FeedEvent::Venue(_), false) if primary_live => continue,
             _ => {}
         }
         let sent = tokio::select! {

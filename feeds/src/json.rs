@@ -6,13 +6,17 @@
 //! (it becomes unknown; an absent field keeps its value); `ts` is an integer
 //! count of microseconds since the Unix epoch; `kind` is `"quote"` or
 //! `"trade"`. Without `kind`, a tick carrying `last` and neither `bid` nor
-//! `ask` is a trade. Unknown fields are ignored. A bad element of an array is
-//! rejected alone; its good neighbours are kept.
+//! `ask` is a trade. `trade_id` (a non-negative integer) names a trade for
+//! later corrections and cancels. `trading` (`"halted"` or `"trading"`) says a
+//! venue halted or resumed the symbol: it becomes a
+//! [`VenueEvent::TradingStatus`], and a line with nothing else carries no
+//! tick. Unknown fields are ignored. A bad element of an array is rejected
+//! alone; its good neighbours are kept.
 
 use simd_json::prelude::*;
 use simd_json::tape::{Object, Value};
 
-use crate::model::{Cleared, Symbol, Tick, TickKind};
+use crate::model::{Cleared, Symbol, Tick, TickKind, TradingStatus, VenueEvent};
 use crate::parse::{
     DEFAULT_MAX_MESSAGE_BYTES, Decoded, Decoder, JsonScratch, ParseError, for_each_element,
 };
@@ -44,12 +48,63 @@ impl Decoder for JsonDecoder {
     fn decode(&mut self, buf: &mut [u8], out: &mut Decoded) {
         let max = self.max_message_bytes;
         self.scratch.decode_bounded(buf, max, out, |root, out| {
-            for_each_element(root, |element| match element_tick(element) {
-                Ok(tick) => out.ticks.push(tick),
-                Err(error) => out.rejects.push(error),
+            for_each_element(root, |element| {
+                if let Err(error) = element_into(element, out) {
+                    out.rejects.push(error);
+                }
             });
         });
     }
+}
+
+/// One element: its tick, and its trading status as a venue event. An
+/// invalid `trading` value rejects the whole element, so a line is never
+/// half applied.
+fn element_into(element: Value<'_, '_>, out: &mut Decoded) -> Result<(), ParseError> {
+    let obj = element
+        .as_object()
+        .ok_or(ParseError::WrongType { field: "element" })?;
+    let trading = match obj.get("trading") {
+        None => None,
+        Some(value) => Some(
+            value
+                .as_str()
+                .and_then(TradingStatus::parse)
+                .ok_or(ParseError::WrongType { field: "trading" })?,
+        ),
+    };
+    let tick = tick_from_object(&obj)?;
+    if trading.is_none() || !carries_nothing(&tick) {
+        out.ticks.push(tick);
+    }
+    if let (Some(status), Some(symbol)) = (trading, tick.symbol) {
+        out.events.push(VenueEvent::TradingStatus {
+            symbol,
+            status,
+            ts: tick.ts,
+        });
+    }
+    Ok(())
+}
+
+/// A tick with no quote or trade field: a `trading`-only line.
+fn carries_nothing(tick: &Tick) -> bool {
+    [
+        tick.bid,
+        tick.ask,
+        tick.bid_size,
+        tick.ask_size,
+        tick.last,
+        tick.last_size,
+        tick.volume,
+        tick.open,
+        tick.high,
+        tick.low,
+        tick.prev_close,
+    ]
+    .iter()
+    .all(Option::is_none)
+        && tick.cleared.is_empty()
 }
 
 /// Parses one message of the generic format into `out`, returning how many
@@ -103,6 +158,7 @@ pub(crate) fn tick_from_object(obj: &Object<'_, '_>) -> Result<Tick, ParseError>
             "prev_close" => &mut f.prev_close,
             "ts" => &mut f.ts,
             "kind" => &mut f.kind,
+            "trade_id" => &mut f.trade_id,
             _ => continue,
         };
         slot.get_or_insert(value);
@@ -123,6 +179,7 @@ pub(crate) fn tick_from_object(obj: &Object<'_, '_>) -> Result<Tick, ParseError>
         low: number(f.low, "low")?,
         prev_close: number(f.prev_close, "prev_close")?,
         ts: unsigned(f.ts, "ts")?,
+        trade_id: unsigned(f.trade_id, "trade_id")?,
         ..Tick::default()
     };
     let nullable = [
@@ -170,6 +227,7 @@ struct Fields<'t, 'i> {
     prev_close: Option<Value<'t, 'i>>,
     ts: Option<Value<'t, 'i>>,
     kind: Option<Value<'t, 'i>>,
+    trade_id: Option<Value<'t, 'i>>,
 }
 
 // The value-level twins of `parse::{number, unsigned, text}` (which look the
@@ -338,6 +396,47 @@ mod tests {
             (quote.bid, quote.ask, quote.volume),
             (None, Some(1.7), Some(100.0)),
             "null cleared the bid; absent fields kept their values"
+        );
+    }
+
+    #[test]
+    fn trading_becomes_a_venue_event_and_a_bad_value_drops_only_its_line() {
+        let mut decoder = JsonDecoder::default();
+        let mut out = Decoded::default();
+        let mut buf = br#"[{"symbol":"AAPL","trading":"halted"},
+            {"symbol":"MSFT","bid":1.5,"trading":"trading","ts":1764000000000000},
+            {"symbol":"NVDA","trading":"paused"},
+            {"symbol":"AMD","trading":7},
+            {"symbol":"TSLA","trading":null},
+            {"symbol":"AAPL","kind":"trade","last":2.5,"trade_id":17}]"#
+            .to_vec();
+        decoder.decode(&mut buf, &mut out);
+        let sym = |s| Symbol::parse(s).expect("symbol");
+        assert_eq!(
+            out.events,
+            [
+                VenueEvent::TradingStatus {
+                    symbol: sym("AAPL"),
+                    status: TradingStatus::Halted,
+                    ts: None
+                },
+                VenueEvent::TradingStatus {
+                    symbol: sym("MSFT"),
+                    status: TradingStatus::Trading,
+                    ts: Some(1_764_000_000_000_000)
+                },
+            ]
+        );
+        assert_eq!(
+            out.ticks.iter().map(|t| t.symbol).collect::<Vec<_>>(),
+            [Some(sym("MSFT")), Some(sym("AAPL"))],
+            "a trading-only line carries no tick"
+        );
+        assert_eq!(out.ticks[1].trade_id, Some(17));
+        assert_eq!(
+            out.rejects,
+            vec![ParseError::WrongType { field: "trading" }; 3],
+            "unknown, wrong-typed and null values are each rejected alone"
         );
     }
 

@@ -60,11 +60,24 @@ pub struct TickBatch {
     pub ticks: Vec<Tick>,
 }
 
-/// What a feed hands the gateway: ticks, or a change of its own state.
+/// Venue events (halts, resumptions, corrections, cancels) from one feed,
+/// in the order the feed produced them. Sent after the [`TickBatch`] of the
+/// ticks that preceded them, before the one of the ticks that followed.
+#[derive(Debug, Clone)]
+pub struct VenueBatch {
+    /// The configured feed name.
+    pub feed: Arc<str>,
+    pub events: Vec<VenueEvent>,
+}
+
+/// What a feed hands the gateway: ticks, venue events, or a change of its
+/// own state.
 #[derive(Debug, Clone)]
 pub enum FeedEvent {
     /// Ticks in the order the feed produced them.
     Ticks(TickBatch),
+    /// Halts, resumptions, trade corrections and cancels.
+    Venue(VenueBatch),
     /// The feed's connection state changed.
     State { feed: Arc<str>, state: FeedState },
 }

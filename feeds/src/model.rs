@@ -205,6 +205,10 @@ pub struct Tick {
     /// from one stream agree on `seq`. A tick whose `seq` is not above the
     /// current one is stale and refused. Venue sequence numbers never go here.
     pub seq: Option<u64>,
+    /// The venue's id of this trade, when it gives one (Alpaca `i`, the
+    /// generic format's `trade_id`): a later correction or cancel names the
+    /// trade by it (docs/feeds.md, "Halts, corrections and cancels").
+    pub trade_id: Option<u64>,
     /// Fields the feed sent as `null`: the quote forgets them.
     pub cleared: Cleared,
     /// The trading session the tick belongs to, stamped by the feed runner

@@ -35,7 +35,7 @@ pub use consumer::open_last_per_subject;
 pub(crate) use feed::run;
 pub use plan::{NatsPlan, SettingsProblem};
 pub use subject::{HEARTBEAT_TOKEN, escape_symbol, subject_for, symbol_of, unescape_token};
-pub use wire::{Heartbeat, decode_quote};
+pub use wire::{Heartbeat, decode_published, decode_quote, encode_quote};
 
 /// Time allowed for one JetStream API request (stream info, consumer create).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

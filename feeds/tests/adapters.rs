@@ -235,7 +235,7 @@ async fn alpaca_quotes_and_trades_normalize_and_slow_client_is_counted() {
         "alpaca.jsonl",
         vec![
             r#"{"action":"auth","key":"k","secret":"s"}"#,
-            r#"{"action":"subscribe","quotes":["TSLA","SPY"],"trades":["TSLA","SPY"]}"#,
+            r#"{"action":"subscribe","quotes":["TSLA","SPY"],"statuses":["TSLA","SPY"],"trades":["TSLA","SPY"]}"#,
         ],
     )
     .await;

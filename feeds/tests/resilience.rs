@@ -336,7 +336,7 @@ async fn backup_feeds_only_while_the_primary_is_stale_and_seq_stays_monotonic() 
                     last_seq = quote.seq;
                 }
             }
-            FeedEvent::State { .. } => {}
+            FeedEvent::State { .. } | FeedEvent::Venue(_) => {}
         }
     }
     assert_eq!(

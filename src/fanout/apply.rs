@@ -12,12 +12,13 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tickgate_feeds::{Tick, TickError, TickKind};
+use tickgate_feeds::{Tick, TickError, TickKind, VenueEvent};
 
 use super::encode;
 use super::mailbox::Mailbox;
 use super::store::{FeedId, Slot, SnapshotStore, StoreFull, SymbolId};
 use super::subscriptions::{hand_over, lock_subscribers};
+use super::venue::{self, RecentTrades, VenueReport};
 
 /// Why a tick was not applied: the `reason` label of
 /// `tickgate_ticks_rejected_total`, a closed set.
@@ -94,6 +95,9 @@ pub struct Fanout {
     /// Writers to wake once the whole batch is marked.
     wake: Vec<Arc<Mailbox>>,
     report: ApplyReport,
+    /// The last trades of each symbol, for corrections and cancels.
+    recent: RecentTrades,
+    venue_report: VenueReport,
 }
 
 impl Fanout {
@@ -133,9 +137,15 @@ impl Fanout {
                 self.report.rejected[STALE_SEQ] += 1;
                 continue;
             };
-            if tick.kind == TickKind::Trade && slot.wants_trades() {
-                self.report.trades_lost +=
-                    fan_out_trade(&slot, tick, snapshot.quote.seq, now_micros);
+            if tick.kind == TickKind::Trade
+                && let Some(price) = tick.last
+            {
+                self.recent
+                    .record(slot.id, tick.trade_id, price, tick.last_size);
+                if slot.wants_trades() {
+                    self.report.trades_lost +=
+                        fan_out_trade(&slot, tick, snapshot.quote.seq, now_micros);
+                }
             }
             self.report.accepted += 1;
             // Only this task writes `feed`: a load first keeps the steady
@@ -147,16 +157,54 @@ impl Fanout {
             if let Some(ts) = tick.ts {
                 self.report.lag_micros.push(now_micros.saturating_sub(ts));
             }
-            let id = slot.id as usize;
-            if self.touched_flag.len() <= id {
-                self.touched_flag.resize(id + 1, false);
-            }
-            if !self.touched_flag[id] {
-                self.touched_flag[id] = true;
-                self.touched.push(slot);
-            }
+            self.touch(slot);
         }
         self.report.symbols_touched = self.touched.len() as u64;
+        self.mark_touched();
+        &self.report
+    }
+
+    /// Applies venue events of one feed, in order: trading statuses go to
+    /// the symbols' subscribers, and a correction or cancel of a symbol's
+    /// `last` trade revises its quote, which is then marked dirty like a
+    /// tick's (see [`super::venue`]).
+    pub fn apply_venue(
+        &mut self,
+        store: &SnapshotStore,
+        events: &[VenueEvent],
+        now_micros: u64,
+    ) -> &VenueReport {
+        self.venue_report = VenueReport::default();
+        let mut revised = Vec::new();
+        venue::apply_venue(
+            store,
+            &mut self.recent,
+            events,
+            now_micros,
+            &mut self.venue_report,
+            |slot| revised.push(slot),
+        );
+        for slot in revised {
+            self.touch(slot);
+        }
+        self.mark_touched();
+        &self.venue_report
+    }
+
+    /// Adds `slot` to the symbols to mark dirty, once per batch.
+    fn touch(&mut self, slot: Arc<Slot>) {
+        let id = slot.id as usize;
+        if self.touched_flag.len() <= id {
+            self.touched_flag.resize(id + 1, false);
+        }
+        if !self.touched_flag[id] {
+            self.touched_flag[id] = true;
+            self.touched.push(slot);
+        }
+    }
+
+    /// Marks every touched symbol dirty on its subscribers.
+    fn mark_touched(&mut self) {
         for slot in self.touched.drain(..) {
             self.touched_flag[slot.id as usize] = false;
             for (mailbox, index) in lock_subscribers(&slot).iter() {
@@ -170,7 +218,6 @@ impl Fanout {
         for mailbox in self.wake.drain(..) {
             mailbox.wake_writer();
         }
-        &self.report
     }
 }
 

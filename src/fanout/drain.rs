@@ -131,6 +131,9 @@ impl Outbox {
             control: self.control.drain(..).collect(),
             ..Drain::default()
         };
+        // After the replies (a subscriber's snapshot comes first), before
+        // the update.
+        drain.control.extend(self.take_trading());
         if self.dirty.is_empty() && self.waiting.is_empty() && self.trades.is_empty() {
             return drain;
         }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tickgate_feeds::{Quote, Symbol};
+use tickgate_feeds::{Quote, Symbol, TradingStatus};
 
 use super::store::Snapshot;
 
@@ -158,6 +158,17 @@ pub fn trades_lost(lost: BTreeMap<Symbol, u64>) -> (u64, String) {
     })
     .to_string();
     (total, frame)
+}
+
+/// `{"type":"trading","state":"halted"|"trading","symbols":[…]}`: the venue
+/// halted or resumed these symbols (docs/protocol.md, "Trading status").
+pub fn trading(state: TradingStatus, symbols: &[Symbol]) -> String {
+    serde_json::json!({
+        "type": "trading",
+        "state": state.as_str(),
+        "symbols": symbols,
+    })
+    .to_string()
 }
 
 /// `{"type":"trades","trades":[…]}` from trades each already encoded once.

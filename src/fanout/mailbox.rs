@@ -200,6 +200,15 @@ impl Mailbox {
         }
     }
 
+    /// Queues a change of `id`'s trading status if the client does not hold
+    /// it yet (see [`Outbox::sync_trading`]), waking the writer if needed.
+    pub fn sync_trading(&self, index: SubIndex, id: SymbolId) {
+        let wake = self.lock().sync_trading(index, id);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
     /// [`Mailbox::mark_dirty_at`] without the wake-up: returns whether the
     /// writer needs one, which the caller gives with [`Mailbox::wake_writer`]
     /// once its whole fan-out pass is marked, so the pass shares one frame.

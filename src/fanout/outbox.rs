@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
-use tickgate_feeds::Symbol;
+use tickgate_feeds::{Symbol, TradingStatus};
 
 use super::delivery::{Delivery, Priority, Slowdown};
 use super::store::{Slot, Snapshot, SymbolId};
@@ -52,6 +52,14 @@ pub(super) struct Subscription {
     pub(super) seen_in: u64,
     /// Rank for the slow-consumer ladder.
     pub(super) priority: Priority,
+    /// The trading status this client holds once `trading_pending` is
+    /// written (`Trading` until told otherwise).
+    pub(super) trading_told: TradingStatus,
+    /// Trading status changes not yet written, oldest first: at most two
+    /// (a halt and a resume, or the reverse); a third change folds the three
+    /// into one, so the client still ends on the venue's latest word and
+    /// never sees changes out of order.
+    pub(super) trading_pending: [Option<TradingStatus>; 2],
 }
 
 /// How a connection's subscriptions are delivered, counted per option.
@@ -101,6 +109,9 @@ pub struct Outbox {
     pub(super) ranked: bool,
     /// Counts drains, so one drain never sends a symbol twice.
     pub(super) epoch: u64,
+    /// Subscriptions with a trading status change pending; at most one
+    /// entry each.
+    pub(super) trading_dirty: Vec<SubIndex>,
 }
 
 impl Default for Outbox {
@@ -123,6 +134,7 @@ impl Outbox {
             slowdown: Slowdown::default(),
             ranked: false,
             epoch: 0,
+            trading_dirty: Vec::new(),
         }
     }
 
@@ -248,6 +260,8 @@ impl Outbox {
             trades_queued: 0,
             seen_in: 0,
             priority: delivery.priority.unwrap_or_default(),
+            trading_told: TradingStatus::Trading,
+            trading_pending: [None, None],
         };
         self.ranked |= delivery.priority.is_some();
         let index = match self.free.pop() {
@@ -276,7 +290,40 @@ impl Outbox {
                 .latest()
                 .is_some_and(|s| s.quote.seq > sub.last_seq)
         });
-        behind && self.mark_dirty(id)
+        let wake = behind && self.mark_dirty(id);
+        let index = self.index_of(id);
+        index.is_some_and(|index| self.sync_trading(index, id)) || wake
+    }
+
+    /// Brings the client's trading status of the subscription at `index` in
+    /// line with its slot: queues a change if the slot says otherwise than
+    /// what the client holds. Idempotent, so the ingest task (after a venue
+    /// event) and a new subscription (after joining the subscribers) may
+    /// both call it: a change is queued once. Returns whether the writer
+    /// needs a wake-up.
+    pub fn sync_trading(&mut self, index: SubIndex, id: SymbolId) -> bool {
+        let was_empty = self.is_empty();
+        let Some(Some(sub)) = self.subs.get_mut(index as usize) else {
+            return false;
+        };
+        if sub.slot.id != id {
+            return false;
+        }
+        let now = sub.slot.trading();
+        if now == sub.trading_told {
+            return false;
+        }
+        sub.trading_told = now;
+        sub.trading_pending = match sub.trading_pending {
+            [None, _] => {
+                self.trading_dirty.push(index);
+                [Some(now), None]
+            }
+            [Some(first), None] => [Some(first), Some(now)],
+            // first == now: halt, resume, halt is one halt.
+            [Some(_), Some(_)] => [Some(now), None],
+        };
+        was_empty
     }
 
     /// Drops a subscription, its pending entry and its waiting trades, so
@@ -293,6 +340,9 @@ impl Outbox {
         if sub.trades_queued > 0 {
             self.trades.remove(index);
         }
+        if sub.trading_pending[0].is_some() {
+            self.trading_dirty.retain(|&d| d != index);
+        }
         if sub.delivery.trades {
             sub.slot.trade_interest(false);
         }
@@ -303,6 +353,7 @@ impl Outbox {
     /// Removes every subscription, returning their slots.
     pub fn unsubscribe_all(&mut self) -> Vec<Arc<Slot>> {
         self.dirty.clear();
+        self.trading_dirty.clear();
         self.waiting.clear();
         self.trades.clear();
         self.by_id.clear();
@@ -432,7 +483,47 @@ impl Outbox {
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.dirty.is_empty() && self.control.is_empty() && self.trades.is_empty()
+        self.dirty.is_empty()
+            && self.control.is_empty()
+            && self.trades.is_empty()
+            && self.trading_dirty.is_empty()
+    }
+
+    /// The `trading` frames owed, in order: every symbol's first pending
+    /// change, then the second ones; per change, one frame per state naming
+    /// the symbols (sorted).
+    pub(super) fn take_trading(&mut self) -> Vec<String> {
+        if self.trading_dirty.is_empty() {
+            return Vec::new();
+        }
+        let mut rounds: [[Vec<Symbol>; 2]; 2] = Default::default();
+        for index in self.trading_dirty.drain(..) {
+            let Some(Some(sub)) = self.subs.get_mut(index as usize) else {
+                continue;
+            };
+            for (round, change) in std::mem::take(&mut sub.trading_pending)
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(state) = change {
+                    rounds[round][usize::from(state == TradingStatus::Trading)]
+                        .push(sub.slot.symbol);
+                }
+            }
+        }
+        let mut frames = Vec::new();
+        for round in &mut rounds {
+            for (state, symbols) in [TradingStatus::Halted, TradingStatus::Trading]
+                .into_iter()
+                .zip(round.iter_mut())
+            {
+                if !symbols.is_empty() {
+                    symbols.sort();
+                    frames.push(super::encode::trading(state, symbols));
+                }
+            }
+        }
+        frames
     }
 }
 
@@ -441,7 +532,7 @@ mod tests {
     use std::collections::HashMap;
 
     use proptest::prelude::*;
-    use tickgate_feeds::{Symbol, Tick};
+    use tickgate_feeds::{Symbol, Tick, TradingStatus};
 
     use super::*;
     use crate::fanout::delivery::{Delivery, Priority};
@@ -540,6 +631,72 @@ mod tests {
             quotes_of(drain.update.as_deref().expect("update")),
             vec![("A".to_owned(), 1, 1.0)]
         );
+    }
+
+    fn trading_frames(drain: &crate::fanout::Drain) -> Vec<(String, Vec<String>)> {
+        drain
+            .control
+            .iter()
+            .filter_map(|frame| {
+                let value: serde_json::Value = serde_json::from_str(frame).ok()?;
+                (value["type"] == "trading").then(|| {
+                    let symbols = value["symbols"].as_array().expect("symbols");
+                    (
+                        value["state"].as_str().expect("state").to_owned(),
+                        symbols
+                            .iter()
+                            .map(|s| s.as_str().expect("symbol").to_owned())
+                            .collect(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn set(slot: &Slot, status: TradingStatus, outbox: &mut Outbox) {
+        slot.set_trading(status);
+        let index = outbox.index_of(slot.id).expect("subscribed");
+        outbox.sync_trading(index, slot.id);
+    }
+
+    #[test]
+    fn trading_changes_come_once_in_order_after_replies_and_fold_past_two() {
+        use TradingStatus::{Halted, Trading};
+        let store = SnapshotStore::new(10);
+        let (a, b) = (slot(&store, "A"), slot(&store, "B"));
+        let mut outbox = Outbox::default();
+        outbox.subscribe(Arc::clone(&a), Delivery::default(), None);
+        outbox.subscribe(Arc::clone(&b), Delivery::default(), None);
+        outbox.push_control("ack".to_owned());
+        set(&a, Halted, &mut outbox);
+        set(&b, Halted, &mut outbox);
+        // A second sync of the same state queues nothing.
+        assert!(!outbox.sync_trading(outbox.index_of(a.id).expect("sub"), a.id));
+        set(&b, Trading, &mut outbox);
+        let drain = outbox.drain(Instant::now());
+        assert_eq!(drain.control[0], "ack", "replies first");
+        assert_eq!(
+            trading_frames(&drain),
+            vec![
+                ("halted".to_owned(), vec!["A".to_owned(), "B".to_owned()]),
+                ("trading".to_owned(), vec!["B".to_owned()]),
+            ],
+            "B's halt comes before its resumption"
+        );
+        assert!(outbox.drain(Instant::now()).is_empty(), "sent once");
+        // A stalled reader: a flood of toggles stays at most two entries and
+        // ends on the latest state.
+        for i in 0..1001 {
+            set(&b, if i % 2 == 0 { Halted } else { Trading }, &mut outbox);
+            assert!(outbox.trading_dirty.len() <= 1);
+        }
+        let frames = trading_frames(&outbox.drain(Instant::now()));
+        assert!(frames.len() <= 2, "{frames:?}");
+        assert_eq!(frames.last().map(|f| f.0.as_str()), Some("halted"));
+        // Unsubscribing drops what is pending.
+        set(&a, Trading, &mut outbox);
+        outbox.unsubscribe(a.id);
+        assert!(outbox.drain(Instant::now()).is_empty());
     }
 
     #[test]

@@ -16,12 +16,12 @@
 //! held for a lookup or one append, never across other work. Adding a symbol
 //! appends to both (amortized O(1)); the table is never copied.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use arc_swap::ArcSwapOption;
 use rustc_hash::FxHashMap;
-use tickgate_feeds::{Quote, Symbol, Tick};
+use tickgate_feeds::{Quote, Symbol, Tick, TradingStatus};
 
 use super::interest::Interest;
 use super::subscriptions::SubscriberSet;
@@ -60,6 +60,11 @@ pub struct Slot {
     /// Subscriptions of this symbol that asked for trades: the ingest task
     /// encodes and fans out a trade only when there is one.
     trade_subscribers: AtomicU32,
+    /// The venue halted this symbol and has not resumed it (only what feeds
+    /// said since this process started). Written by the ingest task while it
+    /// holds `subscribers`, so a subscribe that joins after reads the new
+    /// value (see `Outbox::sync_trading`).
+    halted: AtomicBool,
 }
 
 impl Slot {
@@ -80,6 +85,23 @@ impl Slot {
     /// Whether any connection wants this symbol's trades.
     pub fn wants_trades(&self) -> bool {
         self.trade_subscribers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether the symbol trades, as its venue last said (`Trading` when
+    /// no venue said anything).
+    pub fn trading(&self) -> TradingStatus {
+        if self.halted.load(Ordering::Acquire) {
+            TradingStatus::Halted
+        } else {
+            TradingStatus::Trading
+        }
+    }
+
+    /// Records the venue's word; returns whether it changed anything. Only
+    /// the ingest task calls this, holding the subscriber lock.
+    pub(super) fn set_trading(&self, status: TradingStatus) -> bool {
+        let halted = status == TradingStatus::Halted;
+        self.halted.swap(halted, Ordering::AcqRel) != halted
     }
 }
 
@@ -169,6 +191,7 @@ impl SnapshotStore {
             feed: AtomicU32::new(NO_FEED),
             subscribers: Mutex::new(SubscriberSet::default()),
             trade_subscribers: AtomicU32::new(0),
+            halted: AtomicBool::new(false),
         });
         table.slots.push(Arc::clone(&slot));
         table.by_symbol.insert(symbol, id);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use indexmap::IndexSet;
-use tickgate_feeds::{Quote, Symbol, Tick};
+use tickgate_feeds::{Quote, Symbol, Tick, TradingStatus, VenueEvent};
 
 /// One quote ready to publish: its symbol, subject and JSON payload.
 pub(super) type Outgoing = (Symbol, String, Bytes);
@@ -20,6 +20,10 @@ pub(super) struct QuoteBook {
     /// first. At most one entry per symbol: a newer tick replaces the
     /// pending quote, it does not queue behind it.
     pending: IndexSet<Symbol>,
+    /// Trading status of every symbol a venue halted since this publisher
+    /// started (or the stream said so at load): published in each of its
+    /// messages from then on. Never-halted symbols carry no status.
+    trading: HashMap<Symbol, TradingStatus>,
 }
 
 /// What one feed batch did to the book; the caller counts it.
@@ -38,6 +42,38 @@ impl QuoteBook {
     /// from them.
     pub(super) fn load(&mut self, quotes: HashMap<Symbol, Quote>) {
         self.quotes = quotes;
+    }
+
+    /// Takes the trading statuses the stream's last messages carried.
+    pub(super) fn load_trading(&mut self, trading: HashMap<Symbol, TradingStatus>) {
+        self.trading = trading;
+    }
+
+    /// Applies trading statuses: a change makes the symbol pending with its
+    /// `seq` one higher (a new message, which gateways take as newer), and
+    /// a symbol with no quote yet gets an empty one stamped `now`. Returns,
+    /// per event, whether it changed anything; corrections and cancels are
+    /// not carried on the bus (docs/nats.md) and change nothing.
+    pub(super) fn apply_venue(&mut self, events: &[VenueEvent], now: u64) -> Vec<bool> {
+        events
+            .iter()
+            .map(|event| {
+                let VenueEvent::TradingStatus { symbol, status, .. } = *event else {
+                    return false;
+                };
+                let before = self.trading.insert(symbol, status);
+                if before.unwrap_or(TradingStatus::Trading) == status {
+                    return false;
+                }
+                let quote = self.quotes.entry(symbol).or_insert_with(|| Quote {
+                    ts: now,
+                    ..Quote::new(symbol)
+                });
+                quote.seq += 1;
+                self.pending.insert(symbol);
+                true
+            })
+            .collect()
     }
 
     /// Symbols in the book.
@@ -88,7 +124,8 @@ impl QuoteBook {
             let Some(quote) = self.quotes.get(&symbol) else {
                 continue;
             };
-            let Ok(payload) = serde_json::to_vec(quote) else {
+            let trading = self.trading.get(&symbol).copied();
+            let Some(payload) = tickgate_feeds::nats::encode_quote(quote, trading) else {
                 continue;
             };
             let subject = tickgate_feeds::nats::subject_for(prefix, &symbol);
@@ -115,6 +152,8 @@ impl QuoteBook {
 mod tests {
     use super::*;
 
+    use serde_json::json;
+
     /// 2025-01-01T00:00:00Z in microseconds: a plausible receive time.
     const NOW: u64 = 1_735_689_600_000_000;
 
@@ -136,6 +175,45 @@ mod tests {
 
     fn payload(outgoing: &Outgoing) -> serde_json::Value {
         serde_json::from_slice(&outgoing.2).expect("quote JSON")
+    }
+
+    #[test]
+    fn a_status_change_is_a_new_message_carrying_trading_and_a_repeat_is_none() {
+        let mut book = QuoteBook::default();
+        book.apply(&[bid("AAPL", 1.0)], NOW);
+        book.take(10, "md.quote");
+        let halt = |status| VenueEvent::TradingStatus {
+            symbol: symbol("AAPL"),
+            status,
+            ts: None,
+        };
+        // A resumption of a never-halted symbol is no news.
+        assert_eq!(
+            book.apply_venue(&[halt(TradingStatus::Trading)], NOW),
+            [false]
+        );
+        assert_eq!(book.pending(), 0);
+        assert_eq!(
+            book.apply_venue(
+                &[halt(TradingStatus::Halted), halt(TradingStatus::Halted)],
+                NOW
+            ),
+            [true, false]
+        );
+        let batch = book.take(10, "md.quote");
+        let message = payload(&batch[0]);
+        assert_eq!(
+            (&message["seq"], &message["trading"]),
+            (&json!(2), &json!("halted"))
+        );
+        assert_eq!(message["bid"], 1.0, "the quote itself is unchanged");
+        book.apply_venue(&[halt(TradingStatus::Trading)], NOW);
+        book.apply(&[bid("AAPL", 2.0)], NOW);
+        let message = payload(&book.take(10, "md.quote")[0]);
+        assert_eq!(
+            (&message["seq"], &message["trading"]),
+            (&json!(4), &json!("trading"))
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use tickgate_feeds::backoff::Backoff;
 use tickgate_feeds::nats::{Heartbeat, Link, NatsPlan};
-use tickgate_feeds::{FeedEvent, TickBatch, now_micros};
+use tickgate_feeds::{FeedEvent, TickBatch, VenueBatch, now_micros};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
@@ -59,13 +59,14 @@ impl PublishLoop {
                 outcome = attempt => outcome,
             };
             match outcome {
-                Ok(quotes) => {
+                Ok((quotes, trading)) => {
                     info!(
                         stream = %self.plan.stream,
                         symbols = quotes.len(),
                         "loaded the stream's last quotes; seq continues from them"
                     );
                     self.book.load(quotes);
+                    self.book.load_trading(trading);
                     telemetry::publish_symbols(self.book.symbols());
                     self.readiness.loaded.store(true, Ordering::Relaxed);
                     self.backoff.reset();
@@ -131,6 +132,7 @@ impl PublishLoop {
                 _ = shutdown.cancelled() => break,
                 event = events.recv() => match event {
                     Some(FeedEvent::Ticks(batch)) => self.apply(&batch),
+                    Some(FeedEvent::Venue(batch)) => self.apply_venue(&batch),
                     Some(FeedEvent::State { feed, state }) => {
                         info!(feed = &*feed, state = state.as_str(), "feed state");
                         telemetry::feed_up(&feed, state);
@@ -185,6 +187,20 @@ impl PublishLoop {
         }
         if applied.superseded > 0 {
             telemetry::publish_superseded(applied.superseded);
+        }
+        telemetry::publish_symbols(self.book.symbols());
+    }
+
+    /// Venue events: a trading status travels to the gateways inside the
+    /// symbol's next published quote (docs/nats.md, "Trading status").
+    fn apply_venue(&mut self, batch: &VenueBatch) {
+        let applied = self.book.apply_venue(&batch.events, now_micros());
+        let mut report = crate::fanout::VenueReport::default();
+        for (event, applied) in batch.events.iter().zip(applied) {
+            report.count(event, applied);
+        }
+        for (kind, outcome, count) in report.counted() {
+            telemetry::venue_events(kind, outcome, count);
         }
         telemetry::publish_symbols(self.book.symbols());
     }

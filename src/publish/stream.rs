@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, stream};
 use futures_util::StreamExt;
 use tickgate_feeds::nats::NatsPlan;
 use tickgate_feeds::parse::JsonScratch;
-use tickgate_feeds::{Quote, Symbol, now_micros};
+use tickgate_feeds::{Quote, Symbol, TradingStatus, now_micros};
 use tokio::time::timeout;
 use tracing::info;
 
@@ -100,14 +100,19 @@ pub(super) async fn ensure_stream(
     }
 }
 
+/// The stream's last quote of every subject, and the trading status of
+/// those that carried one.
+pub(super) type Loaded = (HashMap<Symbol, Quote>, HashMap<Symbol, TradingStatus>);
+
 /// Reads the last quote of every subject of the stream.
 pub(super) async fn load_quotes(
     context: &jetstream::Context,
     plan: &NatsPlan,
-) -> Result<HashMap<Symbol, Quote>, String> {
+) -> Result<Loaded, String> {
     let (mut messages, mut remaining) =
         tickgate_feeds::nats::open_last_per_subject(context, plan).await?;
     let mut quotes = HashMap::new();
+    let mut trading = HashMap::new();
     let mut scratch = JsonScratch::default();
     let now = now_micros();
     while remaining > 0 {
@@ -119,16 +124,20 @@ pub(super) async fn load_quotes(
         };
         remaining = message.info().map_or(0, |info| info.pending);
         let mut payload = message.payload.to_vec();
-        let Ok(tick) = tickgate_feeds::nats::decode_quote(&mut scratch, &mut payload) else {
+        let Ok((tick, status)) = tickgate_feeds::nats::decode_published(&mut scratch, &mut payload)
+        else {
             continue;
         };
         let Some(symbol) = tick.symbol else { continue };
+        if let Some(status) = status {
+            trading.insert(symbol, status);
+        }
         quotes
             .entry(symbol)
             .or_insert_with(|| Quote::new(symbol))
             .apply(&tick, now);
     }
-    Ok(quotes)
+    Ok((quotes, trading))
 }
 
 #[cfg(test)]

@@ -74,6 +74,10 @@ pub(super) fn describe() {
         STATUS_MESSAGES,
         "Status messages sent to clients on a freshness transition (live, stale, down), one per client and transition."
     );
+    describe_counter!(
+        VENUE_EVENTS,
+        "Venue events by kind (halt, resume, correction, cancel) and outcome (applied: clients saw a change; ignored: a repeated status, an older or unknown trade, an invalid value)."
+    );
     describe_gauge!(
         FEED_LAST_TICK_AGE,
         Unit::Seconds,

@@ -115,6 +115,11 @@ pub fn status_messages(state: &'static str, n: u64) {
     counter!(STATUS_MESSAGES, "state" => state).increment(n);
 }
 
+/// `n` venue events of `kind` with `outcome`, counted once per batch.
+pub fn venue_events(kind: &'static str, outcome: &'static str, n: u64) {
+    counter!(VENUE_EVENTS, "kind" => kind, "outcome" => outcome).increment(n);
+}
+
 /// What the admin listener samples at every scrape, walked by its caller.
 pub fn connections_sampled(
     slow_consumers: usize,

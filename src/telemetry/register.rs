@@ -35,6 +35,11 @@ pub(super) fn register_core_series() {
     for state in STATUS_STATES {
         counter!(STATUS_MESSAGES, "state" => state).increment(0);
     }
+    for kind in crate::fanout::VENUE_EVENT_KINDS {
+        for outcome in crate::fanout::VENUE_EVENT_OUTCOMES {
+            counter!(VENUE_EVENTS, "kind" => kind, "outcome" => outcome).increment(0);
+        }
+    }
     for step in SLOW_CONSUMER_STEP_LABELS {
         counter!(SLOW_CONSUMER_STEPS, "step" => step).increment(0);
     }

@@ -16,8 +16,10 @@ pub enum TradingStatus {
 }
 
 /// A venue message about a symbol that is neither a quote nor a trade but
-/// changes how its prices must be read. Decoded by the adapters (Alpaca
-/// today); the gateway does not apply them yet (docs/feeds.md).
+/// changes how its prices must be read. Decoded by the adapters (Alpaca, and
+/// the generic format's `trading` field) and handed to the gateway in
+/// [`FeedEvent::Venue`](crate::FeedEvent::Venue), which applies them
+/// (docs/feeds.md, "Halts, corrections and cancels").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum VenueEvent {
     /// Trading in `symbol` halted or resumed.
@@ -48,6 +50,25 @@ pub enum VenueEvent {
     },
 }
 
+impl TradingStatus {
+    /// The wire name: `halted` or `trading`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Halted => "halted",
+            Self::Trading => "trading",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "halted" => Some(Self::Halted),
+            "trading" => Some(Self::Trading),
+            _ => None,
+        }
+    }
+}
+
 impl VenueEvent {
     /// Stable snake_case name, for logs.
     pub fn kind(&self) -> &'static str {
@@ -65,5 +86,16 @@ impl VenueEvent {
             | Self::TradeCorrected { symbol, .. }
             | Self::TradeCancelled { symbol, .. } => *symbol,
         }
+    }
+
+    /// The same event about `renamed` (a feed's `prefix`).
+    #[must_use]
+    pub fn with_symbol(mut self, renamed: Symbol) -> Self {
+        match &mut self {
+            Self::TradingStatus { symbol, .. }
+            | Self::TradeCorrected { symbol, .. }
+            | Self::TradeCancelled { symbol, .. } => *symbol = renamed,
+        }
+        self
     }
 }

@@ -14,10 +14,11 @@ use super::REQUEST_TIMEOUT;
 use super::client::Link;
 use super::consumer::open_last_per_subject;
 use super::plan::NatsPlan;
-use super::wire::{Heartbeat, decode_quote};
+use super::wire::{Heartbeat, decode_published};
 use crate::backoff::Backoff;
 use crate::config::FeedPlan;
 use crate::model::Symbol;
+use crate::model::{TradingStatus, VenueEvent};
 use crate::parse::JsonScratch;
 use crate::runner::{Pipeline, Stop};
 use crate::telemetry;
@@ -54,6 +55,7 @@ pub(crate) async fn run(plan: FeedPlan, nats: NatsPlan, mut pipeline: Pipeline) 
         nats: &nats,
         context,
         seen: HashMap::new(),
+        trading: HashMap::new(),
         scratch: JsonScratch::default(),
     };
     let mut backoff = Backoff::new(plan.backoff_min, plan.backoff_max, now_micros());
@@ -115,6 +117,9 @@ struct Follower<'a> {
     /// Last `seq` handed on per symbol: a reload skips what the gateway has.
     /// One entry per symbol of the stream.
     seen: HashMap<Symbol, u64>,
+    /// Last trading status handed on per symbol the publisher ever said
+    /// one of; a status is handed on only when it changes.
+    trading: HashMap<Symbol, TradingStatus>,
     scratch: JsonScratch,
 }
 
@@ -214,8 +219,8 @@ impl Follower<'_> {
                 continue;
             }
             let mut payload = message.payload.to_vec();
-            let tick = match decode_quote(&mut self.scratch, &mut payload) {
-                Ok(tick) => tick,
+            let (tick, trading) = match decode_published(&mut self.scratch, &mut payload) {
+                Ok(decoded) => decoded,
                 Err(error) => {
                     pipeline.reject(error.kind(), &error);
                     continue;
@@ -240,6 +245,16 @@ impl Follower<'_> {
                 }
             }
             pipeline.push(&tick);
+            if let Some(status) = trading {
+                let before = self.trading.insert(symbol, status);
+                if before.unwrap_or(TradingStatus::Trading) != status {
+                    pipeline.venue_event(&VenueEvent::TradingStatus {
+                        symbol,
+                        status,
+                        ts: tick.ts,
+                    });
+                }
+            }
             if pipeline.pending_len() >= BATCH {
                 pipeline.flush(false).await?;
             }

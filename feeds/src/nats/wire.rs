@@ -1,9 +1,12 @@
 //! The wire format: a published quote is its client-protocol JSON, decoded
-//! back into a tick carrying `seq`; and the publisher heartbeat.
+//! back into a tick carrying `seq`, plus `"trading":"halted"|"trading"` once
+//! a venue halted the symbol (docs/nats.md, "Trading status"); and the
+//! publisher heartbeat.
 
 use serde::Deserialize;
+use simd_json::prelude::*;
 
-use crate::model::{Cleared, Tick, TickKind};
+use crate::model::{Cleared, Quote, Tick, TickKind, TradingStatus};
 use crate::parse::{JsonScratch, ParseError, unsigned};
 
 /// Decodes one published quote (its client-protocol JSON) into a tick that
@@ -13,6 +16,16 @@ use crate::parse::{JsonScratch, ParseError, unsigned};
 /// unknown at the publisher (a feed cleared it with `null`) and the tick
 /// clears it too: replicas never keep a value the publisher dropped.
 pub fn decode_quote(scratch: &mut JsonScratch, buf: &mut [u8]) -> Result<Tick, ParseError> {
+    decode_published(scratch, buf).map(|(tick, _)| tick)
+}
+
+/// [`decode_quote`], plus the trading status the message carries: `None`
+/// for a symbol the publisher never saw halted. A `trading` value other
+/// than `"halted"` or `"trading"` refuses the whole message.
+pub fn decode_published(
+    scratch: &mut JsonScratch,
+    buf: &mut [u8],
+) -> Result<(Tick, Option<TradingStatus>), ParseError> {
     scratch.parse(buf, |root| {
         let obj = root
             .as_object()
@@ -21,8 +34,30 @@ pub fn decode_quote(scratch: &mut JsonScratch, buf: &mut [u8]) -> Result<Tick, P
         tick.kind = TickKind::Quote;
         tick.cleared = tick.cleared.with(unknown_fields(&tick));
         tick.seq = Some(unsigned(&obj, "seq")?.ok_or(ParseError::WrongType { field: "seq" })?);
-        Ok(tick)
+        let trading = match obj.get("trading") {
+            None => None,
+            Some(value) => Some(
+                value
+                    .as_str()
+                    .and_then(TradingStatus::parse)
+                    .ok_or(ParseError::WrongType { field: "trading" })?,
+            ),
+        };
+        Ok((tick, trading))
     })?
+}
+
+/// The message published for `quote`: its client-protocol JSON, with
+/// `"trading"` added when the publisher holds a status for the symbol.
+pub fn encode_quote(quote: &Quote, trading: Option<TradingStatus>) -> Option<Vec<u8>> {
+    let Some(status) = trading else {
+        return serde_json::to_vec(quote).ok();
+    };
+    let mut value = serde_json::to_value(quote).ok()?;
+    value
+        .as_object_mut()?
+        .insert("trading".into(), status.as_str().into());
+    serde_json::to_vec(&value).ok()
 }
 
 /// The quote fields `tick` does not carry.
@@ -84,6 +119,30 @@ mod tests {
 
     fn sym(s: &str) -> Symbol {
         Symbol::parse(s).expect("valid symbol")
+    }
+
+    #[test]
+    fn a_trading_status_rides_in_the_quote_message_and_a_bad_one_refuses_it() {
+        let mut scratch = JsonScratch::default();
+        let mut quote = Quote::new(sym("AAPL"));
+        quote.seq = 7;
+        quote.bid = Some(1.5);
+        quote.ts = 1_764_000_000_000_000;
+        let mut plain = encode_quote(&quote, None).expect("encodes");
+        let (_, trading) = decode_published(&mut scratch, &mut plain).expect("decodes");
+        assert_eq!(trading, None);
+        let mut halted = encode_quote(&quote, Some(TradingStatus::Halted)).expect("encodes");
+        let (tick, trading) = decode_published(&mut scratch, &mut halted).expect("decodes");
+        assert_eq!(
+            (trading, tick.seq, tick.bid),
+            (Some(TradingStatus::Halted), Some(7), Some(1.5))
+        );
+        let mut bad =
+            br#"{"symbol":"AAPL","seq":8,"trading":"maybe","ts":1764000000000000}"#.to_vec();
+        assert_eq!(
+            decode_published(&mut scratch, &mut bad),
+            Err(ParseError::WrongType { field: "trading" })
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::model::{SessionStamper, Symbol, Tick, VenueEvent};
 use crate::parse::{Decoded, Decoder, Notice, ParseError};
 use crate::telemetry;
 use crate::venue::Venue;
-use crate::{FeedEvent, FeedSender, FeedState, TickBatch, now_micros};
+use crate::{FeedEvent, FeedSender, FeedState, TickBatch, VenueBatch, now_micros};
 
 /// Decode → filter → prefix → send, with counting and limited logging.
 pub(crate) struct Pipeline {
@@ -32,6 +32,10 @@ pub(crate) struct Pipeline {
     /// Ticks decoded but not yet sent; bounded by [`REPLAY_BATCH`](super::replay::REPLAY_BATCH) plus one
     /// message's ticks.
     pending: Vec<Tick>,
+    /// Venue events decoded but not yet sent, each with the number of
+    /// `pending` ticks that came before it, so [`Pipeline::flush`] keeps the
+    /// feed's order. Bounded like `pending`: flushed with it.
+    pending_events: Vec<(usize, VenueEvent)>,
     state: Option<FeedState>,
     log: LogLimiter,
     /// Separate from `log`, so venue events never crowd out reject lines.
@@ -83,6 +87,7 @@ impl Pipeline {
             prefix: plan.prefix.clone(),
             session: plan.session.clone().map(SessionStamper::new),
             pending: Vec::new(),
+            pending_events: Vec::new(),
             state: None,
             log: LogLimiter::default(),
             events_log: LogLimiter::default(),
@@ -163,17 +168,19 @@ impl Pipeline {
                 Notice::Status(status) => info!(feed = &*self.feed, status, "upstream status"),
             }
         }
-        for event in &decoded.events {
-            self.venue_event(event);
-        }
+        // A message's ticks go before its events: a cancel or correction
+        // names an earlier trade, which may be in the same message.
         for tick in &decoded.ticks {
             if let Some(tick) = self.admit(tick) {
                 self.pending.push(tick);
             }
         }
+        for event in &decoded.events {
+            self.venue_event(event);
+        }
         let received = if let Some(failure) = auth_failure {
             Received::AuthFailed(failure)
-        } else if !decoded.ticks.is_empty() {
+        } else if !decoded.ticks.is_empty() || !decoded.events.is_empty() {
             Received::Data
         } else if decoded.heartbeats > 0 {
             Received::Heartbeat
@@ -184,23 +191,34 @@ impl Pipeline {
         received
     }
 
-    /// A halt, resumption, correction or cancel the feed's symbol filter
-    /// lets through. The feed event channel carries only ticks and feed
-    /// states, so these are logged (rate-limited) rather than handed on.
-    fn venue_event(&mut self, event: &VenueEvent) {
+    /// Queues a halt, resumption, correction or cancel through the symbol
+    /// filter and prefix, after the ticks queued so far; logged at debug
+    /// level, rate-limited.
+    pub(crate) fn venue_event(&mut self, event: &VenueEvent) {
         let symbol = event.symbol();
         if !self.filter.allows(symbol.as_str()) {
             return;
         }
+        let event = match &self.prefix {
+            None => *event,
+            Some(prefix) => match Symbol::parse(&format!("{prefix}{symbol}")) {
+                Ok(prefixed) => event.with_symbol(prefixed),
+                Err(error) => {
+                    self.reject("invalid_symbol", &ParseError::InvalidSymbol(error));
+                    return;
+                }
+            },
+        };
         if let Some(suppressed) = self.events_log.allow(Instant::now()) {
-            info!(
+            debug!(
                 feed = &*self.feed,
                 kind = event.kind(),
                 %symbol,
                 suppressed,
-                "venue event not applied: {event:?}"
+                "venue event: {event:?}"
             );
         }
+        self.pending_events.push((self.pending.len(), event));
     }
 
     /// Applies the symbol filter and prefix.
@@ -236,7 +254,7 @@ impl Pipeline {
     }
 
     pub(crate) fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.pending_events.len()
     }
 
     pub(crate) fn first_pending_ts(&self) -> Option<u64> {
@@ -246,7 +264,42 @@ impl Pipeline {
     /// Sends the pending ticks as one batch; `restamp` replaces their `ts`.
     /// Each tick is stamped with the trading session its `ts` (or, without
     /// one, this moment) falls in.
+    /// Venue events go in their own batches between the ticks, in feed order.
     pub(crate) async fn flush(&mut self, restamp: bool) -> Result<(), Stop> {
+        if self.pending_events.is_empty() {
+            return self.flush_ticks(restamp).await;
+        }
+        let mut ticks = std::mem::take(&mut self.pending);
+        let events = std::mem::take(&mut self.pending_events);
+        let mut sent_ticks = 0;
+        let mut run: Vec<VenueEvent> = Vec::new();
+        for (before, event) in events {
+            if before > sent_ticks && !run.is_empty() {
+                self.send_events(std::mem::take(&mut run)).await?;
+            }
+            if before > sent_ticks {
+                self.pending = ticks.drain(..before - sent_ticks).collect();
+                sent_ticks = before;
+                self.flush_ticks(restamp).await?;
+            }
+            run.push(event);
+        }
+        if !run.is_empty() {
+            self.send_events(run).await?;
+        }
+        self.pending = ticks;
+        self.flush_ticks(restamp).await
+    }
+
+    async fn send_events(&mut self, events: Vec<VenueEvent>) -> Result<(), Stop> {
+        self.send(FeedEvent::Venue(VenueBatch {
+            feed: Arc::clone(&self.feed),
+            events,
+        }))
+        .await
+    }
+
+    async fn flush_ticks(&mut self, restamp: bool) -> Result<(), Stop> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -282,6 +335,12 @@ pub(crate) async fn run_forwarded(
                     if let Some(tick) = pipeline.admit(tick) {
                         pipeline.pending.push(tick);
                     }
+                }
+                pipeline.flush(false).await
+            }
+            FeedEvent::Venue(batch) => {
+                for event in &batch.events {
+                    pipeline.venue_event(event);
                 }
                 pipeline.flush(false).await
             }

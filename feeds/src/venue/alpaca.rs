@@ -79,6 +79,7 @@ fn message_into(message: Value<'_, '_>, out: &mut Decoded) -> Result<(), ParseEr
             last: number(&obj, "p")?,
             last_size: number(&obj, "s")?,
             ts: timestamp(&obj)?,
+            trade_id: unsigned(&obj, "i")?,
             ..Tick::default()
         }),
         "s" => {
@@ -144,12 +145,19 @@ fn timestamp(obj: &Object<'_, '_>) -> Result<Option<u64>, ParseError> {
     }
 }
 
-/// `auth` with key and secret, then `subscribe` to trades and quotes.
+/// `auth` with key and secret, then `subscribe` to trades, quotes and
+/// trading statuses (halts and resumptions; corrections and cancels come
+/// with the trades subscription).
 pub(crate) fn handshake(key: &str, secret: &str, symbols: &[String]) -> Vec<String> {
     vec![
         serde_json::json!({"action": "auth", "key": key, "secret": secret}).to_string(),
-        serde_json::json!({"action": "subscribe", "trades": symbols, "quotes": symbols})
-            .to_string(),
+        serde_json::json!({
+            "action": "subscribe",
+            "trades": symbols,
+            "quotes": symbols,
+            "statuses": symbols,
+        })
+        .to_string(),
     ]
 }
 
@@ -187,6 +195,11 @@ mod tests {
             (TickKind::Trade, Some(141.03), Some(40.0))
         );
         assert_eq!(t.ts, Some(1_741_100_401_500_000));
+        assert_eq!(
+            t.trade_id,
+            Some(7),
+            "corrections and cancels name trades by id"
+        );
     }
 
     #[test]
@@ -287,7 +300,7 @@ mod tests {
         assert_eq!(msgs[0], r#"{"action":"auth","key":"K","secret":"S"}"#);
         assert_eq!(
             msgs[1],
-            r#"{"action":"subscribe","quotes":["AAPL"],"trades":["AAPL"]}"#
+            r#"{"action":"subscribe","quotes":["AAPL"],"statuses":["AAPL"],"trades":["AAPL"]}"#
         );
     }
 }

@@ -172,6 +172,7 @@ fn ticker_tick(obj: &Object<'_, '_>, symbol: Symbol) -> Result<Tick, ParseError>
         prev_close: None,
         ts,
         seq: None,
+        trade_id: None,
         cleared: Cleared::default(),
         session: None,
     })

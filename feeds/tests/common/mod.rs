@@ -97,7 +97,7 @@ impl Harness {
                     return ticks;
                 }
                 FeedEvent::Ticks(batch) => ticks.extend(batch.ticks),
-                FeedEvent::State { .. } => {}
+                FeedEvent::State { .. } | FeedEvent::Venue(_) => {}
             }
         }
     }
