@@ -179,8 +179,7 @@ describe('dashboard watchlist in headless Chromium', { timeout: 240_000 }, () =>
   });
 
   test(
-    'a halted symbol shows halted from the gateway right after its snapshot [needs the gateway side of trading status]',
-    { todo: 'the gateway turns the feed line {"symbol":…,"trading":"halted"} into a `trading` frame once that lands; until then this fails' },
+    'a halted symbol shows halted from the gateway right after its snapshot',
     async () => {
       await feed.send([{ symbol: 'HALT1', bid: 5, ask: 5.01, last: 5 }, { symbol: 'HALT1', trading: 'halted' }]);
       const page = await openPage(fed, '?symbols=HALT1,AAPL');

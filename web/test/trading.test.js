@@ -129,9 +129,8 @@ describe('trading status with a scripted socket', () => {
   });
 });
 
-// Needs the gateway side of trading status (a feed line
-// {"symbol":"AAPL","trading":"halted"} becomes a `trading` frame); marked
-// `todo` until that lands, so it runs and reports without failing the suite.
+// The gateway turns a feed line {"symbol":"AAPL","trading":"halted"} into a
+// `trading` frame for that symbol's subscribers.
 describe('trading status against a real gateway', { timeout: 60_000 }, () => {
   let feed;
   let gateway;
@@ -154,7 +153,7 @@ describe('trading status against a real gateway', { timeout: 60_000 }, () => {
     await feed?.stop();
   });
 
-  test('a halt reaches subscribers once, a new subscriber right after its snapshot, and trading resumes', { todo: 'needs the gateway to send trading frames' }, async () => {
+  test('a halt reaches subscribers once, a new subscriber right after its snapshot, and trading resumes', async () => {
     const watcher = newClient();
     const events = recordTrading(watcher);
     await watcher.connect();
