@@ -746,3 +746,68 @@ fn a_bad_publish_section_names_its_keys() {
         assert!(stderr.contains(key), "{key} missing: {stderr}");
     }
 }
+
+/// The stream refuses the publisher's quotes (here: a maximum message size
+/// that fits a heartbeat but no quote) while NATS itself stays up, so
+/// heartbeats still arrive: they must say `live: false`, and gateways tell
+/// clients `stale` rather than go on presenting old quotes as current. Once
+/// the stream accepts quotes again the pending ones are acknowledged, and
+/// clients get them and `live`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_say_not_live_while_the_stream_refuses_quotes() {
+    let dir = TempDir::new("refused");
+    let nats = Nats::start(&dir.0.join("store"));
+    let mut upstream = Upstream::bind().await;
+    let publisher = Tickgate::spawn(
+        &["publish"],
+        &publisher_config(&dir.0, &nats, upstream.addr()),
+    );
+    upstream.send_round(1).await;
+    wait_ready(publisher.addr("admin"), "publisher").await;
+    let gateway = Tickgate::spawn(&[], &gateway_config(&dir.0, "g.toml", &nats));
+    wait_ready(gateway.addr("admin"), "gateway").await;
+    let mut watcher = Watcher::subscribe(gateway.addr("client")).await;
+    watcher.until("round 1", |w| w.all_at_round(1)).await;
+
+    let set_max_message_size = async |bytes: i32| {
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let jetstream = async_nats::jetstream::new(client);
+        let mut stream = jetstream
+            .get_stream("TEST_QUOTES")
+            .await
+            .expect("the stream");
+        let mut config = stream.info().await.expect("stream info").config.clone();
+        config.max_message_size = bytes;
+        jetstream
+            .update_stream(config)
+            .await
+            .expect("update the stream");
+    };
+    // A heartbeat is about 40 bytes, a quote well over 100.
+    set_max_message_size(80).await;
+    let before = watcher.statuses.len();
+    upstream.send_round(2).await;
+    watcher
+        .until("told stale while quotes are refused", |w| {
+            w.statuses[before..].iter().any(|s| s["state"] == "stale")
+        })
+        .await;
+    assert!(
+        watcher.all_at_round(1),
+        "no quote of round 2 got through the refusing stream"
+    );
+    let (status, body) = http_get(publisher.addr("admin"), "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not acknowledging"), "{body}");
+
+    set_max_message_size(-1).await;
+    watcher
+        .until("round 2 once the stream accepts quotes", |w| {
+            w.all_at_round(2)
+                && w.statuses.last().is_some_and(|s| s["state"] == "live")
+        })
+        .await;
+    wait_ready(publisher.addr("admin"), "publisher once acknowledged").await;
+    gateway.kill();
+    publisher.kill();
+}
