@@ -10,14 +10,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Client, KillOnDrop, http_get};
+use common::{Client, Nats, Tickgate, http_get};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -46,132 +45,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A nats-server with JetStream on a loopback port and a store directory.
-struct Nats {
-    port: u16,
-    store: PathBuf,
-    process: Option<KillOnDrop>,
-}
-
-impl Nats {
-    fn start(store: &Path) -> Self {
-        let mut nats = Self {
-            port: free_port(),
-            store: store.to_owned(),
-            process: None,
-        };
-        nats.restart();
-        nats
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts (again) on the same port with the same store.
-    fn restart(&mut self) {
-        let child = Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(&self.store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot run nats-server ({error}); install it: apt-get install -y nats-server \
-                     (scripts/test.sh does this)"
-                )
-            });
-        self.process = Some(KillOnDrop(child));
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nats-server did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGSTOP: the server hangs with its connections open, answering
-    /// nothing, as a wedged or paused host does.
-    fn hang(&self) {
-        let process = self.process.as_ref().expect("nats-server runs");
-        let status = Command::new("kill")
-            .args(["-STOP", &process.0.id().to_string()])
-            .status()
-            .expect("kill -STOP");
-        assert!(status.success(), "kill -STOP failed");
-    }
-
-    /// kill -9: no goodbye to clients, the store is left as it is.
-    fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.0.kill();
-            let _ = process.0.wait();
-        }
-    }
-}
-
-/// A `tickgate` process and the addresses from its `listening` line.
-struct Tickgate {
-    process: KillOnDrop,
-    listening: Value,
-}
-
-impl Tickgate {
-    fn spawn(args: &[&str], config: &Path) -> Self {
-        let mut child: Child = Command::new(BIN)
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tickgate runs");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("listening line");
-        let listening: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|_| panic!("listening line is JSON: {line:?}"));
-        assert_eq!(listening["event"], "listening", "{line}");
-        Self {
-            process: KillOnDrop(child),
-            listening,
-        }
-    }
-
-    fn addr(&self, key: &str) -> SocketAddr {
-        self.listening[key]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {}", self.listening))
-    }
-
-    fn kill(mut self) {
-        let _ = self.process.0.kill();
-        let _ = self.process.0.wait();
     }
 }
 
@@ -810,4 +683,61 @@ async fn heartbeats_say_not_live_while_the_stream_refuses_quotes() {
     wait_ready(publisher.addr("admin"), "publisher once acknowledged").await;
     gateway.kill();
     publisher.kill();
+}
+
+/// The lease bucket is kept in memory, so a NATS restart loses it. A
+/// standby that had opened it before must open it again (creating it) to
+/// take the lease, or no publisher is ever active again once the active one
+/// dies. (The randomized fault checker found this: NATS killed, then the
+/// active publisher killed; the standby retried its create on the lost
+/// bucket forever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_after_a_nats_restart_lost_the_lease_bucket() {
+    let dir = TempDir::new("lease-restart");
+    let mut nats = Nats::start(&dir.0.join("store"));
+    let mut upstream = Upstream::bind().await;
+    let single =
+        std::fs::read_to_string(publisher_config(&dir.0, &nats, upstream.addr())).expect("config");
+    let leased = write(
+        &dir.0,
+        "publish-leased.toml",
+        &single.replace(
+            "[publish]\n",
+            "[publish]\nlease = true\nlease_ttl_ms = 1000\n",
+        ),
+    );
+    let first = Tickgate::spawn(&["publish"], &leased);
+    upstream.send_round(1).await;
+    wait_ready(first.addr("admin"), "the first publisher").await;
+    let second = Tickgate::spawn(&["publish"], &leased);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = http_get(second.addr("admin"), "/readyz").await;
+        if status == 200 && body.contains("standby") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the standby never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gateway = Tickgate::spawn(&[], &gateway_config(&dir.0, "g.toml", &nats));
+    wait_ready(gateway.addr("admin"), "gateway").await;
+    let mut watcher = Watcher::subscribe(gateway.addr("client")).await;
+    watcher.until("round 1", |w| w.all_at_round(1)).await;
+
+    nats.kill();
+    nats.restart();
+    first.kill();
+    upstream.drop_connection();
+    // Accepted only once the second publisher holds the lease.
+    upstream.send_round(2).await;
+    watcher
+        .until("round 2 through the second publisher", |w| {
+            w.all_at_round(2)
+        })
+        .await;
+    let (_, metrics) = http_get(second.addr("admin"), "/metrics").await;
+    assert!(metrics.contains("tickgate_publish_active 1"), "{metrics}");
+    gateway.kill();
+    second.kill();
+    nats.kill();
 }
