@@ -741,3 +741,44 @@ async fn a_standby_takes_over_after_a_nats_restart_lost_the_lease_bucket() {
     second.kill();
     nats.kill();
 }
+
+/// A gateway that starts while quotes are being published loads the stream
+/// and reports `live` (and so becomes ready). Its load used to end only when
+/// nats-server's count of pending messages reached zero; with messages
+/// arriving during the load, nats-server 2.9 can go on counting one too
+/// many for good, and the gateway then served quotes while telling clients
+/// `down`, never `live`, and never became ready. (The randomized fault
+/// checker found this: a gateway restarted while values were sent.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_started_while_quotes_flow_finishes_its_load() {
+    let dir = TempDir::new("busyload");
+    let nats = Nats::start(&dir.0.join("store"));
+    let mut upstream = Upstream::bind().await;
+    let publisher = Tickgate::spawn(
+        &["publish"],
+        &publisher_config(&dir.0, &nats, upstream.addr()),
+    );
+    upstream.send_round(1).await;
+    wait_ready(publisher.addr("admin"), "publisher").await;
+    for attempt in 0..5 {
+        let gateway = Tickgate::spawn(&[], &gateway_config(&dir.0, "g.toml", &nats));
+        // Quotes flow while the gateway opens its consumer and loads.
+        let first = 2 + attempt * 100;
+        for round in first..first + 100 {
+            upstream.send_round(round).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        wait_ready(gateway.addr("admin"), "a gateway started while quotes flow").await;
+        let mut watcher = Watcher::subscribe(gateway.addr("client")).await;
+        watcher
+            .until("the last round", |w| w.all_at_round(first + 99))
+            .await;
+        assert!(
+            watcher.statuses.iter().all(|s| s["state"] != "down"),
+            "a gateway that is ready and current does not say down: {:?}",
+            watcher.statuses
+        );
+        gateway.kill();
+    }
+    publisher.kill();
+}

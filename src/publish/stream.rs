@@ -105,7 +105,7 @@ pub(super) async fn load_quotes(
     context: &jetstream::Context,
     plan: &NatsPlan,
 ) -> Result<HashMap<Symbol, Quote>, String> {
-    let (mut messages, mut remaining) =
+    let (mut messages, mut remaining, last_sequence) =
         tickgate_feeds::nats::open_last_per_subject(context, plan).await?;
     let mut quotes = HashMap::new();
     let mut scratch = JsonScratch::default();
@@ -117,7 +117,13 @@ pub(super) async fn load_quotes(
             Ok(None) => return Err("loading: the consumer ended".into()),
             Err(_) => return Err("loading: no message for 10 s".into()),
         };
-        remaining = message.info().map_or(0, |info| info.pending);
+        remaining = message.info().map_or(0, |info| {
+            if info.stream_sequence >= last_sequence {
+                0
+            } else {
+                info.pending
+            }
+        });
         let mut payload = message.payload.to_vec();
         let Ok(tick) = tickgate_feeds::nats::decode_quote(&mut scratch, &mut payload) else {
             continue;
