@@ -38,8 +38,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use common::{Nats, Tickgate, metric_value};
+use futures_util::{SinkExt, StreamExt};
 use history::{Bounds, Event, History, Outage, Quiet, Truth};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -63,8 +63,12 @@ const FAULTS_PER_RUN: usize = 6;
 /// seed 5 also sends garbage.
 const CI_SEEDS: [u64; 4] = [1, 2, 5, 6];
 /// Seeds of the NATS scenario in the normal test run: between them every
-/// NATS fault (kill, hang then resume, hang then kill, publisher kill).
-const CI_NATS_SEEDS: [u64; 2] = [3, 4];
+/// fault of that scenario (NATS kill, hang then resume, hang then kill,
+/// publisher kill, upstream silence, garbage, gateway restart, client
+/// reconnect and stall). Seed 10 once caught a standby that could not take
+/// the lease after a NATS restart; their gateway restarts reload the stream
+/// while values flow, where seed 5 caught a load that never ended.
+const CI_NATS_SEEDS: [u64; 3] = [3, 4, 10];
 /// The NATS scenario's stream and subjects.
 const STREAM: &str = "FAULTS";
 const SUBJECT_PREFIX: &str = "f.quote";
@@ -106,7 +110,9 @@ enum Fault {
     NatsKill,
     /// SIGSTOP nats-server until the clients are told; then SIGCONT, or
     /// (`then_kill`) kill -9 and start it again.
-    NatsHang { then_kill: bool },
+    NatsHang {
+        then_kill: bool,
+    },
     /// kill -9 the publisher holding the lease; the standby takes over, and
     /// the killed one is started again (as standby) once values flow.
     PublisherKill,
@@ -220,11 +226,7 @@ impl Drop for Reproduce {
 
 /// Runs one schedule; returns what the checker found and a one-line
 /// summary of what the clients recorded.
-async fn run(
-    scenario: Scenario,
-    seed: u64,
-    faults: &[Fault],
-) -> (Vec<history::Violation>, String) {
+async fn run(scenario: Scenario, seed: u64, faults: &[Fault]) -> (Vec<history::Violation>, String) {
     let _reproduce = Reproduce(scenario, seed, faults.to_vec());
     let mut harness = Harness::start(scenario, seed).await;
     harness.send_values().await;
@@ -492,11 +494,9 @@ impl Harness {
                 return;
             }
             self.primary.socket = None;
-            let accepted = tokio::time::timeout(
-                Duration::from_millis(200),
-                self.primary.listener.accept(),
-            )
-            .await;
+            let accepted =
+                tokio::time::timeout(Duration::from_millis(200), self.primary.listener.accept())
+                    .await;
             if let Ok(Ok((socket, _))) = accepted {
                 self.primary.socket = Some(socket);
             }
@@ -563,19 +563,23 @@ impl Harness {
     /// nothing it has to say).
     async fn observer_believes_any(&self, states: &[&str], since: Duration) {
         let end = Duration::from_secs(3600);
-        self.wait_for(&format!("the observer believes {states:?}"), &[OBSERVER], |h| {
-            let told = h.events.iter().any(|e| match e {
-                Event::Received { at, frame } => {
-                    *at >= since
-                        && frame["type"] == "status"
-                        && states.iter().any(|s| frame["state"] == *s)
-                }
-                Event::Sent { .. } => false,
-            });
-            told || SYMBOLS
-                .iter()
-                .all(|s| states.contains(&history::belief(h, s, end).as_str()))
-        })
+        self.wait_for(
+            &format!("the observer believes {states:?}"),
+            &[OBSERVER],
+            |h| {
+                let told = h.events.iter().any(|e| match e {
+                    Event::Received { at, frame } => {
+                        *at >= since
+                            && frame["type"] == "status"
+                            && states.iter().any(|s| frame["state"] == *s)
+                    }
+                    Event::Sent { .. } => false,
+                });
+                told || SYMBOLS
+                    .iter()
+                    .all(|s| states.contains(&history::belief(h, s, end).as_str()))
+            },
+        )
         .await;
     }
 
@@ -611,7 +615,9 @@ impl Harness {
         while Instant::now() < until {
             let live = self.histories.iter().all(|h| {
                 let h = h.lock().expect("history lock");
-                SYMBOLS.iter().all(|s| history::belief(&h, s, end) == "live")
+                SYMBOLS
+                    .iter()
+                    .all(|s| history::belief(&h, s, end) == "live")
             });
             if live {
                 return;
@@ -742,8 +748,7 @@ impl Harness {
                 self.nats_side().nats.hang();
                 // Heartbeats stop: `stale` after `staleness_ms`, or `down`
                 // if the gateway's client notices first.
-                self.observer_believes_any(&["stale", "down"], from)
-                    .await;
+                self.observer_believes_any(&["stale", "down"], from).await;
                 let side = self.nats_side();
                 if then_kill {
                     side.nats.kill();
@@ -773,7 +778,9 @@ impl Harness {
     }
 
     fn nats_side(&mut self) -> &mut NatsSide {
-        self.nats.as_mut().expect("a NATS fault in the NATS scenario")
+        self.nats
+            .as_mut()
+            .expect("a NATS fault in the NATS scenario")
     }
 
     /// The publisher holding the lease: the one (and only one) whose
@@ -790,10 +797,11 @@ impl Harness {
                 let admin = publisher.addr("admin");
                 // In a task: a publisher exiting meanwhile fails the request,
                 // not the run.
-                let value = tokio::spawn(async move {
-                    metric_value(admin, "tickgate_publish_active").await
-                })
-                .await;
+                let value =
+                    tokio::spawn(
+                        async move { metric_value(admin, "tickgate_publish_active").await },
+                    )
+                    .await;
                 if value.is_ok_and(|v| v == 1.0) {
                     active.push(index);
                 }

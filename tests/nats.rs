@@ -676,8 +676,7 @@ async fn heartbeats_say_not_live_while_the_stream_refuses_quotes() {
     set_max_message_size(-1).await;
     watcher
         .until("round 2 once the stream accepts quotes", |w| {
-            w.all_at_round(2)
-                && w.statuses.last().is_some_and(|s| s["state"] == "live")
+            w.all_at_round(2) && w.statuses.last().is_some_and(|s| s["state"] == "live")
         })
         .await;
     wait_ready(publisher.addr("admin"), "publisher once acknowledged").await;
