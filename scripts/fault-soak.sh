@@ -63,7 +63,10 @@ for name in "${scenarios[@]}"; do
                 tail -20 "$log"
                 chunk_failed="$seed..$to"
             fi
-            grep -E '^seed [0-9]+: (FAILED|the )|^  client|fault run failed' "$log" || true
+            grep -E '^seed [0-9]+: |^  client|fault run failed' "$log" | grep -v '^seed [0-9]*: ok ' || true
+            kept="${TMPDIR:-/tmp}/fault-soak-$name-$seed-$to.log"
+            cp "$log" "$kept"
+            echo "$name seeds $seed..$to: full log kept in $kept"
             failed+=($chunk_failed)
         fi
         rm -f "$log"
