@@ -528,11 +528,21 @@ impl Harness {
             if done {
                 return;
             }
-            assert!(
-                Instant::now() < give_up,
-                "seed {}: {what}: not the case after {WAIT:?}",
-                self.seed
-            );
+            if Instant::now() >= give_up {
+                let behind: Vec<String> = clients
+                    .iter()
+                    .filter(|&&c| {
+                        !shows_value(&self.histories[c].lock().expect("history lock"), value)
+                    })
+                    .map(|&c| format!("client {c}:\n{}", self.last_frames(c)))
+                    .collect();
+                panic!(
+                    "seed {}: {what}: not the case after {WAIT:?} (value {value}, {resends} resends, {} publisher deaths); behind:\n{}",
+                    self.seed,
+                    self.nats.as_ref().map_or(0, |n| n.deaths),
+                    behind.join("\n")
+                );
+            }
             self.supervise();
             let deaths = self.nats.as_ref().map_or(0, |n| n.deaths);
             if deaths != self.sent_deaths && resends < MAX_RESENDS {
