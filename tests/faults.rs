@@ -1,31 +1,44 @@
-//! The randomized fault checker (docs/faults.md): the real gateway binary
-//! with two TCP feeds this test serves (a primary and its backup) and three
-//! WebSocket clients that record every frame. A seed draws a schedule of
-//! faults — feed drop, feed silence past `staleness_ms`, garbage input
-//! (on the feed and from a hostile fourth client), failover to the backup,
-//! gateway restart with client resume, client reconnect with resume,
-//! client stall — then the run heals, sends final
-//! values, and the history checker (tests/checker/history.rs) judges every
-//! client's history. Every wait is for an event, bounded by [`WAIT`].
+//! The randomized fault checker (docs/faults.md), in two scenarios.
+//!
+//! Direct: the real gateway binary with two TCP feeds this test serves (a
+//! primary and its backup) and three WebSocket clients that record every
+//! frame. A seed draws a schedule of faults — feed drop, feed silence past
+//! `staleness_ms`, garbage input (on the feed and from a hostile fourth
+//! client), failover to the backup, gateway restart with client resume,
+//! client reconnect with resume, client stall.
+//!
+//! NATS: the same clients on a gateway fed through a real nats-server by
+//! two `tickgate publish` processes sharing a lease (one active, one
+//! standby); the test serves their upstream. Faults: nats-server killed and
+//! restarted, hung (SIGSTOP) then resumed or killed and restarted, the
+//! active publisher killed (the standby takes over; the killed one comes
+//! back as standby), upstream silence and garbage, and the client and
+//! gateway faults above. A publisher that exits by itself (it lost its
+//! lease) is restarted, as a supervisor would.
+//!
+//! Then the run heals, sends final values, and the history checker
+//! (tests/checker/history.rs) judges every client's history. Every wait is
+//! for an event, bounded by [`WAIT`].
 //!
 //! A failure prints the seed and the schedule; `TICKGATE_FAULT_SEED=<n>`
 //! reruns that one seed, `TICKGATE_FAULT_SEEDS=<from>..<to>` a range
-//! (scripts/fault-soak.sh).
+//! (scripts/fault-soak.sh), in whichever scenario's test is selected.
 
 // Client recorders run as tasks on the test's TaskTracker; the gateway is a
 // child process waited for from plain code.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
 #[path = "checker/history.rs"]
 mod history;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{Nats, Tickgate, metric_value};
 use futures_util::{SinkExt, StreamExt};
 use history::{Bounds, Event, History, Outage, Quiet, Truth};
 use rand::rngs::SmallRng;
@@ -38,7 +51,6 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::task::TaskTracker;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tickgate");
 const SYMBOLS: [&str; 3] = ["AAA", "BBB", "CCC"];
 const CLIENTS: usize = 3;
 /// Client 0 never stalls: the harness watches it to know a fault took effect.
@@ -50,6 +62,22 @@ const FAULTS_PER_RUN: usize = 6;
 /// never announced `live` (checked against a deliberately broken gateway);
 /// seed 5 also sends garbage.
 const CI_SEEDS: [u64; 4] = [1, 2, 5, 6];
+/// Seeds of the NATS scenario in the normal test run: between them every
+/// fault of that scenario (NATS kill, hang then resume, hang then kill,
+/// publisher kill, upstream silence, garbage, gateway restart, client
+/// reconnect and stall). Seed 10 once caught a standby that could not take
+/// the lease after a NATS restart; their gateway restarts reload the stream
+/// while values flow, where seed 5 caught a load that never ended.
+const CI_NATS_SEEDS: [u64; 3] = [3, 4, 10];
+/// The NATS scenario's stream and subjects.
+const STREAM: &str = "FAULTS";
+const SUBJECT_PREFIX: &str = "f.quote";
+/// The publishers' lease: a killed active one is replaced within this
+/// (plus one retry, a third of it).
+const LEASE_TTL: Duration = Duration::from_millis(1000);
+/// Resends of the current values after a publisher died with them unsent,
+/// per wait: a bound on a publisher that keeps dying.
+const MAX_RESENDS: u32 = 5;
 /// Bound on waiting for any one event; only a broken gateway reaches it.
 const WAIT: Duration = Duration::from_secs(20);
 const BOUNDS: Bounds = Bounds {
@@ -57,6 +85,15 @@ const BOUNDS: Bounds = Bounds {
     live: Duration::from_secs(5),
     status: Duration::from_secs(5),
 };
+
+/// Which way quotes reach the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    /// Two TCP feeds served by the test.
+    Direct,
+    /// The test's upstream → two leased `tickgate publish` → nats-server.
+    Nats,
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -69,10 +106,36 @@ enum Fault {
     GatewayRestart(u64),
     ClientReconnect(usize),
     ClientStall(usize),
+    /// kill -9 nats-server, then start it again on the same port and store.
+    NatsKill,
+    /// SIGSTOP nats-server until the clients are told; then SIGCONT, or
+    /// (`then_kill`) kill -9 and start it again.
+    NatsHang {
+        then_kill: bool,
+    },
+    /// kill -9 the publisher holding the lease; the standby takes over, and
+    /// the killed one is started again (as standby) once values flow.
+    PublisherKill,
 }
 
-fn schedule(seed: u64) -> Vec<Fault> {
+fn schedule(scenario: Scenario, seed: u64) -> Vec<Fault> {
     let mut rng = SmallRng::seed_from_u64(seed);
+    if scenario == Scenario::Nats {
+        return (0..FAULTS_PER_RUN)
+            .map(|_| match rng.random_range(0..8) {
+                0 => Fault::NatsKill,
+                1 => Fault::NatsHang {
+                    then_kill: rng.random_bool(0.5),
+                },
+                2 => Fault::PublisherKill,
+                3 => Fault::FeedSilence,
+                4 => Fault::Garbage,
+                5 => Fault::GatewayRestart(rng.random_range(1..=4)),
+                6 => Fault::ClientReconnect(rng.random_range(0..CLIENTS)),
+                _ => Fault::ClientStall(rng.random_range(1..CLIENTS)),
+            })
+            .collect();
+    }
     (0..FAULTS_PER_RUN)
         .map(|_| match rng.random_range(0..7) {
             0 => Fault::FeedDrop,
@@ -86,7 +149,7 @@ fn schedule(seed: u64) -> Vec<Fault> {
         .collect()
 }
 
-fn seeds() -> Vec<u64> {
+fn seeds(ci_seeds: &[u64]) -> Vec<u64> {
     if let Ok(seed) = std::env::var("TICKGATE_FAULT_SEED") {
         return vec![
             seed.trim()
@@ -102,20 +165,29 @@ fn seeds() -> Vec<u64> {
         let to: u64 = to.trim().parse().expect("a number");
         return (from..to).collect();
     }
-    CI_SEEDS.to_vec()
+    ci_seeds.to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_fault_schedules_keep_every_client_fresh_and_convergent() {
+    run_seeds(Scenario::Direct, &CI_SEEDS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_nats_fault_schedules_keep_every_client_fresh_and_convergent() {
+    run_seeds(Scenario::Nats, &CI_NATS_SEEDS).await;
+}
+
+async fn run_seeds(scenario: Scenario, ci_seeds: &[u64]) {
     let mut failed = Vec::new();
     let runs = TaskTracker::new();
-    for seed in seeds() {
-        let faults = schedule(seed);
+    for seed in seeds(ci_seeds) {
+        let faults = schedule(scenario, seed);
         // One run per task, so a seed that panics (an event that never
         // came) is reported and the next seed still runs.
         let run = runs.spawn({
             let faults = faults.clone();
-            async move { run(seed, &faults).await }
+            async move { run(scenario, seed, &faults).await }
         });
         let Ok((violations, summary)) = run.await else {
             println!("seed {seed}: FAILED {faults:?} (panicked, see above)");
@@ -139,14 +211,14 @@ async fn random_fault_schedules_keep_every_client_fresh_and_convergent() {
 }
 
 /// Prints the seed and schedule if the run panics before the checker does.
-struct Reproduce(u64, Vec<Fault>);
+struct Reproduce(Scenario, u64, Vec<Fault>);
 
 impl Drop for Reproduce {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!(
-                "fault run failed: TICKGATE_FAULT_SEED={} schedule {:?}",
-                self.0, self.1
+                "fault run failed: {:?} scenario, TICKGATE_FAULT_SEED={} schedule {:?}",
+                self.0, self.1, self.2
             );
         }
     }
@@ -154,9 +226,9 @@ impl Drop for Reproduce {
 
 /// Runs one schedule; returns what the checker found and a one-line
 /// summary of what the clients recorded.
-async fn run(seed: u64, faults: &[Fault]) -> (Vec<history::Violation>, String) {
-    let _reproduce = Reproduce(seed, faults.to_vec());
-    let mut harness = Harness::start(seed).await;
+async fn run(scenario: Scenario, seed: u64, faults: &[Fault]) -> (Vec<history::Violation>, String) {
+    let _reproduce = Reproduce(scenario, seed, faults.to_vec());
+    let mut harness = Harness::start(scenario, seed).await;
     harness.send_values().await;
     harness.observer_sees_values().await;
     for &fault in faults {
@@ -169,18 +241,18 @@ async fn run(seed: u64, faults: &[Fault]) -> (Vec<history::Violation>, String) {
         harness.set_stalled(client, false);
     }
     harness.send_values().await;
+    let everyone = (0..CLIENTS).collect::<Vec<_>>();
+    harness
+        .wait_values("every client shows the last values", &everyone)
+        .await;
+    // After the wait: a resend (a publisher died with the values unsent)
+    // moves the time the last values were sent.
     harness.truth.last_sent_at = harness.last_send_at;
+    harness.settle().await;
     harness.truth.last_values = SYMBOLS
         .iter()
         .map(|s| ((*s).to_owned(), harness.value as f64))
         .collect();
-    let last = harness.value as f64;
-    let everyone = (0..CLIENTS).collect::<Vec<_>>();
-    harness
-        .wait_for("every client shows the last values", &everyone, |h| {
-            shows_value(h, last)
-        })
-        .await;
     harness.stop().await
 }
 
@@ -199,6 +271,19 @@ impl FeedSide {
         self.socket = Some(socket);
     }
 
+    /// Whether the connection is still open: the peer (a publisher) never
+    /// writes, so a read that would block means open, end of stream closed.
+    fn open(&self) -> bool {
+        let Some(socket) = &self.socket else {
+            return false;
+        };
+        let mut byte = [0u8; 64];
+        match socket.try_read(&mut byte) {
+            Ok(read) => read > 0,
+            Err(error) => error.kind() == std::io::ErrorKind::WouldBlock,
+        }
+    }
+
     async fn write(&mut self, bytes: &[u8]) {
         if let Some(socket) = &mut self.socket {
             if socket.write_all(bytes).await.is_err() {
@@ -215,13 +300,31 @@ struct Mode {
     stop: bool,
 }
 
+/// The NATS scenario's processes besides the gateway.
+struct NatsSide {
+    nats: Nats,
+    publisher_config: PathBuf,
+    /// `None` while killed on purpose (not restarted by [`Harness::supervise`]).
+    publishers: [Option<Tickgate>; 2],
+    /// Publishers found exited by themselves (lease lost): their unsent
+    /// values are lost, so the harness resends the current ones.
+    deaths: u64,
+}
+
 struct Harness {
     seed: u64,
     start: Instant,
     dir: PathBuf,
-    gateway: Child,
+    gateway_config: PathBuf,
+    gateway: Tickgate,
+    /// Direct: the gateway's primary feed. NATS: the publishers' upstream
+    /// (the active publisher connects to it).
     primary: FeedSide,
+    /// Direct only: the primary's backup.
     backup: FeedSide,
+    nats: Option<NatsSide>,
+    /// `NatsSide::deaths` when the current values were last sent.
+    sent_deaths: u64,
     /// The feeds' value counter: every send gives every symbol the next
     /// value, so a value's size is its place in the feed's order.
     value: u64,
@@ -234,9 +337,11 @@ struct Harness {
 }
 
 impl Harness {
-    async fn start(seed: u64) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("tickgate-faults-{}-{seed}", std::process::id()));
+    async fn start(scenario: Scenario, seed: u64) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tickgate-faults-{scenario:?}-{}-{seed}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let primary = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let backup = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -247,27 +352,67 @@ impl Harness {
                 STALENESS.as_millis()
             )
         };
-        let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n{}\n{}",
-            feed("main", &primary, ""),
-            feed("spare", &backup, "backup_for = \"main\"")
-        );
-        std::fs::write(dir.join("gateway.toml"), config).expect("write config");
-        let (gateway, client_addr) = spawn_gateway(&dir.join("gateway.toml"));
-        let (address, _) = watch::channel(client_addr);
+        let mut primary = FeedSide {
+            listener: primary,
+            socket: None,
+        };
+        let mut nats = None;
+        let gateway_config = dir.join("gateway.toml");
+        match scenario {
+            Scenario::Direct => {
+                let config = format!(
+                    "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n{}\n{}",
+                    feed("main", &primary.listener, ""),
+                    feed("spare", &backup, "backup_for = \"main\"")
+                );
+                std::fs::write(&gateway_config, config).expect("write config");
+            }
+            Scenario::Nats => {
+                let server = Nats::start(&dir.join("store"));
+                let bus = format!(
+                    "urls = [\"{}\"]\nstream = \"{STREAM}\"\nsubject_prefix = \"{SUBJECT_PREFIX}\"\n",
+                    server.url()
+                );
+                let publisher = format!(
+                    "[server]\nadmin_listen = \"127.0.0.1:0\"\n\n{}required = true\n\n[publish]\nstorage = \"file\"\nheartbeat_interval_ms = 200\npublish_timeout_ms = 1000\nbackoff_min_ms = 50\nbackoff_max_ms = 300\nlease = true\nlease_ttl_ms = {}\n\n[publish.nats]\n{bus}",
+                    feed("upstream", &primary.listener, ""),
+                    LEASE_TTL.as_millis()
+                );
+                let publisher_config = dir.join("publish.toml");
+                std::fs::write(&publisher_config, publisher).expect("write config");
+                let config = format!(
+                    "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[feeds]]\nname = \"bus\"\nkind = \"nats\"\nstaleness_ms = {}\nbackoff_min_ms = 50\nbackoff_max_ms = 200\n\n[feeds.nats]\n{bus}",
+                    STALENESS.as_millis()
+                );
+                std::fs::write(&gateway_config, config).expect("write config");
+                // The first publisher takes the lease (it connects to the
+                // upstream only once active); the second stands by.
+                let first = Tickgate::spawn(&["publish"], &publisher_config);
+                primary.accept().await;
+                let second = Tickgate::spawn(&["publish"], &publisher_config);
+                nats = Some(NatsSide {
+                    nats: server,
+                    publisher_config,
+                    publishers: [Some(first), Some(second)],
+                    deaths: 0,
+                });
+            }
+        }
+        let gateway = Tickgate::spawn(&[], &gateway_config);
+        let (address, _) = watch::channel(gateway.addr("client"));
         let mut harness = Self {
             seed,
             start: Instant::now(),
             dir,
+            gateway_config,
             gateway,
-            primary: FeedSide {
-                listener: primary,
-                socket: None,
-            },
+            primary,
             backup: FeedSide {
                 listener: backup,
                 socket: None,
             },
+            nats,
+            sent_deaths: 0,
             value: 0,
             last_send_at: Duration::ZERO,
             truth: Truth::default(),
@@ -276,8 +421,10 @@ impl Harness {
             address,
             tasks: TaskTracker::new(),
         };
-        harness.primary.accept().await;
-        harness.backup.accept().await;
+        if harness.nats.is_none() {
+            harness.primary.accept().await;
+            harness.backup.accept().await;
+        }
         for _ in 0..CLIENTS {
             let history = Arc::new(Mutex::new(History::default()));
             let (mode, mode_rx) = watch::channel(Mode::default());
@@ -300,21 +447,111 @@ impl Harness {
     /// The next value of every symbol, to both feeds.
     async fn send_values(&mut self) {
         self.value += 1;
+        self.send_current().await;
+    }
+
+    /// The current value of every symbol, to both feeds (NATS: to the
+    /// active publisher, waiting for it to connect when it changed).
+    async fn send_current(&mut self) {
         let mut lines = String::new();
         for symbol in SYMBOLS {
             lines.push_str(&feed_line(symbol, self.value as f64));
         }
+        self.upstream_connected().await;
         self.last_send_at = self.now();
+        self.sent_deaths = self.nats.as_ref().map_or(0, |n| n.deaths);
         self.primary.write(lines.as_bytes()).await;
         self.backup.write(lines.as_bytes()).await;
     }
 
-    async fn observer_sees_values(&self) {
+    /// NATS: restarts a publisher that exited by itself, as a supervisor
+    /// would (it lost its lease and comes back as standby).
+    fn supervise(&mut self) {
+        let Some(side) = &mut self.nats else {
+            return;
+        };
+        for slot in &mut side.publishers {
+            let Some(publisher) = slot else {
+                continue;
+            };
+            if publisher.exited() {
+                side.deaths += 1;
+                *slot = Some(Tickgate::spawn(&["publish"], &side.publisher_config));
+            }
+        }
+    }
+
+    /// NATS: the active publisher's upstream connection is open; accepts
+    /// the next one when it is not (the active publisher changed).
+    async fn upstream_connected(&mut self) {
+        if self.nats.is_none() {
+            return;
+        }
+        let give_up = Instant::now() + WAIT;
+        loop {
+            self.supervise();
+            if self.primary.open() {
+                return;
+            }
+            self.primary.socket = None;
+            let accepted =
+                tokio::time::timeout(Duration::from_millis(200), self.primary.listener.accept())
+                    .await;
+            if let Ok(Ok((socket, _))) = accepted {
+                self.primary.socket = Some(socket);
+            }
+            assert!(
+                Instant::now() < give_up,
+                "seed {}: no active publisher connected to the upstream within {WAIT:?}",
+                self.seed
+            );
+        }
+    }
+
+    async fn observer_sees_values(&mut self) {
+        self.wait_values("the observer shows the latest values", &[OBSERVER])
+            .await;
+    }
+
+    /// Waits until every client in `clients` shows the current values.
+    /// NATS: a publisher that died by itself since they were sent may
+    /// have taken them along, unpublished; then they are sent again (the
+    /// same values, as an upstream repeats itself after a reconnect).
+    async fn wait_values(&mut self, what: &str, clients: &[usize]) {
         let value = self.value as f64;
-        self.wait_for("the observer shows the latest values", &[OBSERVER], |h| {
-            shows_value(h, value)
-        })
-        .await;
+        let mut give_up = Instant::now() + WAIT;
+        let mut resends = 0;
+        loop {
+            let done = clients
+                .iter()
+                .all(|&c| shows_value(&self.histories[c].lock().expect("history lock"), value));
+            if done {
+                return;
+            }
+            if Instant::now() >= give_up {
+                let behind: Vec<String> = clients
+                    .iter()
+                    .filter(|&&c| {
+                        !shows_value(&self.histories[c].lock().expect("history lock"), value)
+                    })
+                    .map(|&c| format!("client {c}:\n{}", self.last_frames(c)))
+                    .collect();
+                panic!(
+                    "seed {}: {what}: not the case after {WAIT:?} (value {value}, {resends} resends, {} publisher deaths); behind:\n{}",
+                    self.seed,
+                    self.nats.as_ref().map_or(0, |n| n.deaths),
+                    behind.join("\n")
+                );
+            }
+            self.supervise();
+            let deaths = self.nats.as_ref().map_or(0, |n| n.deaths);
+            if deaths != self.sent_deaths && resends < MAX_RESENDS {
+                resends += 1;
+                self.send_current().await;
+                give_up = Instant::now() + WAIT;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn observer_sees_status(&self, state: &str, since: Duration) {
@@ -326,6 +563,33 @@ impl Harness {
                 Event::Sent { .. } => false,
             })
         })
+        .await;
+    }
+
+    /// Waits until the observer believes every symbol is not `live`: told
+    /// one of `states` (since `since`, or before and not told `live`
+    /// since: a restarted NATS-fed gateway says `down` to a resuming
+    /// client until its reload is complete, and a fault meanwhile changes
+    /// nothing it has to say).
+    async fn observer_believes_any(&self, states: &[&str], since: Duration) {
+        let end = Duration::from_secs(3600);
+        self.wait_for(
+            &format!("the observer believes {states:?}"),
+            &[OBSERVER],
+            |h| {
+                let told = h.events.iter().any(|e| match e {
+                    Event::Received { at, frame } => {
+                        *at >= since
+                            && frame["type"] == "status"
+                            && states.iter().any(|s| frame["state"] == *s)
+                    }
+                    Event::Sent { .. } => false,
+                });
+                told || SYMBOLS
+                    .iter()
+                    .all(|s| states.contains(&history::belief(h, s, end).as_str()))
+            },
+        )
         .await;
     }
 
@@ -341,11 +605,52 @@ impl Harness {
             }
             assert!(
                 Instant::now() < give_up,
-                "seed {}: {what}: not the case after {WAIT:?}",
-                self.seed
+                "seed {}: {what}: not the case after {WAIT:?}; the observer's last frames: {}",
+                self.seed,
+                self.last_frames(OBSERVER)
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Keeps recording until every client believes every symbol `live`,
+    /// or until the last `live` deadline the checker judges has passed
+    /// (every outage and blind window ended before now): a history cut
+    /// short would blame a `live` that was on its way. A NATS-fed gateway
+    /// that was restarted, for one, serves its reloaded quotes (and says
+    /// `down` to a resuming client) before it reports the load complete.
+    async fn settle(&self) {
+        let until = Instant::now() + BOUNDS.live + Duration::from_millis(100);
+        let end = Duration::from_secs(3600);
+        while Instant::now() < until {
+            let live = self.histories.iter().all(|h| {
+                let h = h.lock().expect("history lock");
+                SYMBOLS
+                    .iter()
+                    .all(|s| history::belief(&h, s, end) == "live")
+            });
+            if live {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The last few frames a client received, to tell why a wait failed.
+    fn last_frames(&self, client: usize) -> String {
+        let history = self.histories[client].lock().expect("history lock");
+        let mut frames: Vec<String> = history
+            .events
+            .iter()
+            .rev()
+            .take(8)
+            .map(|e| match e {
+                Event::Received { at, frame } => format!("{at:?} {frame}"),
+                Event::Sent { at, frame } => format!("{at:?} sent {frame}"),
+            })
+            .collect();
+        frames.reverse();
+        frames.join("\n")
     }
 
     fn set_stalled(&self, client: usize, stalled: bool) {
@@ -353,10 +658,14 @@ impl Harness {
     }
 
     fn outage(&mut self, from: Duration, window: Duration) {
+        self.outage_until(from, window, self.now());
+    }
+
+    fn outage_until(&mut self, from: Duration, window: Duration, to: Duration) {
         self.truth.outages.push(Outage {
             symbols: SYMBOLS.iter().map(|s| (*s).to_owned()).collect(),
             from,
-            to: self.now(),
+            to,
             window,
         });
     }
@@ -406,14 +715,15 @@ impl Harness {
                 self.primary.accept().await;
             }
             Fault::GatewayRestart(values) => {
-                let _ = self.gateway.kill();
-                let _ = self.gateway.wait();
-                self.primary.socket = None;
-                self.backup.socket = None;
-                let (gateway, client_addr) = spawn_gateway(&self.dir.join("gateway.toml"));
-                self.gateway = gateway;
-                self.primary.accept().await;
-                self.backup.accept().await;
+                self.gateway.stop();
+                self.gateway = Tickgate::spawn(&[], &self.gateway_config);
+                let client_addr = self.gateway.addr("client");
+                if self.nats.is_none() {
+                    self.primary.socket = None;
+                    self.backup.socket = None;
+                    self.primary.accept().await;
+                    self.backup.accept().await;
+                }
                 for _ in 0..values {
                     self.send_values().await;
                 }
@@ -436,6 +746,85 @@ impl Harness {
                 self.observer_sees_values().await;
                 self.set_stalled(client, false);
             }
+            Fault::NatsKill => {
+                let from = self.now();
+                self.nats_side().nats.kill();
+                self.observer_believes_any(&["down"], from).await;
+                self.nats_side().nats.restart();
+                self.outage(from, Duration::ZERO);
+            }
+            Fault::NatsHang { then_kill } => {
+                let from = self.now();
+                self.nats_side().nats.hang();
+                // Heartbeats stop: `stale` after `staleness_ms`, or `down`
+                // if the gateway's client notices first.
+                self.observer_believes_any(&["stale", "down"], from).await;
+                let side = self.nats_side();
+                if then_kill {
+                    side.nats.kill();
+                    side.nats.restart();
+                } else {
+                    side.nats.resume();
+                }
+                self.outage(from, STALENESS);
+            }
+            Fault::PublisherKill => {
+                let active = self.active_publisher().await;
+                let from = self.now();
+                if let Some(mut publisher) = self.nats_side().publishers[active].take() {
+                    publisher.stop();
+                }
+                self.primary.socket = None;
+                // The standby takes the lease once it runs out, connects to
+                // the upstream, and the values flow through it.
+                self.send_values().await;
+                self.observer_sees_values().await;
+                self.outage_until(from, STALENESS, self.last_send_at);
+                let side = self.nats_side();
+                side.publishers[active] =
+                    Some(Tickgate::spawn(&["publish"], &side.publisher_config));
+            }
+        }
+    }
+
+    fn nats_side(&mut self) -> &mut NatsSide {
+        self.nats
+            .as_mut()
+            .expect("a NATS fault in the NATS scenario")
+    }
+
+    /// The publisher holding the lease: the one (and only one) whose
+    /// `tickgate_publish_active` is 1.
+    async fn active_publisher(&mut self) -> usize {
+        let give_up = Instant::now() + WAIT;
+        loop {
+            self.supervise();
+            let mut active = Vec::new();
+            for (index, publisher) in self.nats_side().publishers.iter().enumerate() {
+                let Some(publisher) = publisher else {
+                    continue;
+                };
+                let admin = publisher.addr("admin");
+                // In a task: a publisher exiting meanwhile fails the request,
+                // not the run.
+                let value =
+                    tokio::spawn(
+                        async move { metric_value(admin, "tickgate_publish_active").await },
+                    )
+                    .await;
+                if value.is_ok_and(|v| v == 1.0) {
+                    active.push(index);
+                }
+            }
+            if let [index] = active[..] {
+                return index;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "seed {}: not exactly one active publisher after {WAIT:?}: {active:?}",
+                self.seed
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -484,7 +873,23 @@ impl Harness {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        (history::check(&histories, &self.truth, BOUNDS), summary)
+        let violations = history::check(&histories, &self.truth, BOUNDS);
+        let mut shown = Vec::new();
+        for violation in &violations {
+            if !shown.contains(&violation.client) {
+                shown.push(violation.client);
+                println!(
+                    "seed {}: client {} statuses and subscriptions:\n{}",
+                    self.seed,
+                    violation.client,
+                    timeline(&histories[violation.client])
+                );
+            }
+        }
+        if !violations.is_empty() {
+            println!("seed {}: outages {:?}", self.seed, self.truth.outages);
+        }
+        (violations, summary)
     }
 }
 
@@ -495,10 +900,32 @@ impl Drop for Harness {
         for mode in &self.modes {
             mode.send_modify(|m| m.stop = true);
         }
-        let _ = self.gateway.kill();
-        let _ = self.gateway.wait();
+        // The gateway, publishers and nats-server end with their handles.
+        self.gateway.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// What a client sent and every frame but quotes it received, one a line,
+/// with the first quote value of snapshots: enough to see why a status or
+/// resume rule broke.
+fn timeline(history: &History) -> String {
+    let mut lines = Vec::new();
+    for event in &history.events {
+        match event {
+            Event::Sent { at, frame } => lines.push(format!("  {at:?} sent {frame}")),
+            Event::Received { at, frame } => match frame["type"].as_str() {
+                Some("update") => {}
+                Some("snapshot") => lines.push(format!(
+                    "  {at:?} snapshot resumed={} {:?}",
+                    frame["resumed"],
+                    history::quotes_of(frame)
+                )),
+                _ => lines.push(format!("  {at:?} {frame}")),
+            },
+        }
+    }
+    lines.join("\n")
 }
 
 fn feed_line(symbol: &str, value: f64) -> String {
@@ -521,27 +948,6 @@ fn shows_value(history: &History, value: f64) -> bool {
     SYMBOLS
         .iter()
         .all(|s| latest.get(*s).is_some_and(|v| *v >= value))
-}
-
-fn spawn_gateway(config: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tickgate runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-        .expect("listening line");
-    let listening: Value = serde_json::from_str(&line).expect("listening line is JSON");
-    let addr = listening["client"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no client address in {line}"));
-    (child, addr)
 }
 
 /// A fourth client that sends only garbage: broken JSON, an unknown op, an

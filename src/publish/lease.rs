@@ -45,7 +45,8 @@ pub(super) async fn acquire(
     let bucket = config.lease_bucket.clone();
     let holder = Bytes::from(holder);
     let mut waiting_logged = false;
-    // Opened once, then kept while standing by: each retry is one create.
+    // Opened once, then kept while standing by: each retry is one create;
+    // opened again after a failed attempt (see below).
     let mut store: Option<kv::Store> = None;
     loop {
         let attempt = async {
@@ -83,8 +84,17 @@ pub(super) async fn acquire(
                 info!(bucket = %bucket, "another publisher holds the lease: standby");
             }
             Ok(Ok(None)) => {}
-            Ok(Err(error)) => warn!("{error}"),
-            Err(_) => warn!("no answer from NATS about the lease within {ttl:?}"),
+            // The bucket is opened again after a failure: it is kept in
+            // memory, so a NATS restart loses it, and the store opened
+            // before could never take the lease (nobody else recreates it).
+            Ok(Err(error)) => {
+                warn!("{error}");
+                store = None;
+            }
+            Err(_) => {
+                warn!("no answer from NATS about the lease within {ttl:?}");
+                store = None;
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,

@@ -155,7 +155,11 @@ impl PublishLoop {
                 _ = sleep_until(heartbeat_at) => {
                     heartbeat_at = Instant::now() + heartbeat_every;
                     if link.connected {
-                        self.heartbeat(upstream.live()).await;
+                        // Live only while quotes really reach the stream: a
+                        // heartbeat that outlives failing publishes would keep
+                        // gateways announcing old quotes as current.
+                        let failing = self.readiness.failing.load(Ordering::Relaxed);
+                        self.heartbeat(upstream.live() && !failing).await;
                     }
                 }
                 _ = self.link.changed() => {}

@@ -109,7 +109,7 @@ pub(super) async fn load_quotes(
     context: &jetstream::Context,
     plan: &NatsPlan,
 ) -> Result<Loaded, String> {
-    let (mut messages, mut remaining) =
+    let (mut messages, mut remaining, last_sequence) =
         tickgate_feeds::nats::open_last_per_subject(context, plan).await?;
     let mut quotes = HashMap::new();
     let mut trading = HashMap::new();
@@ -122,7 +122,13 @@ pub(super) async fn load_quotes(
             Ok(None) => return Err("loading: the consumer ended".into()),
             Err(_) => return Err("loading: no message for 10 s".into()),
         };
-        remaining = message.info().map_or(0, |info| info.pending);
+        remaining = message.info().map_or(0, |info| {
+            if info.stream_sequence >= last_sequence {
+                0
+            } else {
+                info.pending
+            }
+        });
         let mut payload = message.payload.to_vec();
         let Ok((tick, status)) = tickgate_feeds::nats::decode_published(&mut scratch, &mut payload)
         else {

@@ -240,7 +240,7 @@ fn check_convergence(history: &History, truth: &Truth, bounds: Bounds, found: &m
 
 /// Rule 4: what the client believes about `symbol` from the frames it
 /// received up to `until`: `live` unless the last word was another state.
-fn belief(history: &History, symbol: &str, until: Duration) -> String {
+pub fn belief(history: &History, symbol: &str, until: Duration) -> String {
     let mut state = "live".to_owned();
     for (_, frame) in received(history).take_while(|(at, _)| *at <= until) {
         let names = |key: &str| {

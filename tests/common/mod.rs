@@ -1,6 +1,12 @@
 //! Helpers shared by the integration tests: a gateway on ephemeral ports, a
-//! real WebSocket client, a raw HTTP client, and tick builders.
+//! real WebSocket client, a raw HTTP client, tick builders, and the
+//! `tickgate` and `nats-server` processes tests start (`process`).
 #![allow(dead_code, unreachable_pub)]
+
+mod process;
+
+#[allow(unused_imports)] // not every test starts processes
+pub use process::{Nats, Tickgate, free_port};
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -7,16 +7,28 @@ use async_nats::jetstream::consumer::pull::OrderedConfig;
 use super::plan::NatsPlan;
 
 /// An ordered consumer over `<prefix>.>` starting with the last message of
-/// every subject, and how many messages it has to deliver before it has
-/// caught up with the stream as it was when created.
+/// every subject; how many messages it has to deliver before it has caught
+/// up with the stream as it was when created; and the stream's last
+/// sequence then, which a message at or past it also shows caught up.
+///
+/// Both, because the count alone is not to be trusted: with messages
+/// arriving while the consumer is created, nats-server 2.9 can go on
+/// counting one message too many as pending for good (a load waiting for
+/// zero would never end).
 pub async fn open_last_per_subject(
     context: &async_nats::jetstream::Context,
     nats: &NatsPlan,
-) -> Result<(async_nats::jetstream::consumer::pull::Ordered, u64), String> {
-    let stream = context
+) -> Result<(async_nats::jetstream::consumer::pull::Ordered, u64, u64), String> {
+    let mut stream = context
         .get_stream(&nats.stream)
         .await
         .map_err(|error| format!("stream {}: {error}", nats.stream))?;
+    let last_sequence = stream
+        .info()
+        .await
+        .map_err(|error| format!("stream {}: {error}", nats.stream))?
+        .state
+        .last_sequence;
     let consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: nats.filter_subject(),
@@ -30,5 +42,5 @@ pub async fn open_last_per_subject(
         .messages()
         .await
         .map_err(|error| format!("consuming {}: {error}", nats.stream))?;
-    Ok((messages, remaining))
+    Ok((messages, remaining, last_sequence))
 }

@@ -139,7 +139,7 @@ impl Follower<'_> {
             () = link_lost(link, generation) => return Ok(Session::Reconnected),
             opened = timeout(REQUEST_TIMEOUT * 2, open_last_per_subject(&self.context, self.nats)) => opened,
         };
-        let (mut messages, mut remaining) = match opened {
+        let (mut messages, mut remaining, last_sequence) = match opened {
             Ok(Ok(opened)) => opened,
             Ok(Err(error)) => return Ok(Session::Failed(error)),
             Err(_) => return Ok(Session::Failed("timed out opening the stream".into())),
@@ -193,7 +193,13 @@ impl Follower<'_> {
                 None => return Ok(Session::Failed("consumer ended".into())),
             };
             if let Ok(info) = message.info() {
-                remaining = info.pending;
+                // The stream's last message at open time, or a later one:
+                // loaded, whatever the server counts as pending.
+                remaining = if info.stream_sequence >= last_sequence {
+                    0
+                } else {
+                    info.pending
+                };
             }
             if message.subject.as_str() == heartbeat_subject {
                 let beat: Option<Heartbeat> = serde_json::from_slice(&message.payload).ok();
