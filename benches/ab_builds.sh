@@ -5,13 +5,17 @@
 # feed, the load tester (always BIN_B's, so the client side is the same) on
 # core 1, CLIENTS clients x 100 symbols, RATE feed ticks/s, 5 s measured.
 # Usage: bash benches/ab_builds.sh BIN_A BIN_B RATE ROUNDS [CLIENTS]
+# (A_CONFIG / B_CONFIG: a config file for that side, e.g. to A/B one key on
+# one build.)
 # Reports land in /tmp/abb-*.json, one summary line per run.
 A=$1; B=$2; RATE=$3; ROUNDS=$4; CLIENTS=${5:-1000}
 for round in $(seq 1 "$ROUNDS"); do
   for side in A B; do
-    BIN=$A; [ "$side" = B ] && BIN=$B
+    BIN=$A; CONFIG=${A_CONFIG:-}
+    if [ "$side" = B ]; then BIN=$B; CONFIG=${B_CONFIG:-}; fi
+    CONFIG_ARGS=(); [ -n "$CONFIG" ] && CONFIG_ARGS=(--config "$CONFIG")
     PORT=$((19100 + RANDOM % 500)); FEED=$((16100 + RANDOM % 500))
-    taskset -c 0 "$BIN" --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:0 --feed tcp://127.0.0.1:$FEED > /dev/null 2>&1 &
+    taskset -c 0 "$BIN" "${CONFIG_ARGS[@]}" --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:0 --feed tcp://127.0.0.1:$FEED > /dev/null 2>&1 &
     GW=$!
     sleep 0.5
     OUT=/tmp/abb-$side-$RATE-$CLIENTS-$round.json
