@@ -309,10 +309,11 @@ export interface ClientOptions {
   resume?: boolean;
   /**
    * Acknowledge what was read (`{"op":"ack"}`) after every this many
-   * messages (default 4; 0 turns acknowledgements off). The gateway then
-   * keeps at most its `ack_window_frames` (8) unacknowledged and sends the
-   * latest values after that, so a slow page gets fresh quotes instead of a
-   * backlog. Keep it at most the gateway's window.
+   * messages (default 0: off; 4 suits the gateway's default window). The
+   * gateway then keeps at most its `ack_window_frames` (8) unacknowledged
+   * and sends the latest values after that, so a slow page gets fresh
+   * quotes instead of a backlog; a page that stops reading for good is then
+   * not closed 4008 (it stalls only itself). Keep it at most the window.
    */
   acknowledgeEvery?: number;
   /**

@@ -59,7 +59,7 @@ const DEFAULTS = Object.freeze({
   staleAfterMs: 30_000,
   stableAfterMs: 5_000,
   validateSymbols: true,
-  acknowledgeEvery: 4,
+  acknowledgeEvery: 0,
   reconnect: Object.freeze({ initialDelayMs: 250, maxDelayMs: 10_000, factor: 2, jitter: 0.5 }),
 });
 
