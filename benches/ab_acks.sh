@@ -6,11 +6,13 @@
 # connection.ack_window_frames = 8 unacknowledged and conflates the rest).
 # The figure that matters is the age of what a client receives: the load
 # tester's latency (receive time minus the feed's ts), p50 and p99.
-# Usage: bash benches/ab_acks.sh RATE ROUNDS [CLIENTS] [BIN]
+# Usage: bash benches/ab_acks.sh RATE ROUNDS [CLIENTS] [BIN] [PAUSE]
+# PAUSE (e.g. 20ms, default 0s): every client pauses that long after each
+# read of at most 4 KiB, a reader slower than what is offered.
 # (BIN defaults to target/release/tickgate). Server on core 0, load tester
 # (one thread) on core 1; reports land in /tmp/aba-*.json, one summary line
 # per run.
-RATE=$1; ROUNDS=$2; CLIENTS=${3:-1000}; BIN=${4:-target/release/tickgate}
+RATE=$1; ROUNDS=$2; CLIENTS=${3:-1000}; BIN=${4:-target/release/tickgate}; PAUSE=${5:-0s}
 for round in $(seq 1 "$ROUNDS"); do
   for every in 0 4; do
     PORT=$((18600 + RANDOM % 500)); FEED=$((17600 + RANDOM % 500))
@@ -19,7 +21,7 @@ for round in $(seq 1 "$ROUNDS"); do
     sleep 0.5
     OUT=/tmp/aba-$every-$RATE-$CLIENTS-$round.json
     taskset -c 1 "$BIN" loadtest --url ws://127.0.0.1:$PORT/ws --feed-listen 127.0.0.1:$FEED --clients "$CLIENTS" \
-      --symbols-per-client 100 --universe 100 --feed-rate "$RATE" --duration 5s --drain 3s --ack-every "$every" \
+      --symbols-per-client 100 --universe 100 --feed-rate "$RATE" --duration 5s --drain 3s --ack-every "$every" --read-pause "$PAUSE" --read-buffer 4096 \
       --server-pid $GW --json --quiet > "$OUT" 2>/dev/null
     kill $GW; wait $GW 2>/dev/null
     python3 - "$OUT" "$every" "$round" <<'PY'

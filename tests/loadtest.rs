@@ -143,7 +143,13 @@ async fn loadtest_acknowledging_what_it_reads_sees_every_latest_quote_delivered(
     let tracker = TaskTracker::new();
     tickgate_feeds::spawn(&feed, gateway.feed_sender(), stop.clone(), &tracker).expect("feed");
     let url = format!("ws://{}/ws", gateway.client_addr());
-    let report = loadtest_feeding(&url, feed_addr, &["--ack-every", "4"]).await;
+    // Slow readers too: a 2 ms pause after each read of at most 4 KiB.
+    let report = loadtest_feeding(
+        &url,
+        feed_addr,
+        &["--ack-every", "4", "--read-pause", "2ms"],
+    )
+    .await;
     assert_eq!(report["connections"]["subscribed"], 20, "{report}");
     assert_eq!(report["delivery"]["all_latest_delivered"], true, "{report}");
     assert_eq!(report["delivery"]["seq_regressions"], 0, "{report}");

@@ -101,6 +101,13 @@ pub struct LoadtestArgs {
     /// absorb the stall.
     #[arg(long, default_value_t = 4096)]
     pub stall_recv_buffer: u32,
+    /// A slow reader: every client pauses this long after each read of its
+    /// socket (0: reads as fast as it can). With a small `--read-buffer` it
+    /// reads at most that many bytes per pause, so the gateway can offer
+    /// more than it reads, and the age of what it receives shows whether
+    /// it gets the latest values or a backlog.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub read_pause: Duration,
     /// Every client drops its connection at this time (from the start of the
     /// feed) and reconnects at once: a reconnect storm.
     #[arg(long, value_parser = parse_duration)]

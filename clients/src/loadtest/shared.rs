@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) stall_after: Duration,
     pub(crate) stall_for: Duration,
     pub(crate) stall_recv_buffer: u32,
+    /// `--read-pause`: a pause after every read of a socket.
+    pub(crate) read_pause: Duration,
     pub(crate) reconnect_at: Option<Duration>,
     pub(crate) feed: Option<Arc<FeedControl>>,
     pub(crate) cancel: CancellationToken,
@@ -89,6 +91,7 @@ impl Shared {
             stall_after: args.stall_after,
             stall_for: args.stall_for,
             stall_recv_buffer: args.stall_recv_buffer,
+            read_pause: args.read_pause,
             reconnect_at: args.reconnect_at,
             feed,
             cancel: CancellationToken::new(),

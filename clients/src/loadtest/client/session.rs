@@ -231,6 +231,12 @@ pub(super) async fn session(
             }
         }
         shared.add(&mut local, plan.stalled);
+        if !shared.read_pause.is_zero() {
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(Ended::Stop),
+                () = tokio::time::sleep(shared.read_pause) => {}
+            }
+        }
     }
 }
 
