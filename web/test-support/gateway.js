@@ -7,7 +7,7 @@
 // PID: by the test's own teardown, and as a last resort when Node exits.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -115,7 +115,17 @@ function startOnce(bin, port, adminPort, args) {
           stop: () => stopProcess(child, exited),
           /** The admin listener's `GET /connections`: one row per client connection. */
           connections: async () => (await fetch(`http://${admin}/connections`)).json(),
-          pause: () => process.kill(child.pid, 'SIGSTOP'),
+          /**
+           * SIGSTOP. kill() returns once the signal is queued, and a thread
+           * running on another core may still serve a request before it
+           * stops: the promise resolves once every thread of the process is
+           * stopped (state `T` in /proc), so what a test sends after it
+           * awaits this is not answered until `resume`.
+           */
+          pause: async () => {
+            process.kill(child.pid, 'SIGSTOP');
+            await waitFor(() => allThreadsStopped(child.pid), { what: `gateway ${child.pid} stopped` });
+          },
           resume: () => process.kill(child.pid, 'SIGCONT'),
         });
         return;
@@ -150,6 +160,19 @@ export function writeConfig(toml) {
   const path = join(mkdtempSync(join(tmpdir(), 'tickgate-web-test-')), 'tickgate.toml');
   writeFileSync(path, toml);
   return path;
+}
+
+/** Whether every thread of process `pid` is stopped (Linux /proc). */
+function allThreadsStopped(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/task`).every((tid) => {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // The state follows the command name, which is in parentheses.
+      return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+    });
+  } catch {
+    return false;
+  }
 }
 
 export function sleep(ms) {

@@ -39,7 +39,7 @@ test('a late ack after a timeout is undone: the gateway stops sending the symbol
 
     // Short timeouts only for the request made while the gateway is stopped.
     client.options.requestTimeoutMs = 300;
-    gateway.pause();
+    await gateway.pause();
     let rejected;
     try {
       await client.subscribe(['MSFT']);
