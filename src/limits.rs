@@ -10,15 +10,58 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+/// A token bucket: `burst` tokens at most, refilled at `rate` per second;
+/// `rate` 0 turns it off (every take succeeds). The clock is passed in.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    fn new(rate: f64, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            refilled: now,
+        }
+    }
+
+    /// Refills for the time since the last call, then takes `wanted`
+    /// tokens if the bucket holds them; `Err` carries what it holds, and
+    /// nothing is taken.
+    fn take(&mut self, wanted: f64, now: Instant) -> Result<(), f64> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.refilled = now;
+        if wanted <= self.tokens {
+            self.tokens -= wanted;
+            Ok(())
+        } else {
+            Err(self.tokens)
+        }
+    }
+
+    /// Gives back `tokens` (never above the burst).
+    fn refund(&mut self, tokens: f64) {
+        self.tokens = (self.tokens + tokens).min(self.burst);
+    }
+}
+
 /// Per-connection request rate: every received frame takes a token. When
 /// the bucket is empty the frame is refused (a strike); enough strikes inside
 /// [`STRIKE_WINDOW`] end the connection.
 #[derive(Debug)]
 pub struct RequestRate {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    refilled: Instant,
+    bucket: TokenBucket,
     strikes: u32,
     strikes_since: Instant,
     max_strikes: u32,
@@ -44,10 +87,7 @@ impl RequestRate {
     /// turns the limit off.
     pub fn new(rate: f64, burst: u32, max_strikes: u32, now: Instant) -> Self {
         Self {
-            rate,
-            burst: f64::from(burst.max(1)),
-            tokens: f64::from(burst.max(1)),
-            refilled: now,
+            bucket: TokenBucket::new(rate, burst, now),
             strikes: 0,
             strikes_since: now,
             max_strikes: max_strikes.max(1),
@@ -56,23 +96,16 @@ impl RequestRate {
 
     /// Takes a token for one frame received at `now`.
     pub fn check(&mut self, now: Instant) -> RateVerdict {
-        if self.rate <= 0.0 {
-            return RateVerdict::Allow;
+        match self.bucket.take(1.0, now) {
+            Ok(()) => RateVerdict::Allow,
+            Err(_) => self.strike(now),
         }
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return RateVerdict::Allow;
-        }
-        self.strike(now)
     }
 
     /// Gives back the token a frame took, for a request that turned out to
     /// cost nothing worth limiting (an acknowledgement of new messages).
     pub fn refund(&mut self) {
-        self.tokens = (self.tokens + 1.0).min(self.burst);
+        self.bucket.refund(1.0);
     }
 
     /// Counts a refusal decided elsewhere (a request over the symbol
@@ -96,44 +129,24 @@ impl RequestRate {
 /// is bounded in symbols per second, not only in requests per second. A
 /// request is taken whole or refused whole.
 #[derive(Debug)]
-pub struct SymbolBudget {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    refilled: Instant,
-}
+pub struct SymbolBudget(TokenBucket);
 
 impl SymbolBudget {
     /// A full bucket of `burst` symbols refilled at `rate` per second;
     /// `rate` 0 turns the budget off.
     pub fn new(rate: f64, burst: u32, now: Instant) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            rate,
-            burst,
-            tokens: burst,
-            refilled: now,
-        }
+        Self(TokenBucket::new(rate, burst, now))
     }
 
     /// Takes `symbols` tokens at `now`; `Err` carries the whole symbols the
     /// bucket holds now, and nothing is taken.
     pub fn take(&mut self, symbols: usize, now: Instant) -> Result<(), usize> {
-        if self.rate <= 0.0 {
-            return Ok(());
-        }
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.refilled = now;
         #[allow(clippy::cast_precision_loss)] // counts far below 2^52
         let wanted = symbols as f64;
-        if wanted <= self.tokens {
-            self.tokens -= wanted;
-            Ok(())
-        } else {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            Err(self.tokens.floor() as usize)
-        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        self.0
+            .take(wanted, now)
+            .map_err(|held| held.floor() as usize)
     }
 }
 

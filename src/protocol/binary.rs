@@ -56,11 +56,6 @@ pub struct BinaryEncoder {
 }
 
 impl BinaryEncoder {
-    /// Symbols the client has been told an id for.
-    pub fn known_symbols(&self) -> usize {
-        self.ids.len()
-    }
-
     /// The binary form of one JSON server message. A frame that is not a
     /// JSON object (never produced by the gateway) travels as a MessagePack
     /// string, so nothing is dropped.
