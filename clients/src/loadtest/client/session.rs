@@ -130,30 +130,15 @@ pub(super) async fn session(
                         _ => {}
                     }
                 }
-                Frame::Text(bytes) if shared.mode == PeerMode::Tickgate => {
-                    local.frames += 1;
-                    received += 1;
-                    let scanned = scan::scan(bytes, |kind, q| {
-                        if matches!(kind, MessageType::Update | MessageType::Snapshot) {
-                            on_quote(
-                                plan,
-                                shared,
-                                held,
-                                &mut local,
-                                q,
-                                now,
-                                kind == MessageType::Update,
-                            );
-                        }
-                    });
-                    after_scan(&scanned, shared, held, permit, reconnected_from, &mut acked);
-                }
-                Frame::Binary(bytes)
-                    if shared.mode == PeerMode::Tickgate && shared.subprotocol.is_some() =>
+                // tickgate's JSON text frames, and its binary frames when
+                // this client asked for the binary encoding.
+                Frame::Text(bytes) | Frame::Binary(bytes)
+                    if shared.mode == PeerMode::Tickgate
+                        && (matches!(frame, Frame::Text(_)) || shared.subprotocol.is_some()) =>
                 {
                     local.frames += 1;
                     received += 1;
-                    let scanned = scan::scan_binary(bytes, &mut binary_ids, |kind, q| {
+                    let each = |kind: MessageType, q: scan::QuoteRef<'_>| {
                         if matches!(kind, MessageType::Update | MessageType::Snapshot) {
                             on_quote(
                                 plan,
@@ -165,7 +150,12 @@ pub(super) async fn session(
                                 kind == MessageType::Update,
                             );
                         }
-                    });
+                    };
+                    let scanned = if matches!(frame, Frame::Binary(_)) {
+                        scan::scan_binary(bytes, &mut binary_ids, each)
+                    } else {
+                        scan::scan(bytes, each)
+                    };
                     after_scan(&scanned, shared, held, permit, reconnected_from, &mut acked);
                 }
                 Frame::Text(bytes) | Frame::Binary(bytes) => {
