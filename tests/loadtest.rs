@@ -77,8 +77,9 @@ async fn loadtest_reports_quotes_from_the_simulator_without_errors() {
     gateway.shutdown(Duration::from_secs(2)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loadtest_as_the_tcp_feed_sees_every_latest_quote_delivered() {
+/// An in-process gateway fed only by the load tester's TCP feed, and the
+/// report of one `loadtest_feeding` run against it with `extra` flags.
+async fn fed_gateway_run(extra: &[&str]) -> serde_json::Value {
     let gateway = Gateway::start(config(), FeedSetup::External)
         .await
         .expect("starts");
@@ -90,7 +91,15 @@ async fn loadtest_as_the_tcp_feed_sees_every_latest_quote_delivered() {
     let tracker = TaskTracker::new();
     tickgate_feeds::spawn(&feed, gateway.feed_sender(), stop.clone(), &tracker).expect("feed");
     let url = format!("ws://{}/ws", gateway.client_addr());
-    let report = loadtest_feeding(&url, feed_addr, &[]).await;
+    let report = loadtest_feeding(&url, feed_addr, extra).await;
+    stop.cancel();
+    gateway.shutdown(Duration::from_secs(2)).await;
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_as_the_tcp_feed_sees_every_latest_quote_delivered() {
+    let report = fed_gateway_run(&[]).await;
     assert_eq!(report["connections"]["subscribed"], 20, "{report}");
     assert!(
         report["feed"]["ticks_published"].as_u64() > Some(100),
@@ -99,8 +108,6 @@ async fn loadtest_as_the_tcp_feed_sees_every_latest_quote_delivered() {
     assert_eq!(report["delivery"]["all_latest_delivered"], true, "{report}");
     assert!(report["delivery"]["ratio"].as_f64() > Some(0.5), "{report}");
     assert_eq!(report["errors"], serde_json::json!({}));
-    stop.cancel();
-    gateway.shutdown(Duration::from_secs(2)).await;
 }
 
 /// The same run in the binary encoding: the load tester asks for
@@ -108,16 +115,7 @@ async fn loadtest_as_the_tcp_feed_sees_every_latest_quote_delivered() {
 /// latest quote by seq.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadtest_in_the_binary_encoding_sees_every_latest_quote_delivered() {
-    let gateway = Gateway::start(config(), FeedSetup::External)
-        .await
-        .expect("starts");
-    let feed_addr = free_addr();
-    let feed = tickgate_feeds::FeedSpec::parse(&format!("tcp://{feed_addr}")).expect("spec");
-    let stop = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    tickgate_feeds::spawn(&feed, gateway.feed_sender(), stop.clone(), &tracker).expect("feed");
-    let url = format!("ws://{}/ws", gateway.client_addr());
-    let report = loadtest_feeding(&url, feed_addr, &["--binary"]).await;
+    let report = fed_gateway_run(&["--binary"]).await;
     assert_eq!(report["connections"]["subscribed"], 20, "{report}");
     assert!(
         report["delivery"]["received"].as_u64() > Some(100),
@@ -126,36 +124,18 @@ async fn loadtest_in_the_binary_encoding_sees_every_latest_quote_delivered() {
     assert_eq!(report["delivery"]["all_latest_delivered"], true, "{report}");
     assert_eq!(report["delivery"]["seq_regressions"], 0, "{report}");
     assert_eq!(report["errors"], serde_json::json!({}));
-    stop.cancel();
-    gateway.shutdown(Duration::from_secs(2)).await;
 }
 
 /// Acknowledging every 4 messages: the gateway holds at most its window
 /// unacknowledged, and every latest quote still arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadtest_acknowledging_what_it_reads_sees_every_latest_quote_delivered() {
-    let gateway = Gateway::start(config(), FeedSetup::External)
-        .await
-        .expect("starts");
-    let feed_addr = free_addr();
-    let feed = tickgate_feeds::FeedSpec::parse(&format!("tcp://{feed_addr}")).expect("spec");
-    let stop = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    tickgate_feeds::spawn(&feed, gateway.feed_sender(), stop.clone(), &tracker).expect("feed");
-    let url = format!("ws://{}/ws", gateway.client_addr());
     // Slow readers too: a 2 ms pause after each read of at most 4 KiB.
-    let report = loadtest_feeding(
-        &url,
-        feed_addr,
-        &["--ack-every", "4", "--read-pause", "2ms"],
-    )
-    .await;
+    let report = fed_gateway_run(&["--ack-every", "4", "--read-pause", "2ms"]).await;
     assert_eq!(report["connections"]["subscribed"], 20, "{report}");
     assert_eq!(report["delivery"]["all_latest_delivered"], true, "{report}");
     assert_eq!(report["delivery"]["seq_regressions"], 0, "{report}");
     assert_eq!(report["errors"], serde_json::json!({}));
-    stop.cancel();
-    gateway.shutdown(Duration::from_secs(2)).await;
 }
 
 /// `node` and `npm` on PATH, with the peers' npm packages installed (from the

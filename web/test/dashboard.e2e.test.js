@@ -15,20 +15,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 
+import { CHROMIUM, CHROMIUM_ARGS } from '../test-support/dashboard.js';
 import { REPO_ROOT, startGateway, waitFor } from '../test-support/gateway.js';
 
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const ARTIFACTS = join(REPO_ROOT, 'web', 'test-artifacts');
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 
 describe('dashboard in headless Chromium', { timeout: 180_000 }, () => {
   let gateway;
